@@ -1,0 +1,146 @@
+//! Connection and handshake configuration.
+
+use std::time::Duration;
+
+/// Where a connection's random generator gets its seed.
+///
+/// The config holds a seed source, never generator state: every connection
+/// built from it seeds its own generator.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[non_exhaustive]
+pub enum SeedSource {
+    /// Seed from the operating system's entropy (the default; RFC 6455 §5.3
+    /// wants unpredictable mask keys).
+    #[default]
+    Os,
+    /// A fixed seed, so tests replay byte for byte. Do not use in production.
+    Fixed(u64),
+}
+
+/// Limits, timeouts and behaviour of a connection and its handshake.
+///
+/// Built with [`Config::default`] and the `with_*` methods; fields are public
+/// for reading.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct Config {
+    /// Largest message accepted, counted after extensions (decompression).
+    /// Default 1 MiB, like Python `websockets`.
+    pub max_message_size: usize,
+    /// Largest single frame accepted. Default 1 MiB.
+    pub max_frame_size: usize,
+    /// Most fragments accepted in one message. Default 4096.
+    pub max_fragments: usize,
+    /// Answer pings with pongs automatically. Default on.
+    pub auto_pong: bool,
+    /// Queued output above which the adapter should stop reading and make
+    /// senders wait. Default 64 KiB.
+    pub write_buffer_limit: usize,
+    /// Split outgoing data messages into frames of at most this many payload
+    /// bytes. Default `None` (one frame per message).
+    pub fragment_size: Option<usize>,
+    /// Send a ping when the peer has been silent this long. Default `None`.
+    pub heartbeat_interval: Option<Duration>,
+    /// Fail the connection with 1011 when nothing arrives for this long
+    /// (time with reads paused by our own backpressure does not count).
+    /// Default `None`.
+    pub idle_timeout: Option<Duration>,
+    /// How long to wait for the peer to finish a close handshake. Default 10 s.
+    pub close_timeout: Duration,
+    /// How long a peer may take to complete the opening handshake. Default 10 s.
+    pub handshake_timeout: Duration,
+    /// Cap on the HTTP head of the handshake, in bytes. Default 8 KiB.
+    pub max_head_size: usize,
+    /// Cap on header lines in the HTTP head. Default 64.
+    pub max_headers: usize,
+    /// Seed source for mask keys and handshake keys.
+    pub seed: SeedSource,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            max_message_size: 1 << 20,
+            max_frame_size: 1 << 20,
+            max_fragments: 4096,
+            auto_pong: true,
+            write_buffer_limit: 64 << 10,
+            fragment_size: None,
+            heartbeat_interval: None,
+            idle_timeout: None,
+            close_timeout: Duration::from_secs(10),
+            handshake_timeout: Duration::from_secs(10),
+            max_head_size: 8 << 10,
+            max_headers: 64,
+            seed: SeedSource::Os,
+        }
+    }
+}
+
+impl Config {
+    /// Sets [`Config::max_message_size`] (and raises the frame limit to match if it was larger).
+    pub fn with_max_message_size(mut self, bytes: usize) -> Self {
+        self.max_message_size = bytes;
+        self
+    }
+    /// Sets [`Config::max_frame_size`].
+    pub fn with_max_frame_size(mut self, bytes: usize) -> Self {
+        self.max_frame_size = bytes;
+        self
+    }
+    /// Sets [`Config::max_fragments`].
+    pub fn with_max_fragments(mut self, count: usize) -> Self {
+        self.max_fragments = count;
+        self
+    }
+    /// Sets [`Config::auto_pong`].
+    pub fn with_auto_pong(mut self, on: bool) -> Self {
+        self.auto_pong = on;
+        self
+    }
+    /// Sets [`Config::write_buffer_limit`].
+    pub fn with_write_buffer_limit(mut self, bytes: usize) -> Self {
+        self.write_buffer_limit = bytes;
+        self
+    }
+    /// Sets [`Config::fragment_size`].
+    pub fn with_fragment_size(mut self, bytes: Option<usize>) -> Self {
+        self.fragment_size = bytes.map(|b| b.max(1));
+        self
+    }
+    /// Sets [`Config::heartbeat_interval`].
+    pub fn with_heartbeat_interval(mut self, every: Option<Duration>) -> Self {
+        self.heartbeat_interval = every;
+        self
+    }
+    /// Sets [`Config::idle_timeout`].
+    pub fn with_idle_timeout(mut self, after: Option<Duration>) -> Self {
+        self.idle_timeout = after;
+        self
+    }
+    /// Sets [`Config::close_timeout`].
+    pub fn with_close_timeout(mut self, after: Duration) -> Self {
+        self.close_timeout = after;
+        self
+    }
+    /// Sets [`Config::handshake_timeout`].
+    pub fn with_handshake_timeout(mut self, after: Duration) -> Self {
+        self.handshake_timeout = after;
+        self
+    }
+    /// Sets [`Config::max_head_size`].
+    pub fn with_max_head_size(mut self, bytes: usize) -> Self {
+        self.max_head_size = bytes;
+        self
+    }
+    /// Sets [`Config::max_headers`].
+    pub fn with_max_headers(mut self, count: usize) -> Self {
+        self.max_headers = count;
+        self
+    }
+    /// Sets [`Config::seed`].
+    pub fn with_seed(mut self, seed: SeedSource) -> Self {
+        self.seed = seed;
+        self
+    }
+}

@@ -1,0 +1,265 @@
+//! Errors, split by who is at fault.
+//!
+//! - [`ProtocolError`]: the peer broke RFC 6455. Reported as an event, never
+//!   returned from an input call; each maps to exactly one close code in
+//!   [`ProtocolError::close_code`].
+//! - [`HandshakeError`]: the upgrade request or response was unacceptable;
+//!   each maps to an HTTP status in [`HandshakeError::status`].
+//! - [`UsageError`]: the caller's own bug (sending after close, a reason over
+//!   123 bytes); returned as `Err` from the command that was misused.
+
+use crate::close::CloseCode;
+
+/// The peer violated the protocol. The connection answers with a close frame
+/// carrying [`ProtocolError::close_code`] and stops processing input.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProtocolError {
+    /// RSV bits set that no negotiated extension owns.
+    #[error("peer set reserved bits {0:#05b} without a negotiated extension")]
+    ReservedBits(u8),
+    /// An opcode RFC 6455 reserves.
+    #[error("peer used reserved opcode {0:#x}")]
+    ReservedOpcode(u8),
+    /// A control frame longer than 125 bytes.
+    #[error("peer sent a control frame longer than 125 bytes")]
+    ControlFrameTooLong,
+    /// A control frame without FIN.
+    #[error("peer fragmented a control frame")]
+    FragmentedControlFrame,
+    /// A continuation frame with no message in progress.
+    #[error("peer sent a continuation frame with no message in progress")]
+    UnexpectedContinuation,
+    /// A new text or binary frame while a fragmented message was in progress.
+    #[error("peer started a new message before finishing the fragmented one")]
+    ExpectedContinuation,
+    /// A client frame without a mask (servers require masking, §5.1).
+    #[error("client sent an unmasked frame")]
+    UnmaskedFrame,
+    /// A server frame with a mask (clients reject masking, §5.1).
+    #[error("server sent a masked frame")]
+    MaskedFrame,
+    /// A length encoded in more bytes than needed.
+    #[error("peer encoded a frame length non-minimally")]
+    NonMinimalLength,
+    /// A 64-bit length with the most significant bit set.
+    #[error("peer sent a 64-bit frame length with the top bit set")]
+    LengthTooLarge,
+    /// A close frame with a one-byte payload.
+    #[error("peer sent a close frame with a one-byte payload")]
+    InvalidClosePayload,
+    /// A close frame with a code that must not be sent.
+    #[error("peer sent close code {0}, which may not appear on the wire")]
+    InvalidCloseCode(u16),
+    /// Text (or a close reason) that is not valid UTF-8.
+    #[error("peer sent text that is not valid UTF-8")]
+    InvalidUtf8,
+    /// A message larger than the configured limit.
+    #[error("peer sent a message over the {limit}-byte limit")]
+    MessageTooBig {
+        /// The configured maximum message size.
+        limit: usize,
+    },
+    /// A frame larger than the configured limit.
+    #[error("peer sent a frame over the {limit}-byte limit")]
+    FrameTooBig {
+        /// The configured maximum frame size.
+        limit: usize,
+    },
+    /// More fragments in one message than the configured limit.
+    #[error("peer split a message into more than {limit} fragments")]
+    TooManyFragments {
+        /// The configured maximum number of fragments.
+        limit: usize,
+    },
+    /// A negotiated extension rejected the data (e.g. corrupt compressed data).
+    #[error("extension {extension} rejected the data: {reason}")]
+    Extension {
+        /// The extension's name.
+        extension: &'static str,
+        /// What went wrong.
+        reason: &'static str,
+    },
+}
+
+impl ProtocolError {
+    /// The close code this violation is answered with. This match is the one
+    /// place that maps errors to wire codes.
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            ProtocolError::InvalidUtf8 => CloseCode::INVALID_PAYLOAD,
+            ProtocolError::MessageTooBig { .. }
+            | ProtocolError::FrameTooBig { .. }
+            | ProtocolError::TooManyFragments { .. } => CloseCode::MESSAGE_TOO_BIG,
+            ProtocolError::Extension { .. } => CloseCode::INVALID_PAYLOAD,
+            _ => CloseCode::PROTOCOL_ERROR,
+        }
+    }
+}
+
+/// Which deadline expired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum TimeoutKind {
+    /// The opening handshake did not finish in time.
+    Handshake,
+    /// Nothing arrived from the peer for the idle timeout.
+    Idle,
+    /// The peer did not finish the close handshake in time.
+    Close,
+}
+
+/// Why a connection failed rather than closing cleanly. Reported in
+/// [`crate::Event::Error`].
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectionError {
+    /// The peer violated the protocol; we sent a close frame with its code.
+    #[error(transparent)]
+    Protocol(#[from] ProtocolError),
+    /// A deadline expired.
+    #[error("{}", match .0 {
+        TimeoutKind::Handshake => "the opening handshake timed out",
+        TimeoutKind::Idle => "the peer was silent for longer than the idle timeout",
+        TimeoutKind::Close => "the peer did not finish the close handshake in time",
+    })]
+    Timeout(TimeoutKind),
+    /// The transport ended before a close frame arrived (reported as 1006).
+    #[error("the connection ended without a close frame")]
+    Eof,
+}
+
+impl ConnectionError {
+    /// The code reported locally for this failure.
+    pub fn close_code(&self) -> CloseCode {
+        match self {
+            ConnectionError::Protocol(e) => e.close_code(),
+            ConnectionError::Timeout(TimeoutKind::Idle) => CloseCode::INTERNAL_ERROR,
+            ConnectionError::Timeout(_) | ConnectionError::Eof => CloseCode::ABNORMAL,
+        }
+    }
+}
+
+/// The upgrade request or response could not be accepted.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum HandshakeError {
+    /// The bytes are not a valid HTTP/1.1 head.
+    #[error("malformed HTTP head: {0}")]
+    MalformedHttp(&'static str),
+    /// The head is longer than the configured cap.
+    #[error("HTTP head exceeds the {limit}-byte limit")]
+    HeadTooLarge {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// More header lines than the configured cap.
+    #[error("HTTP head has more than {limit} header lines")]
+    TooManyHeaders {
+        /// The configured limit.
+        limit: usize,
+    },
+    /// The request method is not GET.
+    #[error("the upgrade request must use GET, not {0}")]
+    MethodNotGet(String),
+    /// HTTP/1.0 or older.
+    #[error("the upgrade request must use HTTP/1.1 or later")]
+    UnsupportedHttpVersion,
+    /// A required header is missing or wrong.
+    #[error("{0}")]
+    BadHeader(&'static str),
+    /// `Sec-WebSocket-Version` is not 13; answered with 426 and `Sec-WebSocket-Version: 13`.
+    #[error("unsupported Sec-WebSocket-Version (only 13 is supported)")]
+    UnsupportedVersion,
+    /// `Sec-WebSocket-Key` is not base64 of 16 bytes.
+    #[error("Sec-WebSocket-Key must be base64 of 16 bytes")]
+    InvalidKey,
+    /// The request is not a WebSocket upgrade at all (a plain HTTP request).
+    #[error("not a WebSocket upgrade request")]
+    NotUpgrade,
+    /// The request carried a body, which an upgrade request must not.
+    #[error("the upgrade request must not carry a body")]
+    BodyNotAllowed,
+    /// The server answered with something other than `101` (client side).
+    /// The status and headers are kept so the caller can report them.
+    #[error("server answered {status} instead of 101 Switching Protocols")]
+    Rejected {
+        /// The HTTP status code.
+        status: u16,
+        /// The response headers as (name, value) pairs.
+        headers: Vec<(String, Vec<u8>)>,
+    },
+    /// The server's `Sec-WebSocket-Accept` does not match our key.
+    #[error("server sent the wrong Sec-WebSocket-Accept")]
+    BadAccept,
+    /// The server chose a subprotocol we did not offer.
+    #[error("server chose subprotocol {0:?}, which we did not offer")]
+    UnofferedSubprotocol(String),
+    /// The server answered with an extension we did not offer.
+    #[error("server enabled extension {0:?}, which we did not offer")]
+    UnofferedExtension(String),
+    /// An extension negotiation was malformed.
+    #[error("invalid extension negotiation: {0}")]
+    BadExtension(String),
+    /// The handshake deadline passed.
+    #[error("the opening handshake timed out")]
+    Timeout,
+    /// The peer closed the transport before the head was complete.
+    #[error("the peer closed the connection during the handshake")]
+    Eof,
+}
+
+impl HandshakeError {
+    /// The HTTP status a server answers this error with.
+    pub fn status(&self) -> u16 {
+        match self {
+            HandshakeError::HeadTooLarge { .. } | HandshakeError::TooManyHeaders { .. } => 431,
+            HandshakeError::MethodNotGet(_) => 405,
+            HandshakeError::UnsupportedHttpVersion => 505,
+            HandshakeError::UnsupportedVersion => 426,
+            HandshakeError::NotUpgrade => 426,
+            HandshakeError::BodyNotAllowed => 413,
+            HandshakeError::Timeout => 408,
+            HandshakeError::Rejected { status, .. } => *status,
+            _ => 400,
+        }
+    }
+}
+
+/// The caller misused the API. Returned as `Err` from the command.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UsageError {
+    /// A data frame or ping after `close` was called or the connection ended.
+    #[error("cannot send after the connection started closing")]
+    SendAfterClose,
+    /// A close code that may not be sent (1004–1006, 1015, or out of range).
+    #[error("close code {0} may not be sent")]
+    InvalidCloseCode(u16),
+    /// A close reason over 123 bytes.
+    #[error("close reason is {0} bytes; the limit is 123")]
+    CloseReasonTooLong(usize),
+    /// A ping or pong payload over 125 bytes.
+    #[error("control frame payload is {0} bytes; the limit is 125")]
+    ControlPayloadTooLong(usize),
+    /// A prepared message built for the other role.
+    #[error("prepared message was built for the other role")]
+    WrongRole,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn close_codes() {
+        assert_eq!(ProtocolError::InvalidUtf8.close_code(), CloseCode(1007));
+        assert_eq!(
+            ProtocolError::MessageTooBig { limit: 1 }.close_code(),
+            CloseCode(1009)
+        );
+        assert_eq!(ProtocolError::ReservedOpcode(3).close_code(), CloseCode(1002));
+        assert_eq!(HandshakeError::UnsupportedVersion.status(), 426);
+        assert_eq!(HandshakeError::HeadTooLarge { limit: 1 }.status(), 431);
+    }
+}
