@@ -1,0 +1,1171 @@
+//! The connection state machine: the one place that decides what happens next.
+//!
+//! # Drive loop
+//!
+//! An adapter owns the transport and a clock and calls, in this order:
+//!
+//! 1. an input: [`Connection::receive`] with bytes read,
+//!    [`Connection::receive_eof`] when the peer closed its write side, or
+//!    [`Connection::handle_timeout`] when [`Connection::poll_timeout`] passed;
+//! 2. [`Connection::poll_transmit`] until it yields nothing, writing what it
+//!    returns in order;
+//! 3. [`Connection::poll_timeout`] to learn when to wake up next;
+//! 4. [`Connection::poll_event`] whenever the application wants its next
+//!    event. Events are produced lazily: a protocol violation found in frame
+//!    N+1 is answered (close frame queued, error reported) only when the
+//!    application asks for the event after message N, so anything it sent
+//!    in reply to message N goes out first. After `poll_event`, drain
+//!    [`Connection::poll_transmit`] again.
+//!
+//! Before reading, check [`Connection::wants_read`]: it turns false while
+//! unread events or queued output exceed their limits (backpressure), or
+//! once the peer's input no longer matters.
+
+use std::collections::VecDeque;
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::{Bytes, BytesMut};
+
+use crate::close::{CloseCode, CloseFrame, MAX_REASON_LEN};
+use crate::config::Config;
+use crate::error::{ConnectionError, ProtocolError, TimeoutKind, UsageError};
+use crate::extension::Extension;
+use crate::frame::{apply_mask, FrameHeader, OpCode, MAX_HEADER_LEN};
+use crate::handshake::Negotiated;
+use crate::message::{Message, Utf8Bytes};
+use crate::rng::Rng;
+use crate::timer::{earliest, Timers};
+
+/// Which end of the connection this is (RFC 6455 §5.1: clients mask, servers do not).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Role {
+    /// The end that sent the upgrade request; masks every frame it sends.
+    Client,
+    /// The end that accepted the upgrade; requires masked frames.
+    Server,
+}
+
+/// Something the application should know about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Event {
+    /// A complete text or binary message.
+    Message(Message),
+    /// The peer sent a ping; a pong was queued unless auto-pong is off.
+    Ping(Bytes),
+    /// The peer sent a pong.
+    Pong(Bytes),
+    /// The peer's close frame. If we had not sent one, the echo is queued as
+    /// this event is returned (RFC 6455 §5.5.1).
+    Close(CloseFrame),
+    /// The connection failed: a protocol violation (a close frame with its
+    /// code has been queued), a timeout, or the transport ending early.
+    Error(ConnectionError),
+}
+
+/// How a finished connection ended.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Outcome {
+    /// Both close frames were exchanged.
+    Clean {
+        /// The peer's close frame.
+        remote: CloseFrame,
+        /// Whether we sent our close frame first.
+        locally_initiated: bool,
+    },
+    /// The connection failed; see [`ConnectionError::close_code`] for the
+    /// code to report (1006 for an abrupt end).
+    Failed(ConnectionError),
+}
+
+/// The largest payload copied into the adapter's buffer; larger shared
+/// payloads are handed out as their own chunk for a vectored write.
+const COALESCE_LIMIT: usize = 2048;
+
+/// Upper bound on queued unread events before reads pause.
+const MAX_PENDING_EVENTS: usize = 64;
+
+/// First allocation for a message whose final size is not yet known.
+const MIN_MESSAGE_ALLOC: usize = 256;
+
+#[derive(Debug)]
+enum OutItem {
+    /// A frame we build: header bytes plus a payload, masked on the way out
+    /// for clients.
+    Frame {
+        header: [u8; MAX_HEADER_LEN],
+        header_len: u8,
+        payload: Bytes,
+        mask: Option<[u8; 4]>,
+    },
+    /// Already-encoded frames (prepared messages) shared between connections.
+    Encoded(Bytes),
+}
+
+impl OutItem {
+    fn len(&self) -> usize {
+        match self {
+            OutItem::Frame {
+                header_len,
+                payload,
+                ..
+            } => *header_len as usize + payload.len(),
+            OutItem::Encoded(b) => b.len(),
+        }
+    }
+}
+
+/// The frame currently being read.
+#[derive(Debug)]
+struct InFrame {
+    header: FrameHeader,
+    remaining: u64,
+    /// Payload bytes of this frame seen so far (the mask key offset).
+    seen: usize,
+}
+
+/// A data message being reassembled.
+#[derive(Debug)]
+struct Assembly {
+    text: bool,
+    /// Whether the negotiated extension transforms this message.
+    transformed: bool,
+    buf: BytesMut,
+    /// Bytes at the front of `buf` known to be valid UTF-8.
+    utf8_checked: usize,
+    fragments: usize,
+}
+
+/// A WebSocket connection for either role, after the opening handshake.
+///
+/// See the [module docs](self) for the order of calls.
+#[derive(Debug)]
+pub struct Connection {
+    role: Role,
+    config: Arc<Config>,
+    /// Only clients mask, so only they carry a generator.
+    rng: Option<Box<Rng>>,
+    extension: Option<Box<dyn Extension>>,
+    subprotocol: Option<String>,
+
+    // Input.
+    head: [u8; MAX_HEADER_LEN],
+    head_len: u8,
+    frame: Option<InFrame>,
+    control: [u8; 125],
+    control_len: u8,
+    message: Option<Assembly>,
+    /// Input is no longer processed: the peer's close arrived, a violation
+    /// was found, or the connection ended.
+    input_stopped: bool,
+    held_error: Option<ProtocolError>,
+    discard: bool,
+    discarded: u64,
+
+    // Events.
+    events: VecDeque<Event>,
+    event_bytes: usize,
+
+    // Output.
+    out: VecDeque<OutItem>,
+    out_bytes: usize,
+    pending_pong: Option<Bytes>,
+
+    // Close state.
+    close_sent: bool,
+    close_received: Option<CloseFrame>,
+    locally_initiated: bool,
+    closed: bool,
+    outcome: Option<Outcome>,
+
+    timers: Timers,
+}
+
+impl Connection {
+    /// A connection that has just completed its handshake, with no
+    /// extensions or subprotocol. Feed any bytes that arrived after the
+    /// handshake head with [`Connection::receive`] next.
+    pub fn new(role: Role, config: impl Into<Arc<Config>>, now: Instant) -> Connection {
+        let config = config.into();
+        Connection {
+            role,
+            rng: match role {
+                Role::Client => Some(Box::new(Rng::new(config.seed))),
+                Role::Server => None,
+            },
+            config,
+            extension: None,
+            subprotocol: None,
+            head: [0; MAX_HEADER_LEN],
+            head_len: 0,
+            frame: None,
+            control: [0; 125],
+            control_len: 0,
+            message: None,
+            input_stopped: false,
+            held_error: None,
+            discard: false,
+            discarded: 0,
+            events: VecDeque::new(),
+            event_bytes: 0,
+            out: VecDeque::new(),
+            out_bytes: 0,
+            pending_pong: None,
+            close_sent: false,
+            close_received: None,
+            locally_initiated: false,
+            closed: false,
+            outcome: None,
+            timers: Timers::new(now),
+        }
+    }
+
+    /// A connection with the parameters a handshake negotiated (from
+    /// [`crate::handshake`], or from a header-level negotiation when
+    /// another HTTP stack did the upgrade).
+    pub fn with_negotiated(
+        role: Role,
+        config: impl Into<Arc<Config>>,
+        negotiated: &Negotiated,
+        now: Instant,
+    ) -> Connection {
+        let mut conn = Connection::new(role, config, now);
+        conn.subprotocol = negotiated.subprotocol.clone();
+        conn
+    }
+
+    /// Installs a negotiated extension into the pipeline.
+    pub fn set_extension(&mut self, extension: Box<dyn Extension>) {
+        self.extension = Some(extension);
+    }
+
+    /// This end's role.
+    pub fn role(&self) -> Role {
+        self.role
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    /// The negotiated subprotocol, if any.
+    pub fn subprotocol(&self) -> Option<&str> {
+        self.subprotocol.as_deref()
+    }
+
+    // ----------------------------------------------------------------- input
+
+    /// Feeds bytes read from the transport (RFC 6455 §5.2, §6.2).
+    ///
+    /// Frames are decoded as far as the bytes go: control frames are handled,
+    /// text is validated as it arrives, and the first violation is held
+    /// until [`Connection::poll_event`] reaches it. A peer's fault never
+    /// returns an error here. Then drain [`Connection::poll_transmit`].
+    pub fn receive(&mut self, now: Instant, mut data: &[u8]) {
+        if !data.is_empty() && !self.closed {
+            self.timers.last_heard = now;
+        }
+        while !data.is_empty() && !self.input_stopped {
+            if self.frame.is_none() {
+                let used = self.read_header(data);
+                data = &data[used..];
+                continue;
+            }
+            let used = self.read_payload(data);
+            data = &data[used..];
+        }
+        self.observe(now);
+    }
+
+    /// Tells the connection the peer closed its side of the transport.
+    ///
+    /// After a finished close handshake this is the clean end; otherwise it
+    /// is reported as [`ConnectionError::Eof`] (1006) after the events
+    /// already decoded.
+    pub fn receive_eof(&mut self, now: Instant) {
+        self.observe(now);
+        if self.closed {
+            return;
+        }
+        self.input_stopped = true;
+        if let (true, Some(remote)) = (self.close_sent, self.close_received.clone()) {
+            self.finish(Outcome::Clean {
+                remote,
+                locally_initiated: self.locally_initiated,
+            });
+        } else {
+            self.fail(ConnectionError::Eof);
+        }
+    }
+
+    /// Reads a frame header from `data` (possibly completing a partial one),
+    /// returning how many bytes of `data` were used.
+    fn read_header(&mut self, data: &[u8]) -> usize {
+        let have = self.head_len as usize;
+        let decoded = if have == 0 {
+            FrameHeader::decode(data)
+        } else {
+            let take = (MAX_HEADER_LEN - have).min(data.len());
+            self.head[have..have + take].copy_from_slice(&data[..take]);
+            FrameHeader::decode(&self.head[..have + take])
+        };
+        match decoded {
+            Ok(Some((header, len))) => {
+                self.head_len = 0;
+                self.start_frame(header);
+                len - have
+            }
+            Ok(None) => {
+                let take = (MAX_HEADER_LEN - have).min(data.len());
+                self.head[have..have + take].copy_from_slice(&data[..take]);
+                self.head_len = (have + take) as u8;
+                take
+            }
+            Err(e) => {
+                self.violation(e);
+                data.len()
+            }
+        }
+    }
+
+    /// Checks a new frame's header against the state (§5.2, §5.4, §5.5).
+    fn start_frame(&mut self, header: FrameHeader) {
+        if let Err(e) = self.check_header(&header) {
+            self.violation(e);
+            return;
+        }
+        let len = header.payload_len;
+        if !header.opcode.is_control() {
+            self.begin_data_frame(&header);
+            if self.input_stopped {
+                return;
+            }
+        } else {
+            self.control_len = 0;
+        }
+        self.frame = Some(InFrame {
+            header,
+            remaining: len,
+            seen: 0,
+        });
+        if len == 0 {
+            self.end_frame();
+        }
+    }
+
+    fn check_header(&self, h: &FrameHeader) -> Result<(), ProtocolError> {
+        if let OpCode::Reserved(op) = h.opcode {
+            return Err(ProtocolError::ReservedOpcode(op));
+        }
+        let allowed_rsv = match (&self.extension, h.opcode) {
+            (Some(ext), OpCode::Text | OpCode::Binary) => ext.rsv_bits(),
+            _ => 0,
+        };
+        if h.rsv & !allowed_rsv != 0 {
+            return Err(ProtocolError::ReservedBits(h.rsv));
+        }
+        match (self.role, h.mask.is_some()) {
+            (Role::Server, false) => return Err(ProtocolError::UnmaskedFrame),
+            (Role::Client, true) => return Err(ProtocolError::MaskedFrame),
+            _ => {}
+        }
+        if h.opcode.is_control() {
+            if !h.fin {
+                return Err(ProtocolError::FragmentedControlFrame);
+            }
+            if h.payload_len > 125 {
+                return Err(ProtocolError::ControlFrameTooLong);
+            }
+            return Ok(());
+        }
+        match (h.opcode, &self.message) {
+            (OpCode::Continuation, None) => return Err(ProtocolError::UnexpectedContinuation),
+            (OpCode::Text | OpCode::Binary, Some(_)) => {
+                return Err(ProtocolError::ExpectedContinuation)
+            }
+            _ => {}
+        }
+        if h.payload_len > self.config.max_frame_size as u64 {
+            return Err(ProtocolError::FrameTooBig {
+                limit: self.config.max_frame_size,
+            });
+        }
+        let (so_far, fragments, transformed) = match &self.message {
+            Some(m) => (m.buf.len() as u64, m.fragments, m.transformed),
+            None => (0, 0, false),
+        };
+        if fragments + 1 > self.config.max_fragments {
+            return Err(ProtocolError::TooManyFragments {
+                limit: self.config.max_fragments,
+            });
+        }
+        // Untransformed payloads are their own size: fail before reading them.
+        // Transformed (compressed) sizes are checked on the output instead.
+        let transforms = transformed
+            || (h.opcode != OpCode::Continuation && h.rsv != 0 && self.extension.is_some());
+        if !transforms && so_far + h.payload_len > self.config.max_message_size as u64 {
+            return Err(ProtocolError::MessageTooBig {
+                limit: self.config.max_message_size,
+            });
+        }
+        Ok(())
+    }
+
+    fn begin_data_frame(&mut self, h: &FrameHeader) {
+        if h.opcode != OpCode::Continuation {
+            let transformed = match &mut self.extension {
+                Some(ext) => ext.decode_begin(h.rsv),
+                None => false,
+            };
+            self.message = Some(Assembly {
+                text: h.opcode == OpCode::Text,
+                transformed,
+                buf: BytesMut::new(),
+                utf8_checked: 0,
+                fragments: 0,
+            });
+        }
+        let limit = self.config.max_message_size;
+        let Some(msg) = self.message.as_mut() else {
+            return;
+        };
+        msg.fragments += 1;
+        if !msg.transformed {
+            // The whole message so far plus this frame is known and within
+            // the limit: allocate it once, exactly.
+            let need = msg.buf.len() + h.payload_len as usize;
+            let want = if h.fin {
+                need
+            } else {
+                need.max((msg.buf.capacity() * 2).min(limit))
+            };
+            reserve_exact(&mut msg.buf, want);
+        }
+    }
+
+    /// Consumes payload bytes of the current frame.
+    fn read_payload(&mut self, data: &[u8]) -> usize {
+        let Some(frame) = self.frame.as_mut() else {
+            return 0;
+        };
+        let take = (frame.remaining.min(data.len() as u64)) as usize;
+        let chunk = &data[..take];
+        let key = frame.header.mask;
+        let offset = frame.seen;
+        frame.seen += take;
+        frame.remaining -= take as u64;
+        let done = frame.remaining == 0;
+        if frame.header.opcode.is_control() {
+            let at = self.control_len as usize;
+            let dst = &mut self.control[at..at + take];
+            dst.copy_from_slice(chunk);
+            if let Some(key) = key {
+                apply_mask(dst, key, offset);
+            }
+            self.control_len += take as u8;
+        } else if let Err(e) = self.append_data(chunk, key, offset) {
+            self.violation(e);
+            return data.len();
+        }
+        if done {
+            self.end_frame();
+        }
+        take
+    }
+
+    fn append_data(
+        &mut self,
+        chunk: &[u8],
+        key: Option<[u8; 4]>,
+        offset: usize,
+    ) -> Result<(), ProtocolError> {
+        let limit = self.config.max_message_size;
+        let Some(msg) = self.message.as_mut() else {
+            return Ok(());
+        };
+        if msg.transformed {
+            let ext = self
+                .extension
+                .as_mut()
+                .expect("a transformed message has a negotiated extension");
+            let mut scratch = [0u8; 4096];
+            let mut at = offset;
+            for piece in chunk.chunks(scratch.len()) {
+                let s = &mut scratch[..piece.len()];
+                s.copy_from_slice(piece);
+                if let Some(key) = key {
+                    apply_mask(s, key, at);
+                }
+                at += piece.len();
+                ext.decode(s, &mut msg.buf, limit)?;
+            }
+        } else {
+            let start = msg.buf.len();
+            if msg.buf.capacity() - start < chunk.len() {
+                // Only reached if the header-time reservation was skipped.
+                let want = (start + chunk.len()).max((msg.buf.capacity() * 2).min(limit));
+                reserve_exact(&mut msg.buf, want);
+            }
+            msg.buf.extend_from_slice(chunk);
+            if let Some(key) = key {
+                apply_mask(&mut msg.buf[start..], key, offset);
+            }
+        }
+        if msg.text {
+            check_utf8(msg)?;
+        }
+        Ok(())
+    }
+
+    /// A frame's payload is complete.
+    fn end_frame(&mut self) {
+        let Some(frame) = self.frame.take() else {
+            return;
+        };
+        match frame.header.opcode {
+            OpCode::Ping => {
+                let payload = Bytes::copy_from_slice(&self.control[..self.control_len as usize]);
+                if self.config.auto_pong && !self.close_sent {
+                    // Only the latest ping is answered (§5.5.3), so a peer
+                    // that pings without reading cannot grow our output.
+                    self.pending_pong = Some(payload.clone());
+                }
+                if !self.discard {
+                    self.push_event(Event::Ping(payload));
+                }
+            }
+            OpCode::Pong => {
+                if !self.discard {
+                    let payload =
+                        Bytes::copy_from_slice(&self.control[..self.control_len as usize]);
+                    self.push_event(Event::Pong(payload));
+                }
+            }
+            OpCode::Close => match CloseFrame::parse(&self.control[..self.control_len as usize]) {
+                Ok(frame) => {
+                    self.input_stopped = true;
+                    self.close_received = Some(frame.clone());
+                    if self.close_sent {
+                        // We started the close; the handshake is now done.
+                        self.close_handshake_done();
+                    }
+                    self.push_event(Event::Close(frame));
+                }
+                Err(e) => self.violation(e),
+            },
+            _ => {
+                if frame.header.fin {
+                    if let Err(e) = self.finish_message() {
+                        self.violation(e);
+                    }
+                }
+            }
+        }
+    }
+
+    fn finish_message(&mut self) -> Result<(), ProtocolError> {
+        let limit = self.config.max_message_size;
+        let Some(mut msg) = self.message.take() else {
+            return Ok(());
+        };
+        if msg.transformed {
+            if let Some(ext) = self.extension.as_mut() {
+                ext.decode_end(&mut msg.buf, limit)?;
+            }
+            if msg.text {
+                check_utf8(&mut msg)?;
+            }
+        }
+        if msg.text && msg.utf8_checked != msg.buf.len() {
+            return Err(ProtocolError::InvalidUtf8);
+        }
+        if self.discard {
+            self.discarded += 1;
+            return Ok(());
+        }
+        let bytes = msg.buf.freeze();
+        let message = if msg.text {
+            Message::Text(Utf8Bytes::from_checked(bytes))
+        } else {
+            Message::Binary(bytes)
+        };
+        self.push_event(Event::Message(message));
+        Ok(())
+    }
+
+    fn push_event(&mut self, event: Event) {
+        if let Event::Message(m) = &event {
+            self.event_bytes += m.len();
+        }
+        self.events.push_back(event);
+    }
+
+    /// Holds a violation: input stops here; the close frame and error event
+    /// wait for the application to reach it through `poll_event`.
+    fn violation(&mut self, error: ProtocolError) {
+        #[cfg(feature = "tracing")]
+        tracing::debug!(%error, "protocol violation");
+        self.input_stopped = true;
+        self.frame = None;
+        self.message = None;
+        self.head_len = 0;
+        if self.held_error.is_none() {
+            self.held_error = Some(error);
+        }
+    }
+
+    // ---------------------------------------------------------------- events
+
+    /// The next event for the application, if any (see the module docs for
+    /// why events are produced lazily). Drain [`Connection::poll_transmit`]
+    /// afterwards: answering a close or a violation queues a frame.
+    pub fn poll_event(&mut self) -> Option<Event> {
+        if let Some(event) = self.events.pop_front() {
+            match &event {
+                Event::Message(m) => self.event_bytes -= m.len(),
+                Event::Close(frame) if !self.close_sent && !self.closed => {
+                    // Echo the peer's code (§5.5.1); an empty close gets an
+                    // empty close back.
+                    let echo = if frame.code == CloseCode::NO_STATUS {
+                        Bytes::new()
+                    } else {
+                        Bytes::copy_from_slice(&frame.code.0.to_be_bytes())
+                    };
+                    self.queue_close_payload(echo);
+                    self.close_handshake_done();
+                }
+                _ => {}
+            }
+            if self.events.is_empty() {
+                self.events = VecDeque::new();
+            }
+            return Some(event);
+        }
+        let error = self.held_error.take()?;
+        if !self.closed {
+            if !self.close_sent {
+                let reason = short_reason(&error.to_string());
+                let frame = CloseFrame {
+                    code: error.close_code(),
+                    reason,
+                };
+                self.queue_close_payload(frame.encode());
+            }
+            self.finish(Outcome::Failed(ConnectionError::Protocol(error.clone())));
+        }
+        Some(Event::Error(ConnectionError::Protocol(error)))
+    }
+
+    /// Drops data messages (and ping/pong events) instead of queueing them,
+    /// counting them; control frames are still handled, so heartbeats keep
+    /// working. For send-only feeds whose application never receives.
+    pub fn set_discard(&mut self, discard: bool) {
+        self.discard = discard;
+        if discard {
+            let before = self.events.len();
+            self.events
+                .retain(|e| !matches!(e, Event::Message(_) | Event::Ping(_) | Event::Pong(_)));
+            self.discarded += (before - self.events.len()) as u64;
+            self.event_bytes = 0;
+        }
+    }
+
+    /// How many messages discard mode has dropped.
+    pub fn discarded(&self) -> u64 {
+        self.discarded
+    }
+
+    /// Whether unread events are waiting.
+    pub fn has_events(&self) -> bool {
+        !self.events.is_empty() || self.held_error.is_some()
+    }
+
+    // -------------------------------------------------------------- commands
+
+    /// Queues a text message.
+    pub fn send_text(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), UsageError> {
+        self.send_data(OpCode::Text, text.into().into_bytes())
+    }
+
+    /// Queues a binary message.
+    pub fn send_binary(&mut self, data: impl Into<Bytes>) -> Result<(), UsageError> {
+        self.send_data(OpCode::Binary, data.into())
+    }
+
+    /// Queues a message.
+    pub fn send(&mut self, message: Message) -> Result<(), UsageError> {
+        match message {
+            Message::Text(t) => self.send_data(OpCode::Text, t.into_bytes()),
+            Message::Binary(b) => self.send_data(OpCode::Binary, b),
+        }
+    }
+
+    /// Queues a ping (payload at most 125 bytes, §5.5.2).
+    pub fn send_ping(&mut self, payload: impl Into<Bytes>) -> Result<(), UsageError> {
+        self.send_control(OpCode::Ping, payload.into())
+    }
+
+    /// Queues an unsolicited pong (payload at most 125 bytes, §5.5.3).
+    pub fn send_pong(&mut self, payload: impl Into<Bytes>) -> Result<(), UsageError> {
+        self.send_control(OpCode::Pong, payload.into())
+    }
+
+    /// Queues a frame already encoded for many connections (broadcast).
+    /// The shared bytes are written as they are, never copied per member.
+    pub fn send_prepared(&mut self, prepared: &PreparedMessage) -> Result<(), UsageError> {
+        self.check_can_send()?;
+        match self.role {
+            Role::Server => {
+                self.push_out(OutItem::Encoded(prepared.frame.clone()));
+                Ok(())
+            }
+            // Clients must mask each frame with a fresh key.
+            Role::Client => self.send(prepared.message.clone()),
+        }
+    }
+
+    /// Starts the close handshake (§5.5.1, §7.1.2): queues a close frame;
+    /// no data may be sent afterwards, but the peer's messages are still
+    /// delivered until its close frame arrives or the close timeout passes.
+    pub fn close(&mut self, now: Instant, code: CloseCode, reason: &str) -> Result<(), UsageError> {
+        let frame = CloseFrame::new(code, reason)?;
+        if self.close_sent || self.closed {
+            return Err(UsageError::SendAfterClose);
+        }
+        self.locally_initiated = self.close_received.is_none();
+        self.queue_close_payload(frame.encode());
+        if self.close_received.is_some() {
+            self.close_handshake_done();
+        } else {
+            self.timers.close_deadline = Some(now + self.config.close_timeout);
+        }
+        Ok(())
+    }
+
+    fn check_can_send(&self) -> Result<(), UsageError> {
+        if self.close_sent || self.closed {
+            Err(UsageError::SendAfterClose)
+        } else {
+            Ok(())
+        }
+    }
+
+    fn send_control(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), UsageError> {
+        self.check_can_send()?;
+        if payload.len() > 125 {
+            return Err(UsageError::ControlPayloadTooLong(payload.len()));
+        }
+        self.push_frame(true, 0, opcode, payload);
+        Ok(())
+    }
+
+    fn send_data(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), UsageError> {
+        self.check_can_send()?;
+        let (rsv, payload) = match self.extension.as_mut() {
+            Some(ext) => match ext.encode(opcode, &payload) {
+                Some((rsv, transformed)) => (rsv, transformed),
+                None => (0, payload),
+            },
+            None => (0, payload),
+        };
+        let size = self.config.fragment_size.unwrap_or(usize::MAX).max(1);
+        if payload.len() <= size {
+            self.push_frame(true, rsv, opcode, payload);
+            return Ok(());
+        }
+        let mut rest = payload;
+        let mut first = true;
+        while !rest.is_empty() {
+            let piece = rest.split_to(size.min(rest.len()));
+            let (op, bits) = if first { (opcode, rsv) } else { (OpCode::Continuation, 0) };
+            self.push_frame(rest.is_empty(), bits, op, piece);
+            first = false;
+        }
+        Ok(())
+    }
+
+    fn push_frame(&mut self, fin: bool, rsv: u8, opcode: OpCode, payload: Bytes) {
+        let mask = self.rng.as_mut().map(|rng| rng.mask_key());
+        let header = FrameHeader {
+            fin,
+            rsv,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        };
+        let mut bytes = [0u8; MAX_HEADER_LEN];
+        let header_len = header.encode(&mut bytes) as u8;
+        self.push_out(OutItem::Frame {
+            header: bytes,
+            header_len,
+            payload,
+            mask,
+        });
+    }
+
+    fn push_out(&mut self, item: OutItem) {
+        self.out_bytes += item.len();
+        self.out.push_back(item);
+    }
+
+    fn queue_close_payload(&mut self, payload: Bytes) {
+        self.close_sent = true;
+        self.pending_pong = None;
+        self.push_frame(true, 0, OpCode::Close, payload);
+    }
+
+    /// Both close frames are exchanged (or ours answers theirs).
+    fn close_handshake_done(&mut self) {
+        self.input_stopped = true;
+        let Some(remote) = self.close_received.clone() else {
+            return;
+        };
+        let outcome = Outcome::Clean {
+            remote,
+            locally_initiated: self.locally_initiated,
+        };
+        match self.role {
+            // The server closes the TCP connection first (§7.1.1).
+            Role::Server => self.finish(outcome),
+            // The client waits for the server to close, up to the close
+            // timeout; the outcome is already known.
+            Role::Client => {
+                self.outcome = Some(outcome);
+                if self.timers.close_deadline.is_none() {
+                    self.timers.close_deadline =
+                        Some(self.timers.last_now + self.config.close_timeout);
+                }
+            }
+        }
+    }
+
+    fn fail(&mut self, error: ConnectionError) {
+        self.push_event(Event::Error(error.clone()));
+        self.finish(Outcome::Failed(error));
+    }
+
+    fn finish(&mut self, outcome: Outcome) {
+        self.closed = true;
+        self.input_stopped = true;
+        self.frame = None;
+        self.message = None;
+        self.timers.close_deadline = None;
+        if self.outcome.is_none() || matches!(outcome, Outcome::Failed(_)) {
+            self.outcome = Some(outcome);
+        }
+    }
+
+    // ---------------------------------------------------------------- output
+
+    /// Moves queued output into `buf` and returns the next shared chunk, if any.
+    ///
+    /// Small frames are copied (and masked, for clients) into `buf`; a large
+    /// or shared payload is returned as its own `Bytes` chunk, to be written
+    /// right after `buf`. Call repeatedly, writing `buf` then the chunk each
+    /// time, until `buf` stays empty and `None` is returned.
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Bytes> {
+        if let Some(payload) = self.pending_pong.take() {
+            if !self.close_sent {
+                self.encode_frame_into(buf, OpCode::Pong, payload);
+            }
+        }
+        while let Some(item) = self.out.pop_front() {
+            self.out_bytes -= item.len();
+            match item {
+                OutItem::Frame {
+                    header,
+                    header_len,
+                    payload,
+                    mask,
+                } => {
+                    buf.extend_from_slice(&header[..header_len as usize]);
+                    if let Some(key) = mask {
+                        let start = buf.len();
+                        buf.extend_from_slice(&payload);
+                        apply_mask(&mut buf[start..], key, 0);
+                    } else if payload.len() <= COALESCE_LIMIT {
+                        buf.extend_from_slice(&payload);
+                    } else {
+                        self.release_out();
+                        return Some(payload);
+                    }
+                }
+                OutItem::Encoded(bytes) => {
+                    if bytes.len() <= COALESCE_LIMIT {
+                        buf.extend_from_slice(&bytes);
+                    } else {
+                        self.release_out();
+                        return Some(bytes);
+                    }
+                }
+            }
+            if buf.len() >= self.config.write_buffer_limit.max(COALESCE_LIMIT) {
+                break;
+            }
+        }
+        self.release_out();
+        None
+    }
+
+    fn release_out(&mut self) {
+        if self.out.is_empty() && self.out.capacity() > 0 {
+            // Idle connections hold no buffers.
+            self.out = VecDeque::new();
+        }
+    }
+
+    fn encode_frame_into(&mut self, buf: &mut Vec<u8>, opcode: OpCode, payload: Bytes) {
+        let mask = self.rng.as_mut().map(|rng| rng.mask_key());
+        FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask,
+            payload_len: payload.len() as u64,
+        }
+        .encode_to(buf);
+        let start = buf.len();
+        buf.extend_from_slice(&payload);
+        if let Some(key) = mask {
+            apply_mask(&mut buf[start..], key, 0);
+        }
+    }
+
+    /// Bytes queued for writing and not yet handed out by `poll_transmit`.
+    pub fn queued_bytes(&self) -> usize {
+        self.out_bytes + self.pending_pong.as_ref().map_or(0, |p| p.len() + 6)
+    }
+
+    /// Whether there is output to drain.
+    pub fn has_transmit(&self) -> bool {
+        !self.out.is_empty() || (self.pending_pong.is_some() && !self.close_sent)
+    }
+
+    /// Whether queued output is at or over the write limit: senders should
+    /// wait (or `try_send` should refuse) until it drains.
+    pub fn is_write_blocked(&self) -> bool {
+        self.queued_bytes() >= self.config.write_buffer_limit
+    }
+
+    // ---------------------------------------------------------------- status
+
+    /// Whether the adapter should read from the transport now.
+    ///
+    /// False while unread events or queued output exceed their limits (our
+    /// own backpressure: the idle clock stops meanwhile), or once input no
+    /// longer matters. A client after the close handshake still reads, to
+    /// see the server close the transport.
+    pub fn wants_read(&self) -> bool {
+        if self.closed {
+            return false;
+        }
+        if self.input_stopped {
+            // Keep reading only to notice EOF (the bytes are ignored).
+            return true;
+        }
+        !self.reads_paused()
+    }
+
+    fn reads_paused(&self) -> bool {
+        self.is_write_blocked()
+            || self.events.len() >= MAX_PENDING_EVENTS
+            || (self.event_bytes > 0 && self.event_bytes >= self.config.max_message_size)
+    }
+
+    /// Whether data may still be sent (no close frame sent yet, not closed).
+    pub fn is_open(&self) -> bool {
+        !self.close_sent && !self.closed
+    }
+
+    /// Whether the transport should be shut down now (after flushing
+    /// `poll_transmit`): the connection has ended and nothing more will be read.
+    pub fn is_closed(&self) -> bool {
+        self.closed
+    }
+
+    /// Whether we have sent a close frame.
+    pub fn is_close_sent(&self) -> bool {
+        self.close_sent
+    }
+
+    /// The peer's close frame, once it has arrived.
+    pub fn close_received(&self) -> Option<&CloseFrame> {
+        self.close_received.as_ref()
+    }
+
+    /// How the connection ended, once known. A client that finished the
+    /// close handshake knows its outcome before the server closes the
+    /// transport.
+    pub fn outcome(&self) -> Option<&Outcome> {
+        self.outcome.as_ref()
+    }
+
+    // ------------------------------------------------------------------ time
+
+    /// The next instant at which [`Connection::handle_timeout`] must be
+    /// called, if any. Recompute after every input.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.closed {
+            return None;
+        }
+        if let Some(since) = self.timers.paused_since {
+            if !self.reads_paused() {
+                // Reads resumed since we last saw the time: wake at once so
+                // the pause is credited.
+                return Some(since);
+            }
+        }
+        let live = !self.input_stopped && !self.close_sent;
+        earliest([
+            self.timers.close_deadline,
+            live.then(|| self.timers.heartbeat_at(self.config.heartbeat_interval))
+                .flatten(),
+            (!self.input_stopped)
+                .then(|| self.timers.idle_at(self.config.idle_timeout))
+                .flatten(),
+        ])
+    }
+
+    /// Tells the connection the time; fires due deadlines: heartbeat pings,
+    /// the idle timeout (close 1011), the close timeout.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.observe(now);
+        if self.closed {
+            return;
+        }
+        if let Some(deadline) = self.timers.close_deadline {
+            if now >= deadline {
+                match self.outcome.clone() {
+                    Some(clean @ Outcome::Clean { .. }) => self.finish(clean),
+                    _ => self.fail(ConnectionError::Timeout(TimeoutKind::Close)),
+                }
+                return;
+            }
+        }
+        if self.input_stopped {
+            return;
+        }
+        if let Some(at) = self.timers.idle_at(self.config.idle_timeout) {
+            if now >= at {
+                if !self.close_sent {
+                    let frame = CloseFrame {
+                        code: CloseCode::INTERNAL_ERROR,
+                        reason: Utf8Bytes::from_static("idle timeout"),
+                    };
+                    self.queue_close_payload(frame.encode());
+                }
+                self.fail(ConnectionError::Timeout(TimeoutKind::Idle));
+                return;
+            }
+        }
+        if !self.close_sent {
+            if let Some(at) = self.timers.heartbeat_at(self.config.heartbeat_interval) {
+                if now >= at {
+                    self.timers.last_ping = Some(now);
+                    self.push_frame(true, 0, OpCode::Ping, Bytes::new());
+                }
+            }
+        }
+    }
+
+    fn observe(&mut self, now: Instant) {
+        self.timers.last_now = now;
+        let paused = !self.input_stopped && self.reads_paused();
+        self.timers.observe_pause(now, paused);
+        if self.close_sent && !self.closed && self.timers.close_deadline.is_none() {
+            // The peer started the close and we answered (client side, waiting
+            // for the server to close the transport).
+            self.timers.close_deadline = Some(now + self.config.close_timeout);
+        }
+    }
+}
+
+/// Grows `buf` to hold exactly `capacity` bytes in total, so that the bytes
+/// allocated for a message never exceed what its frames announced (the
+/// limits count backing buffers, not payload bytes).
+fn reserve_exact(buf: &mut BytesMut, capacity: usize) {
+    if buf.capacity() >= capacity {
+        return;
+    }
+    if buf.is_empty() {
+        *buf = BytesMut::with_capacity(capacity.max(MIN_MESSAGE_ALLOC.min(capacity)));
+        return;
+    }
+    let mut grown = BytesMut::with_capacity(capacity);
+    grown.extend_from_slice(buf);
+    *buf = grown;
+}
+
+/// Validates the unchecked tail of a text message; a code point cut off at
+/// the end is fine until more bytes arrive.
+fn check_utf8(msg: &mut Assembly) -> Result<(), ProtocolError> {
+    let tail = &msg.buf[msg.utf8_checked..];
+    match simdutf8::compat::from_utf8(tail) {
+        Ok(_) => {
+            msg.utf8_checked = msg.buf.len();
+            Ok(())
+        }
+        Err(e) if e.error_len().is_none() => {
+            msg.utf8_checked += e.valid_up_to();
+            Ok(())
+        }
+        Err(_) => Err(ProtocolError::InvalidUtf8),
+    }
+}
+
+/// A close reason from an error message, cut to fit a control frame on a
+/// character boundary.
+fn short_reason(text: &str) -> Utf8Bytes {
+    let mut end = text.len().min(MAX_REASON_LEN);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    Utf8Bytes::from(&text[..end])
+}
+
+/// A message framed once for many server connections (broadcast): the
+/// same shared bytes are queued on every member, never re-encoded or copied.
+#[derive(Clone, Debug)]
+pub struct PreparedMessage {
+    message: Message,
+    frame: Bytes,
+}
+
+impl PreparedMessage {
+    /// Frames `message` as a single unmasked server frame.
+    pub fn new(message: impl Into<Message>) -> PreparedMessage {
+        let message = message.into();
+        let opcode = if message.is_text() {
+            OpCode::Text
+        } else {
+            OpCode::Binary
+        };
+        let header = FrameHeader {
+            fin: true,
+            rsv: 0,
+            opcode,
+            mask: None,
+            payload_len: message.len() as u64,
+        };
+        let mut frame = Vec::with_capacity(header.encoded_len() + message.len());
+        header.encode_to(&mut frame);
+        frame.extend_from_slice(message.as_bytes());
+        PreparedMessage {
+            message,
+            frame: Bytes::from(frame),
+        }
+    }
+
+    /// The message.
+    pub fn message(&self) -> &Message {
+        &self.message
+    }
+
+    /// The encoded frame bytes, as a server sends them.
+    pub fn frame_bytes(&self) -> &Bytes {
+        &self.frame
+    }
+}
