@@ -780,7 +780,11 @@ impl Connection {
         let mut first = true;
         while !rest.is_empty() {
             let piece = rest.split_to(size.min(rest.len()));
-            let (op, bits) = if first { (opcode, rsv) } else { (OpCode::Continuation, 0) };
+            let (op, bits) = if first {
+                (opcode, rsv)
+            } else {
+                (OpCode::Continuation, 0)
+            };
             self.push_frame(rest.is_empty(), bits, op, piece);
             first = false;
         }

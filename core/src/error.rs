@@ -201,6 +201,34 @@ pub enum HandshakeError {
     /// An extension negotiation was malformed.
     #[error("invalid extension negotiation: {0}")]
     BadExtension(String),
+    /// An extended CONNECT (RFC 8441) request whose method is not CONNECT.
+    #[error("the extended CONNECT request must use CONNECT, not {0}")]
+    MethodNotConnect(String),
+    /// The application chose a subprotocol the client did not offer
+    /// (server side; the caller's bug).
+    #[error(
+        "subprotocol {0:?} was not offered by the client; choose one of Request::subprotocols"
+    )]
+    SubprotocolNotOffered(String),
+    /// The application tried to send a header whose name is not a token or
+    /// whose value contains control characters such as CR or LF.
+    #[error(
+        "invalid header {0:?}: names must be tokens and values must not contain control characters"
+    )]
+    InvalidHeader(String),
+    /// The application tried to set a header the handshake writes itself.
+    #[error("header {0:?} is set by the handshake and cannot be added")]
+    ReservedHeader(String),
+    /// A client URL that cannot be used (client side).
+    #[error("invalid WebSocket URL: {0}")]
+    InvalidUrl(&'static str),
+    /// A client URL with a scheme other than `ws` or `wss`.
+    #[error("unsupported URL scheme {0:?}; use ws:// or wss://")]
+    UnsupportedScheme(String),
+    /// `receive` was called after the client handshake already returned
+    /// its result (the caller's bug: feed later bytes to the connection).
+    #[error("the handshake already completed; feed further bytes to the connection")]
+    AlreadyComplete,
     /// The handshake deadline passed.
     #[error("the opening handshake timed out")]
     Timeout,
@@ -214,7 +242,11 @@ impl HandshakeError {
     pub fn status(&self) -> u16 {
         match self {
             HandshakeError::HeadTooLarge { .. } | HandshakeError::TooManyHeaders { .. } => 431,
-            HandshakeError::MethodNotGet(_) => 405,
+            HandshakeError::MethodNotGet(_) | HandshakeError::MethodNotConnect(_) => 405,
+            HandshakeError::SubprotocolNotOffered(_)
+            | HandshakeError::InvalidHeader(_)
+            | HandshakeError::ReservedHeader(_)
+            | HandshakeError::AlreadyComplete => 500,
             HandshakeError::UnsupportedHttpVersion => 505,
             HandshakeError::UnsupportedVersion => 426,
             HandshakeError::NotUpgrade => 426,
@@ -258,7 +290,10 @@ mod tests {
             ProtocolError::MessageTooBig { limit: 1 }.close_code(),
             CloseCode(1009)
         );
-        assert_eq!(ProtocolError::ReservedOpcode(3).close_code(), CloseCode(1002));
+        assert_eq!(
+            ProtocolError::ReservedOpcode(3).close_code(),
+            CloseCode(1002)
+        );
         assert_eq!(HandshakeError::UnsupportedVersion.status(), 426);
         assert_eq!(HandshakeError::HeadTooLarge { limit: 1 }.status(), 431);
     }

@@ -29,8 +29,12 @@ pub trait Extension: Send + fmt::Debug {
     /// Transforms a piece of an incoming message's payload, appending the
     /// result to `out`. Must fail with [`ProtocolError::MessageTooBig`]
     /// rather than let `out` hold more than `limit` bytes.
-    fn decode(&mut self, input: &[u8], out: &mut BytesMut, limit: usize)
-        -> Result<(), ProtocolError>;
+    fn decode(
+        &mut self,
+        input: &[u8],
+        out: &mut BytesMut,
+        limit: usize,
+    ) -> Result<(), ProtocolError>;
 
     /// Ends an incoming message (after the frame with FIN).
     fn decode_end(&mut self, out: &mut BytesMut, limit: usize) -> Result<(), ProtocolError>;

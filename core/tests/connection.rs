@@ -270,10 +270,7 @@ fn control_frames_between_fragments() {
     s.receive(now, &input);
     assert_eq!(
         drain_events(&mut s),
-        vec![
-            Event::Ping(b(b"p")),
-            Event::Message(Message::from("hello"))
-        ]
+        vec![Event::Ping(b(b"p")), Event::Message(Message::from("hello"))]
     );
     let frames = parse_frames(&drain_output(&mut s));
     assert_eq!(frames.len(), 1);
@@ -316,14 +313,14 @@ fn violation_is_held_until_earlier_messages_are_read() {
 #[test]
 fn peer_close_is_echoed_and_server_closes() {
     let mut p = Pair::new();
-    p.client
-        .close(p.now, CloseCode::NORMAL, "bye")
-        .unwrap();
+    p.client.close(p.now, CloseCode::NORMAL, "bye").unwrap();
     assert_eq!(p.client.send_text("late"), Err(UsageError::SendAfterClose));
     p.pump();
     assert_eq!(
         drain_events(&mut p.server),
-        vec![Event::Close(CloseFrame::new(CloseCode::NORMAL, "bye").unwrap())]
+        vec![Event::Close(
+            CloseFrame::new(CloseCode::NORMAL, "bye").unwrap()
+        )]
     );
     p.pump();
     assert!(p.server.is_closed());
@@ -354,7 +351,9 @@ fn server_initiated_close() {
     let mut p = Pair::new();
     p.server.close(p.now, CloseCode::GOING_AWAY, "").unwrap();
     p.pump();
-    assert!(matches!(&drain_events(&mut p.client)[..], [Event::Close(f)] if f.code == CloseCode::GOING_AWAY));
+    assert!(
+        matches!(&drain_events(&mut p.client)[..], [Event::Close(f)] if f.code == CloseCode::GOING_AWAY)
+    );
     p.pump();
     assert!(p.server.is_closed());
     // The client closes its end after its own close timeout if the server
@@ -399,10 +398,7 @@ fn eof_without_close_is_abnormal() {
             Event::Error(ConnectionError::Eof)
         ]
     );
-    assert_eq!(
-        ConnectionError::Eof.close_code(),
-        CloseCode::ABNORMAL
-    );
+    assert_eq!(ConnectionError::Eof.close_code(), CloseCode::ABNORMAL);
 }
 
 #[test]
@@ -495,7 +491,10 @@ fn usage_errors() {
     );
     s.close(now, CloseCode::NORMAL, "").unwrap();
     assert_eq!(s.send_binary(vec![1u8]), Err(UsageError::SendAfterClose));
-    assert_eq!(s.close(now, CloseCode::NORMAL, ""), Err(UsageError::SendAfterClose));
+    assert_eq!(
+        s.close(now, CloseCode::NORMAL, ""),
+        Err(UsageError::SendAfterClose)
+    );
 }
 
 #[test]
@@ -515,7 +514,10 @@ fn prepared_message_shares_bytes() {
     let mut p = Pair::new();
     p.server.send_prepared(&prepared).unwrap();
     let mut buf = Vec::new();
-    let chunk = p.server.poll_transmit(&mut buf).expect("large prepared frame is a chunk");
+    let chunk = p
+        .server
+        .poll_transmit(&mut buf)
+        .expect("large prepared frame is a chunk");
     assert!(buf.is_empty());
     assert_eq!(chunk.as_ptr(), prepared.frame_bytes().as_ptr());
     p.client.receive(p.now, &chunk);
@@ -533,14 +535,23 @@ fn idle_connection_holds_no_buffers() {
     drain_events(&mut p.server);
     assert_eq!(p.server.queued_bytes(), 0);
     assert!(!p.server.has_events());
-    assert!(std::mem::size_of::<Connection>() < 1024, "{}", std::mem::size_of::<Connection>());
+    assert!(
+        size_of::<Connection>() < 1024,
+        "{}",
+        size_of::<Connection>()
+    );
 }
 
 #[test]
 fn byte_at_a_time_gives_same_events() {
     let mut input = client_frame(false, 0, OpCode::Text, "héllo ".as_bytes());
     input.extend(client_frame(true, 0, OpCode::Ping, b"x"));
-    input.extend(client_frame(true, 0, OpCode::Continuation, "wörld".as_bytes()));
+    input.extend(client_frame(
+        true,
+        0,
+        OpCode::Continuation,
+        "wörld".as_bytes(),
+    ));
     input.extend(client_frame(true, 0, OpCode::Binary, &[0u8; 300]));
     let (whole, _) = feed(&input);
     let (mut s, now) = server();

@@ -37,7 +37,11 @@ fn text() -> impl Strategy<Value = String> {
 }
 
 fn single_line() -> impl Strategy<Value = String> {
-    text().prop_map(|s| s.chars().filter(|&c| c != '\r' && c != '\n' && c != '\0').collect())
+    text().prop_map(|s| {
+        s.chars()
+            .filter(|&c| c != '\r' && c != '\n' && c != '\0')
+            .collect()
+    })
 }
 
 fn item() -> impl Strategy<Value = Item> {
@@ -61,7 +65,12 @@ fn encode(items: &[Item]) -> Vec<u8> {
     let mut wire = Vec::new();
     for item in items {
         let event = match item {
-            Item::Event { data, event, id, retry } => {
+            Item::Event {
+                data,
+                event,
+                id,
+                retry,
+            } => {
                 let mut e = SseEvent::data(data.as_str());
                 if let Some(name) = event {
                     e = e.event(name.as_str());
@@ -87,7 +96,12 @@ fn expected(items: &[Item]) -> Vec<SseEvent> {
     let mut last_id = String::new();
     for item in items {
         match item {
-            Item::Event { data, event, id, retry } => {
+            Item::Event {
+                data,
+                event,
+                id,
+                retry,
+            } => {
                 if let Some(id) = id {
                     last_id.clone_from(id);
                 }

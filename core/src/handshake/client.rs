@@ -1,1 +1,834 @@
-//! Client side of the opening handshake.
+//! Client side of the opening handshake (RFC 6455 §4.1).
+//!
+//! Drive it like this:
+//!
+//! 1. Build a [`ClientRequest`] (or [`ClientRequest::from_url`], which also
+//!    says where to connect), then [`ClientHandshake::new`].
+//! 2. Write [`ClientHandshake::request_bytes`] to the transport.
+//! 3. Feed every read to [`ClientHandshake::receive`] until it returns a
+//!    [`ClientAccepted`]; sleep until [`ClientHandshake::poll_timeout`] and
+//!    call [`ClientHandshake::handle_timeout`] when it passes.
+//! 4. Build the connection with [`ClientAccepted::negotiated`] and feed it
+//!    [`ClientAccepted::leftover`] first.
+
+use std::time::Instant;
+
+use base64::Engine as _;
+use bytes::Bytes;
+
+use super::{
+    accept_key, check_header, header_slots, http_version, is_token, parse_error, parse_extensions,
+    CompleteHead, HeadReader, Headers, HttpVersion, Negotiated,
+};
+use crate::config::Config;
+use crate::error::HandshakeError;
+use crate::rng::Rng;
+
+/// Headers the handshake writes itself; an application may not add them.
+const RESERVED_REQUEST_HEADERS: [&str; 10] = [
+    "host",
+    "upgrade",
+    "connection",
+    "origin",
+    "sec-websocket-key",
+    "sec-websocket-version",
+    "sec-websocket-protocol",
+    "sec-websocket-extensions",
+    "content-length",
+    "transfer-encoding",
+];
+
+/// Where to open the transport for a `ws://` or `wss://` URL.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub struct Target {
+    /// Host name or IP address, without brackets for IPv6 (`::1`), ready for
+    /// name resolution and TLS server name indication.
+    pub host: String,
+    /// TCP port: explicit, or 80 for `ws` and 443 for `wss`.
+    pub port: u16,
+    /// Whether to run TLS (`wss`).
+    pub tls: bool,
+}
+
+/// The client's upgrade request: host, path, offered subprotocols and extra
+/// headers.
+///
+/// ```
+/// # use wavecast_core::handshake::ClientRequest;
+/// let (request, target) = ClientRequest::from_url("wss://example.com/chat?room=1")?;
+/// let request = request.subprotocol("chat")?.header("Authorization", "Bearer abc")?;
+/// assert_eq!((target.host.as_str(), target.port, target.tls), ("example.com", 443, true));
+/// # Ok::<(), wavecast_core::HandshakeError>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientRequest {
+    host: String,
+    target: String,
+    origin: Option<String>,
+    subprotocols: Vec<String>,
+    headers: Vec<(String, String)>,
+}
+
+impl ClientRequest {
+    /// A request for `target` (path and query, e.g. `/chat?room=1`) with
+    /// `Host: host` (include the port when it is not the scheme's default).
+    pub fn new(host: &str, target: &str) -> Result<Self, HandshakeError> {
+        check_header("Host", host)?;
+        if host.is_empty() {
+            return Err(HandshakeError::InvalidUrl("missing host"));
+        }
+        if !target.starts_with('/') {
+            return Err(HandshakeError::InvalidUrl("the path must start with '/'"));
+        }
+        if !target.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(HandshakeError::InvalidUrl(
+                "the path contains spaces, control or non-ASCII characters; percent-encode them",
+            ));
+        }
+        if target.contains('#') {
+            return Err(HandshakeError::InvalidUrl(
+                "fragments are not allowed in WebSocket URLs (RFC 6455 §3)",
+            ));
+        }
+        Ok(ClientRequest {
+            host: host.to_owned(),
+            target: target.to_owned(),
+            origin: None,
+            subprotocols: Vec::new(),
+            headers: Vec::new(),
+        })
+    }
+
+    /// Parses a `ws://` or `wss://` URL (RFC 6455 §3) into a request and the
+    /// [`Target`] to connect to. IPv6 literals are written in brackets
+    /// (`ws://[::1]:9001/`). Fragments, credentials and other schemes are
+    /// rejected.
+    pub fn from_url(url: &str) -> Result<(Self, Target), HandshakeError> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or(HandshakeError::InvalidUrl("missing ws:// or wss:// scheme"))?;
+        let tls = if scheme.eq_ignore_ascii_case("ws") {
+            false
+        } else if scheme.eq_ignore_ascii_case("wss") {
+            true
+        } else {
+            return Err(HandshakeError::UnsupportedScheme(scheme.to_owned()));
+        };
+        if !rest.bytes().all(|b| b.is_ascii_graphic()) {
+            return Err(HandshakeError::InvalidUrl(
+                "the URL contains spaces, control or non-ASCII characters; percent-encode them",
+            ));
+        }
+        if rest.contains('#') {
+            return Err(HandshakeError::InvalidUrl(
+                "fragments are not allowed in WebSocket URLs (RFC 6455 §3)",
+            ));
+        }
+        let split = rest.find(['/', '?']).unwrap_or(rest.len());
+        let (authority, path) = rest.split_at(split);
+        if authority.contains('@') {
+            return Err(HandshakeError::InvalidUrl(
+                "credentials in the URL are not supported; add an Authorization header",
+            ));
+        }
+        let (host, port, ipv6) = if let Some(bracketed) = authority.strip_prefix('[') {
+            let (host, after) = bracketed
+                .split_once(']')
+                .ok_or(HandshakeError::InvalidUrl("unclosed '[' in the host"))?;
+            if host.is_empty()
+                || !host
+                    .bytes()
+                    .all(|b| b.is_ascii_hexdigit() || b == b':' || b == b'.')
+            {
+                return Err(HandshakeError::InvalidUrl("invalid IPv6 address"));
+            }
+            let port = match after {
+                "" => None,
+                p => Some(
+                    p.strip_prefix(':')
+                        .ok_or(HandshakeError::InvalidUrl("unexpected text after ']'"))?,
+                ),
+            };
+            (host, port, true)
+        } else {
+            let (host, port) = match authority.split_once(':') {
+                Some((h, p)) => (h, Some(p)),
+                None => (authority, None),
+            };
+            let reg_name = |b: u8| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(&b);
+            if host.is_empty() {
+                return Err(HandshakeError::InvalidUrl("missing host"));
+            }
+            if !host.bytes().all(reg_name) {
+                return Err(HandshakeError::InvalidUrl("invalid character in the host"));
+            }
+            (host, port, false)
+        };
+        let default_port = if tls { 443 } else { 80 };
+        let port = match port {
+            None | Some("") => default_port,
+            Some(p) if p.bytes().all(|b| b.is_ascii_digit()) => p
+                .parse()
+                .map_err(|_| HandshakeError::InvalidUrl("port out of range"))?,
+            Some(_) => return Err(HandshakeError::InvalidUrl("invalid port")),
+        };
+        let mut host_header = if ipv6 {
+            format!("[{host}]")
+        } else {
+            host.to_owned()
+        };
+        if port != default_port {
+            host_header.push_str(&format!(":{port}"));
+        }
+        let target = match path {
+            "" => "/".to_owned(),
+            p if p.starts_with('?') => format!("/{p}"),
+            p => p.to_owned(),
+        };
+        let request = ClientRequest::new(&host_header, &target)?;
+        Ok((
+            request,
+            Target {
+                host: host.to_owned(),
+                port,
+                tls,
+            },
+        ))
+    }
+
+    /// Offers subprotocol `name` (a token), in order of preference.
+    pub fn subprotocol(mut self, name: impl Into<String>) -> Result<Self, HandshakeError> {
+        let name = name.into();
+        if !is_token(&name) {
+            return Err(HandshakeError::InvalidHeader(format!(
+                "Sec-WebSocket-Protocol: {name}"
+            )));
+        }
+        self.subprotocols.push(name);
+        Ok(self)
+    }
+
+    /// Sends `Origin: origin` (browsers always do; servers may check it).
+    pub fn origin(mut self, origin: impl Into<String>) -> Result<Self, HandshakeError> {
+        let origin = origin.into();
+        check_header("Origin", &origin)?;
+        self.origin = Some(origin);
+        Ok(self)
+    }
+
+    /// Adds a request header, e.g. `Authorization` or `Cookie`. Fails if the
+    /// name is not a token, the value contains control characters, or the
+    /// header is one the handshake sets itself.
+    pub fn header(
+        mut self,
+        name: impl Into<String>,
+        value: impl Into<String>,
+    ) -> Result<Self, HandshakeError> {
+        let (name, value) = (name.into(), value.into());
+        check_header(&name, &value)?;
+        if RESERVED_REQUEST_HEADERS
+            .iter()
+            .any(|r| r.eq_ignore_ascii_case(&name))
+        {
+            return Err(HandshakeError::ReservedHeader(name));
+        }
+        self.headers.push((name, value));
+        Ok(self)
+    }
+
+    /// The `Host` header value.
+    pub fn host(&self) -> &str {
+        &self.host
+    }
+
+    /// The request target (path and query).
+    pub fn target(&self) -> &str {
+        &self.target
+    }
+
+    /// The offered subprotocols, in order of preference.
+    pub fn subprotocols(&self) -> &[String] {
+        &self.subprotocols
+    }
+}
+
+/// A successful client handshake.
+#[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct ClientAccepted {
+    /// The headers of the server's `101` response.
+    pub response_headers: Headers,
+    /// The agreed subprotocol and extensions.
+    pub negotiated: Negotiated,
+    /// Bytes that arrived after the response head (the server's first
+    /// frames); feed them to the connection first.
+    pub leftover: Bytes,
+}
+
+#[derive(Debug)]
+enum State {
+    Reading(HeadReader),
+    Done,
+    Failed(HandshakeError),
+}
+
+/// The client's opening handshake for one connection (RFC 6455 §4.1). See
+/// the [module docs](self) for the call order.
+#[derive(Debug)]
+pub struct ClientHandshake {
+    request: Vec<u8>,
+    expected_accept: String,
+    key: String,
+    subprotocols: Vec<String>,
+    state: State,
+    max_headers: usize,
+    deadline: Instant,
+}
+
+impl ClientHandshake {
+    /// Prepares the request with a fresh random `Sec-WebSocket-Key` (from a
+    /// generator seeded by [`Config::seed`]) at `now`; the server must answer
+    /// within [`Config::handshake_timeout`].
+    pub fn new(config: &Config, request: ClientRequest, now: Instant) -> Self {
+        let mut nonce = [0u8; 16];
+        Rng::new(config.seed).fill(&mut nonce);
+        let key = base64::engine::general_purpose::STANDARD.encode(nonce);
+
+        let mut out = Vec::with_capacity(256);
+        out.extend_from_slice(format!("GET {} HTTP/1.1\r\n", request.target).as_bytes());
+        let mut header =
+            |name: &str, value: &str| super::server::write_header(&mut out, name, value);
+        header("Host", &request.host);
+        header("Upgrade", "websocket");
+        header("Connection", "Upgrade");
+        header("Sec-WebSocket-Key", &key);
+        header("Sec-WebSocket-Version", "13");
+        if let Some(origin) = &request.origin {
+            header("Origin", origin);
+        }
+        if !request.subprotocols.is_empty() {
+            header("Sec-WebSocket-Protocol", &request.subprotocols.join(", "));
+        }
+        // Extension offers (permessage-deflate) will be written here.
+        for (name, value) in &request.headers {
+            header(name, value);
+        }
+        out.extend_from_slice(b"\r\n");
+
+        ClientHandshake {
+            request: out,
+            expected_accept: accept_key(key.as_bytes()),
+            key,
+            subprotocols: request.subprotocols,
+            state: State::Reading(HeadReader::new(config.max_head_size)),
+            max_headers: config.max_headers,
+            deadline: now + config.handshake_timeout,
+        }
+    }
+
+    /// The complete HTTP request to write to the transport before reading.
+    pub fn request_bytes(&self) -> &[u8] {
+        &self.request
+    }
+
+    /// The `Sec-WebSocket-Key` sent in the request.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Feeds bytes read from the transport. Returns `Ok(None)` while the
+    /// response head is incomplete, then `Ok(Some(accepted))` once, when a
+    /// valid `101` arrived (RFC 6455 §4.1, the server's response checks).
+    /// A status other than 101 is [`HandshakeError::Rejected`] with the
+    /// status and headers (e.g. 401 with `WWW-Authenticate`, or a redirect's
+    /// `Location`). Errors are final: close the transport.
+    pub fn receive(
+        &mut self,
+        now: Instant,
+        bytes: &[u8],
+    ) -> Result<Option<ClientAccepted>, HandshakeError> {
+        let reader = match &mut self.state {
+            State::Failed(e) => return Err(e.clone()),
+            State::Done => return Err(HandshakeError::AlreadyComplete),
+            State::Reading(_) if now >= self.deadline => return self.fail(HandshakeError::Timeout),
+            State::Reading(reader) => reader,
+        };
+        let CompleteHead { head, leftover } = match reader.push(bytes) {
+            Ok(None) => return Ok(None),
+            Ok(Some(done)) => done,
+            Err(e) => return self.fail(e),
+        };
+        match self.check_response(&head) {
+            Ok((response_headers, negotiated)) => {
+                self.state = State::Done;
+                Ok(Some(ClientAccepted {
+                    response_headers,
+                    negotiated,
+                    leftover: Bytes::from(leftover),
+                }))
+            }
+            Err(e) => self.fail(e),
+        }
+    }
+
+    /// Tells the handshake the transport ended before the response was
+    /// complete. Always an error.
+    pub fn receive_eof(&mut self, _now: Instant) -> Result<(), HandshakeError> {
+        self.fail(HandshakeError::Eof)
+    }
+
+    /// The handshake deadline while the response is outstanding; sleep until
+    /// it, then call [`ClientHandshake::handle_timeout`].
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        match self.state {
+            State::Reading(_) => Some(self.deadline),
+            _ => None,
+        }
+    }
+
+    /// Checks the deadline: `Err(HandshakeError::Timeout)` once it passed
+    /// without a complete response.
+    pub fn handle_timeout(&mut self, now: Instant) -> Result<(), HandshakeError> {
+        match &self.state {
+            State::Failed(e) => Err(e.clone()),
+            State::Reading(_) if now >= self.deadline => self.fail(HandshakeError::Timeout),
+            _ => Ok(()),
+        }
+    }
+
+    fn fail<T>(&mut self, e: HandshakeError) -> Result<T, HandshakeError> {
+        self.state = State::Failed(e.clone());
+        Err(e)
+    }
+
+    fn check_response(&self, head: &[u8]) -> Result<(Headers, Negotiated), HandshakeError> {
+        let mut slots = header_slots(self.max_headers);
+        let mut resp = httparse::Response::new(&mut slots);
+        match resp.parse(head) {
+            Ok(httparse::Status::Complete(_)) => {}
+            Ok(httparse::Status::Partial) => {
+                return Err(HandshakeError::MalformedHttp("incomplete response head"))
+            }
+            Err(e) => return Err(parse_error(e, self.max_headers)),
+        }
+        let version = http_version(resp.version);
+        let status = resp
+            .code
+            .ok_or(HandshakeError::MalformedHttp("missing status code"))?;
+        let headers = Headers::from_httparse(resp.headers);
+        if status != 101 {
+            return Err(HandshakeError::Rejected {
+                status,
+                headers: headers.into_vec(),
+            });
+        }
+        if version < HttpVersion::Http11 {
+            return Err(HandshakeError::UnsupportedHttpVersion);
+        }
+        if !headers.has_token("upgrade", "websocket") {
+            return Err(HandshakeError::BadHeader(
+                "the server's Upgrade header must be \"websocket\"",
+            ));
+        }
+        if !headers.has_token("connection", "upgrade") {
+            return Err(HandshakeError::BadHeader(
+                "the server's Connection header must include \"upgrade\"",
+            ));
+        }
+        let mut accepts = headers.get_all("sec-websocket-accept");
+        if (accepts.next(), accepts.next()) != (Some(self.expected_accept.as_str()), None) {
+            return Err(HandshakeError::BadAccept);
+        }
+        drop(accepts);
+        let extensions = parse_extensions(headers.get_all_bytes("sec-websocket-extensions"))?;
+        // We offer no extension yet, so any the server enables is unoffered.
+        if let Some(ext) = extensions.first() {
+            return Err(HandshakeError::UnofferedExtension(ext.name.clone()));
+        }
+        let mut chosen = headers.list("sec-websocket-protocol");
+        let subprotocol = match (chosen.next(), chosen.next()) {
+            (None, _) => None,
+            (Some(p), None) if self.subprotocols.iter().any(|o| o == p) => Some(p.to_owned()),
+            (Some(p), _) => return Err(HandshakeError::UnofferedSubprotocol(p.to_owned())),
+        };
+        drop(chosen);
+        Ok((headers, Negotiated::with_subprotocol(subprotocol)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::SeedSource;
+    use crate::handshake::server::{Accept, ServerHandshake};
+    use std::time::Duration;
+
+    fn config() -> Config {
+        Config::default().with_seed(SeedSource::Fixed(7))
+    }
+
+    fn handshake(request: ClientRequest) -> ClientHandshake {
+        ClientHandshake::new(&config(), request, Instant::now())
+    }
+
+    fn response(hs: &ClientHandshake, extra: &str) -> Vec<u8> {
+        format!(
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+             Sec-WebSocket-Accept: {}\r\n{extra}\r\n",
+            accept_key(hs.key().as_bytes())
+        )
+        .into_bytes()
+    }
+
+    #[test]
+    fn request_bytes_are_a_valid_upgrade() {
+        let (req, _) = ClientRequest::from_url("ws://example.com:8080/chat?x=1").unwrap();
+        let req = req
+            .subprotocol("chat")
+            .unwrap()
+            .subprotocol("superchat")
+            .unwrap()
+            .origin("http://example.com")
+            .unwrap()
+            .header("Authorization", "Bearer t")
+            .unwrap();
+        let hs = handshake(req);
+        let text = std::str::from_utf8(hs.request_bytes()).unwrap();
+        assert_eq!(
+            text,
+            format!(
+                "GET /chat?x=1 HTTP/1.1\r\nHost: example.com:8080\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Key: {}\r\nSec-WebSocket-Version: 13\r\n\
+                 Origin: http://example.com\r\nSec-WebSocket-Protocol: chat, superchat\r\n\
+                 Authorization: Bearer t\r\n\r\n",
+                hs.key()
+            )
+        );
+        let decoded = base64::engine::general_purpose::STANDARD
+            .decode(hs.key())
+            .unwrap();
+        assert_eq!(decoded.len(), 16);
+        // A fixed seed replays; the key is still per-seed random.
+        assert_eq!(
+            hs.key(),
+            handshake(ClientRequest::new("a", "/").unwrap()).key()
+        );
+    }
+
+    #[test]
+    fn accepts_good_response_and_keeps_leftover() {
+        let req = ClientRequest::new("h", "/")
+            .unwrap()
+            .subprotocol("chat")
+            .unwrap();
+        let mut hs = handshake(req);
+        let mut input = response(&hs, "Sec-WebSocket-Protocol: chat\r\nX-Server: test\r\n");
+        input.extend_from_slice(b"\x81\x02hi");
+        let acc = hs.receive(Instant::now(), &input).unwrap().unwrap();
+        assert_eq!(acc.negotiated.subprotocol.as_deref(), Some("chat"));
+        assert_eq!(&acc.leftover[..], b"\x81\x02hi");
+        assert_eq!(acc.response_headers.get("x-server"), Some("test"));
+        assert_eq!(hs.poll_timeout(), None);
+        assert_eq!(
+            hs.receive(Instant::now(), b"more"),
+            Err(HandshakeError::AlreadyComplete)
+        );
+    }
+
+    #[test]
+    fn one_byte_at_a_time() {
+        let mut hs = handshake(ClientRequest::new("h", "/").unwrap());
+        let mut input = response(&hs, "");
+        input.extend_from_slice(b"\x89\x00");
+        let mut got = None;
+        for b in &input {
+            if let Some(a) = hs.receive(Instant::now(), std::slice::from_ref(b)).unwrap() {
+                got = Some(a);
+                break;
+            }
+        }
+        let acc = got.unwrap();
+        assert_eq!(acc.negotiated, Negotiated::default());
+        // The last byte completed the head; the frame arrives in later reads.
+        assert!(acc.leftover.is_empty());
+
+        let mut hs = handshake(ClientRequest::new("h", "/").unwrap());
+        let input = [response(&hs, ""), b"\x89\x00".to_vec()].concat();
+        let cut = input.len() - 5;
+        assert_eq!(
+            hs.receive(Instant::now(), &input[..cut])
+                .unwrap()
+                .map(|_| ()),
+            None
+        );
+        let acc = hs.receive(Instant::now(), &input[cut..]).unwrap().unwrap();
+        assert_eq!(&acc.leftover[..], b"\x89\x00");
+    }
+
+    #[test]
+    fn real_server_response_with_case_variants() {
+        // As sent by Python websockets 12 (lower-case tokens, extra headers).
+        let mut hs = handshake(ClientRequest::new("localhost:8765", "/").unwrap());
+        let input = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nupgrade: WebSocket\r\nconnection: keep-alive, upgrade\r\n\
+             sec-websocket-accept: {}\r\nDate: Mon, 01 Jan 2024 00:00:00 GMT\r\nServer: Python/3.12 websockets/12.0\r\n\r\n",
+            accept_key(hs.key().as_bytes())
+        );
+        assert!(hs
+            .receive(Instant::now(), input.as_bytes())
+            .unwrap()
+            .is_some());
+    }
+
+    #[test]
+    fn wrong_accept_key() {
+        let mut hs = handshake(ClientRequest::new("h", "/").unwrap());
+        let input =
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+            Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n";
+        assert_eq!(
+            hs.receive(Instant::now(), input),
+            Err(HandshakeError::BadAccept)
+        );
+        // Errors are sticky.
+        assert_eq!(
+            hs.receive(Instant::now(), b""),
+            Err(HandshakeError::BadAccept)
+        );
+        let mut hs = handshake(ClientRequest::new("h", "/").unwrap());
+        let twice = response(
+            &hs,
+            &format!(
+                "Sec-WebSocket-Accept: {}\r\n",
+                accept_key(hs.key().as_bytes())
+            ),
+        );
+        assert_eq!(
+            hs.receive(Instant::now(), &twice),
+            Err(HandshakeError::BadAccept)
+        );
+    }
+
+    #[test]
+    fn missing_upgrade_tokens() {
+        let mut hs = handshake(ClientRequest::new("h", "/").unwrap());
+        let input = format!(
+            "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+            accept_key(hs.key().as_bytes())
+        );
+        assert!(matches!(
+            hs.receive(Instant::now(), input.as_bytes()),
+            Err(HandshakeError::BadHeader(_))
+        ));
+    }
+
+    #[test]
+    fn unoffered_subprotocol_and_extension() {
+        let mut hs = handshake(
+            ClientRequest::new("h", "/")
+                .unwrap()
+                .subprotocol("chat")
+                .unwrap(),
+        );
+        let input = response(&hs, "Sec-WebSocket-Protocol: superchat\r\n");
+        assert_eq!(
+            hs.receive(Instant::now(), &input),
+            Err(HandshakeError::UnofferedSubprotocol("superchat".into()))
+        );
+        let mut hs = handshake(ClientRequest::new("h", "/").unwrap());
+        let input = response(&hs, "Sec-WebSocket-Protocol: chat\r\n");
+        assert!(matches!(
+            hs.receive(Instant::now(), &input),
+            Err(HandshakeError::UnofferedSubprotocol(_))
+        ));
+        let mut hs = handshake(ClientRequest::new("h", "/").unwrap());
+        let input = response(
+            &hs,
+            "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover\r\n",
+        );
+        assert_eq!(
+            hs.receive(Instant::now(), &input),
+            Err(HandshakeError::UnofferedExtension(
+                "permessage-deflate".into()
+            ))
+        );
+        let mut hs = handshake(ClientRequest::new("h", "/").unwrap());
+        let input = response(&hs, "Sec-WebSocket-Extensions: ;\r\n");
+        assert!(matches!(
+            hs.receive(Instant::now(), &input),
+            Err(HandshakeError::BadExtension(_))
+        ));
+    }
+
+    #[test]
+    fn non_101_is_rejected_with_status_and_headers() {
+        let mut hs = handshake(ClientRequest::new("h", "/").unwrap());
+        let input =
+            b"HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer\r\nContent-Length: 0\r\n\r\n";
+        let err = hs.receive(Instant::now(), input).unwrap_err();
+        let HandshakeError::Rejected { status, headers } = &err else {
+            panic!("{err:?}")
+        };
+        assert_eq!(*status, 401);
+        assert_eq!(
+            headers[0],
+            ("WWW-Authenticate".to_owned(), b"Bearer".to_vec())
+        );
+        assert_eq!(
+            err.to_string(),
+            "server answered 401 instead of 101 Switching Protocols"
+        );
+
+        let mut hs = handshake(ClientRequest::new("h", "/").unwrap());
+        let input = b"HTTP/1.1 302 Found\r\nLocation: wss://other.example/\r\n\r\n";
+        match hs.receive(Instant::now(), input) {
+            Err(HandshakeError::Rejected {
+                status: 302,
+                headers,
+            }) => {
+                assert_eq!(
+                    headers,
+                    [("Location".to_owned(), b"wss://other.example/".to_vec())]
+                );
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn timeout_and_eof() {
+        let t0 = Instant::now();
+        let config = config().with_handshake_timeout(Duration::from_secs(3));
+        let mut hs = ClientHandshake::new(&config, ClientRequest::new("h", "/").unwrap(), t0);
+        assert_eq!(hs.poll_timeout(), Some(t0 + Duration::from_secs(3)));
+        assert_eq!(hs.handle_timeout(t0 + Duration::from_secs(2)), Ok(()));
+        assert_eq!(
+            hs.handle_timeout(t0 + Duration::from_secs(3)),
+            Err(HandshakeError::Timeout)
+        );
+        let mut hs = ClientHandshake::new(&config, ClientRequest::new("h", "/").unwrap(), t0);
+        assert_eq!(hs.receive(t0, b"HTTP/1.1 1"), Ok(None));
+        assert_eq!(hs.receive_eof(t0), Err(HandshakeError::Eof));
+    }
+
+    #[test]
+    fn response_head_over_cap() {
+        let config = config().with_max_head_size(32);
+        let mut hs = ClientHandshake::new(
+            &config,
+            ClientRequest::new("h", "/").unwrap(),
+            Instant::now(),
+        );
+        assert_eq!(
+            hs.receive(Instant::now(), &[b'x'; 1000]),
+            Err(HandshakeError::HeadTooLarge { limit: 32 })
+        );
+    }
+
+    #[test]
+    fn client_and_server_agree() {
+        let req = ClientRequest::new("example.com", "/ws")
+            .unwrap()
+            .subprotocol("v2")
+            .unwrap();
+        let mut client = handshake(req);
+        let mut server = ServerHandshake::new(&Config::default(), Instant::now());
+        let request = server
+            .receive(Instant::now(), client.request_bytes())
+            .unwrap()
+            .unwrap();
+        assert_eq!(request.subprotocols(), ["v2"]);
+        let accepted = server
+            .accept(&request, Accept::new().subprotocol("v2").unwrap())
+            .unwrap();
+        let done = client
+            .receive(Instant::now(), &accepted.response)
+            .unwrap()
+            .unwrap();
+        assert_eq!(done.negotiated, accepted.negotiated);
+    }
+
+    #[test]
+    fn url_parsing() {
+        let ok = |url: &str| ClientRequest::from_url(url).unwrap();
+        let target = |host: &str, port, tls| Target {
+            host: host.into(),
+            port,
+            tls,
+        };
+        let (r, t) = ok("ws://example.com");
+        assert_eq!((r.host(), r.target()), ("example.com", "/"));
+        assert_eq!(t, target("example.com", 80, false));
+        let (r, t) = ok("wss://example.com/a/b?c=d&e");
+        assert_eq!((r.host(), r.target()), ("example.com", "/a/b?c=d&e"));
+        assert_eq!(t, target("example.com", 443, true));
+        let (r, t) = ok("WS://Example.com:8080?q");
+        assert_eq!((r.host(), r.target()), ("Example.com:8080", "/?q"));
+        assert_eq!(t, target("Example.com", 8080, false));
+        let (r, t) = ok("ws://example.com:80/");
+        assert_eq!(r.host(), "example.com");
+        assert_eq!(t.port, 80);
+        let (r, t) = ok("wss://example.com:80/");
+        assert_eq!(r.host(), "example.com:80");
+        assert_eq!(t, target("example.com", 80, true));
+        let (r, t) = ok("ws://[::1]:9001/echo");
+        assert_eq!((r.host(), r.target()), ("[::1]:9001", "/echo"));
+        assert_eq!(t, target("::1", 9001, false));
+        let (r, t) = ok("wss://[2001:db8::1]");
+        assert_eq!(r.host(), "[2001:db8::1]");
+        assert_eq!(t, target("2001:db8::1", 443, true));
+        let (_, t) = ok("ws://127.0.0.1:/");
+        assert_eq!(t, target("127.0.0.1", 80, false));
+
+        let err = |url: &str| ClientRequest::from_url(url).unwrap_err();
+        assert_eq!(
+            err("http://example.com/"),
+            HandshakeError::UnsupportedScheme("http".into())
+        );
+        assert_eq!(
+            err("ftp://x/"),
+            HandshakeError::UnsupportedScheme("ftp".into())
+        );
+        for bad in [
+            "example.com/chat",
+            "ws://",
+            "ws:///path",
+            "ws://example.com/chat#frag",
+            "ws://user:pw@example.com/",
+            "ws://example.com:99999/",
+            "ws://example.com:8o/",
+            "ws://[::1/",
+            "ws://[::1]x/",
+            "ws://[]/",
+            "ws://exa mple.com/",
+            "ws://example.com/a b",
+            "ws://example.com/\r\nX: y",
+            "ws://exämple.com/",
+            "ws://a<b/",
+        ] {
+            assert!(
+                matches!(err(bad), HandshakeError::InvalidUrl(_)),
+                "{bad}: {:?}",
+                err(bad)
+            );
+        }
+    }
+
+    #[test]
+    fn request_header_injection_is_rejected() {
+        let req = ClientRequest::new("h", "/").unwrap();
+        assert!(req.clone().header("Cookie", "a=b\r\nX: y").is_err());
+        assert!(req.clone().header("Bad Name", "v").is_err());
+        assert!(req.clone().origin("http://x\r\n").is_err());
+        assert!(req.clone().subprotocol("a, b").is_err());
+        assert_eq!(
+            req.clone().header("Sec-WebSocket-Key", "x").unwrap_err(),
+            HandshakeError::ReservedHeader("Sec-WebSocket-Key".into())
+        );
+        assert!(ClientRequest::new("h\r\nX: y", "/").is_err());
+        assert!(ClientRequest::new("h", "/a b").is_err());
+        assert!(ClientRequest::new("h", "a").is_err());
+    }
+}
