@@ -1,4 +1,62 @@
 //! wavecast-core: the sans-IO WebSocket protocol (RFC 6455).
+//!
+//! This crate is a pure state machine: bytes go in, events and bytes come
+//! out, and time is a value the caller passes in. It never touches a socket,
+//! a clock or a thread, and has no `unsafe` code. The runtime adapters
+//! (`wavecast-tokio`, `wavecast-async-std`, `wavecast-smol`) drive it.
+//!
+//! What it does: the opening handshake for both roles
+//! ([`ServerHandshake`], [`ClientHandshake`], and the header-level
+//! [`handshake::negotiate`] for hyper/axum), frame coding and masking
+//! ([`frame`]), a [`Connection`] per peer that reassembles and validates
+//! messages, answers pings, runs the close handshake and turns every
+//! protocol violation into the right close code; heartbeat, idle, close and
+//! handshake deadlines; [`PreparedMessage`]s framed once for broadcast;
+//! Server-Sent Events ([`sse`]); and the policy types adapters share
+//! ([`Admission`], [`Backoff`]). What it does not do: I/O, TLS, DNS, task
+//! spawning, or HTTP beyond the upgrade and one-shot plain responses.
+//!
+//! # The drive loop
+//!
+//! ```text
+//!   transport ──bytes──▶ receive(now, &[u8]) ─┐
+//!   EOF ───────────────▶ receive_eof(now)     ├─▶ Connection ──▶ poll_transmit(&mut buf) ──▶ transport
+//!   timer fired ───────▶ handle_timeout(now) ─┘        │     └─▶ poll_timeout() ──▶ sleep until
+//!   application ───────▶ send_*/close ────────────────▶│
+//!   application ◀────────────────────────────────────── poll_event()
+//! ```
+//!
+//! After every input or command, drain `poll_transmit`, then ask
+//! `poll_timeout`. Events are produced when the application asks for them,
+//! so a reply to message N is queued before the close caused by frame N+1.
+//!
+//! # Example: two cores in memory
+//!
+//! ```
+//! use std::time::Instant;
+//! use wavecast_core::{Config, Connection, Event, Message, Role, SeedSource};
+//!
+//! let now = Instant::now();
+//! let config = Config::default().with_seed(SeedSource::Fixed(1));
+//! let mut client = Connection::new(Role::Client, config.clone(), now);
+//! let mut server = Connection::new(Role::Server, config, now);
+//!
+//! client.send_text("hello")?;
+//! let mut wire = Vec::new();
+//! while let Some(chunk) = client.poll_transmit(&mut wire) {
+//!     wire.extend_from_slice(&chunk);
+//! }
+//! server.receive(now, &wire);
+//!
+//! match server.poll_event() {
+//!     Some(Event::Message(Message::Text(text))) => {
+//!         assert_eq!(text, "hello");
+//!         server.send_text(text)?; // echo, without copying the payload
+//!     }
+//!     other => panic!("unexpected {other:?}"),
+//! }
+//! # Ok::<(), wavecast_core::UsageError>(())
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -33,3 +91,6 @@ pub mod sse;
 pub use admission::{Admission, Permit, Rejected};
 pub use backoff::{Backoff, Jitter};
 pub use sse::{SseError, SseEvent, SseParser};
+pub mod room;
+
+pub use room::{LagAction, LagPolicy, Registry, RoomConfig, RoomError, RoomMessage};
