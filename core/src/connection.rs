@@ -87,6 +87,9 @@ const COALESCE_LIMIT: usize = 2048;
 /// Upper bound on queued unread events before reads pause.
 const MAX_PENDING_EVENTS: usize = 64;
 
+/// Unwritten pongs kept in order; past this only the latest ping is answered.
+const MAX_PENDING_PONGS: usize = 16;
+
 /// First allocation for a message whose final size is not yet known.
 const MIN_MESSAGE_ALLOC: usize = 256;
 
@@ -171,7 +174,7 @@ pub struct Connection {
     // Output.
     out: VecDeque<OutItem>,
     out_bytes: usize,
-    pending_pong: Option<Bytes>,
+    pending_pongs: VecDeque<Bytes>,
 
     // Close state.
     close_sent: bool,
@@ -212,7 +215,7 @@ impl Connection {
             event_bytes: 0,
             out: VecDeque::new(),
             out_bytes: 0,
-            pending_pong: None,
+            pending_pongs: VecDeque::new(),
             close_sent: false,
             close_received: None,
             locally_initiated: false,
@@ -282,8 +285,9 @@ impl Connection {
 
     /// Tells the connection the peer closed its side of the transport.
     ///
-    /// After a finished close handshake this is the clean end; otherwise it
-    /// is reported as [`ConnectionError::Eof`] (1006) after the events
+    /// After the peer's close frame this is the clean end; after a held
+    /// protocol violation that violation stays the reported cause; otherwise
+    /// it is reported as [`ConnectionError::Eof`] (1006) after the events
     /// already decoded.
     pub fn receive_eof(&mut self, now: Instant) {
         self.observe(now);
@@ -291,7 +295,14 @@ impl Connection {
             return;
         }
         self.input_stopped = true;
-        if let (true, Some(remote)) = (self.close_sent, self.close_received.clone()) {
+        if let Some(error) = self.held_error.clone() {
+            // The violation found earlier is the cause: it is still reported
+            // when `poll_event` reaches it, and nothing is reported after it.
+            self.finish(Outcome::Failed(ConnectionError::Protocol(error)));
+        } else if let Some(remote) = self.close_received.clone() {
+            // The peer's close frame arrived (its code is the close code,
+            // §7.1.5), even if the application has not read it yet: no
+            // `Eof` error may follow the `Close` event.
             self.finish(Outcome::Clean {
                 remote,
                 locally_initiated: self.locally_initiated,
@@ -529,9 +540,13 @@ impl Connection {
             OpCode::Ping => {
                 let payload = Bytes::copy_from_slice(&self.control[..self.control_len as usize]);
                 if self.config.auto_pong && !self.close_sent {
-                    // Only the latest ping is answered (§5.5.3), so a peer
-                    // that pings without reading cannot grow our output.
-                    self.pending_pong = Some(payload.clone());
+                    // Pings are answered in order, but past a few unwritten
+                    // pongs only the latest is (§5.5.3), so a peer that pings
+                    // without reading cannot grow our output.
+                    if self.pending_pongs.len() >= MAX_PENDING_PONGS {
+                        self.pending_pongs.pop_back();
+                    }
+                    self.pending_pongs.push_back(payload.clone());
                 }
                 if !self.discard {
                     self.push_event(Event::Ping(payload));
@@ -817,7 +832,7 @@ impl Connection {
 
     fn queue_close_payload(&mut self, payload: Bytes) {
         self.close_sent = true;
-        self.pending_pong = None;
+        self.pending_pongs = VecDeque::new();
         self.push_frame(true, 0, OpCode::Close, payload);
     }
 
@@ -871,9 +886,11 @@ impl Connection {
     /// right after `buf`. Call repeatedly, writing `buf` then the chunk each
     /// time, until `buf` stays empty and `None` is returned.
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Bytes> {
-        if let Some(payload) = self.pending_pong.take() {
-            if !self.close_sent {
-                self.encode_frame_into(buf, OpCode::Pong, payload);
+        if !self.pending_pongs.is_empty() {
+            for payload in std::mem::take(&mut self.pending_pongs) {
+                if !self.close_sent {
+                    self.encode_frame_into(buf, OpCode::Pong, payload);
+                }
             }
         }
         while let Some(item) = self.out.pop_front() {
@@ -940,12 +957,12 @@ impl Connection {
 
     /// Bytes queued for writing and not yet handed out by `poll_transmit`.
     pub fn queued_bytes(&self) -> usize {
-        self.out_bytes + self.pending_pong.as_ref().map_or(0, |p| p.len() + 6)
+        self.out_bytes + self.pending_pongs.iter().map(|p| p.len() + 6).sum::<usize>()
     }
 
     /// Whether there is output to drain.
     pub fn has_transmit(&self) -> bool {
-        !self.out.is_empty() || (self.pending_pong.is_some() && !self.close_sent)
+        !self.out.is_empty() || (!self.pending_pongs.is_empty() && !self.close_sent)
     }
 
     /// Whether queued output is at or over the write limit: senders should
