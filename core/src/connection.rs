@@ -68,7 +68,8 @@ pub enum Event {
 #[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Outcome {
-    /// Both close frames were exchanged.
+    /// The peer's close frame arrived and was answered (or the transport
+    /// ended right after it, before we answered).
     Clean {
         /// The peer's close frame.
         remote: CloseFrame,
