@@ -279,6 +279,92 @@ pub enum UsageError {
     WrongRole,
 }
 
+/// Why an operation on a connection failed, as every runtime adapter
+/// reports it: the errors above plus the transport's.
+#[derive(Debug, Clone, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The transport failed (reset, broken pipe, ...).
+    #[error("i/o error: {0}")]
+    Io(std::sync::Arc<std::io::Error>),
+    /// The opening handshake failed.
+    #[error("handshake failed: {0}")]
+    Handshake(#[from] HandshakeError),
+    /// The peer violated the protocol; we closed with the matching code.
+    #[error("protocol error: {0}")]
+    Protocol(#[from] ProtocolError),
+    /// A deadline passed (handshake, idle, or close).
+    #[error("timed out: {}", match .0 {
+        TimeoutKind::Handshake => "the opening handshake took too long",
+        TimeoutKind::Idle => "the peer was silent for longer than the idle timeout",
+        TimeoutKind::Close => "the peer did not finish the close handshake",
+    })]
+    Timeout(TimeoutKind),
+    /// The connection ended without a close frame (reported as 1006).
+    #[error("the connection ended without a close frame")]
+    Eof,
+    /// The caller misused the API (sending after close, a bad close code, ...).
+    #[error(transparent)]
+    Usage(#[from] UsageError),
+    /// The request hook rejected the request with this HTTP status.
+    #[error("request rejected with status {0}")]
+    Rejected(u16),
+    /// A URL could not be used to connect.
+    #[error("invalid url: {0}")]
+    Url(String),
+    /// TLS was requested but is not available or failed.
+    #[error("tls: {0}")]
+    Tls(String),
+}
+
+impl From<std::io::Error> for Error {
+    fn from(e: std::io::Error) -> Self {
+        Error::Io(std::sync::Arc::new(e))
+    }
+}
+
+impl From<ConnectionError> for Error {
+    fn from(e: ConnectionError) -> Self {
+        match e {
+            ConnectionError::Protocol(p) => Error::Protocol(p),
+            ConnectionError::Timeout(t) => Error::Timeout(t),
+            ConnectionError::Eof => Error::Eof,
+        }
+    }
+}
+
+impl Error {
+    /// Whether this is an abnormal end of a working connection (reset,
+    /// timeout, missing close frame), as opposed to a usage error.
+    pub fn is_abnormal_close(&self) -> bool {
+        matches!(self, Error::Io(_) | Error::Eof | Error::Timeout(_))
+    }
+
+    /// The close code to report locally for this failure, if it ended a
+    /// connection: the code we sent for a protocol error, 1006 for an
+    /// abrupt end, 1011 for an idle timeout.
+    pub fn close_code(&self) -> Option<CloseCode> {
+        match self {
+            Error::Protocol(p) => Some(p.close_code()),
+            Error::Timeout(TimeoutKind::Idle) => Some(CloseCode::INTERNAL_ERROR),
+            Error::Io(_) | Error::Eof | Error::Timeout(_) => Some(CloseCode::ABNORMAL),
+            _ => None,
+        }
+    }
+}
+
+/// Why a non-waiting send did not queue a message.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum TrySendError {
+    /// Queued output is over the write limit; here is the message back.
+    #[error("the write buffer is full")]
+    Full(crate::message::Message),
+    /// The connection can no longer send.
+    #[error("the connection is closed: {0}")]
+    Closed(Error),
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

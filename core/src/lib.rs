@@ -94,3 +94,7 @@ pub use sse::{SseError, SseEvent, SseParser};
 pub mod room;
 
 pub use room::{LagAction, LagPolicy, Registry, RoomConfig, RoomError, RoomMessage};
+pub mod shared;
+
+pub use error::{Error, TrySendError};
+pub use shared::{DriverState, Shared};

@@ -20,6 +20,9 @@ pub struct Incoming<S> {
     request: Request,
     handshake: ServerHandshake,
     config: Arc<Config>,
+    /// Set by [`crate::serve`]: accepted connections are closed with 1001
+    /// on graceful shutdown.
+    tracker: Option<crate::serve::Tracker>,
 }
 
 /// Reads one HTTP request head from `stream`, within the handshake timeout
@@ -65,6 +68,7 @@ where
             request,
             handshake,
             config,
+            tracker: None,
         }),
         Err(Error::Handshake(e)) => {
             if !matches!(e, HandshakeError::Eof) {
@@ -120,6 +124,7 @@ where
             request,
             handshake,
             config,
+            tracker,
         } = self;
         match handshake.accept(&request, accept) {
             Ok(accepted) => {
@@ -131,6 +136,9 @@ where
                     accepted.leftover,
                     accepted.response,
                 );
+                if let Some(tracker) = &tracker {
+                    tracker.track(ws.shared());
+                }
                 setup(&ws);
                 tokio::spawn(driver);
                 Ok(ws)
@@ -175,6 +183,14 @@ where
     /// protocols this crate does not drive itself.
     pub fn into_parts(self) -> (S, Request) {
         (self.stream, self.request)
+    }
+
+    pub(crate) fn set_tracker(&mut self, tracker: crate::serve::Tracker) {
+        self.tracker = Some(tracker);
+    }
+
+    pub(crate) fn tracker(&self) -> Option<&crate::serve::Tracker> {
+        self.tracker.as_ref()
     }
 
     /// The configuration this request was read with.

@@ -169,6 +169,11 @@ impl WebSocket {
     pub fn sender(&self) -> Sender {
         self.sender.clone()
     }
+
+    /// The shared state, for connection tracking (graceful shutdown).
+    pub(crate) fn shared(&self) -> &SharedRef {
+        &self.sender.shared
+    }
 }
 
 impl Clone for Sender {
@@ -191,7 +196,7 @@ impl Drop for Sender {
 }
 
 impl Sender {
-    fn poll_ready_inner(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+    pub(crate) fn poll_ready_inner(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let mut s = lock(&self.shared);
         if let Some(e) = terminal_error(&s) {
             return Poll::Ready(Err(e));
@@ -215,6 +220,29 @@ impl Sender {
         s.conn.send(message)?;
         s.wake_driver();
         Ok(())
+    }
+
+    /// Waits until queued output is under the write limit, so the next
+    /// message can be queued at once (broadcast members call this before
+    /// taking a message from their room).
+    pub async fn ready(&self) -> Result<(), Error> {
+        poll_fn(|cx| self.poll_ready_inner(cx)).await
+    }
+
+    /// Bytes queued in the core and not yet handed to the transport.
+    pub fn queued_bytes(&self) -> usize {
+        lock(&self.shared).conn.queued_bytes()
+    }
+
+    /// Ready once the connection can no longer send (closing, closed or
+    /// failed).
+    pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut s = lock(&self.shared);
+        if s.done || !s.conn.is_open() {
+            return Poll::Ready(());
+        }
+        s.register_writer(cx.waker());
+        Poll::Pending
     }
 
     /// Queues a message once queued output is under the write limit.

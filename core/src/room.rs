@@ -1,0 +1,364 @@
+//! Broadcast rooms without I/O: the lag policy, per-member lag accounting,
+//! room messages with their sequence numbers and wire forms, and a registry
+//! of named rooms that removes a room when its last holder leaves.
+//!
+//! Adapters carry [`RoomMessage`]s over their runtime's broadcast channel (a
+//! ring buffer per room: it *is* the bounded queue of every member) and
+//! consult a [`Lag`] whenever the channel reports that a member fell behind.
+//! The policy is the same on every runtime:
+//!
+//! - a member takes the next message from the room only while its
+//!   connection's queued output is under the write limit
+//!   ([`crate::Connection::is_write_blocked`] is false), so a stalled socket
+//!   shows up as lag in the room, never as a growing output queue;
+//! - when the ring overwrote messages the member had not taken yet,
+//!   [`Lag::on_lagged`] decides: [`LagPolicy::SkipAhead`] (the default)
+//!   continues with the oldest message still held and reports how many were
+//!   lost; [`LagPolicy::Disconnect`] closes the connection with
+//!   [`LAG_CLOSE_CODE`] (`1013 Try Again Later`).
+//!
+//! A message is framed once ([`PreparedMessage`]) and its SSE form is
+//! encoded at most once, on first use; every member shares the same bytes.
+//! Binary messages have no SSE form and are not sent to SSE subscribers.
+
+use std::collections::HashMap;
+use std::sync::OnceLock;
+
+use bytes::Bytes;
+
+use crate::close::CloseCode;
+use crate::connection::PreparedMessage;
+use crate::message::Message;
+use crate::sse::SseEvent;
+
+/// The close code a member gets under [`LagPolicy::Disconnect`]:
+/// `1013 Try Again Later` (RFC 6455 §7.4.1 via the IANA registry): the
+/// server is fine, this client was too slow, and it may reconnect.
+pub const LAG_CLOSE_CODE: CloseCode = CloseCode::TRY_AGAIN_LATER;
+
+/// The close reason sent with [`LAG_CLOSE_CODE`].
+pub const LAG_CLOSE_REASON: &str = "too slow for the room";
+
+/// Default number of messages a room holds for its slowest member.
+pub const DEFAULT_ROOM_CAPACITY: usize = 256;
+
+/// The longest room name accepted, in bytes.
+pub const MAX_ROOM_NAME_LEN: usize = 128;
+
+/// What happens to a member that fell further behind than the room holds.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum LagPolicy {
+    /// Continue with the oldest message the room still holds and tell the
+    /// member how many it lost (the default: a chat or a ticker prefers
+    /// fresh data to a dropped connection).
+    #[default]
+    SkipAhead,
+    /// Close the member's connection with [`LAG_CLOSE_CODE`]; for feeds
+    /// where a gap is worse than a reconnect.
+    Disconnect,
+}
+
+/// Settings of a room (and of every room of a hub).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct RoomConfig {
+    /// Messages held for members that have not taken them yet; the bound on
+    /// each member's queue. At least 1. Default [`DEFAULT_ROOM_CAPACITY`].
+    pub capacity: usize,
+    /// What to do with a member that falls further behind. Default
+    /// [`LagPolicy::SkipAhead`].
+    pub lag_policy: LagPolicy,
+}
+
+impl Default for RoomConfig {
+    fn default() -> Self {
+        RoomConfig {
+            capacity: DEFAULT_ROOM_CAPACITY,
+            lag_policy: LagPolicy::SkipAhead,
+        }
+    }
+}
+
+impl RoomConfig {
+    /// Sets [`RoomConfig::capacity`] (values below 1 become 1).
+    pub fn with_capacity(mut self, messages: usize) -> Self {
+        self.capacity = messages.max(1);
+        self
+    }
+
+    /// Sets [`RoomConfig::lag_policy`].
+    pub fn with_lag_policy(mut self, policy: LagPolicy) -> Self {
+        self.lag_policy = policy;
+        self
+    }
+}
+
+/// What a member does after falling behind, as decided by [`Lag::on_lagged`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum LagAction {
+    /// Keep going; `skipped` messages were lost this time.
+    SkipAhead {
+        /// Messages lost in this gap.
+        skipped: u64,
+    },
+    /// Close the connection with this code and [`LAG_CLOSE_REASON`].
+    Disconnect {
+        /// The close code, [`LAG_CLOSE_CODE`].
+        code: CloseCode,
+    },
+}
+
+/// One member's lag accounting.
+#[derive(Clone, Debug)]
+pub struct Lag {
+    policy: LagPolicy,
+    skipped: u64,
+    gaps: u64,
+}
+
+impl Lag {
+    /// Accounting for a member of a room with this policy.
+    pub fn new(policy: LagPolicy) -> Lag {
+        Lag {
+            policy,
+            skipped: 0,
+            gaps: 0,
+        }
+    }
+
+    /// Call when the room's channel says `missed` messages were overwritten
+    /// before this member took them; returns what to do.
+    pub fn on_lagged(&mut self, missed: u64) -> LagAction {
+        self.skipped = self.skipped.saturating_add(missed);
+        self.gaps = self.gaps.saturating_add(1);
+        match self.policy {
+            LagPolicy::SkipAhead => LagAction::SkipAhead { skipped: missed },
+            LagPolicy::Disconnect => LagAction::Disconnect {
+                code: LAG_CLOSE_CODE,
+            },
+        }
+    }
+
+    /// Messages this member has lost in total.
+    pub fn skipped(&self) -> u64 {
+        self.skipped
+    }
+
+    /// How many times this member fell behind.
+    pub fn gaps(&self) -> u64 {
+        self.gaps
+    }
+
+    /// The policy this accounting applies.
+    pub fn policy(&self) -> LagPolicy {
+        self.policy
+    }
+}
+
+/// A message published to a room: its sequence number in the room (from 1)
+/// and its wire forms, each encoded at most once and shared by every member.
+#[derive(Debug)]
+pub struct RoomMessage {
+    seq: u64,
+    prepared: PreparedMessage,
+    sse: OnceLock<Option<Bytes>>,
+}
+
+impl RoomMessage {
+    /// Wraps a prepared message published as number `seq` of its room.
+    pub fn new(seq: u64, prepared: PreparedMessage) -> RoomMessage {
+        RoomMessage {
+            seq,
+            prepared,
+            sse: OnceLock::new(),
+        }
+    }
+
+    /// The sequence number in the room, counting from 1.
+    pub fn seq(&self) -> u64 {
+        self.seq
+    }
+
+    /// The frame, as [`crate::Connection::send_prepared`] wants it.
+    pub fn prepared(&self) -> &PreparedMessage {
+        &self.prepared
+    }
+
+    /// The message.
+    pub fn message(&self) -> &Message {
+        self.prepared.message()
+    }
+
+    /// The SSE form: a `data:` event (one `data:` line per line of text)
+    /// with `id:` set to the sequence number, encoded on first call and
+    /// shared afterwards. `None` for binary messages, which are not sent to
+    /// SSE subscribers.
+    pub fn sse_bytes(&self) -> Option<&Bytes> {
+        self.sse
+            .get_or_init(|| match self.prepared.message() {
+                Message::Text(text) => Some(
+                    SseEvent::data(text.as_str())
+                        .id(self.seq.to_string())
+                        .encode(),
+                ),
+                Message::Binary(_) => None,
+            })
+            .as_ref()
+    }
+}
+
+/// Why a room name was refused.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum RoomError {
+    /// The name is empty, longer than [`MAX_ROOM_NAME_LEN`] bytes, or holds
+    /// control characters.
+    #[error("invalid room name (1 to 128 bytes, no control characters): {0:?}")]
+    InvalidName(String),
+}
+
+/// Checks a room name: 1 to [`MAX_ROOM_NAME_LEN`] bytes, no control
+/// characters (names often come from URLs and end up in logs).
+pub fn validate_room_name(name: &str) -> Result<(), RoomError> {
+    if name.is_empty() || name.len() > MAX_ROOM_NAME_LEN || name.chars().any(char::is_control) {
+        return Err(RoomError::InvalidName(name.chars().take(40).collect()));
+    }
+    Ok(())
+}
+
+/// Named rooms with a count of holders each (members and publisher
+/// handles); a room is removed when its count drops to zero.
+///
+/// `T` is the adapter's per-room state (its channel). The registry is not
+/// synchronised; adapters keep it behind their own lock.
+#[derive(Debug)]
+pub struct Registry<T> {
+    rooms: HashMap<String, (T, usize)>,
+}
+
+impl<T> Default for Registry<T> {
+    fn default() -> Self {
+        Registry {
+            rooms: HashMap::new(),
+        }
+    }
+}
+
+impl<T> Registry<T> {
+    /// An empty registry.
+    pub fn new() -> Registry<T> {
+        Registry::default()
+    }
+
+    /// Takes a hold on room `name`, creating it with `make` if it does not
+    /// exist; release it with [`Registry::release`].
+    ///
+    /// # Errors
+    ///
+    /// [`RoomError::InvalidName`] (see [`validate_room_name`]).
+    pub fn acquire(&mut self, name: &str, make: impl FnOnce() -> T) -> Result<&T, RoomError> {
+        validate_room_name(name)?;
+        let entry = self
+            .rooms
+            .entry(name.to_owned())
+            .or_insert_with(|| (make(), 0));
+        entry.1 += 1;
+        Ok(&entry.0)
+    }
+
+    /// Takes one more hold on an existing room; false if there is none.
+    pub fn retain(&mut self, name: &str) -> bool {
+        match self.rooms.get_mut(name) {
+            Some(entry) => {
+                entry.1 += 1;
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Gives back one hold; returns the room's state when that was the last
+    /// hold and the room was removed.
+    pub fn release(&mut self, name: &str) -> Option<T> {
+        let entry = self.rooms.get_mut(name)?;
+        entry.1 = entry.1.saturating_sub(1);
+        if entry.1 == 0 {
+            return self.rooms.remove(name).map(|(t, _)| t);
+        }
+        None
+    }
+
+    /// The state of room `name`, if it exists.
+    pub fn get(&self, name: &str) -> Option<&T> {
+        self.rooms.get(name).map(|(t, _)| t)
+    }
+
+    /// How many holds room `name` has (0 if it does not exist).
+    pub fn holders(&self, name: &str) -> usize {
+        self.rooms.get(name).map_or(0, |(_, n)| *n)
+    }
+
+    /// How many rooms exist.
+    pub fn len(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// Whether no room exists.
+    pub fn is_empty(&self) -> bool {
+        self.rooms.is_empty()
+    }
+
+    /// The names of the rooms.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.rooms.keys().map(String::as_str)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn lag_policies() {
+        let mut skip = Lag::new(LagPolicy::SkipAhead);
+        assert_eq!(skip.on_lagged(3), LagAction::SkipAhead { skipped: 3 });
+        assert_eq!(skip.on_lagged(2), LagAction::SkipAhead { skipped: 2 });
+        assert_eq!((skip.skipped(), skip.gaps()), (5, 2));
+        let mut drop = Lag::new(LagPolicy::Disconnect);
+        assert_eq!(
+            drop.on_lagged(1),
+            LagAction::Disconnect {
+                code: CloseCode::TRY_AGAIN_LATER
+            }
+        );
+    }
+
+    #[test]
+    fn registry_removes_empty_rooms() {
+        let mut r: Registry<u32> = Registry::new();
+        assert_eq!(*r.acquire("a", || 7).unwrap(), 7);
+        assert_eq!(*r.acquire("a", || 9).unwrap(), 7);
+        assert!(r.retain("a"));
+        assert!(!r.retain("b"));
+        assert_eq!(r.holders("a"), 3);
+        assert_eq!(r.release("a"), None);
+        assert_eq!(r.release("a"), None);
+        assert_eq!(r.release("a"), Some(7));
+        assert!(r.is_empty());
+        assert!(r.acquire("", || 1).is_err());
+        assert!(r.acquire("a\nb", || 1).is_err());
+        assert!(r.acquire(&"x".repeat(129), || 1).is_err());
+    }
+
+    #[test]
+    fn sse_form_is_text_only_and_cached() {
+        let text = RoomMessage::new(4, PreparedMessage::new("a\nb"));
+        let first = text.sse_bytes().unwrap().clone();
+        assert_eq!(&first[..], b"id: 4\ndata: a\ndata: b\n\n".as_slice());
+        assert_eq!(text.sse_bytes().unwrap().as_ptr(), first.as_ptr());
+        let binary = RoomMessage::new(1, PreparedMessage::new(vec![1u8, 2]));
+        assert!(binary.sse_bytes().is_none());
+    }
+}

@@ -1,0 +1,419 @@
+//! A [`Connection`] shared between an adapter's I/O driver and the
+//! application's handles: the core behind a lock, plus wakers.
+//!
+//! This is what every runtime adapter would otherwise write again: when a
+//! handle may take a message, when a sender must wait for the write limit,
+//! when a close has finished, and whom to wake after the driver fed input or
+//! wrote output. It does no I/O, reads no clock and spawns nothing; its
+//! `poll_*` methods take a [`Context`] only to store wakers.
+//!
+//! The driver calls [`Shared::driver`] at the start of every poll, which
+//! registers its waker and gives it the locked [`DriverState`]. Handles call
+//! the other methods; each wakes the driver when it queued something.
+
+use std::io;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::task::{Context, Poll, Waker};
+use std::time::Instant;
+
+use bytes::Bytes;
+
+use crate::close::{CloseCode, CloseFrame};
+use crate::connection::{Connection, Event, Outcome, PreparedMessage};
+use crate::error::{Error, TrySendError, UsageError};
+use crate::message::Message;
+
+/// The core plus the wakers of whoever waits on it. Hold it in an `Arc`.
+#[derive(Debug)]
+pub struct Shared {
+    state: Mutex<State>,
+}
+
+#[derive(Debug)]
+struct State {
+    conn: Connection,
+    driver: Option<Waker>,
+    receiver: Option<Waker>,
+    writers: Vec<Waker>,
+    receiver_alive: bool,
+    receiver_finished: bool,
+    senders: usize,
+    io_error: Option<Arc<io::Error>>,
+    done: bool,
+    unflushed: bool,
+}
+
+impl State {
+    fn wake_driver(&mut self) {
+        if let Some(w) = &self.driver {
+            w.wake_by_ref();
+        }
+    }
+
+    fn wake_receiver(&mut self) {
+        if let Some(w) = self.receiver.take() {
+            w.wake();
+        }
+    }
+
+    fn wake_writers(&mut self) {
+        for w in self.writers.drain(..) {
+            w.wake();
+        }
+        if self.writers.capacity() > 0 {
+            self.writers = Vec::new();
+        }
+    }
+
+    fn register_writer(&mut self, waker: &Waker) {
+        if !self.writers.iter().any(|w| w.will_wake(waker)) {
+            self.writers.push(waker.clone());
+        }
+    }
+
+    fn terminal_error(&self) -> Option<Error> {
+        if let Some(e) = &self.io_error {
+            return Some(Error::Io(e.clone()));
+        }
+        if self.done {
+            return match self.conn.outcome() {
+                Some(Outcome::Failed(e)) => Some(e.clone().into()),
+                Some(_) => Some(Error::Usage(UsageError::SendAfterClose)),
+                None => Some(Error::Eof),
+            };
+        }
+        None
+    }
+
+    fn is_flushed(&self) -> bool {
+        !self.unflushed && !self.conn.has_transmit()
+    }
+
+    /// Wakes the driver if the application's call changed what it must do.
+    fn after_command(&mut self) {
+        self.wake_driver();
+    }
+}
+
+impl Shared {
+    /// Shares `conn`, with one sending and one receiving handle counted.
+    pub fn new(conn: Connection) -> Arc<Shared> {
+        Arc::new(Shared {
+            state: Mutex::new(State {
+                conn,
+                driver: None,
+                receiver: None,
+                writers: Vec::new(),
+                receiver_alive: true,
+                receiver_finished: false,
+                senders: 1,
+                io_error: None,
+                done: false,
+                unflushed: false,
+            }),
+        })
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        // A panic while locked leaves nothing half-done that matters more
+        // than the panic itself, so a poisoned lock is taken over.
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    // ---------------------------------------------------------- receiving
+
+    /// Takes the next message. `Ready(None)` after a clean close (the peer's
+    /// frame is in [`Shared::close_frame`]); `Ready(Some(Err(..)))` once,
+    /// as the last item, when the connection failed. Cancel-safe: a message
+    /// leaves the core only in the poll that returns it.
+    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        let mut s = self.lock();
+        if s.receiver_finished {
+            return Poll::Ready(None);
+        }
+        loop {
+            let was_paused = !s.conn.wants_read();
+            let event = s.conn.poll_event();
+            if event.is_some()
+                && (s.conn.has_transmit()
+                    || (was_paused && s.conn.wants_read())
+                    || s.conn.is_closed())
+            {
+                s.wake_driver();
+            }
+            match event {
+                Some(Event::Message(m)) => return Poll::Ready(Some(Ok(m))),
+                Some(Event::Close(_)) => {
+                    s.receiver_finished = true;
+                    s.wake_writers();
+                    return Poll::Ready(None);
+                }
+                Some(Event::Error(e)) => {
+                    s.receiver_finished = true;
+                    return Poll::Ready(Some(Err(e.into())));
+                }
+                Some(_) => continue,
+                None => {}
+            }
+            if s.done || s.conn.is_closed() {
+                s.receiver_finished = true;
+                if let Some(e) = &s.io_error {
+                    return Poll::Ready(Some(Err(Error::Io(e.clone()))));
+                }
+                return Poll::Ready(match s.conn.outcome() {
+                    Some(Outcome::Failed(e)) => Some(Err(e.clone().into())),
+                    Some(_) => None,
+                    None => Some(Err(Error::Eof)),
+                });
+            }
+            match &s.receiver {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => s.receiver = Some(cx.waker().clone()),
+            }
+            return Poll::Pending;
+        }
+    }
+
+    /// The peer's close frame, once it arrived.
+    pub fn close_frame(&self) -> Option<CloseFrame> {
+        self.lock().conn.close_received().cloned()
+    }
+
+    /// The receiving handle is gone: switch to discard mode (data dropped
+    /// and counted, control frames still handled, so heartbeats go on).
+    pub fn drop_receiver(&self) {
+        let mut s = self.lock();
+        s.receiver_alive = false;
+        s.receiver = None;
+        s.conn.set_discard(true);
+        s.wake_driver();
+    }
+
+    // ------------------------------------------------------------ sending
+
+    /// Ready when a message may be queued: queued output is under the write
+    /// limit. Fails once the connection can no longer send.
+    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut s = self.lock();
+        if let Some(e) = s.terminal_error() {
+            return Poll::Ready(Err(e));
+        }
+        if !s.conn.is_open() {
+            return Poll::Ready(Err(Error::Usage(UsageError::SendAfterClose)));
+        }
+        if s.conn.is_write_blocked() {
+            s.register_writer(cx.waker());
+            s.wake_driver();
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Queues a message whole (after [`Shared::poll_ready`]).
+    pub fn send(&self, message: Message) -> Result<(), Error> {
+        let mut s = self.lock();
+        if let Some(e) = s.terminal_error() {
+            return Err(e);
+        }
+        s.conn.send(message)?;
+        s.after_command();
+        Ok(())
+    }
+
+    /// Queues a message now, or hands it back when the write buffer is full.
+    pub fn try_send(&self, message: Message) -> Result<(), TrySendError> {
+        let mut s = self.lock();
+        if let Some(e) = s.terminal_error() {
+            return Err(TrySendError::Closed(e));
+        }
+        if s.conn.is_write_blocked() {
+            s.wake_driver();
+            return Err(TrySendError::Full(message));
+        }
+        s.conn
+            .send(message)
+            .map_err(|e| TrySendError::Closed(e.into()))?;
+        s.after_command();
+        Ok(())
+    }
+
+    /// Queues a prepared (broadcast) message.
+    pub fn send_prepared(&self, prepared: &PreparedMessage) -> Result<(), Error> {
+        let mut s = self.lock();
+        if let Some(e) = s.terminal_error() {
+            return Err(e);
+        }
+        s.conn.send_prepared(prepared)?;
+        s.after_command();
+        Ok(())
+    }
+
+    /// Queues a ping.
+    pub fn send_ping(&self, payload: Bytes) -> Result<(), Error> {
+        let mut s = self.lock();
+        if let Some(e) = s.terminal_error() {
+            return Err(e);
+        }
+        s.conn.send_ping(payload)?;
+        s.after_command();
+        Ok(())
+    }
+
+    /// Ready once everything queued has been written to the transport (or
+    /// the connection ended).
+    pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        let mut s = self.lock();
+        if s.is_flushed() || s.done {
+            return match (&s.io_error, s.done) {
+                (Some(e), _) => Poll::Ready(Err(Error::Io(e.clone()))),
+                _ => Poll::Ready(Ok(())),
+            };
+        }
+        s.register_writer(cx.waker());
+        s.wake_driver();
+        Poll::Pending
+    }
+
+    /// Starts the close handshake (if it has not started) after checking the
+    /// arguments; then wait with [`Shared::poll_closed`].
+    pub fn close(&self, now: Instant, code: CloseCode, reason: &str) -> Result<(), Error> {
+        let mut s = self.lock();
+        CloseFrame::new(code, reason)?;
+        if s.conn.is_open() && !s.done {
+            s.conn.close(now, code, reason)?;
+            s.after_command();
+        }
+        Ok(())
+    }
+
+    /// Ready when the close handshake has ended: with the clean outcome, or
+    /// the failure (timeout, reset).
+    pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<Result<Outcome, Error>> {
+        let mut s = self.lock();
+        let clean = matches!(s.conn.outcome(), Some(Outcome::Clean { .. }));
+        if !(s.done || clean) {
+            s.register_writer(cx.waker());
+            return Poll::Pending;
+        }
+        if let Some(outcome) = s.conn.outcome() {
+            return Poll::Ready(Ok(outcome.clone()));
+        }
+        Poll::Ready(Err(match &s.io_error {
+            Some(e) => Error::Io(e.clone()),
+            None => Error::Eof,
+        }))
+    }
+
+    /// Another sending handle exists.
+    pub fn add_sender(&self) {
+        self.lock().senders += 1;
+    }
+
+    /// A sending handle is gone; when none remain and the receiver is gone
+    /// too, the driver closes the connection (1001).
+    pub fn drop_sender(&self) {
+        let mut s = self.lock();
+        s.senders -= 1;
+        if s.senders == 0 {
+            s.wake_driver();
+        }
+    }
+
+    /// Whether the connection still accepts messages.
+    pub fn is_open(&self) -> bool {
+        let s = self.lock();
+        s.conn.is_open() && !s.done
+    }
+
+    /// The negotiated subprotocol.
+    pub fn subprotocol(&self) -> Option<String> {
+        self.lock().conn.subprotocol().map(str::to_owned)
+    }
+
+    /// Runs `f` on the locked connection (for adapter-specific queries).
+    pub fn with_connection<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
+        let mut s = self.lock();
+        let r = f(&mut s.conn);
+        s.wake_driver();
+        r
+    }
+
+    // ------------------------------------------------------------- driver
+
+    /// Locks the state for the driver and registers its waker. Call at the
+    /// start of every driver poll; the guard must not be held across an
+    /// await.
+    pub fn driver(&self, waker: &Waker, now: Instant) -> DriverState<'_> {
+        let mut s = self.lock();
+        match &s.driver {
+            Some(w) if w.will_wake(waker) => {}
+            _ => s.driver = Some(waker.clone()),
+        }
+        if s.senders == 0 && !s.receiver_alive && s.conn.is_open() {
+            // Every handle is gone: say goodbye instead of lingering.
+            let _ = s.conn.close(now, CloseCode::GOING_AWAY, "");
+        }
+        DriverState { s }
+    }
+}
+
+/// The driver's view of a [`Shared`] connection while it polls its I/O.
+#[derive(Debug)]
+pub struct DriverState<'a> {
+    s: MutexGuard<'a, State>,
+}
+
+impl DriverState<'_> {
+    /// The core, to feed input and take output.
+    pub fn conn(&mut self) -> &mut Connection {
+        &mut self.s.conn
+    }
+
+    /// Call after `receive`, `receive_eof` or `handle_timeout`: hands new
+    /// events to the receiver (or drops them in discard mode) and wakes a
+    /// waiting `close`.
+    pub fn after_input(&mut self) {
+        let s = &mut *self.s;
+        if !s.receiver_alive {
+            while s.conn.poll_event().is_some() {}
+        } else if s.conn.has_events() {
+            s.wake_receiver();
+        }
+        if s.conn.outcome().is_some() {
+            s.wake_writers();
+        }
+    }
+
+    /// Call after writing: `was_blocked` is `is_write_blocked()` from before
+    /// the write, `unflushed` whether the driver still holds unwritten bytes.
+    /// Wakes senders waiting for room and flushers waiting for the wire.
+    pub fn after_write(&mut self, was_blocked: bool, unflushed: bool) {
+        let s = &mut *self.s;
+        s.unflushed = unflushed;
+        if (was_blocked && !s.conn.is_write_blocked()) || s.is_flushed() {
+            s.wake_writers();
+        }
+    }
+
+    /// The driver stops: records an I/O error (unless the connection had
+    /// already ended) and wakes everyone.
+    pub fn finish(&mut self, error: Option<io::Error>) {
+        let s = &mut *self.s;
+        if let Some(e) = error {
+            if !s.conn.is_closed() {
+                s.io_error = Some(Arc::new(e));
+            }
+        }
+        s.done = true;
+        s.unflushed = false;
+        s.wake_receiver();
+        s.wake_writers();
+    }
+
+    /// Wakes the receiver if events are waiting (after the core closed).
+    pub fn wake_receiver_if_events(&mut self) {
+        if self.s.conn.has_events() {
+            self.s.wake_receiver();
+        }
+    }
+}

@@ -1,0 +1,25 @@
+//! async-std's executor and sockets for the shared async-io driver.
+
+use std::io;
+
+use wavecast_smol::runtime::{BoxFuture, Runtime};
+
+/// async-std: `async_std::task::spawn` and `async_std::net` sockets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct AsyncStd;
+
+impl Runtime for AsyncStd {
+    type Tcp = async_std::net::TcpStream;
+
+    fn spawn(future: BoxFuture<()>) {
+        async_std::task::spawn(future);
+    }
+
+    fn connect(host: String, port: u16) -> BoxFuture<io::Result<Self::Tcp>> {
+        Box::pin(async move {
+            let tcp = async_std::net::TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            Ok(tcp)
+        })
+    }
+}

@@ -1,0 +1,119 @@
+//! Connecting: from a `ws://` URL or over a stream you already have.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_io::{AsyncRead, AsyncWrite};
+use smol::io::{AsyncReadExt, AsyncWriteExt};
+use wavecast_core::handshake::{ClientAccepted, ClientHandshake, ClientRequest, Headers};
+use wavecast_core::{Config, Error, HandshakeError, Role};
+
+use crate::runtime::{until, Runtime, Smol};
+use crate::websocket::WebSocket;
+
+/// The server's answer to a successful upgrade.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct Response {
+    /// Headers of the `101` response.
+    pub headers: Headers,
+    /// The subprotocol the server chose, if any.
+    pub subprotocol: Option<String>,
+}
+
+/// Connects to a `ws://host:port/path?query` URL with the default config.
+///
+/// `wss://` needs the `rustls` feature; without it this fails at once with
+/// [`Error::Tls`].
+pub async fn connect(url: &str) -> Result<(WebSocket, Response), Error> {
+    let (request, _) = ClientRequest::from_url(url)?;
+    connect_with(url, request, Config::default()).await
+}
+
+/// Connects to `url` with a prepared request (subprotocols, extra headers
+/// such as `Authorization`) and a config.
+pub async fn connect_with(
+    url: &str,
+    request: ClientRequest,
+    config: impl Into<Arc<Config>>,
+) -> Result<(WebSocket, Response), Error> {
+    connect_with_on::<Smol>(url, request, config).await
+}
+
+#[doc(hidden)]
+pub async fn connect_with_on<R: Runtime>(
+    url: &str,
+    request: ClientRequest,
+    config: impl Into<Arc<Config>>,
+) -> Result<(WebSocket, Response), Error> {
+    let config = config.into();
+    let (_, target) = ClientRequest::from_url(url)?;
+    if target.tls {
+        return crate::tls::connect_tls::<R>(target.host, target.port, request, config).await;
+    }
+    let deadline = Instant::now() + config.handshake_timeout;
+    let tcp = until(deadline, R::connect(target.host.clone(), target.port))
+        .await
+        .ok_or(Error::Handshake(HandshakeError::Timeout))??;
+    client_over_on::<_, R>(tcp, request, config).await
+}
+
+/// Runs the client handshake over an already-open stream (TCP, TLS, a
+/// proxy tunnel, an in-memory pipe) and starts the connection.
+pub async fn client_over<S>(
+    stream: S,
+    request: ClientRequest,
+    config: impl Into<Arc<Config>>,
+) -> Result<(WebSocket, Response), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    client_over_on::<S, Smol>(stream, request, config).await
+}
+
+#[doc(hidden)]
+pub async fn client_over_on<S, R>(
+    mut stream: S,
+    request: ClientRequest,
+    config: impl Into<Arc<Config>>,
+) -> Result<(WebSocket, Response), Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: Runtime,
+{
+    let config = config.into();
+    let mut handshake = ClientHandshake::new(&config, request, Instant::now());
+    let deadline = Instant::now() + config.handshake_timeout;
+    let accepted: Result<ClientAccepted, Error> = until(deadline, async {
+        stream.write_all(handshake.request_bytes()).await?;
+        stream.flush().await?;
+        let mut buf = vec![0u8; 2048];
+        loop {
+            let n = stream.read(&mut buf).await?;
+            if n == 0 {
+                let e = handshake.receive_eof(Instant::now()).err();
+                return Err(Error::Handshake(e.unwrap_or(HandshakeError::Eof)));
+            }
+            if let Some(accepted) = handshake.receive(Instant::now(), &buf[..n])? {
+                return Ok(accepted);
+            }
+        }
+    })
+    .await
+    .unwrap_or(Err(Error::Handshake(HandshakeError::Timeout)));
+    let accepted = accepted?;
+    let response = Response {
+        headers: accepted.response_headers,
+        subprotocol: accepted.negotiated.subprotocol.clone(),
+    };
+    let ws = WebSocket::start(
+        stream,
+        Role::Client,
+        config,
+        &accepted.negotiated,
+        accepted.leftover,
+        Vec::new(),
+        R::spawn,
+    );
+    Ok((ws, response))
+}

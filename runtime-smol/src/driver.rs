@@ -1,0 +1,243 @@
+//! The I/O loop over `futures-io` streams and async-io timers: read into
+//! the core, write what it queued, sleep until its next deadline. smol and
+//! async-std both run on this reactor, so both adapters use this driver.
+
+use std::cell::RefCell;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, Instant};
+
+use async_io::Timer;
+use bytes::{Buf, Bytes};
+use futures_io::{AsyncRead, AsyncWrite};
+use wavecast_core::{Connection, Shared};
+
+/// Bytes read per `poll_read`. The buffer is per thread, not per
+/// connection, so idle connections hold no read buffer.
+const SCRATCH_LEN: usize = 64 << 10;
+
+/// Reads per wake before yielding to other tasks.
+const READS_PER_POLL: usize = 16;
+
+thread_local! {
+    static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH_LEN]);
+}
+
+/// The task that owns the transport. Spawn it on the runtime's executor.
+#[doc(hidden)]
+pub struct Driver<S> {
+    shared: Arc<Shared>,
+    stream: S,
+    wbuf: Vec<u8>,
+    wpos: usize,
+    chunk: Option<Bytes>,
+    timer: Option<(Instant, Timer)>,
+    read_eof: bool,
+    linger_until: Option<Instant>,
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
+    /// A driver for `stream`; `prefix` (the server's `101` response) is
+    /// written before anything the core queues.
+    pub fn new(shared: Arc<Shared>, stream: S, prefix: Vec<u8>) -> Driver<S> {
+        Driver {
+            shared,
+            stream,
+            wbuf: prefix,
+            wpos: 0,
+            chunk: None,
+            timer: None,
+            read_eof: false,
+            linger_until: None,
+        }
+    }
+
+    fn poll_write_out(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: &mut Connection,
+    ) -> Poll<std::io::Result<bool>> {
+        let mut wrote = false;
+        loop {
+            if self.wpos == self.wbuf.len() && self.chunk.is_none() {
+                self.wbuf.clear();
+                self.wpos = 0;
+                self.chunk = conn.poll_transmit(&mut self.wbuf);
+                if self.wbuf.is_empty() && self.chunk.is_none() {
+                    break;
+                }
+            }
+            let pending_buf = &self.wbuf[self.wpos..];
+            let res = match (&self.chunk, pending_buf.is_empty()) {
+                (Some(chunk), false) => {
+                    let bufs = [std::io::IoSlice::new(pending_buf), std::io::IoSlice::new(chunk)];
+                    Pin::new(&mut self.stream).poll_write_vectored(cx, &bufs)
+                }
+                (None, false) => Pin::new(&mut self.stream).poll_write(cx, pending_buf),
+                (Some(chunk), true) => Pin::new(&mut self.stream).poll_write(cx, chunk),
+                (None, true) => unreachable!("loop head refills or breaks"),
+            };
+            let mut n = match res {
+                Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(n)) => n,
+                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
+                Poll::Pending if wrote => return Poll::Ready(Ok(true)),
+                Poll::Pending => return Poll::Pending,
+            };
+            wrote = true;
+            let from_buf = n.min(self.wbuf.len() - self.wpos);
+            self.wpos += from_buf;
+            n -= from_buf;
+            if let Some(chunk) = self.chunk.as_mut() {
+                chunk.advance(n);
+                if chunk.is_empty() {
+                    self.chunk = None;
+                }
+            }
+        }
+        if wrote {
+            // Buffered transports (TLS) need a flush to hit the wire.
+            if let Poll::Ready(Err(e)) = Pin::new(&mut self.stream).poll_flush(cx) {
+                return Poll::Ready(Err(e));
+            }
+        }
+        Poll::Ready(Ok(wrote))
+    }
+
+    fn has_unwritten(&self) -> bool {
+        self.wpos < self.wbuf.len() || self.chunk.is_some()
+    }
+
+    fn poll_read_in(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: &mut Connection,
+    ) -> Poll<std::io::Result<()>> {
+        SCRATCH.with(|scratch| {
+            let mut scratch = scratch.borrow_mut();
+            match Pin::new(&mut self.stream).poll_read(cx, &mut scratch[..]) {
+                Poll::Ready(Ok(0)) => {
+                    self.read_eof = true;
+                    conn.receive_eof(Instant::now());
+                    Poll::Ready(Ok(()))
+                }
+                Poll::Ready(Ok(n)) => {
+                    conn.receive(Instant::now(), &scratch[..n]);
+                    Poll::Ready(Ok(()))
+                }
+                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+                Poll::Pending => Poll::Pending,
+            }
+        })
+    }
+
+    /// Arms the timer for `deadline` and polls it; true when it has fired.
+    fn poll_timer(&mut self, cx: &mut Context<'_>, deadline: Instant) -> bool {
+        match &mut self.timer {
+            Some((at, timer)) if *at == deadline => Pin::new(timer).poll(cx).is_ready(),
+            Some((at, timer)) => {
+                *at = deadline;
+                timer.set_at(deadline);
+                Pin::new(timer).poll(cx).is_ready()
+            }
+            None => {
+                let mut timer = Timer::at(deadline);
+                let fired = Pin::new(&mut timer).poll(cx).is_ready();
+                self.timer = Some((deadline, timer));
+                fired
+            }
+        }
+    }
+
+    fn release(&mut self) {
+        self.timer = None;
+        self.wbuf = Vec::new();
+        self.chunk = None;
+    }
+}
+
+impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let shared = this.shared.clone();
+        let mut state = shared.driver(cx.waker(), Instant::now());
+        let mut reads = 0;
+        loop {
+            let mut progress = false;
+
+            let was_blocked = state.conn().is_write_blocked();
+            match this.poll_write_out(cx, state.conn()) {
+                Poll::Ready(Ok(wrote)) => progress |= wrote,
+                Poll::Ready(Err(e)) => {
+                    state.finish(Some(e));
+                    this.release();
+                    return Poll::Ready(());
+                }
+                Poll::Pending => {}
+            }
+            state.after_write(was_blocked, this.has_unwritten());
+
+            if state.conn().wants_read() && !this.read_eof {
+                if reads >= READS_PER_POLL {
+                    // Let other connections run; come back at once.
+                    cx.waker().wake_by_ref();
+                    break;
+                }
+                match this.poll_read_in(cx, state.conn()) {
+                    Poll::Ready(Ok(())) => {
+                        reads += 1;
+                        progress = true;
+                        state.after_input();
+                    }
+                    Poll::Ready(Err(e)) => {
+                        state.finish(Some(e));
+                        this.release();
+                        return Poll::Ready(());
+                    }
+                    Poll::Pending => {}
+                }
+            }
+
+            if state.conn().is_closed() {
+                state.wake_receiver_if_events();
+                if !this.has_unwritten() && !state.conn().has_transmit() {
+                    let _ = Pin::new(&mut this.stream).poll_close(cx);
+                    state.finish(None);
+                    this.release();
+                    return Poll::Ready(());
+                }
+                // Flushing the last frames is bounded by the close timeout.
+                let linger = state.conn().config().close_timeout.max(Duration::from_millis(1));
+                let until = *this.linger_until.get_or_insert_with(|| Instant::now() + linger);
+                if this.poll_timer(cx, until) {
+                    state.finish(None);
+                    this.release();
+                    return Poll::Ready(());
+                }
+            } else if let Some(deadline) = state.conn().poll_timeout() {
+                if deadline <= Instant::now() || this.poll_timer(cx, deadline) {
+                    state.conn().handle_timeout(Instant::now());
+                    state.after_input();
+                    progress = true;
+                }
+            } else {
+                this.timer = None;
+            }
+
+            if !progress {
+                break;
+            }
+        }
+        if !this.has_unwritten() && this.wbuf.capacity() > 0 {
+            // Idle connections hold no write buffer.
+            this.wbuf = Vec::new();
+            this.wpos = 0;
+        }
+        state.after_write(false, this.has_unwritten());
+        Poll::Pending
+    }
+}

@@ -1,0 +1,56 @@
+//! What differs between smol and async-std: how a task is spawned and how a
+//! TCP connection is opened. Both run on the async-io reactor, so the
+//! driver, the timers and everything else are shared.
+
+use std::future::Future;
+use std::io;
+use std::pin::Pin;
+
+use futures_io::{AsyncRead, AsyncWrite};
+
+/// A boxed future, as runtimes spawn and connect them.
+pub type BoxFuture<T> = Pin<Box<dyn Future<Output = T> + Send>>;
+
+/// An executor and socket provider on the async-io reactor.
+pub trait Runtime: Send + Sync + 'static {
+    /// The runtime's TCP stream.
+    type Tcp: AsyncRead + AsyncWrite + Unpin + Send + 'static;
+
+    /// Spawns a detached task.
+    fn spawn(future: BoxFuture<()>);
+
+    /// Opens a TCP connection (resolving `host`) with `TCP_NODELAY` set.
+    fn connect(host: String, port: u16) -> BoxFuture<io::Result<Self::Tcp>>;
+}
+
+/// smol: `smol::spawn` on its global executor and `smol::net` sockets.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Smol;
+
+impl Runtime for Smol {
+    type Tcp = smol::net::TcpStream;
+
+    fn spawn(future: BoxFuture<()>) {
+        smol::spawn(future).detach();
+    }
+
+    fn connect(host: String, port: u16) -> BoxFuture<io::Result<Self::Tcp>> {
+        Box::pin(async move {
+            let tcp = smol::net::TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            Ok(tcp)
+        })
+    }
+}
+
+/// Runs `future` until it finishes or `deadline` passes (`None` then).
+pub(crate) async fn until<T>(
+    deadline: std::time::Instant,
+    future: impl Future<Output = T>,
+) -> Option<T> {
+    smol::future::or(async { Some(future.await) }, async {
+        async_io::Timer::at(deadline).await;
+        None
+    })
+    .await
+}

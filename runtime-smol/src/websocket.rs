@@ -1,0 +1,311 @@
+//! The application's handles: [`WebSocket`], and its halves [`Sender`] and
+//! [`Receiver`] for use from different tasks.
+//!
+//! Handles never touch the socket: they go through the core's
+//! [`Shared`] connection and wake the driver task that does the I/O.
+//!
+//! - `send(..).await` returning `Ok` means the message is **queued** in the
+//!   core (framed, in order), not yet written; [`Sender::flush`] waits until
+//!   everything queued has been written. `send` waits while queued output is
+//!   over the write limit; a cancelled `send` has queued the whole message or
+//!   none of it.
+//! - `recv()` is cancel-safe: a message leaves the core only in the poll that
+//!   returns it.
+
+use std::future::{poll_fn, Future};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use futures_core::Stream;
+use futures_io::{AsyncRead, AsyncWrite};
+use futures_sink::Sink;
+use wavecast_core::{
+    CloseCode, CloseFrame, Config, Connection, Error, Message, Negotiated, Outcome,
+    PreparedMessage, Role, Shared, TrySendError, Utf8Bytes,
+};
+
+use crate::driver::Driver;
+
+/// A WebSocket connection. Send and receive directly, or [`WebSocket::split`]
+/// into halves for separate tasks.
+#[derive(Debug)]
+pub struct WebSocket {
+    sender: Sender,
+    receiver: Receiver,
+}
+
+/// The sending half. Clone it to send from several tasks at once; each
+/// message is queued whole.
+#[derive(Debug)]
+pub struct Sender {
+    shared: Arc<Shared>,
+}
+
+/// The receiving half. Dropping it switches the connection to discard mode:
+/// data messages are counted and dropped, control frames are still handled,
+/// so heartbeats keep working for send-only feeds.
+#[derive(Debug)]
+pub struct Receiver {
+    shared: Arc<Shared>,
+}
+
+impl WebSocket {
+    /// Wraps a stream that has already been upgraded and starts its driver
+    /// on smol's executor. `leftover` holds bytes that arrived after the
+    /// HTTP head; they are fed to the core first.
+    pub fn from_upgraded<S>(
+        stream: S,
+        role: Role,
+        config: impl Into<Arc<Config>>,
+        negotiated: &Negotiated,
+        leftover: Bytes,
+    ) -> WebSocket
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        Self::start(stream, role, config, negotiated, leftover, Vec::new(), |d| {
+            smol::spawn(d).detach()
+        })
+    }
+
+    /// Builds the handles and hands the driver future to `spawn`; `prefix`
+    /// (a `101` response) is written before any frame. The async-std
+    /// adapter uses this with its own executor.
+    #[doc(hidden)]
+    pub fn start<S>(
+        stream: S,
+        role: Role,
+        config: impl Into<Arc<Config>>,
+        negotiated: &Negotiated,
+        leftover: Bytes,
+        prefix: Vec<u8>,
+        spawn: impl FnOnce(Pin<Box<dyn Future<Output = ()> + Send>>),
+    ) -> WebSocket
+    where
+        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    {
+        let now = Instant::now();
+        let mut conn = Connection::with_negotiated(role, config, negotiated, now);
+        if !leftover.is_empty() {
+            conn.receive(now, &leftover);
+        }
+        let shared = Shared::new(conn);
+        spawn(Box::pin(Driver::new(shared.clone(), stream, prefix)));
+        WebSocket {
+            sender: Sender {
+                shared: shared.clone(),
+            },
+            receiver: Receiver { shared },
+        }
+    }
+
+    /// Splits into a sender and a receiver that can live in different tasks.
+    pub fn split(self) -> (Sender, Receiver) {
+        (self.sender, self.receiver)
+    }
+
+    /// Receives the next message; see [`Receiver::recv`].
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        self.receiver.recv().await
+    }
+
+    /// Queues a message; see [`Sender::send`].
+    pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
+        self.sender.send(message).await
+    }
+
+    /// Queues a text message.
+    pub async fn send_text(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), Error> {
+        self.sender.send(Message::Text(text.into())).await
+    }
+
+    /// Queues a binary message.
+    pub async fn send_binary(&mut self, data: impl Into<Bytes>) -> Result<(), Error> {
+        self.sender.send(Message::Binary(data.into())).await
+    }
+
+    /// Queues a message without waiting; see [`Sender::try_send`].
+    pub fn try_send(&self, message: impl Into<Message>) -> Result<(), TrySendError> {
+        self.sender.try_send(message)
+    }
+
+    /// Sends a ping; see [`Sender::ping`].
+    pub async fn ping(&mut self, payload: impl Into<Bytes>) -> Result<(), Error> {
+        self.sender.ping(payload).await
+    }
+
+    /// Waits until everything queued has been written.
+    pub async fn flush(&mut self) -> Result<(), Error> {
+        self.sender.flush().await
+    }
+
+    /// Closes; see [`Sender::close`].
+    pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<Outcome, Error> {
+        self.sender.close(code, reason).await
+    }
+
+    /// The negotiated subprotocol, if any.
+    pub fn subprotocol(&self) -> Option<String> {
+        self.sender.shared.subprotocol()
+    }
+
+    /// The peer's close frame, once it arrived.
+    pub fn close_frame(&self) -> Option<CloseFrame> {
+        self.receiver.close_frame()
+    }
+
+    /// A clone of the sending half, for other tasks.
+    pub fn sender(&self) -> Sender {
+        self.sender.clone()
+    }
+}
+
+impl Clone for Sender {
+    fn clone(&self) -> Self {
+        self.shared.add_sender();
+        Sender {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+impl Drop for Sender {
+    fn drop(&mut self) {
+        self.shared.drop_sender();
+    }
+}
+
+impl Sender {
+    /// Queues a message once queued output is under the write limit.
+    ///
+    /// `Ok` means queued, not written (see [`Sender::flush`]). Cancel-safe:
+    /// a cancelled call has queued nothing.
+    pub async fn send(&self, message: impl Into<Message>) -> Result<(), Error> {
+        let message = message.into();
+        poll_fn(|cx| self.shared.poll_ready(cx)).await?;
+        self.shared.send(message)
+    }
+
+    /// Queues a message now, or says why not: [`TrySendError::Full`] (with
+    /// the message back) while queued output is over the write limit.
+    pub fn try_send(&self, message: impl Into<Message>) -> Result<(), TrySendError> {
+        self.shared.try_send(message.into())
+    }
+
+    /// Queues a message framed once for many connections (broadcast).
+    pub async fn send_prepared(&self, prepared: &PreparedMessage) -> Result<(), Error> {
+        poll_fn(|cx| self.shared.poll_ready(cx)).await?;
+        self.shared.send_prepared(prepared)
+    }
+
+    /// Sends a ping (payload at most 125 bytes).
+    pub async fn ping(&self, payload: impl Into<Bytes>) -> Result<(), Error> {
+        let payload = payload.into();
+        poll_fn(|cx| self.shared.poll_ready(cx)).await?;
+        self.shared.send_ping(payload)
+    }
+
+    /// Waits until everything queued so far has been written to the transport.
+    pub async fn flush(&self) -> Result<(), Error> {
+        poll_fn(|cx| self.shared.poll_flush(cx)).await
+    }
+
+    /// Starts the close handshake and waits until it ends: the peer answers
+    /// (a clean [`Outcome`]) or the close timeout passes. Messages that
+    /// arrive meanwhile are still delivered to the receiver.
+    pub async fn close(&self, code: CloseCode, reason: &str) -> Result<Outcome, Error> {
+        self.shared.close(Instant::now(), code, reason)?;
+        poll_fn(|cx| self.shared.poll_closed(cx)).await
+    }
+
+    /// Whether the connection still accepts messages.
+    pub fn is_open(&self) -> bool {
+        self.shared.is_open()
+    }
+
+    /// Waits until a message may be queued without exceeding the write limit.
+    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.shared.poll_ready(cx)
+    }
+}
+
+impl Drop for Receiver {
+    fn drop(&mut self) {
+        self.shared.drop_receiver();
+    }
+}
+
+impl Receiver {
+    /// Polls for the next message; the `Stream` impl and [`Receiver::recv`]
+    /// use this.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+        self.shared.poll_recv(cx)
+    }
+
+    /// Receives the next message.
+    ///
+    /// `None` means the connection closed cleanly (see
+    /// [`Receiver::close_frame`] for the peer's code and reason);
+    /// `Some(Err(..))` means it failed (protocol error, timeout, reset) and
+    /// is the last item. Cancel-safe.
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        poll_fn(|cx| self.shared.poll_recv(cx)).await
+    }
+
+    /// The peer's close frame, once it arrived.
+    pub fn close_frame(&self) -> Option<CloseFrame> {
+        self.shared.close_frame()
+    }
+}
+
+impl Stream for Receiver {
+    type Item = Result<Message, Error>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().poll_recv(cx)
+    }
+}
+
+impl Stream for WebSocket {
+    type Item = Result<Message, Error>;
+    fn poll_next(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+        self.get_mut().receiver.poll_recv(cx)
+    }
+}
+
+impl Sink<Message> for Sender {
+    type Error = Error;
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.shared.poll_ready(cx)
+    }
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        self.shared.send(item)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        self.shared.poll_flush(cx)
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        if self.shared.is_open() {
+            self.shared.close(Instant::now(), CloseCode::NORMAL, "")?;
+        }
+        self.shared.poll_flush(cx)
+    }
+}
+
+impl Sink<Message> for WebSocket {
+    type Error = Error;
+    fn poll_ready(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Pin::new(&mut self.get_mut().sender).poll_ready(cx)
+    }
+    fn start_send(self: Pin<&mut Self>, item: Message) -> Result<(), Error> {
+        Pin::new(&mut self.get_mut().sender).start_send(item)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Sink::poll_flush(Pin::new(&mut self.get_mut().sender), cx)
+    }
+    fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+        Sink::poll_close(Pin::new(&mut self.get_mut().sender), cx)
+    }
+}
