@@ -282,6 +282,8 @@ impl Shared {
         if s.conn.is_open() && !s.done {
             s.conn.close(now, code, reason)?;
             s.after_command();
+            // Tasks waiting for the connection to stop sending move on.
+            s.wake_writers();
         }
         Ok(())
     }
@@ -302,6 +304,17 @@ impl Shared {
             Some(e) => Error::Io(e.clone()),
             None => Error::Eof,
         }))
+    }
+
+    /// Ready once the connection can no longer send (closing, closed or
+    /// failed); for tasks that feed a connection until it goes away.
+    pub fn poll_send_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut s = self.lock();
+        if s.done || !s.conn.is_open() {
+            return Poll::Ready(());
+        }
+        s.register_writer(cx.waker());
+        Poll::Pending
     }
 
     /// Another sending handle exists.

@@ -29,7 +29,10 @@ pub type Incoming<S> = wavecast_smol::Incoming<S, AsyncStd>;
 
 /// Reads one HTTP request head within the handshake timeout; then accept,
 /// reject or answer it through [`Incoming`].
-pub async fn read_request<S>(stream: S, config: impl Into<Arc<Config>>) -> Result<Incoming<S>, Error>
+pub async fn read_request<S>(
+    stream: S,
+    config: impl Into<Arc<Config>>,
+) -> Result<Incoming<S>, Error>
 where
     S: Read + Write + Unpin + Send + 'static,
 {
@@ -97,7 +100,15 @@ pub fn from_upgraded<S>(
 where
     S: Read + Write + Unpin + Send + 'static,
 {
-    WebSocket::start(stream, role, config, negotiated, leftover, Vec::new(), |driver| {
-        async_std::task::spawn(driver);
-    })
+    WebSocket::start(
+        stream,
+        role,
+        config,
+        negotiated,
+        leftover,
+        Vec::new(),
+        |driver| {
+            async_std::task::spawn(driver);
+        },
+    )
 }

@@ -72,7 +72,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             let pending_buf = &self.wbuf[self.wpos..];
             let res = match (&self.chunk, pending_buf.is_empty()) {
                 (Some(chunk), false) => {
-                    let bufs = [std::io::IoSlice::new(pending_buf), std::io::IoSlice::new(chunk)];
+                    let bufs = [
+                        std::io::IoSlice::new(pending_buf),
+                        std::io::IoSlice::new(chunk),
+                    ];
                     Pin::new(&mut self.stream).poll_write_vectored(cx, &bufs)
                 }
                 (None, false) => Pin::new(&mut self.stream).poll_write(cx, pending_buf),
@@ -80,7 +83,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 (None, true) => unreachable!("loop head refills or breaks"),
             };
             let mut n = match res {
-                Poll::Ready(Ok(0)) => return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into())),
+                Poll::Ready(Ok(0)) => {
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
+                }
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
                 Poll::Pending if wrote => return Poll::Ready(Ok(true)),
@@ -211,8 +216,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
                     return Poll::Ready(());
                 }
                 // Flushing the last frames is bounded by the close timeout.
-                let linger = state.conn().config().close_timeout.max(Duration::from_millis(1));
-                let until = *this.linger_until.get_or_insert_with(|| Instant::now() + linger);
+                let linger = state
+                    .conn()
+                    .config()
+                    .close_timeout
+                    .max(Duration::from_millis(1));
+                let until = *this
+                    .linger_until
+                    .get_or_insert_with(|| Instant::now() + linger);
                 if this.poll_timer(cx, until) {
                     state.finish(None);
                     this.release();

@@ -66,9 +66,15 @@ impl WebSocket {
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     {
-        Self::start(stream, role, config, negotiated, leftover, Vec::new(), |d| {
-            smol::spawn(d).detach()
-        })
+        Self::start(
+            stream,
+            role,
+            config,
+            negotiated,
+            leftover,
+            Vec::new(),
+            |d| smol::spawn(d).detach(),
+        )
     }
 
     /// Builds the handles and hands the driver future to `spawn`; `prefix`

@@ -8,7 +8,9 @@ use wavecast_tokio::{accept_with, Accept, Config};
 
 #[tokio::main(flavor = "current_thread")]
 async fn main() -> std::io::Result<()> {
-    let addr = std::env::args().nth(1).unwrap_or_else(|| "127.0.0.1:9001".to_owned());
+    let addr = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "127.0.0.1:9001".to_owned());
     let listener = TcpListener::bind(&addr).await?;
     println!("echo server listening on ws://{}", listener.local_addr()?);
     // Large enough for the conformance suite's 16 MiB messages.

@@ -4,14 +4,14 @@
 use std::cell::RefCell;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
-use std::task::{Context, Poll, Waker};
+use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Buf, Bytes};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
-use wavecast_core::{Connection, Event};
+use wavecast_core::{Connection, Shared};
 
 /// Bytes read per `poll_read`. The buffer is per thread, not per
 /// connection, so idle connections hold no read buffer.
@@ -24,112 +24,6 @@ thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH_LEN]);
 }
 
-/// State shared by the driver task and the handles: the core plus wakers.
-#[derive(Debug)]
-pub(crate) struct Shared {
-    pub(crate) conn: Connection,
-    driver: Option<Waker>,
-    receiver: Option<Waker>,
-    writers: Vec<Waker>,
-    /// The receiving half still exists; when it goes, data is discarded.
-    pub(crate) receiver_alive: bool,
-    /// Live handles (senders and receivers); at zero the driver closes.
-    pub(crate) handles: usize,
-    /// An I/O error that ended the connection.
-    pub(crate) io_error: Option<Arc<std::io::Error>>,
-    /// The driver has stopped; nothing more will be read or written.
-    pub(crate) done: bool,
-    /// The driver holds written-but-unsent bytes.
-    pub(crate) unflushed: bool,
-}
-
-pub(crate) type SharedRef = Arc<Mutex<Shared>>;
-
-/// Locks the shared state. A panic while it was held cannot leave the core
-/// half-updated in a way that matters more than the panic itself, so a
-/// poisoned lock is simply taken over.
-pub(crate) fn lock(shared: &SharedRef) -> MutexGuard<'_, Shared> {
-    shared
-        .lock()
-        .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-impl Shared {
-    pub(crate) fn new(conn: Connection) -> Shared {
-        Shared {
-            conn,
-            driver: None,
-            receiver: None,
-            writers: Vec::new(),
-            receiver_alive: true,
-            handles: 0,
-            io_error: None,
-            done: false,
-            unflushed: false,
-        }
-    }
-
-    pub(crate) fn wake_driver(&mut self) {
-        if let Some(w) = &self.driver {
-            w.wake_by_ref();
-        }
-    }
-
-    pub(crate) fn register_receiver(&mut self, waker: &Waker) {
-        match &self.receiver {
-            Some(w) if w.will_wake(waker) => {}
-            _ => self.receiver = Some(waker.clone()),
-        }
-    }
-
-    pub(crate) fn register_writer(&mut self, waker: &Waker) {
-        if !self.writers.iter().any(|w| w.will_wake(waker)) {
-            self.writers.push(waker.clone());
-        }
-    }
-
-    fn wake_receiver(&mut self) {
-        if let Some(w) = self.receiver.take() {
-            w.wake();
-        }
-    }
-
-    fn wake_writers(&mut self) {
-        for w in self.writers.drain(..) {
-            w.wake();
-        }
-        if self.writers.capacity() > 0 {
-            self.writers = Vec::new();
-        }
-    }
-
-    /// Hands new events to whoever wants them after an input.
-    fn after_input(&mut self) {
-        if !self.receiver_alive {
-            // Discard mode: control frames were handled by the core; a
-            // close or error still needs polling to be answered.
-            while let Some(ev) = self.conn.poll_event() {
-                drop::<Event>(ev);
-            }
-        } else if self.conn.has_events() {
-            self.wake_receiver();
-        }
-        if self.conn.outcome().is_some() {
-            self.wake_writers();
-        }
-    }
-
-    fn wake_all(&mut self) {
-        self.wake_receiver();
-        self.wake_writers();
-    }
-
-    /// Whether everything queued has been written.
-    pub(crate) fn is_flushed(&self) -> bool {
-        !self.unflushed && !self.conn.has_transmit()
-    }
-}
-
 /// Current time on tokio's clock (which tests can pause), as the core wants it.
 pub(crate) fn now() -> std::time::Instant {
     Instant::now().into_std()
@@ -137,22 +31,20 @@ pub(crate) fn now() -> std::time::Instant {
 
 /// The task that owns the transport.
 pub(crate) struct Driver<S> {
-    shared: SharedRef,
+    shared: Arc<Shared>,
     stream: S,
     wbuf: Vec<u8>,
     wpos: usize,
     chunk: Option<Bytes>,
     sleep: Option<Pin<Box<Sleep>>>,
     read_eof: bool,
-    /// When the core finished, the last chance to flush its final frames.
     linger_until: Option<Instant>,
 }
 
 impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
-    /// A driver for `stream`; `prefix` is written before anything the core
-    /// queues (the server's `101` response).
-    pub(crate) fn new(shared: SharedRef, stream: S, prefix: Vec<u8>) -> Driver<S> {
-        lock(&shared).unflushed = !prefix.is_empty();
+    /// A driver for `stream`; `prefix` (the server's `101` response) is
+    /// written before anything the core queues.
+    pub(crate) fn new(shared: Arc<Shared>, stream: S, prefix: Vec<u8>) -> Driver<S> {
         Driver {
             shared,
             stream,
@@ -165,8 +57,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         }
     }
 
-    /// Writes queued output until done or the transport pushes back.
-    /// Returns whether anything was written.
     fn poll_write_out(
         &mut self,
         cx: &mut Context<'_>,
@@ -197,7 +87,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             };
             let mut n = match res {
                 Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()));
+                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
                 }
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
@@ -208,20 +98,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             let from_buf = n.min(self.wbuf.len() - self.wpos);
             self.wpos += from_buf;
             n -= from_buf;
-            if n > 0 {
-                if let Some(chunk) = self.chunk.as_mut() {
-                    chunk.advance(n);
+            if let Some(chunk) = self.chunk.as_mut() {
+                chunk.advance(n);
+                if chunk.is_empty() {
+                    self.chunk = None;
                 }
-            }
-            if self.chunk.as_ref().is_some_and(|c| c.is_empty()) {
-                self.chunk = None;
             }
         }
         if wrote {
             // Buffered transports (TLS) need a flush to hit the wire.
-            match Pin::new(&mut self.stream).poll_flush(cx) {
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Ready(Ok(())) | Poll::Pending => {}
+            if let Poll::Ready(Err(e)) = Pin::new(&mut self.stream).poll_flush(cx) {
+                return Poll::Ready(Err(e));
             }
         }
         Poll::Ready(Ok(wrote))
@@ -231,7 +118,6 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         self.wpos < self.wbuf.len() || self.chunk.is_some()
     }
 
-    /// Reads once into the shared scratch buffer and feeds the core.
     fn poll_read_in(
         &mut self,
         cx: &mut Context<'_>,
@@ -241,14 +127,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             let mut scratch = scratch.borrow_mut();
             let mut buf = ReadBuf::new(&mut scratch[..]);
             match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
+                Poll::Ready(Ok(())) if buf.filled().is_empty() => {
+                    self.read_eof = true;
+                    conn.receive_eof(now());
+                    Poll::Ready(Ok(()))
+                }
                 Poll::Ready(Ok(())) => {
-                    let filled = buf.filled();
-                    if filled.is_empty() {
-                        self.read_eof = true;
-                        conn.receive_eof(now());
-                    } else {
-                        conn.receive(now(), filled);
-                    }
+                    conn.receive(now(), buf.filled());
                     Poll::Ready(Ok(()))
                 }
                 Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
@@ -257,7 +142,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         })
     }
 
-    fn arm_sleep(&mut self, cx: &mut Context<'_>, deadline: Instant) -> bool {
+    /// Arms the timer for `deadline` and polls it; true when it has fired.
+    fn poll_timer(&mut self, cx: &mut Context<'_>, deadline: Instant) -> bool {
         match &mut self.sleep {
             Some(sleep) => {
                 if sleep.deadline() != deadline {
@@ -270,15 +156,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         sleep.as_mut().poll(cx).is_ready()
     }
 
-    fn finish(&mut self, shared: &mut Shared, error: Option<std::io::Error>) {
-        if let Some(e) = error {
-            if !shared.conn.is_closed() {
-                shared.io_error = Some(Arc::new(e));
-            }
-        }
-        shared.done = true;
-        shared.unflushed = false;
-        shared.wake_all();
+    fn release(&mut self) {
         self.sleep = None;
         self.wbuf = Vec::new();
         self.chunk = None;
@@ -290,84 +168,73 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
-        let shared_ref = this.shared.clone();
-        let mut guard = lock(&shared_ref);
-        let shared = &mut *guard;
-        match &shared.driver {
-            Some(w) if w.will_wake(cx.waker()) => {}
-            _ => shared.driver = Some(cx.waker().clone()),
-        }
-        if shared.handles == 0 && shared.conn.is_open() {
-            // Every handle is gone: say goodbye instead of lingering.
-            let _ = shared
-                .conn
-                .close(now(), wavecast_core::CloseCode::GOING_AWAY, "");
-        }
+        let shared = this.shared.clone();
+        let mut state = shared.driver(cx.waker(), now());
         let mut reads = 0;
         loop {
             let mut progress = false;
 
-            let was_blocked = shared.conn.is_write_blocked();
-            match this.poll_write_out(cx, &mut shared.conn) {
+            let was_blocked = state.conn().is_write_blocked();
+            match this.poll_write_out(cx, state.conn()) {
                 Poll::Ready(Ok(wrote)) => progress |= wrote,
                 Poll::Ready(Err(e)) => {
-                    this.finish(shared, Some(e));
+                    state.finish(Some(e));
+                    this.release();
                     return Poll::Ready(());
                 }
                 Poll::Pending => {}
             }
-            shared.unflushed = this.has_unwritten();
-            if (was_blocked && !shared.conn.is_write_blocked()) || shared.is_flushed() {
-                shared.wake_writers();
-            }
+            state.after_write(was_blocked, this.has_unwritten());
 
-            if shared.conn.wants_read() && !this.read_eof && reads < READS_PER_POLL {
-                match this.poll_read_in(cx, &mut shared.conn) {
+            if state.conn().wants_read() && !this.read_eof {
+                if reads >= READS_PER_POLL {
+                    // Let other connections run; come back at once.
+                    cx.waker().wake_by_ref();
+                    break;
+                }
+                match this.poll_read_in(cx, state.conn()) {
                     Poll::Ready(Ok(())) => {
                         reads += 1;
                         progress = true;
-                        shared.after_input();
+                        state.after_input();
                     }
                     Poll::Ready(Err(e)) => {
-                        this.finish(shared, Some(e));
+                        state.finish(Some(e));
+                        this.release();
                         return Poll::Ready(());
                     }
                     Poll::Pending => {}
                 }
-            } else if reads >= READS_PER_POLL {
-                // Let other connections run; come back at once.
-                cx.waker().wake_by_ref();
-                break;
             }
 
-            if shared.conn.is_closed() {
-                if shared.conn.has_events() {
-                    shared.wake_receiver();
-                }
-                if !this.has_unwritten() && !shared.conn.has_transmit() {
+            if state.conn().is_closed() {
+                state.wake_receiver_if_events();
+                if !this.has_unwritten() && !state.conn().has_transmit() {
                     let _ = Pin::new(&mut this.stream).poll_shutdown(cx);
-                    this.finish(shared, None);
+                    state.finish(None);
+                    this.release();
                     return Poll::Ready(());
                 }
                 // Flushing the last frames is bounded by the close timeout.
-                let until = *this.linger_until.get_or_insert_with(|| {
-                    Instant::now()
-                        + shared
-                            .conn
-                            .config()
-                            .close_timeout
-                            .max(Duration::from_millis(1))
-                });
-                if this.arm_sleep(cx, until) {
-                    this.finish(shared, None);
+                let linger = state
+                    .conn()
+                    .config()
+                    .close_timeout
+                    .max(Duration::from_millis(1));
+                let until = *this
+                    .linger_until
+                    .get_or_insert_with(|| Instant::now() + linger);
+                if this.poll_timer(cx, until) {
+                    state.finish(None);
+                    this.release();
                     return Poll::Ready(());
                 }
-            } else if let Some(deadline) = shared.conn.poll_timeout() {
+            } else if let Some(deadline) = state.conn().poll_timeout() {
                 let deadline = Instant::from_std(deadline);
-                if deadline <= Instant::now() || this.arm_sleep(cx, deadline) {
-                    shared.conn.handle_timeout(now());
+                if deadline <= Instant::now() || this.poll_timer(cx, deadline) {
+                    state.conn().handle_timeout(now());
+                    state.after_input();
                     progress = true;
-                    shared.after_input();
                 }
             } else {
                 this.sleep = None;
@@ -382,7 +249,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
             this.wbuf = Vec::new();
             this.wpos = 0;
         }
-        shared.unflushed = this.has_unwritten();
+        state.after_write(false, this.has_unwritten());
         Poll::Pending
     }
 }

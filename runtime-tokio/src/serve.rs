@@ -23,8 +23,9 @@ use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
 use wavecast_core::{Admission, CloseCode, Config};
 
-use crate::driver::{lock, now, Shared};
+use crate::driver::now;
 use crate::server::{read_request, Incoming};
+use wavecast_core::Shared;
 
 /// Settings of [`serve`].
 #[derive(Clone, Debug)]
@@ -85,13 +86,13 @@ pub(crate) struct Tracker {
 
 #[derive(Debug, Default)]
 struct TrackerInner {
-    conns: Mutex<(Vec<Weak<Mutex<Shared>>>, usize)>,
+    conns: Mutex<(Vec<Weak<Shared>>, usize)>,
     shutting_down: AtomicBool,
     notify: Notify,
 }
 
 impl Tracker {
-    pub(crate) fn track(&self, shared: &Arc<Mutex<Shared>>) {
+    pub(crate) fn track(&self, shared: &Arc<Shared>) {
         let mut guard = self.inner.conns.lock().unwrap_or_else(|p| p.into_inner());
         let (conns, prune_at) = &mut *guard;
         if conns.len() >= *prune_at {
@@ -132,13 +133,7 @@ impl Tracker {
             guard.0.iter().filter_map(Weak::upgrade).collect()
         };
         for shared in conns {
-            let mut s = lock(&shared);
-            if s.conn.is_open() && !s.done {
-                let _ = s
-                    .conn
-                    .close(now(), CloseCode::GOING_AWAY, "server shutting down");
-                s.wake_driver();
-            }
+            let _ = shared.close(now(), CloseCode::GOING_AWAY, "server shutting down");
         }
     }
 }
