@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::config::Config;
 use crate::http::HttpResponse;
 
 #[derive(Debug)]
@@ -154,6 +155,63 @@ impl Rejected {
         HttpResponse::text(503, body)
             .header("Retry-After", &seconds.to_string())
             .expect("a decimal Retry-After is a valid, unreserved header")
+    }
+}
+
+/// Settings of an adapter's `serve` loop.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct ServeConfig {
+    /// Connections whose handler runs at once; more get `503`. Default 10 000.
+    pub max_connections: usize,
+    /// How long graceful shutdown waits for handlers. Default 5 s.
+    pub shutdown_timeout: Duration,
+    /// `Retry-After` sent with a `503`. Default 1 s.
+    pub retry_after: Duration,
+    /// The WebSocket configuration of every connection.
+    pub config: Arc<Config>,
+}
+
+impl Default for ServeConfig {
+    fn default() -> Self {
+        ServeConfig {
+            max_connections: 10_000,
+            shutdown_timeout: Duration::from_secs(5),
+            retry_after: Duration::from_secs(1),
+            config: Arc::new(Config::default()),
+        }
+    }
+}
+
+impl ServeConfig {
+    /// Sets [`ServeConfig::max_connections`].
+    pub fn with_max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max;
+        self
+    }
+
+    /// Sets [`ServeConfig::shutdown_timeout`].
+    pub fn with_shutdown_timeout(mut self, after: Duration) -> Self {
+        self.shutdown_timeout = after;
+        self
+    }
+
+    /// Sets [`ServeConfig::retry_after`].
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = after;
+        self
+    }
+
+    /// Sets [`ServeConfig::config`].
+    pub fn with_config(mut self, config: impl Into<Arc<Config>>) -> Self {
+        self.config = config.into();
+        self
+    }
+
+    /// The cap on connections being refused at once: refusals are cheap
+    /// but not free.
+    pub fn refusal_limit(&self) -> usize {
+        self.max_connections.clamp(16, 1024)
     }
 }
 

@@ -165,10 +165,93 @@ fn uniform(rng: &mut Rng, low: Duration, high: Duration) -> Duration {
     )
 }
 
+/// A reconnecting client's schedule: the first connect is tried at once;
+/// each later one (after a loss or a failed attempt) waits the next
+/// [`Backoff`] delay; a completed handshake starts the schedule over.
+///
+/// Adapters call [`Reconnecting::begin`] when the application asks to
+/// connect, then per attempt [`Reconnecting::next_wait`] (sleep that long
+/// with their own timer; `None` means the attempts are used up) and
+/// [`Reconnecting::connected`] on success.
+#[derive(Debug)]
+pub struct Reconnecting {
+    backoff: Backoff,
+    rng: Rng,
+    connected_before: bool,
+    wait: bool,
+}
+
+impl Reconnecting {
+    /// A schedule drawing jitter from a generator seeded by `seed`.
+    pub fn new(backoff: Backoff, seed: crate::SeedSource) -> Reconnecting {
+        Reconnecting {
+            backoff,
+            rng: Rng::new(seed),
+            connected_before: false,
+            wait: false,
+        }
+    }
+
+    /// Replaces the backoff schedule.
+    pub fn set_backoff(&mut self, backoff: Backoff) {
+        self.backoff = backoff;
+    }
+
+    /// Reseeds the jitter generator.
+    pub fn reseed(&mut self, seed: crate::SeedSource) {
+        self.rng = Rng::new(seed);
+    }
+
+    /// The application asks for a connection.
+    pub fn begin(&mut self) {
+        self.wait = self.connected_before;
+    }
+
+    /// How long to wait before the next attempt (`Duration::ZERO`: try
+    /// now), or `None` once the attempts are used up.
+    pub fn next_wait(&mut self) -> Option<Duration> {
+        let wait = std::mem::replace(&mut self.wait, true);
+        if !wait {
+            return Some(Duration::ZERO);
+        }
+        self.backoff.next_delay(&mut self.rng)
+    }
+
+    /// A handshake completed: the schedule starts over.
+    pub fn connected(&mut self) {
+        self.backoff.reset();
+        self.connected_before = true;
+    }
+
+    /// Delays handed out since the last successful handshake.
+    pub fn attempts(&self) -> u32 {
+        self.backoff.attempts()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::config::SeedSource;
+
+    #[test]
+    fn reconnecting_tries_at_once_then_backs_off_and_starts_over() {
+        let backoff = Backoff::new()
+            .with_initial(Duration::from_millis(10))
+            .with_jitter(Jitter::None)
+            .with_max_attempts(Some(2));
+        let mut plan = Reconnecting::new(backoff, SeedSource::Fixed(1));
+        plan.begin();
+        assert_eq!(plan.next_wait(), Some(Duration::ZERO));
+        assert_eq!(plan.next_wait(), Some(Duration::from_millis(10)));
+        assert_eq!(plan.next_wait(), Some(Duration::from_millis(20)));
+        assert_eq!(plan.next_wait(), None);
+        plan.connected();
+        assert_eq!(plan.attempts(), 0);
+        // After a loss the first attempt waits.
+        plan.begin();
+        assert_eq!(plan.next_wait(), Some(Duration::from_millis(10)));
+    }
 
     fn rng() -> Rng {
         Rng::new(SeedSource::Fixed(7))

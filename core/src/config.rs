@@ -55,6 +55,11 @@ pub struct Config {
     pub max_headers: usize,
     /// Seed source for mask keys and handshake keys.
     pub seed: SeedSource,
+    /// permessage-deflate (RFC 7692): `Some` to offer it (client) or accept
+    /// it (server). Default on, memory-first (no context takeover, see
+    /// [`crate::deflate`]).
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<crate::deflate::DeflateConfig>,
 }
 
 impl Default for Config {
@@ -73,6 +78,8 @@ impl Default for Config {
             max_head_size: 8 << 10,
             max_headers: 64,
             seed: SeedSource::Os,
+            #[cfg(feature = "deflate")]
+            deflate: Some(crate::deflate::DeflateConfig::default()),
         }
     }
 }
@@ -141,6 +148,12 @@ impl Config {
     /// Sets [`Config::seed`].
     pub fn with_seed(mut self, seed: SeedSource) -> Self {
         self.seed = seed;
+        self
+    }
+    /// Sets [`Config::deflate`]: `None` disables permessage-deflate.
+    #[cfg(feature = "deflate")]
+    pub fn with_deflate(mut self, deflate: Option<crate::deflate::DeflateConfig>) -> Self {
+        self.deflate = deflate;
         self
     }
 }

@@ -152,6 +152,10 @@ pub struct Connection {
     /// Only clients mask, so only they carry a generator.
     rng: Option<Box<Rng>>,
     extension: Option<Box<dyn Extension>>,
+    /// Set when the extension is permessage-deflate without context
+    /// takeover on our side: prepared messages compressed once can be shared.
+    #[cfg(feature = "deflate")]
+    shared_deflate: Option<crate::deflate::SharedKey>,
     subprotocol: Option<String>,
 
     // Input.
@@ -201,6 +205,8 @@ impl Connection {
             },
             config,
             extension: None,
+            #[cfg(feature = "deflate")]
+            shared_deflate: None,
             subprotocol: None,
             head: [0; MAX_HEADER_LEN],
             head_len: 0,
@@ -228,7 +234,9 @@ impl Connection {
 
     /// A connection with the parameters a handshake negotiated (from
     /// [`crate::handshake`], or from a header-level negotiation when
-    /// another HTTP stack did the upgrade).
+    /// another HTTP stack did the upgrade). With the `deflate` feature, a
+    /// negotiated permessage-deflate (RFC 7692) is installed here, taking
+    /// its level and threshold from [`Config::deflate`] (or the defaults).
     pub fn with_negotiated(
         role: Role,
         config: impl Into<Arc<Config>>,
@@ -237,12 +245,25 @@ impl Connection {
     ) -> Connection {
         let mut conn = Connection::new(role, config, now);
         conn.subprotocol = negotiated.subprotocol.clone();
+        #[cfg(feature = "deflate")]
+        if let Some(params) = negotiated.deflate {
+            let defaults = crate::deflate::DeflateConfig::default();
+            let settings = conn.config.deflate.as_ref().unwrap_or(&defaults);
+            let codec = crate::deflate::PerMessageDeflate::new(role, params, settings);
+            let key = codec.shared_key();
+            conn.set_extension(Box::new(codec));
+            conn.shared_deflate = key;
+        }
         conn
     }
 
     /// Installs a negotiated extension into the pipeline.
     pub fn set_extension(&mut self, extension: Box<dyn Extension>) {
         self.extension = Some(extension);
+        #[cfg(feature = "deflate")]
+        {
+            self.shared_deflate = None;
+        }
     }
 
     /// This end's role.
@@ -731,10 +752,28 @@ impl Connection {
 
     /// Queues a frame already encoded for many connections (broadcast).
     /// The shared bytes are written as they are, never copied per member.
+    ///
+    /// With permessage-deflate and no server context takeover, the message
+    /// is compressed once per set of parameters and that frame is shared;
+    /// with context takeover it is compressed for this connection alone.
     pub fn send_prepared(&mut self, prepared: &PreparedMessage) -> Result<(), UsageError> {
         self.check_can_send()?;
         match self.role {
             Role::Server => {
+                #[cfg(feature = "deflate")]
+                if self.extension.is_some() {
+                    match self.shared_deflate {
+                        Some(key) => {
+                            if let Some(frame) = prepared.deflated(key) {
+                                self.push_out(OutItem::Encoded(frame));
+                                return Ok(());
+                            }
+                        }
+                        // Context takeover (or another extension): this
+                        // connection's own state transforms the message.
+                        None => return self.send(prepared.message.clone()),
+                    }
+                }
                 self.push_out(OutItem::Encoded(prepared.frame.clone()));
                 Ok(())
             }
@@ -1154,6 +1193,10 @@ fn short_reason(text: &str) -> Utf8Bytes {
 pub struct PreparedMessage {
     message: Message,
     frame: Bytes,
+    /// Compressed frames by compression parameters, computed on first use
+    /// and shared by clones (`None`: sent uncompressed for that key).
+    #[cfg(feature = "deflate")]
+    deflated: Arc<std::sync::Mutex<Vec<(crate::deflate::SharedKey, Option<Bytes>)>>>,
 }
 
 impl PreparedMessage {
@@ -1178,7 +1221,41 @@ impl PreparedMessage {
         PreparedMessage {
             message,
             frame: Bytes::from(frame),
+            #[cfg(feature = "deflate")]
+            deflated: Arc::default(),
         }
+    }
+
+    /// The compressed frame for connections without server context
+    /// takeover that compress with `key`; computed once, then shared.
+    #[cfg(feature = "deflate")]
+    pub(crate) fn deflated(&self, key: crate::deflate::SharedKey) -> Option<Bytes> {
+        let mut cache = self
+            .deflated
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((_, frame)) = cache.iter().find(|(k, _)| *k == key) {
+            return frame.clone();
+        }
+        let frame = crate::deflate::compress_fresh(key, self.message.as_bytes()).map(|payload| {
+            let header = FrameHeader {
+                fin: true,
+                rsv: 0b100,
+                opcode: if self.message.is_text() {
+                    OpCode::Text
+                } else {
+                    OpCode::Binary
+                },
+                mask: None,
+                payload_len: payload.len() as u64,
+            };
+            let mut frame = Vec::with_capacity(header.encoded_len() + payload.len());
+            header.encode_to(&mut frame);
+            frame.extend_from_slice(&payload);
+            Bytes::from(frame)
+        });
+        cache.push((key, frame.clone()));
+        frame
     }
 
     /// The message.

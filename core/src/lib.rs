@@ -79,22 +79,31 @@ pub use handshake::{
 pub use http::HttpResponse;
 pub use message::{Message, Utf8Bytes};
 pub mod connection;
+#[cfg(feature = "deflate")]
+pub mod deflate;
 pub mod extension;
 mod timer;
 
 pub use connection::{Connection, Event, Outcome, PreparedMessage, Role};
 pub use extension::Extension;
+#[cfg(feature = "deflate")]
+pub use deflate::{DeflateConfig, DeflateParams};
 pub mod admission;
 pub mod backoff;
 pub mod sse;
 
-pub use admission::{Admission, Permit, Rejected};
-pub use backoff::{Backoff, Jitter};
-pub use sse::{SseError, SseEvent, SseParser};
+pub use admission::{Admission, Permit, Rejected, ServeConfig};
+pub use backoff::{Backoff, Jitter, Reconnecting};
+pub use sse::{SseConfig, SseEnd, SseError, SseEvent, SseParser};
 pub mod room;
 
-pub use room::{LagAction, LagPolicy, Registry, RoomConfig, RoomError, RoomMessage};
+pub use room::{
+    LagAction, LagPolicy, MemberEnd, Registry, RoomConfig, RoomError, RoomEvent, RoomMessage,
+};
+pub mod origin;
 pub mod shared;
 
+pub use origin::OriginAllowList;
+
 pub use error::{Error, TrySendError};
-pub use shared::{DriverState, Shared};
+pub use shared::{DriverState, Shared, Tracker};

@@ -22,7 +22,9 @@
 //! Binary messages have no SSE form and are not sent to SSE subscribers.
 
 use std::collections::HashMap;
-use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
@@ -316,6 +318,244 @@ impl<T> Registry<T> {
     }
 }
 
+/// What a member's subscription yields.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub enum RoomEvent {
+    /// The next message.
+    Message(Arc<RoomMessage>),
+    /// [`LagPolicy::SkipAhead`]: this many messages were lost; the next
+    /// event is the oldest message the room still holds.
+    Lagged(u64),
+    /// [`LagPolicy::Disconnect`]: the member fell behind and must be closed
+    /// with this code (`1013`).
+    Evicted(CloseCode),
+}
+
+/// How a member's forwarding task ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MemberEnd {
+    /// The connection stopped accepting messages (closed or failed).
+    Closed,
+    /// The member fell behind under [`LagPolicy::Disconnect`] and was
+    /// closed with this code.
+    Evicted(CloseCode),
+}
+
+/// A room's publishing side without its channel: numbers each message and
+/// wakes members that wait for their output queue to drain, so a stalled
+/// member under [`LagPolicy::Disconnect`] is evicted as soon as the room
+/// overwrites a message it had not taken. Share it in an `Arc`.
+#[derive(Debug, Default)]
+pub struct Publisher {
+    seq: AtomicU64,
+    waiters: Mutex<Vec<Waker>>,
+}
+
+impl Publisher {
+    /// A publisher that has published nothing.
+    pub fn new() -> Publisher {
+        Publisher::default()
+    }
+
+    /// Numbers `prepared` as the room's next message. Send the result on
+    /// the channel, then call [`Publisher::notify`].
+    pub fn next(&self, prepared: PreparedMessage) -> Arc<RoomMessage> {
+        // Concurrent publishers may put numbers on the channel slightly out
+        // of order; each number is still unique.
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        Arc::new(RoomMessage::new(seq, prepared))
+    }
+
+    /// How many messages have been numbered.
+    pub fn published(&self) -> u64 {
+        self.seq.load(Ordering::Relaxed)
+    }
+
+    /// Wakes every task waiting in [`Publisher::poll_published`].
+    pub fn notify(&self) {
+        let waiters = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|p| p.into_inner()));
+        for w in waiters {
+            w.wake();
+        }
+    }
+
+    /// Ready once more than `seen` messages were published; otherwise
+    /// registers the waker for the next [`Publisher::notify`].
+    pub fn poll_published(&self, cx: &mut Context<'_>, seen: u64) -> Poll<u64> {
+        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        let now = self.published();
+        if now > seen {
+            return Poll::Ready(now);
+        }
+        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+}
+
+/// One member's place in a room's sequence: which message it took last and
+/// its [`Lag`] accounting. Adapters turn channel results into [`RoomEvent`]s
+/// through it, so every runtime applies the lag policy the same way.
+#[derive(Clone, Debug)]
+pub struct Cursor {
+    lag: Lag,
+    taken: u64,
+    capacity: u64,
+}
+
+impl Cursor {
+    /// A member that subscribed after `published` messages, in a room
+    /// whose channel holds `capacity` messages.
+    pub fn new(policy: LagPolicy, capacity: usize, published: u64) -> Cursor {
+        Cursor {
+            lag: Lag::new(policy),
+            taken: published,
+            capacity: capacity as u64,
+        }
+    }
+
+    /// The channel delivered `message`.
+    pub fn on_message(&mut self, message: Arc<RoomMessage>) -> RoomEvent {
+        self.taken = self.taken.max(message.seq());
+        RoomEvent::Message(message)
+    }
+
+    /// The channel says `missed` messages were overwritten before this
+    /// member took them.
+    pub fn on_lagged(&mut self, missed: u64) -> RoomEvent {
+        self.taken = self.taken.saturating_add(missed);
+        match self.lag.on_lagged(missed) {
+            LagAction::SkipAhead { skipped } => RoomEvent::Lagged(skipped),
+            LagAction::Disconnect { code } => RoomEvent::Evicted(code),
+        }
+    }
+
+    /// Messages published and not yet taken (more than the room holds once
+    /// the member has fallen behind).
+    pub fn pending(&self, published: u64) -> u64 {
+        published.saturating_sub(self.taken)
+    }
+
+    /// Call while the member waits for its connection to drain: under
+    /// [`LagPolicy::Disconnect`], the close code once the room overwrote a
+    /// message this member had not taken.
+    pub fn check_overflow(&mut self, published: u64) -> Option<CloseCode> {
+        let pending = self.pending(published);
+        if self.lag.policy() != LagPolicy::Disconnect || pending <= self.capacity {
+            return None;
+        }
+        match self.on_lagged(pending - self.capacity) {
+            RoomEvent::Evicted(code) => Some(code),
+            _ => None,
+        }
+    }
+
+    /// Messages this member has lost so far.
+    pub fn skipped(&self) -> u64 {
+        self.lag.skipped()
+    }
+}
+
+/// A [`Registry`] behind a lock, shared by a hub's clones, handing out
+/// [`Lease`]s that release their room on drop.
+#[derive(Debug)]
+pub struct Rooms<T> {
+    inner: Arc<Mutex<Registry<T>>>,
+}
+
+impl<T> Clone for Rooms<T> {
+    fn clone(&self) -> Self {
+        Rooms {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<T> Default for Rooms<T> {
+    fn default() -> Self {
+        Rooms {
+            inner: Arc::new(Mutex::new(Registry::new())),
+        }
+    }
+}
+
+impl<T> Rooms<T> {
+    fn lock(&self) -> MutexGuard<'_, Registry<T>> {
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Takes a hold on room `name` (created with `make` if needed) and
+    /// returns what `view` takes from its state, with the lease.
+    ///
+    /// # Errors
+    ///
+    /// [`RoomError::InvalidName`] (see [`validate_room_name`]).
+    pub fn acquire<V>(
+        &self,
+        name: &str,
+        make: impl FnOnce() -> T,
+        view: impl FnOnce(&T) -> V,
+    ) -> Result<(V, Lease<T>), RoomError> {
+        let mut rooms = self.lock();
+        let v = view(rooms.acquire(name, make)?);
+        Ok((
+            v,
+            Lease {
+                rooms: self.clone(),
+                name: name.into(),
+            },
+        ))
+    }
+
+    /// How many rooms exist.
+    pub fn len(&self) -> usize {
+        self.lock().len()
+    }
+
+    /// Whether no room exists.
+    pub fn is_empty(&self) -> bool {
+        self.lock().is_empty()
+    }
+}
+
+/// A hold on one room of a [`Rooms`]; released on drop, retained again on
+/// clone. The room is removed when its last lease goes.
+#[derive(Debug)]
+pub struct Lease<T> {
+    rooms: Rooms<T>,
+    name: Arc<str>,
+}
+
+impl<T> Lease<T> {
+    /// The room's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl<T> Clone for Lease<T> {
+    fn clone(&self) -> Self {
+        let retained = self.rooms.lock().retain(&self.name);
+        debug_assert!(retained, "a room exists while a lease on it exists");
+        Lease {
+            rooms: self.rooms.clone(),
+            name: self.name.clone(),
+        }
+    }
+}
+
+impl<T> Drop for Lease<T> {
+    fn drop(&mut self) {
+        // The state is dropped after the guard: a channel's drop may wake
+        // tasks that take this lock.
+        let removed = self.rooms.lock().release(&self.name);
+        drop(removed);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -333,6 +573,29 @@ mod tests {
                 code: CloseCode::TRY_AGAIN_LATER
             }
         );
+    }
+
+    #[test]
+    fn cursor_evicts_only_past_capacity() {
+        let mut c = Cursor::new(LagPolicy::Disconnect, 4, 10);
+        assert_eq!(c.check_overflow(14), None);
+        assert_eq!(c.check_overflow(15), Some(CloseCode::TRY_AGAIN_LATER));
+        let mut s = Cursor::new(LagPolicy::SkipAhead, 4, 0);
+        assert_eq!(s.check_overflow(100), None);
+        assert!(matches!(s.on_lagged(3), RoomEvent::Lagged(3)));
+        assert_eq!((s.skipped(), s.pending(10)), (3, 7));
+    }
+
+    #[test]
+    fn leases_release_rooms() {
+        let rooms: Rooms<u8> = Rooms::default();
+        let (v, lease) = rooms.acquire("a", || 5, |t| *t).unwrap();
+        assert_eq!(v, 5);
+        let again = lease.clone();
+        drop(lease);
+        assert_eq!(rooms.len(), 1);
+        drop(again);
+        assert!(rooms.is_empty());
     }
 
     #[test]

@@ -12,7 +12,8 @@
 //! the other methods; each wakes the driver when it queued something.
 
 use std::io;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
 
@@ -22,6 +23,7 @@ use crate::close::{CloseCode, CloseFrame};
 use crate::connection::{Connection, Event, Outcome, PreparedMessage};
 use crate::error::{Error, TrySendError, UsageError};
 use crate::message::Message;
+use crate::room::{MemberEnd, LAG_CLOSE_REASON};
 
 /// The core plus the wakers of whoever waits on it. Hold it in an `Arc`.
 #[derive(Debug)]
@@ -332,6 +334,15 @@ impl Shared {
         }
     }
 
+    /// Closes a room member that fell behind its room with `code` (`1013`)
+    /// and [`LAG_CLOSE_REASON`]. Its socket is stalled, so this queues the
+    /// close frame and returns without waiting for the peer's answer (the
+    /// close timeout bounds the handshake).
+    pub fn evict(&self, now: Instant, code: CloseCode) -> MemberEnd {
+        let _ = self.close(now, code, LAG_CLOSE_REASON);
+        MemberEnd::Evicted(code)
+    }
+
     /// Whether the connection still accepts messages.
     pub fn is_open(&self) -> bool {
         let s = self.lock();
@@ -428,5 +439,124 @@ impl DriverState<'_> {
         if self.s.conn.has_events() {
             self.s.wake_receiver();
         }
+    }
+}
+
+/// The connections a server accepted, for graceful shutdown: a registry of
+/// weak [`Shared`] references that closes them all with `1001 Going Away`,
+/// and a flag (with wakers) that SSE streams and handlers watch. Cloning is
+/// cheap; clones share the registry.
+#[derive(Clone, Debug, Default)]
+pub struct Tracker {
+    inner: Arc<TrackerInner>,
+}
+
+#[derive(Debug, Default)]
+struct TrackerInner {
+    conns: Mutex<(Vec<Weak<Shared>>, usize)>,
+    shutting_down: AtomicBool,
+    waiters: Mutex<Vec<Waker>>,
+}
+
+impl Tracker {
+    /// An empty registry.
+    pub fn new() -> Tracker {
+        Tracker::default()
+    }
+
+    /// Registers an accepted connection. During shutdown it is closed at
+    /// once.
+    pub fn track(&self, shared: &Arc<Shared>, now: Instant) {
+        let mut guard = self.inner.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let (conns, prune_at) = &mut *guard;
+        if conns.len() >= *prune_at {
+            conns.retain(|w| w.strong_count() > 0);
+            *prune_at = (conns.len() * 2).max(64);
+        }
+        conns.push(Arc::downgrade(shared));
+        drop(guard);
+        if self.is_shutting_down() {
+            self.close_all(now);
+        }
+    }
+
+    /// Whether [`Tracker::begin_shutdown`] was called.
+    pub fn is_shutting_down(&self) -> bool {
+        self.inner.shutting_down.load(Ordering::Acquire)
+    }
+
+    /// Ready once shutdown has begun; otherwise registers the waker.
+    pub fn poll_shutting_down(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut waiters = self.inner.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        if self.is_shutting_down() {
+            return Poll::Ready(());
+        }
+        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
+            waiters.push(cx.waker().clone());
+        }
+        Poll::Pending
+    }
+
+    /// Starts graceful shutdown: wakes the watchers and closes every live
+    /// connection with `1001 Going Away`.
+    pub fn begin_shutdown(&self, now: Instant) {
+        let waiters = {
+            let mut w = self.inner.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            self.inner.shutting_down.store(true, Ordering::Release);
+            std::mem::take(&mut *w)
+        };
+        for w in waiters {
+            w.wake();
+        }
+        self.close_all(now);
+    }
+
+    fn close_all(&self, now: Instant) {
+        let conns: Vec<_> = {
+            let guard = self.inner.conns.lock().unwrap_or_else(|p| p.into_inner());
+            guard.0.iter().filter_map(Weak::upgrade).collect()
+        };
+        for shared in conns {
+            let _ = shared.close(now, CloseCode::GOING_AWAY, "server shutting down");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::connection::Role;
+    use std::task::Wake;
+
+    struct Flag(AtomicBool);
+
+    impl Wake for Flag {
+        fn wake(self: Arc<Self>) {
+            self.0.store(true, Ordering::SeqCst);
+        }
+    }
+
+    #[test]
+    fn tracker_closes_live_connections_and_wakes_watchers() {
+        let now = Instant::now();
+        let tracker = Tracker::new();
+        let live = Shared::new(Connection::new(Role::Server, Config::default(), now));
+        let gone = Shared::new(Connection::new(Role::Server, Config::default(), now));
+        tracker.track(&live, now);
+        tracker.track(&gone, now);
+        drop(gone);
+        let flag = Arc::new(Flag(AtomicBool::new(false)));
+        let waker = Waker::from(flag.clone());
+        let mut cx = Context::from_waker(&waker);
+        assert!(tracker.poll_shutting_down(&mut cx).is_pending());
+        tracker.begin_shutdown(now);
+        assert!(flag.0.load(Ordering::SeqCst));
+        assert!(tracker.poll_shutting_down(&mut cx).is_ready());
+        assert!(!live.is_open(), "closing with 1001");
+        // Connections accepted during shutdown are closed at once.
+        let late = Shared::new(Connection::new(Role::Server, Config::default(), now));
+        tracker.track(&late, now);
+        assert!(!late.is_open());
     }
 }

@@ -264,6 +264,70 @@ pub fn response_head(extra_headers: &[(&str, &str)]) -> Result<Vec<u8>, SseError
     Ok(out)
 }
 
+/// Settings of an SSE response.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct SseConfig {
+    /// Send a comment keep-alive after this long without an event, so
+    /// proxies keep the stream open. Default 15 s.
+    pub keep_alive: Duration,
+}
+
+impl Default for SseConfig {
+    fn default() -> Self {
+        SseConfig {
+            keep_alive: Duration::from_secs(15),
+        }
+    }
+}
+
+impl SseConfig {
+    /// Sets [`SseConfig::keep_alive`].
+    pub fn with_keep_alive(mut self, every: Duration) -> Self {
+        self.keep_alive = every;
+        self
+    }
+}
+
+/// How an SSE responder's forwarding from a room ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SseEnd {
+    /// The client went away (closed the connection or a write failed).
+    Disconnected,
+    /// The subscription fell behind under
+    /// [`LagPolicy::Disconnect`](crate::room::LagPolicy::Disconnect); the
+    /// stream was closed.
+    Evicted,
+    /// The server is shutting down.
+    Shutdown,
+}
+
+/// How to answer an SSE request: `Ok` with the `200 text/event-stream`
+/// head to write, or `Err` with the response to send instead (`413` for a
+/// request that carries a body).
+pub fn answer(request: &crate::handshake::Request) -> Result<Vec<u8>, crate::HttpResponse> {
+    if request.has_body() {
+        return Err(crate::HttpResponse::from_handshake_error(
+            &crate::HandshakeError::BodyNotAllowed,
+        ));
+    }
+    Ok(response_head(&[]).expect("no extra headers, nothing to reject"))
+}
+
+/// What an SSE responder writes for a room event: `Ok(Some(bytes))`, or
+/// `Ok(None)` for a binary message (no SSE form); a `: skipped N` comment
+/// after lag; `Err(SseEnd::Evicted)` when the subscription was evicted and
+/// the stream must end.
+pub fn room_event_bytes(event: &crate::room::RoomEvent) -> Result<Option<Bytes>, SseEnd> {
+    use crate::room::RoomEvent;
+    match event {
+        RoomEvent::Message(message) => Ok(message.sse_bytes().cloned()),
+        RoomEvent::Lagged(n) => Ok(Some(Bytes::from(format!(": skipped {n}\n\n")))),
+        RoomEvent::Evicted(_) => Err(SseEnd::Evicted),
+    }
+}
+
 /// RFC 9110 §5.6.2 `tchar`.
 fn is_token_byte(b: u8) -> bool {
     b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
@@ -582,6 +646,29 @@ impl SseParser {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn room_events_map_to_stream_bytes() {
+        use crate::room::{RoomEvent, RoomMessage};
+        use crate::{CloseCode, PreparedMessage};
+        use std::sync::Arc;
+        let text = RoomEvent::Message(Arc::new(RoomMessage::new(2, PreparedMessage::new("x"))));
+        assert_eq!(
+            room_event_bytes(&text).unwrap().unwrap(),
+            &b"id: 2\ndata: x\n\n"[..]
+        );
+        let binary =
+            RoomEvent::Message(Arc::new(RoomMessage::new(3, PreparedMessage::new(vec![1u8]))));
+        assert_eq!(room_event_bytes(&binary), Ok(None));
+        assert_eq!(
+            room_event_bytes(&RoomEvent::Lagged(5)).unwrap().unwrap(),
+            &b": skipped 5\n\n"[..]
+        );
+        assert_eq!(
+            room_event_bytes(&RoomEvent::Evicted(CloseCode::TRY_AGAIN_LATER)),
+            Err(SseEnd::Evicted)
+        );
+    }
 
     fn parse_all(parser: &mut SseParser) -> Vec<SseEvent> {
         let mut out = Vec::new();

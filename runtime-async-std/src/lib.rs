@@ -8,21 +8,145 @@
 //! async-std runs on the async-io reactor, like smol, so this crate reuses
 //! `wavecast-smol`'s driver and handles and supplies async-std's own
 //! executor (`async_std::task::spawn`) and sockets (`async_std::net`).
+//!
+//! - [`accept`], [`accept_with`], [`read_request`] / [`Incoming`]: serve one
+//!   stream; [`serve`]: an accept loop over `async_std::net::TcpListener`
+//!   with a connection cap and graceful shutdown.
+//! - [`connect`], [`connect_with`], [`client_over`], and [`Reconnect`].
+//! - [`Hub`] and [`Room`]: broadcast rooms; [`SseStream`]: Server-Sent
+//!   Events fed by the same rooms.
+//!
+//! **Rooms and channels.** async-std's own channels (`async_std::channel`)
+//! are multi-producer multi-consumer queues in which each message goes to
+//! one receiver; there is no broadcast channel. Rooms therefore reuse
+//! `wavecast-smol`'s, built on `async-broadcast` (executor-agnostic, from
+//! the same ecosystem), with member tasks spawned on async-std's executor.
+//! The lag policy is the one every wavecast adapter documents.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
 mod runtime;
 
+use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
 use async_std::io::{Read, Write};
 pub use runtime::AsyncStd;
 pub use wavecast_core::handshake::{Accept, ClientRequest, Request};
 pub use wavecast_core::{
-    CloseCode, CloseFrame, Config, Error, HttpResponse, Message, Negotiated, Outcome,
-    PreparedMessage, Role, SeedSource, TrySendError, Utf8Bytes,
+    Backoff, CloseCode, CloseFrame, Config, Error, HttpResponse, Jitter, Message, Negotiated,
+    Outcome, PreparedMessage, Role, SeedSource, SseEvent, SseParser, TrySendError, Utf8Bytes,
 };
-pub use wavecast_smol::{Receiver, Response, Sender, WebSocket};
+#[cfg(feature = "rustls")]
+pub use wavecast_smol::default_client_config;
+pub use wavecast_smol::{
+    LagPolicy, Member, MemberEnd, OriginAllowList, Receiver, Response, RoomConfig, RoomError,
+    RoomEvent, RoomMessage, Sender, ServeConfig, Server, SseConfig, SseEnd, SseStream,
+    Subscription, WebSocket,
+};
+
+/// A handle on one room: publish to it and subscribe connections; member
+/// tasks run on async-std. See [`wavecast_smol::Room`].
+pub type Room = wavecast_smol::Room<AsyncStd>;
+
+/// Named rooms sharing one [`RoomConfig`], with member tasks on async-std.
+/// Cloning is cheap and clones share the rooms. Everything but the
+/// constructors comes from [`wavecast_smol::Hub`] through `Deref`.
+#[derive(Clone, Debug)]
+pub struct Hub(wavecast_smol::Hub<AsyncStd>);
+
+impl Hub {
+    /// A hub whose rooms use `config`.
+    pub fn new(config: RoomConfig) -> Hub {
+        Hub(wavecast_smol::Hub::new_on(config))
+    }
+}
+
+impl Default for Hub {
+    fn default() -> Self {
+        Hub::new(RoomConfig::default())
+    }
+}
+
+impl Deref for Hub {
+    type Target = wavecast_smol::Hub<AsyncStd>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+/// A client that reconnects to one URL with backoff, on async-std.
+/// Everything but the constructor and builders comes from
+/// [`wavecast_smol::Reconnect`] through `Deref`.
+#[derive(Debug)]
+pub struct Reconnect(wavecast_smol::Reconnect<AsyncStd>);
+
+impl Reconnect {
+    /// A reconnecting client for `url` with the default config and schedule.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Handshake`] when the URL cannot be used.
+    pub fn new(url: &str) -> Result<Reconnect, Error> {
+        wavecast_smol::Reconnect::new_on(url).map(Reconnect)
+    }
+
+    /// Sets the schedule.
+    pub fn with_backoff(self, backoff: Backoff) -> Reconnect {
+        Reconnect(self.0.with_backoff(backoff))
+    }
+
+    /// Sets the connection config (its seed also drives the jitter).
+    pub fn with_config(self, config: impl Into<Arc<Config>>) -> Reconnect {
+        Reconnect(self.0.with_config(config))
+    }
+
+    /// Sets the request (subprotocols, headers) sent on every attempt.
+    pub fn with_request(self, request: ClientRequest) -> Reconnect {
+        Reconnect(self.0.with_request(request))
+    }
+}
+
+impl Deref for Reconnect {
+    type Target = wavecast_smol::Reconnect<AsyncStd>;
+    fn deref(&self) -> &Self::Target {
+        &self.0
+    }
+}
+
+impl DerefMut for Reconnect {
+    fn deref_mut(&mut self) -> &mut Self::Target {
+        &mut self.0
+    }
+}
+
+/// Serves `listener` on async-std: admits each connection under
+/// [`ServeConfig::max_connections`] (`503` over it), reads its request head
+/// and spawns `handler(incoming)`; see [`Server::shutdown`] for graceful
+/// shutdown.
+pub fn serve<H, F>(
+    listener: async_std::net::TcpListener,
+    options: ServeConfig,
+    handler: H,
+) -> std::io::Result<Server>
+where
+    H: Fn(Incoming<async_std::net::TcpStream>) -> F + Send + Sync + 'static,
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    wavecast_smol::serve_on::<AsyncStd, H, F>(listener, options, handler)
+}
+
+/// Connects over TLS with a caller-supplied rustls config (custom roots,
+/// client certificates).
+#[cfg(feature = "rustls")]
+pub async fn connect_tls_with(
+    url: &str,
+    request: ClientRequest,
+    config: impl Into<Arc<Config>>,
+    tls: Arc<futures_rustls::rustls::ClientConfig>,
+) -> Result<(WebSocket, Response), Error> {
+    wavecast_smol::connect_tls_with_on::<AsyncStd>(url, request, config, tls).await
+}
 
 /// A request read but not yet answered; see [`read_request`].
 pub type Incoming<S> = wavecast_smol::Incoming<S, AsyncStd>;

@@ -1,6 +1,9 @@
 //! async-std's executor and sockets for the shared async-io driver.
 
+use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
 
 use wavecast_smol::runtime::{BoxFuture, Runtime};
 
@@ -10,6 +13,7 @@ pub struct AsyncStd;
 
 impl Runtime for AsyncStd {
     type Tcp = async_std::net::TcpStream;
+    type Listener = async_std::net::TcpListener;
 
     fn spawn(future: BoxFuture<()>) {
         async_std::task::spawn(future);
@@ -21,5 +25,19 @@ impl Runtime for AsyncStd {
             tcp.set_nodelay(true)?;
             Ok(tcp)
         })
+    }
+
+    fn accept(
+        listener: &Self::Listener,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Self::Tcp>> + Send + '_>> {
+        Box::pin(async move {
+            let (tcp, _) = listener.accept().await?;
+            let _ = tcp.set_nodelay(true);
+            Ok(tcp)
+        })
+    }
+
+    fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr> {
+        listener.local_addr()
     }
 }

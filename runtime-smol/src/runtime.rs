@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::io;
+use std::net::SocketAddr;
 use std::pin::Pin;
 
 use futures_io::{AsyncRead, AsyncWrite};
@@ -16,11 +17,22 @@ pub trait Runtime: Send + Sync + 'static {
     /// The runtime's TCP stream.
     type Tcp: AsyncRead + AsyncWrite + Unpin + Send + 'static;
 
+    /// The runtime's TCP listener, for `serve`.
+    type Listener: Send + Sync + 'static;
+
     /// Spawns a detached task.
     fn spawn(future: BoxFuture<()>);
 
     /// Opens a TCP connection (resolving `host`) with `TCP_NODELAY` set.
     fn connect(host: String, port: u16) -> BoxFuture<io::Result<Self::Tcp>>;
+
+    /// Accepts the next connection with `TCP_NODELAY` set.
+    fn accept(
+        listener: &Self::Listener,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Self::Tcp>> + Send + '_>>;
+
+    /// The address `listener` is bound to.
+    fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr>;
 }
 
 /// smol: `smol::spawn` on its global executor and `smol::net` sockets.
@@ -29,6 +41,7 @@ pub struct Smol;
 
 impl Runtime for Smol {
     type Tcp = smol::net::TcpStream;
+    type Listener = smol::net::TcpListener;
 
     fn spawn(future: BoxFuture<()>) {
         smol::spawn(future).detach();
@@ -41,6 +54,25 @@ impl Runtime for Smol {
             Ok(tcp)
         })
     }
+
+    fn accept(
+        listener: &Self::Listener,
+    ) -> Pin<Box<dyn Future<Output = io::Result<Self::Tcp>> + Send + '_>> {
+        Box::pin(async move {
+            let (tcp, _) = listener.accept().await?;
+            let _ = tcp.set_nodelay(true);
+            Ok(tcp)
+        })
+    }
+
+    fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr> {
+        listener.local_addr()
+    }
+}
+
+/// Sleeps for `delay` on the async-io timer.
+pub(crate) async fn sleep(delay: std::time::Duration) {
+    async_io::Timer::after(delay).await;
 }
 
 /// Runs `future` until it finishes or `deadline` passes (`None` then).

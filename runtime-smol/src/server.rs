@@ -8,7 +8,9 @@ use std::time::Instant;
 use futures_io::{AsyncRead, AsyncWrite};
 use smol::io::{AsyncReadExt, AsyncWriteExt};
 use wavecast_core::handshake::{Accept, Request, ServerHandshake};
-use wavecast_core::{Config, Error, HandshakeError, HttpResponse, Role};
+use wavecast_core::{Config, Error, HandshakeError, HttpResponse, Role, Tracker};
+
+pub use wavecast_core::OriginAllowList;
 
 use crate::runtime::{until, Runtime, Smol};
 use crate::websocket::WebSocket;
@@ -22,6 +24,9 @@ pub struct Incoming<S, R: Runtime = Smol> {
     request: Request,
     handshake: ServerHandshake,
     config: Arc<Config>,
+    /// Set by `serve`: accepted connections are closed with 1001 on
+    /// graceful shutdown.
+    tracker: Option<Tracker>,
     runtime: PhantomData<R>,
 }
 
@@ -72,6 +77,7 @@ where
             request,
             handshake,
             config,
+            tracker: None,
             runtime: PhantomData,
         }),
         Err(Error::Handshake(e)) => {
@@ -129,6 +135,7 @@ where
             request,
             handshake,
             config,
+            tracker,
             ..
         } = self;
         match handshake.accept(&request, accept) {
@@ -143,6 +150,9 @@ where
                     accepted.response,
                     |d| driver = Some(d),
                 );
+                if let Some(tracker) = &tracker {
+                    tracker.track(ws.shared(), Instant::now());
+                }
                 setup(&ws);
                 if let Some(d) = driver {
                     R::spawn(d);
@@ -194,6 +204,14 @@ where
     /// The configuration this request was read with.
     pub fn config(&self) -> &Arc<Config> {
         &self.config
+    }
+
+    pub(crate) fn set_tracker(&mut self, tracker: Tracker) {
+        self.tracker = Some(tracker);
+    }
+
+    pub(crate) fn tracker(&self) -> Option<&Tracker> {
+        self.tracker.as_ref()
     }
 }
 

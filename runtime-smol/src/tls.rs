@@ -9,7 +9,9 @@ use crate::client::Response;
 use crate::runtime::Runtime;
 use crate::websocket::WebSocket;
 
+// Same signature as with the feature, which connects through `R`.
 #[cfg(not(feature = "rustls"))]
+#[allow(clippy::extra_unused_type_parameters)]
 pub(crate) async fn connect_tls<R: Runtime>(
     _host: String,
     _port: u16,
@@ -70,7 +72,18 @@ pub async fn connect_tls_with(
     config: impl Into<Arc<Config>>,
     tls: Arc<futures_rustls::rustls::ClientConfig>,
 ) -> Result<(WebSocket, Response), Error> {
+    connect_tls_with_on::<crate::runtime::Smol>(url, request, config, tls).await
+}
+
+/// [`connect_tls_with`] on runtime `R`.
+#[cfg(feature = "rustls")]
+#[doc(hidden)]
+pub async fn connect_tls_with_on<R: Runtime>(
+    url: &str,
+    request: ClientRequest,
+    config: impl Into<Arc<Config>>,
+    tls: Arc<futures_rustls::rustls::ClientConfig>,
+) -> Result<(WebSocket, Response), Error> {
     let (_, target) = ClientRequest::from_url(url)?;
-    connect_tls_over::<crate::runtime::Smol>(target.host, target.port, request, config.into(), tls)
-        .await
+    connect_tls_over::<R>(target.host, target.port, request, config.into(), tls).await
 }

@@ -108,6 +108,11 @@ impl WebSocket {
         }
     }
 
+    /// The shared state, for connection tracking (graceful shutdown).
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.sender.shared
+    }
+
     /// Splits into a sender and a receiver that can live in different tasks.
     pub fn split(self) -> (Sender, Receiver) {
         (self.sender, self.receiver)
@@ -235,6 +240,29 @@ impl Sender {
     /// Waits until a message may be queued without exceeding the write limit.
     pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.shared.poll_ready(cx)
+    }
+
+    /// Waits until queued output is under the write limit, so the next
+    /// message can be queued at once (broadcast members call this before
+    /// taking a message from their room).
+    pub async fn ready(&self) -> Result<(), Error> {
+        poll_fn(|cx| self.shared.poll_ready(cx)).await
+    }
+
+    /// Bytes queued in the core and not yet handed to the transport.
+    pub fn queued_bytes(&self) -> usize {
+        self.shared.with_connection(|c| c.queued_bytes())
+    }
+
+    /// Closes this room member for falling behind (see [`Shared::evict`]).
+    pub(crate) fn evict(&self, code: CloseCode) -> wavecast_core::MemberEnd {
+        self.shared.evict(Instant::now(), code)
+    }
+
+    /// Ready once the connection can no longer send (closing, closed or
+    /// failed).
+    pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+        self.shared.poll_send_closed(cx)
     }
 }
 

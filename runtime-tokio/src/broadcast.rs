@@ -29,72 +29,40 @@
 use std::future::{poll_fn, Future};
 use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::task::Poll;
-use std::time::Duration;
 
-use tokio::sync::{broadcast, Notify};
+use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
-use wavecast_core::room::{Lag, LagAction, Registry, LAG_CLOSE_REASON};
+use wavecast_core::room::{Cursor, Lease, Publisher, Rooms};
 use wavecast_core::{CloseCode, Message, PreparedMessage};
 
-pub use wavecast_core::room::{LagPolicy, RoomConfig, RoomError, RoomMessage};
+pub use wavecast_core::room::{
+    LagPolicy, MemberEnd, RoomConfig, RoomError, RoomEvent, RoomMessage,
+};
 
 use crate::error::Error;
 use crate::websocket::{Sender, WebSocket};
 
-type Rooms = Arc<Mutex<Registry<RoomState>>>;
-
 #[derive(Debug)]
 struct RoomState {
     tx: broadcast::Sender<Arc<RoomMessage>>,
-    seq: Arc<AtomicU64>,
-    published: Arc<Notify>,
-}
-
-fn lock_rooms(rooms: &Rooms) -> MutexGuard<'_, Registry<RoomState>> {
-    rooms.lock().unwrap_or_else(|p| p.into_inner())
+    publisher: Arc<Publisher>,
 }
 
 /// Named rooms sharing one [`RoomConfig`]. Cloning is cheap and clones
 /// share the rooms.
 #[derive(Clone, Debug, Default)]
 pub struct Hub {
-    rooms: Rooms,
+    rooms: Rooms<RoomState>,
     config: RoomConfig,
-}
-
-/// A hold on one room: its name in the hub; released on drop.
-#[derive(Debug)]
-struct Lease {
-    rooms: Rooms,
-    name: Arc<str>,
-}
-
-impl Drop for Lease {
-    fn drop(&mut self) {
-        // Dropping the room state (the channel) outside the lock is not
-        // needed: it holds no locks of its own.
-        drop(lock_rooms(&self.rooms).release(&self.name));
-    }
-}
-
-impl Clone for Lease {
-    fn clone(&self) -> Self {
-        let retained = lock_rooms(&self.rooms).retain(&self.name);
-        debug_assert!(retained, "a room exists while a lease on it exists");
-        Lease {
-            rooms: self.rooms.clone(),
-            name: self.name.clone(),
-        }
-    }
 }
 
 impl Hub {
     /// A hub whose rooms use `config`.
     pub fn new(config: RoomConfig) -> Hub {
         Hub {
-            rooms: Arc::default(),
+            rooms: Rooms::default(),
             config,
         }
     }
@@ -105,29 +73,27 @@ impl Hub {
     ///
     /// [`RoomError::InvalidName`]: empty, over 128 bytes, or control characters.
     pub fn room(&self, name: &str) -> Result<Room, RoomError> {
-        let mut rooms = lock_rooms(&self.rooms);
         let capacity = self.config.capacity.max(1);
-        let state = rooms.acquire(name, || RoomState {
-            tx: broadcast::channel(capacity).0,
-            seq: Arc::new(AtomicU64::new(0)),
-            published: Arc::new(Notify::new()),
-        })?;
+        let ((tx, publisher), lease) = self.rooms.acquire(
+            name,
+            || RoomState {
+                tx: broadcast::channel(capacity).0,
+                publisher: Arc::default(),
+            },
+            |state| (state.tx.clone(), state.publisher.clone()),
+        )?;
         Ok(Room {
-            tx: state.tx.clone(),
-            seq: state.seq.clone(),
-            published: state.published.clone(),
+            tx,
+            publisher,
             capacity: capacity.next_power_of_two(),
             policy: self.config.lag_policy,
-            lease: Lease {
-                rooms: self.rooms.clone(),
-                name: name.into(),
-            },
+            lease,
         })
     }
 
     /// How many rooms exist (rooms nobody holds are removed).
     pub fn rooms(&self) -> usize {
-        lock_rooms(&self.rooms).len()
+        self.rooms.len()
     }
 
     /// The config every room of this hub uses.
@@ -141,18 +107,17 @@ impl Hub {
 #[derive(Clone, Debug)]
 pub struct Room {
     tx: broadcast::Sender<Arc<RoomMessage>>,
-    seq: Arc<AtomicU64>,
-    published: Arc<Notify>,
+    publisher: Arc<Publisher>,
     /// The ring's real size: tokio rounds the capacity up to a power of two.
     capacity: usize,
     policy: LagPolicy,
-    lease: Lease,
+    lease: Lease<RoomState>,
 }
 
 impl Room {
     /// The room's name.
     pub fn name(&self) -> &str {
-        &self.lease.name
+        self.lease.name()
     }
 
     /// Publishes a message to every current member; returns how many
@@ -163,16 +128,9 @@ impl Room {
 
     /// Publishes a message already framed with [`PreparedMessage::new`].
     pub fn publish_prepared(&self, prepared: PreparedMessage) -> usize {
-        // The sequence number is taken under the channel's own ordering only
-        // approximately when several tasks publish at once; each number is
-        // still unique.
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        let delivered = self
-            .tx
-            .send(Arc::new(RoomMessage::new(seq, prepared)))
-            .unwrap_or(0);
+        let delivered = self.tx.send(self.publisher.next(prepared)).unwrap_or(0);
         // Members blocked on a full output queue check for overflow.
-        self.published.notify_waiters();
+        self.publisher.notify();
         delivered
     }
 
@@ -189,7 +147,7 @@ impl Room {
 
     /// How many messages have been published.
     pub fn published(&self) -> u64 {
-        self.seq.load(Ordering::Relaxed)
+        self.publisher.published()
     }
 
     /// Subscribes now: the subscription receives every message published
@@ -197,9 +155,8 @@ impl Room {
     pub fn subscribe(&self) -> Subscription {
         Subscription {
             rx: self.tx.subscribe(),
-            lag: Lag::new(self.policy),
-            published: self.published.clone(),
-            capacity: self.capacity,
+            cursor: Cursor::new(self.policy, self.capacity, self.publisher.published()),
+            publisher: self.publisher.clone(),
             _lease: self.lease.clone(),
         }
     }
@@ -239,29 +196,14 @@ impl Room {
     }
 }
 
-/// What a [`Subscription`] yields.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub enum RoomEvent {
-    /// The next message.
-    Message(Arc<RoomMessage>),
-    /// [`LagPolicy::SkipAhead`]: this many messages were lost; the next
-    /// event is the oldest message the room still holds.
-    Lagged(u64),
-    /// [`LagPolicy::Disconnect`]: the member fell behind and must be closed
-    /// with this code (`1013`).
-    Evicted(CloseCode),
-}
-
 /// One member's place in a room: a bounded queue (the room's ring) and its
 /// lag accounting.
 #[derive(Debug)]
 pub struct Subscription {
     rx: broadcast::Receiver<Arc<RoomMessage>>,
-    lag: Lag,
-    published: Arc<Notify>,
-    capacity: usize,
-    _lease: Lease,
+    cursor: Cursor,
+    publisher: Arc<Publisher>,
+    _lease: Lease<RoomState>,
 }
 
 impl Subscription {
@@ -270,14 +212,8 @@ impl Subscription {
     pub async fn recv(&mut self) -> RoomEvent {
         loop {
             match self.rx.recv().await {
-                Ok(message) => return RoomEvent::Message(message),
-                Err(broadcast::error::RecvError::Lagged(n)) => {
-                    return match self.lag.on_lagged(n) {
-                        LagAction::SkipAhead { skipped } => RoomEvent::Lagged(skipped),
-                        LagAction::Disconnect { code } => RoomEvent::Evicted(code),
-                        _ => RoomEvent::Evicted(CloseCode::TRY_AGAIN_LATER),
-                    };
-                }
+                Ok(message) => return self.cursor.on_message(message),
+                Err(broadcast::error::RecvError::Lagged(n)) => return self.cursor.on_lagged(n),
                 // Unreachable while we hold the lease (the state keeps a
                 // sender), but waiting forever is the right answer anyway.
                 Err(broadcast::error::RecvError::Closed) => {
@@ -289,7 +225,7 @@ impl Subscription {
 
     /// Messages this member has lost so far.
     pub fn skipped(&self) -> u64 {
-        self.lag.skipped()
+        self.cursor.skipped()
     }
 
     /// Messages waiting for this member (more than the room holds once it
@@ -302,41 +238,25 @@ impl Subscription {
     /// [`LagPolicy::Disconnect`] a member whose room overflowed meanwhile is
     /// evicted at once, without waiting for its socket to drain.
     async fn ready_for(&mut self, sender: &Sender) -> Result<(), Option<CloseCode>> {
+        let mut seen = self.publisher.published();
         loop {
-            let mut notified = pin!(self.published.notified());
-            notified.as_mut().enable();
-            let pending = self.rx.len();
-            if self.lag.policy() == LagPolicy::Disconnect && pending > self.capacity {
-                let missed = (pending - self.capacity) as u64;
-                if let LagAction::Disconnect { code } = self.lag.on_lagged(missed) {
-                    return Err(Some(code));
-                }
+            if let Some(code) = self.cursor.check_overflow(seen) {
+                return Err(Some(code));
             }
             let ready = poll_fn(|cx| {
                 if let Poll::Ready(result) = sender.poll_ready_inner(cx) {
                     return Poll::Ready(Some(result));
                 }
-                notified.as_mut().poll(cx).map(|()| None)
+                self.publisher.poll_published(cx, seen).map(|_| None)
             })
             .await;
             match ready {
                 Some(Ok(())) => return Ok(()),
                 Some(Err(_)) => return Err(None),
-                None => continue,
+                None => seen = self.publisher.published(),
             }
         }
     }
-}
-
-/// How a [`Member`]'s forwarding ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum MemberEnd {
-    /// The connection stopped accepting messages (closed or failed).
-    Closed,
-    /// The member fell behind under [`LagPolicy::Disconnect`] and was
-    /// closed with this code.
-    Evicted(CloseCode),
 }
 
 /// A connection forwarded from a room by a task (see [`Room::join`]).
@@ -377,7 +297,7 @@ async fn forward(mut sub: Subscription, sender: Sender, skipped: Arc<AtomicU64>)
         match sub.ready_for(&sender).await {
             Ok(()) => {}
             Err(None) => return MemberEnd::Closed,
-            Err(Some(code)) => return evict(&sender, code).await,
+            Err(Some(code)) => return sender.evict(code),
         }
         let event = {
             let mut next = pin!(sub.recv());
@@ -399,17 +319,8 @@ async fn forward(mut sub: Subscription, sender: Sender, skipped: Arc<AtomicU64>)
             Some(RoomEvent::Lagged(n)) => {
                 skipped.fetch_add(n, Ordering::Relaxed);
             }
-            Some(RoomEvent::Evicted(code)) => return evict(&sender, code).await,
+            Some(RoomEvent::Evicted(code)) => return sender.evict(code),
+            Some(_) => return MemberEnd::Closed,
         }
     }
-}
-
-/// Closes a member that fell behind. Its socket is stalled, so the close
-/// handshake may never finish (the core's close timeout bounds it): queue
-/// the close frame and return. A zero timeout polls the close once, which
-/// queues the frame, without waiting for the peer's answer.
-async fn evict(sender: &Sender, code: CloseCode) -> MemberEnd {
-    let close = sender.close(code, LAG_CLOSE_REASON);
-    let _ = tokio::time::timeout(Duration::ZERO, close).await;
-    MemberEnd::Evicted(code)
 }

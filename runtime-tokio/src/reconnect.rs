@@ -17,8 +17,7 @@
 use std::sync::Arc;
 
 use wavecast_core::handshake::ClientRequest;
-use wavecast_core::rng::Rng;
-use wavecast_core::{Backoff, Config};
+use wavecast_core::{Backoff, Config, Reconnecting};
 
 use crate::client::{connect_with, Response};
 use crate::error::Error;
@@ -33,9 +32,7 @@ pub struct Reconnect {
     url: String,
     request: ClientRequest,
     config: Arc<Config>,
-    backoff: Backoff,
-    rng: Rng,
-    connected_before: bool,
+    plan: Reconnecting,
 }
 
 impl Reconnect {
@@ -50,23 +47,21 @@ impl Reconnect {
         Ok(Reconnect {
             url: url.to_owned(),
             request,
-            rng: Rng::new(config.seed),
+            plan: Reconnecting::new(Backoff::new(), config.seed),
             config,
-            backoff: Backoff::new(),
-            connected_before: false,
         })
     }
 
     /// Sets the schedule.
     pub fn with_backoff(mut self, backoff: Backoff) -> Reconnect {
-        self.backoff = backoff;
+        self.plan.set_backoff(backoff);
         self
     }
 
     /// Sets the connection config (its seed also drives the jitter).
     pub fn with_config(mut self, config: impl Into<Arc<Config>>) -> Reconnect {
         self.config = config.into();
-        self.rng = Rng::new(self.config.seed);
+        self.plan.reseed(self.config.seed);
         self
     }
 
@@ -85,20 +80,17 @@ impl Reconnect {
     ///
     /// The last attempt's error, once the schedule's attempts are used up.
     pub async fn connect(&mut self) -> Result<(WebSocket, Response), Error> {
-        let mut wait = self.connected_before;
+        self.plan.begin();
         let mut last_error = None;
         loop {
-            if wait {
-                match self.backoff.next_delay(&mut self.rng) {
-                    Some(delay) => tokio::time::sleep(delay).await,
-                    None => return Err(last_error.unwrap_or(Error::Eof)),
-                }
+            match self.plan.next_wait() {
+                Some(delay) if !delay.is_zero() => tokio::time::sleep(delay).await,
+                Some(_) => {}
+                None => return Err(last_error.unwrap_or(Error::Eof)),
             }
-            wait = true;
             match connect_with(&self.url, self.request.clone(), self.config.clone()).await {
                 Ok(connected) => {
-                    self.backoff.reset();
-                    self.connected_before = true;
+                    self.plan.connected();
                     return Ok(connected);
                 }
                 Err(e) => last_error = Some(e),
@@ -108,6 +100,6 @@ impl Reconnect {
 
     /// Delays handed out since the last successful handshake.
     pub fn attempts(&self) -> u32 {
-        self.backoff.attempts()
+        self.plan.attempts()
     }
 }

@@ -13,130 +13,19 @@
 use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
 use std::pin::pin;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Mutex, Weak};
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Notify;
 use tokio::task::{JoinHandle, JoinSet};
-use wavecast_core::{Admission, CloseCode, Config};
+use wavecast_core::{Admission, Tracker};
+
+pub use wavecast_core::ServeConfig;
 
 use crate::driver::now;
 use crate::server::{read_request, Incoming};
-use wavecast_core::Shared;
-
-/// Settings of [`serve`].
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct ServeConfig {
-    /// Connections whose handler runs at once; more get `503`. Default 10 000.
-    pub max_connections: usize,
-    /// How long [`Server::shutdown`] waits for handlers. Default 5 s.
-    pub shutdown_timeout: Duration,
-    /// `Retry-After` sent with a `503`. Default 1 s.
-    pub retry_after: Duration,
-    /// The WebSocket configuration of every connection.
-    pub config: Arc<Config>,
-}
-
-impl Default for ServeConfig {
-    fn default() -> Self {
-        ServeConfig {
-            max_connections: 10_000,
-            shutdown_timeout: Duration::from_secs(5),
-            retry_after: Duration::from_secs(1),
-            config: Arc::new(Config::default()),
-        }
-    }
-}
-
-impl ServeConfig {
-    /// Sets [`ServeConfig::max_connections`].
-    pub fn with_max_connections(mut self, max: usize) -> Self {
-        self.max_connections = max;
-        self
-    }
-
-    /// Sets [`ServeConfig::shutdown_timeout`].
-    pub fn with_shutdown_timeout(mut self, after: Duration) -> Self {
-        self.shutdown_timeout = after;
-        self
-    }
-
-    /// Sets [`ServeConfig::retry_after`].
-    pub fn with_retry_after(mut self, after: Duration) -> Self {
-        self.retry_after = after;
-        self
-    }
-
-    /// Sets [`ServeConfig::config`].
-    pub fn with_config(mut self, config: impl Into<Arc<Config>>) -> Self {
-        self.config = config.into();
-        self
-    }
-}
-
-/// Connections accepted through [`serve`], for graceful shutdown.
-#[derive(Clone, Debug, Default)]
-pub(crate) struct Tracker {
-    inner: Arc<TrackerInner>,
-}
-
-#[derive(Debug, Default)]
-struct TrackerInner {
-    conns: Mutex<(Vec<Weak<Shared>>, usize)>,
-    shutting_down: AtomicBool,
-    notify: Notify,
-}
-
-impl Tracker {
-    pub(crate) fn track(&self, shared: &Arc<Shared>) {
-        let mut guard = self.inner.conns.lock().unwrap_or_else(|p| p.into_inner());
-        let (conns, prune_at) = &mut *guard;
-        if conns.len() >= *prune_at {
-            conns.retain(|w| w.strong_count() > 0);
-            *prune_at = (conns.len() * 2).max(64);
-        }
-        conns.push(Arc::downgrade(shared));
-        drop(guard);
-        if self.is_shutting_down() {
-            self.close_all();
-        }
-    }
-
-    pub(crate) fn is_shutting_down(&self) -> bool {
-        self.inner.shutting_down.load(Ordering::Acquire)
-    }
-
-    /// Resolves once shutdown has begun (for SSE streams).
-    pub(crate) async fn shutting_down(&self) {
-        let notified = self.inner.notify.notified();
-        let mut notified = pin!(notified);
-        notified.as_mut().enable();
-        if self.is_shutting_down() {
-            return;
-        }
-        notified.await;
-    }
-
-    fn begin_shutdown(&self) {
-        self.inner.shutting_down.store(true, Ordering::Release);
-        self.inner.notify.notify_waiters();
-        self.close_all();
-    }
-
-    fn close_all(&self) {
-        let conns: Vec<_> = {
-            let guard = self.inner.conns.lock().unwrap_or_else(|p| p.into_inner());
-            guard.0.iter().filter_map(Weak::upgrade).collect()
-        };
-        for shared in conns {
-            let _ = shared.close(now(), CloseCode::GOING_AWAY, "server shutting down");
-        }
-    }
-}
 
 /// A running [`serve`] loop.
 #[derive(Debug)]
@@ -217,7 +106,7 @@ where
     let handler = Arc::new(handler);
     let tracker = Tracker::default();
     // Refusals are cheap but not free: bound how many are being written.
-    let refusals = Admission::new(options.max_connections.clamp(16, 1024));
+    let refusals = Admission::new(options.refusal_limit());
     let mut tasks = JoinSet::new();
     loop {
         let accepted = {
@@ -271,7 +160,7 @@ where
     }
     drop(listener);
     admission.begin_shutdown();
-    tracker.begin_shutdown();
+    tracker.begin_shutdown(now());
     let drained = tokio::time::timeout(options.shutdown_timeout, async {
         while tasks.join_next().await.is_some() {}
     })

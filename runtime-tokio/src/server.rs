@@ -7,6 +7,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use wavecast_core::handshake::{Accept, Request, ServerHandshake};
 use wavecast_core::{Config, HandshakeError, HttpResponse};
 
+pub use wavecast_core::OriginAllowList;
+
 use crate::driver::now;
 use crate::error::Error;
 use crate::websocket::WebSocket;
@@ -22,7 +24,7 @@ pub struct Incoming<S> {
     config: Arc<Config>,
     /// Set by [`crate::serve`]: accepted connections are closed with 1001
     /// on graceful shutdown.
-    tracker: Option<crate::serve::Tracker>,
+    tracker: Option<wavecast_core::Tracker>,
 }
 
 /// Reads one HTTP request head from `stream`, within the handshake timeout
@@ -137,7 +139,7 @@ where
                     accepted.response,
                 );
                 if let Some(tracker) = &tracker {
-                    tracker.track(ws.shared());
+                    tracker.track(ws.shared(), now());
                 }
                 setup(&ws);
                 tokio::spawn(driver);
@@ -185,11 +187,11 @@ where
         (self.stream, self.request)
     }
 
-    pub(crate) fn set_tracker(&mut self, tracker: crate::serve::Tracker) {
+    pub(crate) fn set_tracker(&mut self, tracker: wavecast_core::Tracker) {
         self.tracker = Some(tracker);
     }
 
-    pub(crate) fn tracker(&self) -> Option<&crate::serve::Tracker> {
+    pub(crate) fn tracker(&self) -> Option<&wavecast_core::Tracker> {
         self.tracker.as_ref()
     }
 
@@ -227,47 +229,6 @@ where
             let status = response.status();
             incoming.reject(response).await?;
             Err(Error::Rejected(status))
-        }
-    }
-}
-
-/// An origin allow-list for the request hook: cross-site WebSocket
-/// hijacking is prevented by refusing browsers from other sites (403).
-/// Requests without `Origin` (non-browser clients) are allowed.
-#[derive(Clone, Debug, Default)]
-pub struct OriginAllowList {
-    origins: Vec<String>,
-}
-
-impl OriginAllowList {
-    /// Allows exactly these origins (`scheme://host[:port]`, compared
-    /// case-insensitively).
-    pub fn new<I, T>(origins: I) -> Self
-    where
-        I: IntoIterator<Item = T>,
-        T: Into<String>,
-    {
-        OriginAllowList {
-            origins: origins
-                .into_iter()
-                .map(|o| o.into().to_ascii_lowercase())
-                .collect(),
-        }
-    }
-
-    /// `Ok(())` when the request may proceed, or a 403 response.
-    pub fn check(&self, request: &Request) -> Result<(), HttpResponse> {
-        match request.origin() {
-            None => Ok(()),
-            Some(origin)
-                if self
-                    .origins
-                    .iter()
-                    .any(|o| o.eq_ignore_ascii_case(origin.trim())) =>
-            {
-                Ok(())
-            }
-            Some(_) => Err(HttpResponse::text(403, "origin not allowed\n")),
         }
     }
 }

@@ -15,53 +15,14 @@ use std::task::Poll;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt, ReadBuf};
-use wavecast_core::room::RoomMessage;
-use wavecast_core::sse::{keep_alive, response_head};
-use wavecast_core::{HandshakeError, HttpResponse, SseEvent};
+use wavecast_core::sse::{answer, keep_alive, room_event_bytes};
+use wavecast_core::{SseEvent, Tracker};
+
+pub use wavecast_core::{SseConfig, SseEnd};
 
 use crate::broadcast::{RoomEvent, Subscription};
 use crate::error::Error;
-use crate::serve::Tracker;
 use crate::server::Incoming;
-
-/// Settings of an SSE response.
-#[derive(Clone, Debug)]
-#[non_exhaustive]
-pub struct SseConfig {
-    /// Send a comment keep-alive after this long without an event, so
-    /// proxies keep the stream open. Default 15 s.
-    pub keep_alive: Duration,
-}
-
-impl Default for SseConfig {
-    fn default() -> Self {
-        SseConfig {
-            keep_alive: Duration::from_secs(15),
-        }
-    }
-}
-
-impl SseConfig {
-    /// Sets [`SseConfig::keep_alive`].
-    pub fn with_keep_alive(mut self, every: Duration) -> Self {
-        self.keep_alive = every;
-        self
-    }
-}
-
-/// How [`SseStream::forward`] ended.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum SseEnd {
-    /// The client went away (closed the connection or a write failed).
-    Disconnected,
-    /// The subscription fell behind under
-    /// [`LagPolicy::Disconnect`](crate::LagPolicy::Disconnect); the stream
-    /// was closed.
-    Evicted,
-    /// The [`crate::serve`] loop is shutting down.
-    Shutdown,
-}
 
 /// An open event stream to one client.
 #[derive(Debug)]
@@ -81,17 +42,16 @@ where
     /// A request with a body gets `413` instead and
     /// [`Error::Rejected`]`(413)`.
     pub async fn respond(incoming: Incoming<S>, config: SseConfig) -> Result<SseStream<S>, Error> {
-        if incoming.request().has_body() {
-            incoming
-                .respond(HttpResponse::from_handshake_error(
-                    &HandshakeError::BodyNotAllowed,
-                ))
-                .await?;
-            return Err(Error::Rejected(413));
-        }
+        let head = match answer(incoming.request()) {
+            Ok(head) => head,
+            Err(response) => {
+                let status = response.status();
+                incoming.respond(response).await?;
+                return Err(Error::Rejected(status));
+            }
+        };
         let tracker = incoming.tracker().cloned();
         let (mut stream, request) = incoming.into_parts();
-        let head = response_head(&[]).expect("no extra headers, nothing to reject");
         stream.write_all(&head).await?;
         stream.flush().await?;
         Ok(SseStream {
@@ -130,19 +90,16 @@ where
     /// evicted, or the server shuts down.
     pub async fn forward(&mut self, subscription: &mut Subscription) -> SseEnd {
         let tracker = self.tracker.clone();
-        let mut shutdown = pin!(async move {
-            match tracker {
-                Some(t) => t.shutting_down().await,
-                None => std::future::pending().await,
-            }
-        });
         let mut quiet = pin!(tokio::time::sleep(self.keep_alive));
         loop {
             let step = {
                 let mut next = pin!(subscription.recv());
                 let stream = &mut self.stream;
                 poll_fn(|cx| {
-                    if shutdown.as_mut().poll(cx).is_ready() {
+                    if tracker
+                        .as_ref()
+                        .is_some_and(|t| t.poll_shutting_down(cx).is_ready())
+                    {
                         return Poll::Ready(Step::Shutdown);
                     }
                     // The client sends nothing after its request; a read
@@ -173,14 +130,14 @@ where
                 Step::Shutdown => return SseEnd::Shutdown,
                 Step::Gone => return SseEnd::Disconnected,
                 Step::Quiet => self.send_keep_alive().await,
-                Step::Event(RoomEvent::Message(message)) => self.write_room(&message).await,
-                Step::Event(RoomEvent::Lagged(n)) => {
-                    self.write(format!(": skipped {n}\n\n").as_bytes()).await
-                }
-                Step::Event(_) => {
-                    let _ = self.stream.shutdown().await;
-                    return SseEnd::Evicted;
-                }
+                Step::Event(event) => match room_event_bytes(&event) {
+                    Ok(Some(bytes)) => self.write(&bytes).await,
+                    Ok(None) => Ok(()),
+                    Err(end) => {
+                        let _ = self.stream.shutdown().await;
+                        return end;
+                    }
+                },
             };
             if written.is_err() {
                 return SseEnd::Disconnected;
@@ -188,13 +145,6 @@ where
             quiet
                 .as_mut()
                 .reset(tokio::time::Instant::now() + self.keep_alive);
-        }
-    }
-
-    async fn write_room(&mut self, message: &RoomMessage) -> Result<(), Error> {
-        match message.sse_bytes() {
-            Some(bytes) => self.write(bytes).await,
-            None => Ok(()),
         }
     }
 

@@ -243,6 +243,11 @@ impl Sender {
         self.shared.with_connection(|c| c.queued_bytes())
     }
 
+    /// Closes this room member for falling behind (see [`Shared::evict`]).
+    pub(crate) fn evict(&self, code: CloseCode) -> wavecast_core::MemberEnd {
+        self.shared.evict(now(), code)
+    }
+
     pub(crate) fn poll_ready_inner(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         self.shared.poll_ready(cx)
     }

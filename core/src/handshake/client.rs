@@ -285,6 +285,9 @@ pub struct ClientHandshake {
     state: State,
     max_headers: usize,
     deadline: Instant,
+    /// What we offered of permessage-deflate, to check the answer against.
+    #[cfg(feature = "deflate")]
+    deflate: Option<crate::deflate::DeflateConfig>,
 }
 
 impl ClientHandshake {
@@ -311,7 +314,13 @@ impl ClientHandshake {
         if !request.subprotocols.is_empty() {
             header("Sec-WebSocket-Protocol", &request.subprotocols.join(", "));
         }
-        // Extension offers (permessage-deflate) will be written here.
+        #[cfg(feature = "deflate")]
+        if let Some(deflate) = &config.deflate {
+            header(
+                "Sec-WebSocket-Extensions",
+                &crate::deflate::client_offer(deflate),
+            );
+        }
         for (name, value) in &request.headers {
             header(name, value);
         }
@@ -325,6 +334,8 @@ impl ClientHandshake {
             state: State::Reading(HeadReader::new(config.max_head_size)),
             max_headers: config.max_headers,
             deadline: now + config.handshake_timeout,
+            #[cfg(feature = "deflate")]
+            deflate: config.deflate.clone(),
         }
     }
 
@@ -438,13 +449,35 @@ impl ClientHandshake {
             ));
         }
         let mut accepts = headers.get_all("sec-websocket-accept");
-        if (accepts.next(), accepts.next()) != (Some(self.expected_accept.as_str()), None) {
+        if (accepts.next(), accepts.next()) != (Some(self.expected_accept.as_str()), None)
+            || headers.get_all_bytes("sec-websocket-accept").count() != 1
+        {
             return Err(HandshakeError::BadAccept);
         }
         drop(accepts);
+        // `list` skips values that are not UTF-8; such a value still names a
+        // subprotocol we did not offer (found by fuzzing).
+        if let Some(v) = headers
+            .get_all_bytes("sec-websocket-protocol")
+            .find(|v| std::str::from_utf8(v).is_err())
+        {
+            return Err(HandshakeError::UnofferedSubprotocol(
+                String::from_utf8_lossy(v).into_owned(),
+            ));
+        }
         let extensions = parse_extensions(headers.get_all_bytes("sec-websocket-extensions"))?;
-        // We offer no extension yet, so any the server enables is unoffered.
-        if let Some(ext) = extensions.first() {
+        #[cfg(feature = "deflate")]
+        let deflate = match &self.deflate {
+            // §5.1: a malformed or unacceptable answer fails the handshake.
+            Some(config) => crate::deflate::check_response(&extensions, config)?,
+            None => None,
+        };
+        #[cfg(feature = "deflate")]
+        let offered = self.deflate.is_some();
+        #[cfg(not(feature = "deflate"))]
+        let offered = false;
+        // Without an offer, any extension the server enables is unoffered.
+        if let Some(ext) = extensions.first().filter(|_| !offered) {
             return Err(HandshakeError::UnofferedExtension(ext.name.clone()));
         }
         let mut chosen = headers.list("sec-websocket-protocol");
@@ -454,7 +487,14 @@ impl ClientHandshake {
             (Some(p), _) => return Err(HandshakeError::UnofferedSubprotocol(p.to_owned())),
         };
         drop(chosen);
-        Ok((headers, Negotiated::with_subprotocol(subprotocol)))
+        #[allow(unused_mut)]
+        let mut negotiated = Negotiated::with_subprotocol(subprotocol);
+        #[cfg(feature = "deflate")]
+        if let Some(params) = deflate {
+            negotiated.extensions = vec![params.response()];
+            negotiated.deflate = Some(params);
+        }
+        Ok((headers, negotiated))
     }
 }
 
@@ -465,8 +505,13 @@ mod tests {
     use crate::handshake::server::{Accept, ServerHandshake};
     use std::time::Duration;
 
+    /// A config without permessage-deflate: most tests check the plain
+    /// handshake (deflate is covered by `deflate_offer_and_answer`).
     fn config() -> Config {
-        Config::default().with_seed(SeedSource::Fixed(7))
+        let config = Config::default().with_seed(SeedSource::Fixed(7));
+        #[cfg(feature = "deflate")]
+        let config = config.with_deflate(None);
+        config
     }
 
     fn handshake(request: ClientRequest) -> ClientHandshake {
@@ -748,6 +793,77 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(done.negotiated, accepted.negotiated);
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn deflate_offer_and_answer() {
+        use crate::deflate::DeflateConfig;
+        let on = Config::default().with_seed(SeedSource::Fixed(7));
+        let new = |config: &Config| {
+            ClientHandshake::new(config, ClientRequest::new("h", "/").unwrap(), Instant::now())
+        };
+        let hs = new(&on);
+        let text = String::from_utf8(hs.request_bytes().to_vec()).unwrap();
+        assert!(text.contains(
+            "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+             client_no_context_takeover; client_max_window_bits, \
+             permessage-deflate; client_max_window_bits\r\n"
+        ));
+        // Both ends with defaults agree on no context takeover.
+        let mut server = ServerHandshake::new(&Config::default(), Instant::now());
+        let request = server
+            .receive(Instant::now(), hs.request_bytes())
+            .unwrap()
+            .unwrap();
+        let accepted = server.accept(&request, Accept::new()).unwrap();
+        let mut hs = hs;
+        let done = hs
+            .receive(Instant::now(), &accepted.response)
+            .unwrap()
+            .unwrap();
+        assert_eq!(done.negotiated, accepted.negotiated);
+        let params = done.negotiated.deflate.expect("deflate agreed");
+        assert!(params.server_no_context_takeover && params.client_no_context_takeover);
+        // A server that enables nothing: no deflate, no error.
+        let mut hs = new(&on);
+        let input = response(&hs, "");
+        let done = hs.receive(Instant::now(), &input).unwrap().unwrap();
+        assert_eq!(done.negotiated.deflate, None);
+        // §5.1: malformed or unacceptable answers fail the handshake.
+        for bad in [
+            "permessage-deflate; client_max_window_bits=8",
+            "permessage-deflate; server_max_window_bits=99",
+            "permessage-deflate; server_no_context_takeover; server_no_context_takeover",
+            "permessage-deflate; what",
+            "permessage-deflate, permessage-deflate",
+        ] {
+            let mut hs = new(&on);
+            let input = response(&hs, &format!("Sec-WebSocket-Extensions: {bad}\r\n"));
+            assert!(
+                matches!(
+                    hs.receive(Instant::now(), &input),
+                    Err(HandshakeError::BadExtension(_))
+                ),
+                "{bad}"
+            );
+        }
+        let mut hs = new(&on);
+        let input = response(&hs, "Sec-WebSocket-Extensions: x-zip\r\n");
+        assert_eq!(
+            hs.receive(Instant::now(), &input),
+            Err(HandshakeError::UnofferedExtension("x-zip".into()))
+        );
+        // Context takeover opt-in offers its window and accepts the answer.
+        let takeover =
+            on.clone()
+                .with_deflate(Some(DeflateConfig::default().with_context_takeover(10)));
+        let hs = new(&takeover);
+        let text = String::from_utf8(hs.request_bytes().to_vec()).unwrap();
+        assert!(text.contains(
+            "Sec-WebSocket-Extensions: permessage-deflate; server_max_window_bits=10; \
+             client_max_window_bits=10, permessage-deflate; client_max_window_bits=10\r\n"
+        ));
     }
 
     #[test]

@@ -23,8 +23,11 @@ pub struct Negotiated {
     /// The subprotocol the server chose, if any.
     pub subprotocol: Option<String>,
     /// Accepted extensions, as the server's `Sec-WebSocket-Extensions` items.
-    /// Empty until an extension (permessage-deflate) is implemented.
     pub extensions: Vec<String>,
+    /// The agreed permessage-deflate parameters, if it was negotiated;
+    /// [`crate::Connection::with_negotiated`] installs the codec.
+    #[cfg(feature = "deflate")]
+    pub deflate: Option<crate::deflate::DeflateParams>,
 }
 
 impl Negotiated {
@@ -32,7 +35,7 @@ impl Negotiated {
     pub fn with_subprotocol(subprotocol: Option<String>) -> Self {
         Negotiated {
             subprotocol,
-            extensions: Vec::new(),
+            ..Negotiated::default()
         }
     }
 }

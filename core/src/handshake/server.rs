@@ -29,6 +29,8 @@ use super::{
     CompleteHead, ExtensionOffer, HeadReader, Headers, HttpVersion, Negotiated,
 };
 use crate::config::Config;
+#[cfg(feature = "deflate")]
+use crate::deflate::DeflateConfig;
 use crate::error::HandshakeError;
 use crate::http::HttpResponse;
 
@@ -151,10 +153,14 @@ impl Request {
 }
 
 fn has_body(headers: &Headers) -> bool {
+    // Raw values: a Content-Length that is not UTF-8 still announces a body.
     headers.contains("transfer-encoding")
-        || headers
-            .get_all("content-length")
-            .any(|v| v.parse::<u64>().map_or(true, |n| n > 0))
+        || headers.get_all_bytes("content-length").any(|v| {
+            std::str::from_utf8(v)
+                .ok()
+                .and_then(|v| v.trim_matches([' ', '\t']).parse::<u64>().ok())
+                .is_none_or(|n| n > 0)
+        })
 }
 
 /// How the upgrade arrives, for [`negotiate`].
@@ -183,6 +189,10 @@ pub enum UpgradeMode {
 pub struct Accept {
     subprotocol: Option<String>,
     headers: Vec<(String, String)>,
+    /// `None`: use [`Config::deflate`] ([`ServerHandshake::accept`]) or the
+    /// default [`DeflateConfig`] ([`negotiate`]).
+    #[cfg(feature = "deflate")]
+    deflate: Option<Option<DeflateConfig>>,
 }
 
 /// Headers the handshake writes itself; an application may not add them.
@@ -235,6 +245,17 @@ impl Accept {
         Ok(self)
     }
 
+    /// Overrides how permessage-deflate (RFC 7692) is negotiated for this
+    /// connection: `None` declines it, `Some` accepts the client's first
+    /// acceptable offer on these terms. Without this call
+    /// [`ServerHandshake::accept`] follows [`Config::deflate`] and
+    /// [`negotiate`] uses [`DeflateConfig::default`].
+    #[cfg(feature = "deflate")]
+    pub fn deflate(mut self, deflate: Option<DeflateConfig>) -> Self {
+        self.deflate = Some(deflate);
+        self
+    }
+
     /// The chosen subprotocol.
     pub fn chosen_subprotocol(&self) -> Option<&str> {
         self.subprotocol.as_deref()
@@ -277,6 +298,8 @@ pub struct ServerHandshake {
     max_leftover: usize,
     deadline: Instant,
     head_request: bool,
+    #[cfg(feature = "deflate")]
+    deflate: Option<DeflateConfig>,
 }
 
 impl ServerHandshake {
@@ -289,6 +312,8 @@ impl ServerHandshake {
             max_leftover: config.max_head_size,
             deadline: now + config.handshake_timeout,
             head_request: false,
+            #[cfg(feature = "deflate")]
+            deflate: config.deflate.clone(),
         }
     }
 
@@ -383,6 +408,8 @@ impl ServerHandshake {
             &request.headers,
             &accept,
             UpgradeMode::Http11,
+            #[cfg(feature = "deflate")]
+            accept.deflate.clone().unwrap_or(self.deflate.clone()).as_ref(),
         )?;
         let mut response = Vec::with_capacity(256);
         response.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
@@ -460,7 +487,19 @@ pub fn negotiate<'h>(
     mode: UpgradeMode,
 ) -> Result<(Vec<(String, String)>, Negotiated), HandshakeError> {
     let headers: Headers = headers.into_iter().collect();
-    respond(method, HttpVersion::Http11, &headers, accept, mode)
+    respond(
+        method,
+        HttpVersion::Http11,
+        &headers,
+        accept,
+        mode,
+        #[cfg(feature = "deflate")]
+        accept
+            .deflate
+            .clone()
+            .unwrap_or_else(|| Some(DeflateConfig::default()))
+            .as_ref(),
+    )
 }
 
 /// Validates the request and builds the response headers: the one
@@ -471,6 +510,7 @@ fn respond(
     headers: &Headers,
     accept: &Accept,
     mode: UpgradeMode,
+    #[cfg(feature = "deflate")] deflate: Option<&DeflateConfig>,
 ) -> Result<(Vec<(String, String)>, Negotiated), HandshakeError> {
     let (key, offers) = validate(method, version, headers, mode)?;
     if let Some(chosen) = &accept.subprotocol {
@@ -478,6 +518,9 @@ fn respond(
             return Err(HandshakeError::SubprotocolNotOffered(chosen.clone()));
         }
     }
+    #[cfg(feature = "deflate")]
+    let (extensions, deflate) = negotiate_extensions(&offers, deflate);
+    #[cfg(not(feature = "deflate"))]
     let extensions = negotiate_extensions(&offers);
 
     let mut out = Vec::with_capacity(5 + accept.headers.len());
@@ -501,16 +544,33 @@ fn respond(
         Negotiated {
             subprotocol: accept.subprotocol.clone(),
             extensions,
+            #[cfg(feature = "deflate")]
+            deflate,
         },
     ))
 }
 
 /// Chooses which offered extensions to enable, returning the response
-/// items. No extension is implemented yet, so none is echoed and the client
-/// proceeds without (RFC 6455 §9.1). permessage-deflate (RFC 7692) plugs in
-/// here.
+/// items. Without the `deflate` feature no extension is implemented, so
+/// none is echoed and the client proceeds without (RFC 6455 §9.1).
+#[cfg(not(feature = "deflate"))]
 fn negotiate_extensions(_offers: &[ExtensionOffer]) -> Vec<String> {
     Vec::new()
+}
+
+/// Chooses which offered extensions to enable, returning the response items
+/// and the agreed permessage-deflate parameters: the first acceptable
+/// permessage-deflate offer, if `deflate` is enabled (RFC 7692 §5, §7.1;
+/// malformed offers are declined, not fatal). Other extensions are ignored.
+#[cfg(feature = "deflate")]
+fn negotiate_extensions(
+    offers: &[ExtensionOffer],
+    deflate: Option<&DeflateConfig>,
+) -> (Vec<String>, Option<crate::deflate::DeflateParams>) {
+    match deflate.and_then(|config| crate::deflate::accept_offer(offers, config)) {
+        Some((params, item)) => (vec![item], Some(params)),
+        None => (Vec::new(), None),
+    }
 }
 
 /// RFC 6455 §4.2.1 (or RFC 8441 §5) checks. Returns the trimmed
@@ -553,8 +613,12 @@ fn validate<'a>(
             }
         }
     }
+    // Count raw values too: `get_all` skips a duplicate that is not UTF-8.
     let mut versions = headers.get_all("sec-websocket-version");
-    if versions.next() != Some("13") || versions.next().is_some() {
+    if versions.next() != Some("13")
+        || versions.next().is_some()
+        || headers.get_all_bytes("sec-websocket-version").count() != 1
+    {
         return Err(HandshakeError::UnsupportedVersion);
     }
     let key = match mode {
@@ -722,7 +786,10 @@ mod tests {
             CURL_REQUEST,
             PYTHON_REQUEST,
         ] {
-            let mut hs = ServerHandshake::new(&Config::default(), now());
+            let config = Config::default();
+            #[cfg(feature = "deflate")]
+            let config = config.with_deflate(None);
+            let mut hs = ServerHandshake::new(&config, now());
             let req = hs.receive(now(), raw).unwrap().unwrap();
             assert!(req.is_websocket_upgrade());
             let acc = hs.accept(&req, Accept::new()).unwrap();
@@ -748,6 +815,65 @@ mod tests {
             .unwrap();
         let text = String::from_utf8(acc.response).unwrap();
         assert!(text.contains("Sec-WebSocket-Accept: HSmrc0sMlYUkAGmm5OPpG2HaGWk=\r\n"));
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn deflate_is_negotiated_by_default_and_configurable() {
+        let chrome = parse(CHROME_REQUEST).unwrap();
+        let acc = ServerHandshake::new(&Config::default(), now())
+            .accept(&chrome, Accept::new())
+            .unwrap();
+        let text = String::from_utf8(acc.response).unwrap();
+        assert!(text.contains(
+            "Sec-WebSocket-Extensions: permessage-deflate; server_no_context_takeover; \
+             client_no_context_takeover\r\n"
+        ));
+        let params = acc.negotiated.deflate.expect("negotiated");
+        assert!(params.server_no_context_takeover && params.client_no_context_takeover);
+        // `Accept::deflate(None)` declines even when the config enables it.
+        let acc = ServerHandshake::new(&Config::default(), now())
+            .accept(&chrome, Accept::new().deflate(None))
+            .unwrap();
+        assert_eq!(acc.negotiated.deflate, None);
+        // A config without deflate declines; `Accept::deflate` overrides it.
+        let off = Config::default().with_deflate(None);
+        let acc = ServerHandshake::new(&off, now())
+            .accept(&chrome, Accept::new())
+            .unwrap();
+        assert!(acc.negotiated.extensions.is_empty());
+        let acc = ServerHandshake::new(&off, now())
+            .accept(
+                &chrome,
+                Accept::new().deflate(Some(
+                    DeflateConfig::default().with_context_takeover(10),
+                )),
+            )
+            .unwrap();
+        assert_eq!(
+            acc.negotiated.extensions,
+            ["permessage-deflate; server_max_window_bits=10; client_max_window_bits=10"]
+        );
+        // Header level: on by default.
+        let (headers, negotiated) = negotiate(
+            "GET",
+            chrome.headers().iter(),
+            &Accept::new(),
+            UpgradeMode::Http11,
+        )
+        .unwrap();
+        assert!(negotiated.deflate.is_some());
+        assert!(headers.iter().any(|(n, _)| n == "Sec-WebSocket-Extensions"));
+        // A malformed offer alone is declined, not a failed handshake.
+        let bad = with_header(
+            "Sec-WebSocket-Extensions",
+            "permessage-deflate; server_max_window_bits=8",
+        );
+        let req = parse(&bad).unwrap();
+        let acc = ServerHandshake::new(&Config::default(), now())
+            .accept(&req, Accept::new())
+            .unwrap();
+        assert_eq!(acc.negotiated.deflate, None);
     }
 
     #[test]

@@ -1,0 +1,551 @@
+//! Replays every fuzz corpus and regression input on stable, through the
+//! same property checks the cargo-fuzz targets run (`fuzz/checks.rs`), so
+//! the normal `cargo test` guards them too.
+//!
+//! The seed corpus is generated from the real traffic below:
+//! `cargo test -p wavecast-core --test fuzz_corpus -- --ignored write_seed_corpus`.
+
+#[path = "../../fuzz/checks.rs"]
+mod checks;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+fn fuzz_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz")
+}
+
+/// Every file under `fuzz/<kind>/<target>/`, sorted by name.
+fn inputs(kind: &str, target: &str) -> Vec<(PathBuf, Vec<u8>)> {
+    let dir = fuzz_dir().join(kind).join(target);
+    let Ok(entries) = fs::read_dir(&dir) else {
+        return Vec::new();
+    };
+    let mut files: Vec<PathBuf> = entries
+        .map(|e| e.expect("readable corpus folder").path())
+        .filter(|p| {
+            p.is_file()
+                && !p
+                    .file_name()
+                    .is_some_and(|n| n.to_string_lossy().starts_with('.'))
+        })
+        .collect();
+    files.sort();
+    files
+        .into_iter()
+        .map(|p| {
+            let bytes = fs::read(&p).expect("readable corpus file");
+            (p, bytes)
+        })
+        .collect()
+}
+
+fn replay(target: &str) {
+    let corpus = inputs("corpus", target);
+    assert!(!corpus.is_empty(), "fuzz/corpus/{target} is empty");
+    let mut failures = Vec::new();
+    for (path, bytes) in corpus.iter().chain(&inputs("regressions", target)) {
+        let result = std::panic::catch_unwind(|| checks::run(target, bytes, None));
+        if result.is_err() {
+            failures.push(path.display().to_string());
+        }
+    }
+    assert!(
+        failures.is_empty(),
+        "{target}: failing inputs: {failures:#?}"
+    );
+}
+
+#[test]
+fn replay_frame_header() {
+    replay("frame_header");
+}
+
+#[test]
+fn replay_server_handshake() {
+    replay("server_handshake");
+}
+
+#[test]
+fn replay_client_handshake() {
+    replay("client_handshake");
+}
+
+#[test]
+fn replay_connection_server() {
+    replay("connection_server");
+}
+
+#[test]
+fn replay_connection_client() {
+    replay("connection_client");
+}
+
+#[test]
+fn replay_connection_pair() {
+    replay("connection_pair");
+}
+
+#[test]
+fn replay_sse() {
+    replay("sse");
+}
+
+#[test]
+fn generated_seeds_pass_the_checks() {
+    for (target, _, bytes) in seeds() {
+        checks::run(target, &bytes, None);
+    }
+}
+
+#[test]
+fn every_target_has_a_corpus_folder() {
+    for target in checks::TARGETS {
+        assert!(
+            fuzz_dir().join("corpus").join(target).is_dir(),
+            "missing corpus for {target}"
+        );
+    }
+}
+
+// ------------------------------------------------------- fuzz findings
+// Each bug the fuzzers found, as a plain test (the inputs themselves are
+// also under fuzz/regressions/ and replayed above).
+
+use std::time::Instant;
+use wavecast_core::handshake::{accept_key, ServerHandshake};
+use wavecast_core::HandshakeError;
+
+fn fixture_response(extra: &[u8]) -> (wavecast_core::handshake::ClientHandshake, Vec<u8>) {
+    let hs = checks::client_fixture();
+    let mut resp = format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Accept: {}\r\n",
+        accept_key(hs.key().as_bytes())
+    )
+    .into_bytes();
+    resp.extend_from_slice(extra);
+    resp.extend_from_slice(b"\r\n");
+    (hs, resp)
+}
+
+/// client_handshake found: a `Sec-WebSocket-Protocol` value that is not
+/// UTF-8 was skipped, so the client accepted the connection although the
+/// server named a subprotocol it never offered (RFC 6455 §4.1).
+#[test]
+fn client_rejects_a_subprotocol_that_is_not_utf8() {
+    let (mut hs, resp) = fixture_response(b"Sec-WebSocket-Protocol: chat\r\n");
+    assert!(hs.receive(Instant::now(), &resp).unwrap().is_some());
+    let (mut hs, resp) = fixture_response(b"Sec-WebSocket-Protocol: \xba chat\r\n");
+    assert!(matches!(
+        hs.receive(Instant::now(), &resp),
+        Err(HandshakeError::UnofferedSubprotocol(_))
+    ));
+}
+
+/// Same root cause: a second `Sec-WebSocket-Accept` that is not UTF-8 was
+/// invisible, so two accept headers passed as one.
+#[test]
+fn client_rejects_a_duplicate_accept_that_is_not_utf8() {
+    let (mut hs, resp) = fixture_response(b"Sec-WebSocket-Accept: \xff\r\n");
+    assert_eq!(
+        hs.receive(Instant::now(), &resp),
+        Err(HandshakeError::BadAccept)
+    );
+}
+
+const UPGRADE: &[u8] = b"GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n";
+
+fn parse_request(extra: &[u8]) -> wavecast_core::handshake::Request {
+    let mut hs = ServerHandshake::new(&checks::tiny_config(), Instant::now());
+    let head = [UPGRADE, extra, b"\r\n"].concat();
+    hs.receive(Instant::now(), &head).unwrap().unwrap()
+}
+
+/// Same root cause on the server: a duplicate `Sec-WebSocket-Version` that
+/// is not UTF-8 was skipped, so the request passed as having exactly one.
+#[test]
+fn server_rejects_a_duplicate_version_that_is_not_utf8() {
+    assert!(parse_request(b"").validate_upgrade().is_ok());
+    let req = parse_request(b"Sec-WebSocket-Version: \xff\r\n");
+    assert_eq!(
+        req.validate_upgrade(),
+        Err(HandshakeError::UnsupportedVersion)
+    );
+}
+
+/// Same root cause: a `Content-Length` that is not UTF-8 was skipped, so a
+/// request announcing a body passed as bodiless.
+#[test]
+fn server_treats_a_content_length_that_is_not_utf8_as_a_body() {
+    let req = parse_request(b"Content-Length: \xb9\r\n");
+    assert!(req.has_body());
+    assert_eq!(req.validate_upgrade(), Err(HandshakeError::BodyNotAllowed));
+    assert!(!parse_request(b"Content-Length: 0\r\n").has_body());
+}
+
+/// Regenerates `fuzz/corpus/` from [`seeds`]. Run by hand after changing them.
+#[test]
+#[ignore]
+fn write_seed_corpus() {
+    for target in checks::TARGETS {
+        let dir = fuzz_dir().join("corpus").join(target);
+        let _ = fs::remove_dir_all(&dir);
+        fs::create_dir_all(&dir).unwrap();
+    }
+    for (target, name, bytes) in seeds() {
+        fs::write(fuzz_dir().join("corpus").join(target).join(name), bytes).unwrap();
+    }
+}
+
+// ------------------------------------------------------------------ seeds
+
+/// Option bytes (see `checks::split`): chunk sizes from the input's tail,
+/// one chunk, one byte at a time, 7-byte chunks.
+const SPLIT_TAIL: u8 = 0;
+const WHOLE: u8 = 1;
+const BYTEWISE: u8 = 2;
+const SEVENS: u8 = 3;
+/// `connection_*`: poll events after every read.
+const EAGER: u8 = 0x20;
+
+fn with_opts(opts: u8, traffic: &[u8]) -> Vec<u8> {
+    let mut v = vec![opts];
+    v.extend_from_slice(traffic);
+    v
+}
+
+/// RFC 6455 §1.2.
+const RFC_REQUEST: &str = "GET /chat HTTP/1.1\r\nHost: server.example.com\r\nUpgrade: websocket\r\n\
+Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nOrigin: http://example.com\r\n\
+Sec-WebSocket-Protocol: chat, superchat\r\nSec-WebSocket-Version: 13\r\n\r\n";
+
+/// Upgrade requests in the header order real clients send them.
+const REQUESTS: [(&str, &str); 9] = [
+    ("rfc6455", RFC_REQUEST),
+    (
+        "chrome",
+        "GET /ws?room=lobby HTTP/1.1\r\nHost: localhost:8080\r\nConnection: Upgrade\r\nPragma: no-cache\r\n\
+Cache-Control: no-cache\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 (KHTML, like Gecko) \
+Chrome/124.0.0.0 Safari/537.36\r\nUpgrade: websocket\r\nOrigin: http://localhost:8080\r\n\
+Sec-WebSocket-Version: 13\r\nAccept-Encoding: gzip, deflate, br, zstd\r\nAccept-Language: en-US,en;q=0.9\r\n\
+Sec-WebSocket-Key: x3JJHMbDL1EzLkh9GBhXDw==\r\n\
+Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\r\n",
+    ),
+    (
+        "firefox",
+        "GET /socket HTTP/1.1\r\nHost: example.org\r\nUser-Agent: Mozilla/5.0 (X11; Linux x86_64; rv:125.0) \
+Gecko/20100101 Firefox/125.0\r\nAccept: */*\r\nSec-WebSocket-Version: 13\r\nOrigin: https://example.org\r\n\
+Sec-WebSocket-Extensions: permessage-deflate\r\nSec-WebSocket-Key: AQIDBAUGBwgJCgsMDQ4PEA==\r\n\
+Connection: keep-alive, Upgrade\r\nSec-Fetch-Mode: websocket\r\nPragma: no-cache\r\nUpgrade: websocket\r\n\r\n",
+    ),
+    (
+        "safari",
+        "GET /ws HTTP/1.1\r\nHost: localhost:8080\r\nSec-WebSocket-Version: 13\r\nUpgrade: websocket\r\n\
+Sec-WebSocket-Key: 9f8Xo0mNq7wYcJ1rS2tUvA==\r\nConnection: Upgrade\r\nOrigin: http://localhost:8080\r\n\
+Sec-WebSocket-Extensions: permessage-deflate\r\n\r\n",
+    ),
+    (
+        "python-websockets",
+        "GET / HTTP/1.1\r\nHost: localhost:8765\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Key: 5Jd0Pj1G0cXkQ6m8ExtV0w==\r\nSec-WebSocket-Version: 13\r\n\
+Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\n\
+User-Agent: Python/3.12 websockets/12.0\r\n\r\n",
+    ),
+    (
+        "node-ws",
+        "GET /chat HTTP/1.1\r\nSec-WebSocket-Version: 13\r\nSec-WebSocket-Key: q4xkcO32u266gldTuKaSOw==\r\n\
+Connection: Upgrade\r\nUpgrade: websocket\r\n\
+Sec-WebSocket-Extensions: permessage-deflate; client_max_window_bits\r\nHost: localhost:8080\r\n\r\n",
+    ),
+    (
+        "tungstenite",
+        "GET /socket HTTP/1.1\r\nHost: localhost:3012\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\
+Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: 8fGvEi+Ak0yqSl9JCrRHSg==\r\n\r\n",
+    ),
+    (
+        "curl",
+        "GET /ws HTTP/1.1\r\nHost: localhost:8080\r\nUser-Agent: curl/8.5.0\r\nAccept: */*\r\n\
+Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n\
+Sec-WebSocket-Key: SGVsbG8sIHdvcmxkIQ==\r\n\r\n",
+    ),
+    (
+        "eventsource",
+        "GET /events HTTP/1.1\r\nHost: localhost:8080\r\nAccept: text/event-stream\r\n\
+Cache-Control: no-cache\r\nLast-Event-ID: 42\r\nConnection: keep-alive\r\n\r\n",
+    ),
+];
+
+/// RFC 6455 §5.7 examples and frames as browsers and servers send them.
+mod frames {
+    pub(super) const HELLO: &[u8] = b"\x81\x05Hello";
+    pub(super) const HELLO_MASKED: &[u8] = b"\x81\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58";
+    pub(super) const HEL_LO: &[u8] = b"\x01\x03Hel\x80\x02lo";
+    pub(super) const PING_HELLO: &[u8] = b"\x89\x05Hello";
+    pub(super) const PONG_HELLO_MASKED: &[u8] = b"\x8a\x85\x37\xfa\x21\x3d\x7f\x9f\x4d\x51\x58";
+    pub(super) const BINARY_256_HEADER: &[u8] = b"\x82\x7e\x01\x00";
+    pub(super) const BINARY_64K_HEADER: &[u8] = b"\x82\x7f\x00\x00\x00\x00\x00\x01\x00\x00";
+}
+
+fn mask(frame: &[u8], key: [u8; 4]) -> Vec<u8> {
+    use wavecast_core::frame::{apply_mask, FrameHeader};
+    let (mut h, n) = FrameHeader::decode(frame).unwrap().unwrap();
+    h.mask = Some(key);
+    let mut out = Vec::new();
+    h.encode_to(&mut out);
+    let start = out.len();
+    out.extend_from_slice(&frame[n..]);
+    apply_mask(&mut out[start..], key, 0);
+    out
+}
+
+/// Unmasked frames a server sends, masked versions for the server target.
+fn server_traffic() -> Vec<(&'static str, Vec<u8>)> {
+    let mut binary = frames::BINARY_256_HEADER.to_vec();
+    binary.extend((0..=255u8).collect::<Vec<_>>());
+    let mut big = frames::BINARY_64K_HEADER.to_vec();
+    big.extend_from_slice(&[0; 32]);
+    let json = b"\x81\x1b{\"type\":\"join\",\"room\":\"a\"}";
+    vec![
+        ("rfc-hello", frames::HELLO.to_vec()),
+        ("rfc-fragmented", frames::HEL_LO.to_vec()),
+        ("rfc-ping", frames::PING_HELLO.to_vec()),
+        ("binary-256", binary),
+        ("binary-64k-over-limit", big),
+        (
+            "json-then-close-1000",
+            [&json[..], b"\x88\x02\x03\xe8"].concat(),
+        ),
+        (
+            "close-1001-going-away",
+            b"\x88\x0c\x03\xe9going away".to_vec(),
+        ),
+        (
+            "ping-interleaved",
+            [&b"\x01\x03Hel"[..], frames::PING_HELLO, b"\x80\x02lo"].concat(),
+        ),
+        ("invalid-utf8", b"\x81\x04\xce\xba\xe1\xbd".to_vec()),
+        ("empty-close", b"\x88\x00".to_vec()),
+    ]
+}
+
+fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
+    let mut out = Vec::new();
+    let mut add = |target: &'static str, name: &str, bytes: Vec<u8>| {
+        out.push((target, name.to_owned(), bytes));
+    };
+
+    // frame_header: RFC 6455 §5.7 headers.
+    add("frame_header", "rfc-hello", frames::HELLO.to_vec());
+    add(
+        "frame_header",
+        "rfc-hello-masked",
+        frames::HELLO_MASKED.to_vec(),
+    );
+    add("frame_header", "rfc-fragment", frames::HEL_LO.to_vec());
+    add(
+        "frame_header",
+        "rfc-pong-masked",
+        frames::PONG_HELLO_MASKED.to_vec(),
+    );
+    add(
+        "frame_header",
+        "rfc-256",
+        frames::BINARY_256_HEADER.to_vec(),
+    );
+    add(
+        "frame_header",
+        "rfc-64k",
+        frames::BINARY_64K_HEADER.to_vec(),
+    );
+    add(
+        "frame_header",
+        "masked-64k",
+        mask(&[frames::BINARY_64K_HEADER, &[0; 4]].concat(), [1, 2, 3, 4]),
+    );
+    add(
+        "frame_header",
+        "close-masked",
+        mask(b"\x88\x02\x03\xe8", [0x37, 0xfa, 0x21, 0x3d]),
+    );
+
+    // server_handshake: upgrade requests of browsers and common clients.
+    for (i, (name, req)) in REQUESTS.iter().enumerate() {
+        let opts = [WHOLE, SPLIT_TAIL, SEVENS][i % 3];
+        add("server_handshake", name, with_opts(opts, req.as_bytes()));
+    }
+    add(
+        "server_handshake",
+        "rfc6455-bytewise",
+        with_opts(BYTEWISE, RFC_REQUEST.as_bytes()),
+    );
+    add(
+        "server_handshake",
+        "rfc6455-pipelined-frame",
+        with_opts(
+            WHOLE,
+            &[RFC_REQUEST.as_bytes(), frames::HELLO_MASKED].concat(),
+        ),
+    );
+    add(
+        "server_handshake",
+        "hybi-version-8",
+        with_opts(
+            WHOLE,
+            RFC_REQUEST.replace("Version: 13", "Version: 8").as_bytes(),
+        ),
+    );
+
+    // client_handshake: responses of common servers, for the fixture key.
+    let accept = accept_key(checks::client_fixture().key().as_bytes());
+    let responses = [
+        (
+            "rfc6455",
+            format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Accept: {accept}\r\nSec-WebSocket-Protocol: chat\r\n\r\n"
+            ),
+        ),
+        (
+            "python-websockets",
+            format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Accept: {accept}\r\nDate: Mon, 06 May 2024 10:00:00 GMT\r\n\
+Server: Python/3.12 websockets/12.0\r\n\r\n"
+            ),
+        ),
+        (
+            "node-ws",
+            format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Accept: {accept}\r\n\r\n"
+            ),
+        ),
+        (
+            "nginx-proxy",
+            format!(
+                "HTTP/1.1 101 Switching Protocols\r\nServer: nginx/1.24.0\r\n\
+Date: Mon, 06 May 2024 10:00:00 GMT\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\
+Sec-WebSocket-Accept: {accept}\r\n\r\n"
+            ),
+        ),
+        (
+            "with-first-frame",
+            format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Accept: {accept}\r\n\r\n\u{1}\u{5}Hello"
+            ),
+        ),
+        (
+            "rfc6455-accept-for-other-key",
+            "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
+                .to_owned(),
+        ),
+        (
+            "401",
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"ws\"\r\nContent-Length: 0\r\n\r\n"
+                .to_owned(),
+        ),
+        (
+            "302",
+            "HTTP/1.1 302 Found\r\nLocation: wss://example.com/chat\r\nContent-Length: 0\r\n\r\n".to_owned(),
+        ),
+        (
+            "426",
+            "HTTP/1.1 426 Upgrade Required\r\nSec-WebSocket-Version: 13\r\nContent-Length: 0\r\n\r\n".to_owned(),
+        ),
+    ];
+    for (i, (name, resp)) in responses.iter().enumerate() {
+        let opts = [WHOLE, SPLIT_TAIL, SEVENS, BYTEWISE][i % 4];
+        add("client_handshake", name, with_opts(opts, resp.as_bytes()));
+    }
+
+    // connection_client: what servers send; connection_server: the same
+    // frames masked, as browsers send them.
+    for (i, (name, traffic)) in server_traffic().into_iter().enumerate() {
+        let opts = [WHOLE, SPLIT_TAIL | EAGER, SEVENS, BYTEWISE | EAGER][i % 4];
+        let mut masked = Vec::new();
+        let mut rest = &traffic[..];
+        let key = [0x37, 0xfa, 0x21, i as u8];
+        while let Ok(Some((h, n))) = wavecast_core::frame::FrameHeader::decode(rest) {
+            let len = (n + h.payload_len as usize).min(rest.len());
+            masked.extend(mask(&rest[..len], key));
+            rest = &rest[len..];
+        }
+        masked.extend_from_slice(rest);
+        add("connection_client", name, with_opts(opts, &traffic));
+        add("connection_server", name, with_opts(opts, &masked));
+    }
+    add(
+        "connection_server",
+        "rfc-hello-masked",
+        with_opts(WHOLE, frames::HELLO_MASKED),
+    );
+    add(
+        "connection_server",
+        "rfc-pong-masked",
+        with_opts(EAGER, frames::PONG_HELLO_MASKED),
+    );
+
+    // connection_pair: action scripts have no wire form; seeds are varied
+    // byte strings (the RFC frames and requests read as action lists).
+    add(
+        "connection_pair",
+        "rfc-request",
+        RFC_REQUEST.as_bytes().to_vec(),
+    );
+    add(
+        "connection_pair",
+        "rfc-frames",
+        [frames::HELLO, frames::HEL_LO, frames::PING_HELLO].concat(),
+    );
+    add("connection_pair", "counting", (0..=255u8).collect());
+    add("connection_pair", "descending", (0..=255u8).rev().collect());
+    let mut x: u32 = 0x2545_f491;
+    let noise: Vec<u8> = (0..512)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 17;
+            x ^= x << 5;
+            x as u8
+        })
+        .collect();
+    add("connection_pair", "xorshift", noise.clone());
+
+    // sse: the HTML standard's examples and a stream as servers send it.
+    let streams: [(&str, &[u8]); 7] = [
+        ("html-stocks", b"data: YHOO\ndata: +2\ndata: 10\n\n"),
+        (
+            "html-test-stream",
+            b": test stream\n\ndata: first event\nid: 1\n\ndata:second event\nid\n\ndata:  third event\n\n",
+        ),
+        ("html-empty-data", b"data\n\ndata\ndata\n\ndata:"),
+        ("html-space", b"data:test\n\ndata: test\n\n"),
+        (
+            "html-event-types",
+            b"event: add\ndata: 73857293\n\nevent: remove\ndata: 2153\n\nevent: add\ndata: 113411\n\n",
+        ),
+        ("bom-crlf-retry", b"\xef\xbb\xbfretry: 10000\r\nid: 7\r\ndata: hi\r\ndata: there\r\n\r\n"),
+        ("keepalive-and-cr", b":\n\nevent: tick\rid: 9\rdata: {\"n\":1}\r\r:\n\n"),
+    ];
+    for (i, (name, stream)) in streams.iter().enumerate() {
+        let opts = [WHOLE, SPLIT_TAIL | 0x40, SEVENS, BYTEWISE | 0x40][i % 4];
+        add("sse", name, with_opts(opts, stream));
+    }
+    add(
+        "sse",
+        "round-trip-noise",
+        with_opts(0x80 | 5, &noise[..256]),
+    );
+    add(
+        "sse",
+        "round-trip-text",
+        with_opts(
+            0x80 | 17,
+            b"data: hello\nevent: greeting\nid: 1\n\n: note\n",
+        ),
+    );
+    out
+}

@@ -1,0 +1,613 @@
+//! Load generator for the echo servers, on raw tokio sockets.
+//!
+//! Throughput mode (default): `--conns N` connections each keep
+//! `--inflight K` messages of `--size` bytes (`--text` or `--binary`) in
+//! flight, with pre-masked client frames (a pool of frames, each with its own
+//! random mask, RFC 6455 §5.3). Every echo is compared byte for byte with what
+//! was sent; a mismatch, a lost message or a dropped connection makes the
+//! round invalid (nonzero exit). After `--warmup` seconds it measures for
+//! `--duration` seconds and, given `--pid`, reads the server's utime+stime
+//! from /proc/<pid>/stat around that window. Prints one JSON line.
+//!
+//! Idle mode (`--idle C`): opens C connections, exchanges one message on each,
+//! waits `--idle-wait` seconds and reports the growth of the server's VmRSS
+//! over its baseline, divided by C.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering::Relaxed};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio::sync::Semaphore;
+use wavecast_bench::{arg, flag};
+
+/// The RFC 6455 sample key and its accept value. Servers do not care whether
+/// keys repeat, and a fixed pair lets every answer be checked.
+const KEY: &str = "dGhlIHNhbXBsZSBub25jZQ==";
+const ACCEPT: &str = "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=";
+
+struct Opts {
+    addr: SocketAddr,
+    server: String,
+    conns: usize,
+    size: usize,
+    text: bool,
+    inflight: usize,
+    warmup: f64,
+    duration: f64,
+    pid: Option<u32>,
+    idle: Option<usize>,
+    idle_wait: f64,
+}
+
+fn num<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match arg(name) {
+        Some(v) => v.parse().unwrap_or_else(|_| panic!("bad --{name}")),
+        None => default,
+    }
+}
+
+fn opts() -> Opts {
+    Opts {
+        addr: wavecast_bench::addr(),
+        server: arg("server").unwrap_or_else(|| "unknown".into()),
+        conns: num("conns", 100),
+        size: num("size", 20),
+        text: !flag("binary"),
+        inflight: num("inflight", 8),
+        warmup: num("warmup", 1.0),
+        duration: num("duration", 5.0),
+        pid: arg("pid").map(|p| p.parse().expect("bad --pid")),
+        idle: arg("idle").map(|c| c.parse().expect("bad --idle")),
+        idle_wait: num("idle-wait", 3.0),
+    }
+}
+
+/// xorshift64*: masks and payload bytes need to vary, not to be secret.
+struct Rng(u64);
+impl Rng {
+    fn seeded() -> Rng {
+        let t = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos() as u64;
+        Rng(t ^ (u64::from(std::process::id()) << 32) | 1)
+    }
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 >> 12;
+        self.0 ^= self.0 << 25;
+        self.0 ^= self.0 >> 27;
+        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    }
+}
+
+/// A message as sent (masked frame) and as it must come back (payload).
+struct Entry {
+    frame: Vec<u8>,
+    payload: Vec<u8>,
+}
+
+fn client_frame(opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let mut f = Vec::with_capacity(payload.len() + 14);
+    f.push(0x80 | opcode);
+    let n = payload.len();
+    if n < 126 {
+        f.push(0x80 | n as u8);
+    } else if n <= 0xFFFF {
+        f.push(0x80 | 126);
+        f.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        f.push(0x80 | 127);
+        f.extend_from_slice(&(n as u64).to_be_bytes());
+    }
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+    f
+}
+
+fn make_pool(size: usize, text: bool, rng: &mut Rng) -> Vec<Entry> {
+    // Keep the pool around 64 MiB at most, and at least 4 entries.
+    let count = ((64 << 20) / (2 * size.max(1))).clamp(4, 1024);
+    let opcode = if text { 1 } else { 2 };
+    (0..count)
+        .map(|_| {
+            let payload: Vec<u8> = (0..size)
+                .map(|_| {
+                    let r = rng.next() >> 32;
+                    if text {
+                        // Mostly ASCII with some 2- and 3-byte UTF-8 would
+                        // complicate exact sizes; printable ASCII keeps the
+                        // size exact and is valid UTF-8.
+                        b' ' + (r % 95) as u8
+                    } else {
+                        r as u8
+                    }
+                })
+                .collect();
+            let mask = (rng.next() as u32).to_ne_bytes();
+            Entry {
+                frame: client_frame(opcode, &payload, mask),
+                payload,
+            }
+        })
+        .collect()
+}
+
+/// Which pool entry message `seq` of connection `conn` uses; sender and
+/// receiver compute it alike, so echoes are checked without a queue.
+fn pick(pool_len: usize, conn: usize, seq: u64) -> usize {
+    ((conn as u64).wrapping_mul(7919).wrapping_add(seq) % pool_len as u64) as usize
+}
+
+async fn handshake(addr: SocketAddr) -> io::Result<(TcpStream, Vec<u8>)> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let mut tcp = loop {
+        match TcpStream::connect(addr).await {
+            Ok(t) => break t,
+            Err(e) if Instant::now() < deadline && e.kind() == io::ErrorKind::ConnectionRefused => {
+                tokio::time::sleep(Duration::from_millis(50)).await
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    tcp.set_nodelay(true)?;
+    let req = format!(
+        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await?;
+    let mut buf = Vec::with_capacity(1024);
+    let head_end = loop {
+        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+            break i + 4;
+        }
+        if buf.len() > 8192 {
+            return Err(io::Error::other("handshake response head too large"));
+        }
+        let mut chunk = [0u8; 1024];
+        let n = tcp.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(io::Error::other("closed during handshake"));
+        }
+        buf.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buf[..head_end]).to_ascii_lowercase();
+    if !head.starts_with("http/1.1 101") || !head.contains(&ACCEPT.to_ascii_lowercase()) {
+        return Err(io::Error::other(format!(
+            "bad handshake response: {head:?}"
+        )));
+    }
+    Ok((tcp, buf[head_end..].to_vec()))
+}
+
+/// Incremental parser for server frames (unmasked), reassembling fragments.
+struct Reader {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    need: usize,
+    frag: Option<(u8, Vec<u8>)>,
+}
+
+impl Reader {
+    fn new(leftover: Vec<u8>) -> Reader {
+        let mut buf = vec![0u8; 64 << 10];
+        let end = leftover.len();
+        if end > buf.len() {
+            buf.resize(end, 0);
+        }
+        buf[..end].copy_from_slice(&leftover);
+        Reader {
+            buf,
+            start: 0,
+            end,
+            need: 14,
+            frag: None,
+        }
+    }
+
+    /// Hands every complete message in the buffer to `on_msg`.
+    fn parse(
+        &mut self,
+        on_msg: &mut impl FnMut(u8, &[u8]) -> Result<(), String>,
+    ) -> Result<(), String> {
+        loop {
+            let avail = &self.buf[self.start..self.end];
+            if avail.len() < 2 {
+                self.need = 14;
+                return Ok(());
+            }
+            let (b0, b1) = (avail[0], avail[1]);
+            if b1 & 0x80 != 0 {
+                return Err("server sent a masked frame".into());
+            }
+            let (hl, len) = match b1 & 0x7F {
+                126 if avail.len() >= 4 => (4, u16::from_be_bytes([avail[2], avail[3]]) as usize),
+                127 if avail.len() >= 10 => (
+                    10,
+                    u64::from_be_bytes(avail[2..10].try_into().unwrap()) as usize,
+                ),
+                126 | 127 => {
+                    self.need = 14;
+                    return Ok(());
+                }
+                n => (2, n as usize),
+            };
+            if avail.len() < hl + len {
+                self.need = hl + len;
+                return Ok(());
+            }
+            let payload = &avail[hl..hl + len];
+            let fin = b0 & 0x80 != 0;
+            match (b0 & 0x0F, self.frag.as_mut()) {
+                (op @ (1 | 2), None) if fin => on_msg(op, payload)?,
+                (op @ (1 | 2), None) => self.frag = Some((op, payload.to_vec())),
+                (0, Some((_, acc))) => {
+                    acc.extend_from_slice(payload);
+                    if fin {
+                        let (op, acc) = self.frag.take().unwrap();
+                        on_msg(op, &acc)?;
+                    }
+                }
+                (8, _) => return Err("server sent close".into()),
+                (9 | 10, _) => {}
+                (op, _) => return Err(format!("unexpected frame opcode {op} fin {fin}")),
+            }
+            self.start += hl + len;
+        }
+    }
+
+    async fn fill(&mut self, rd: &mut (impl AsyncRead + Unpin)) -> io::Result<()> {
+        if self.start == self.end {
+            self.start = 0;
+            self.end = 0;
+        } else if self.buf.len() - self.start < self.need {
+            self.buf.copy_within(self.start..self.end, 0);
+            self.end -= self.start;
+            self.start = 0;
+        }
+        if self.buf.len() - self.start < self.need {
+            self.buf.resize(self.start + self.need, 0);
+        }
+        let n = rd.read(&mut self.buf[self.end..]).await?;
+        if n == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::UnexpectedEof,
+                "server closed the connection",
+            ));
+        }
+        self.end += n;
+        Ok(())
+    }
+}
+
+struct Shared {
+    pool: Vec<Entry>,
+    opcode: u8,
+    sent: AtomicU64,
+    /// Per connection: messages sent, echoes received, bytes of an
+    /// unfinished frame in the read buffer (for diagnosing stalls).
+    per_conn: Vec<[AtomicU64; 3]>,
+    received: AtomicU64,
+    stop: AtomicBool,
+    error: Mutex<Option<String>>,
+}
+
+impl Shared {
+    fn fail(&self, msg: String) {
+        let mut e = self.error.lock().unwrap();
+        if e.is_none() {
+            eprintln!("loadgen: {msg}");
+            *e = Some(msg);
+        }
+    }
+}
+
+/// utime+stime of a process, in seconds.
+fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of stat; `rest` starts at field 3.
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks as f64 / hz)
+}
+
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+async fn run_conn(
+    shared: Arc<Shared>,
+    conn: usize,
+    tcp: TcpStream,
+    leftover: Vec<u8>,
+    inflight: usize,
+) {
+    let (mut rd, mut wr) = tcp.into_split();
+    let window = Arc::new(Semaphore::new(inflight));
+    let writer = {
+        let shared = shared.clone();
+        let window = window.clone();
+        tokio::spawn(async move {
+            let pool = &shared.pool;
+            let mut seq = 0u64;
+            let mut batch = Vec::with_capacity(64 << 10);
+            while !shared.stop.load(Relaxed) {
+                let Ok(p) = window.acquire().await else {
+                    return;
+                };
+                p.forget();
+                let mut n = 1;
+                while let Ok(p) = window.try_acquire() {
+                    p.forget();
+                    n += 1;
+                }
+                if shared.stop.load(Relaxed) {
+                    break;
+                }
+                shared.sent.fetch_add(n, Relaxed);
+                shared.per_conn[conn][0].fetch_add(n, Relaxed);
+                let res = if pool[0].frame.len() <= 4096 {
+                    batch.clear();
+                    for _ in 0..n {
+                        batch.extend_from_slice(&pool[pick(pool.len(), conn, seq)].frame);
+                        seq += 1;
+                    }
+                    wr.write_all(&batch).await
+                } else {
+                    let mut r = Ok(());
+                    for _ in 0..n {
+                        r = wr.write_all(&pool[pick(pool.len(), conn, seq)].frame).await;
+                        seq += 1;
+                        if r.is_err() {
+                            break;
+                        }
+                    }
+                    r
+                };
+                if let Err(e) = res {
+                    shared.fail(format!("conn {conn}: write: {e}"));
+                    return;
+                }
+            }
+            // Keep the write half open: dropping it sends FIN, and a server
+            // that sees EOF right behind the last frames may (legitimately)
+            // drop their echoes. The process exits after the drain.
+            std::future::pending::<()>().await;
+        })
+    };
+    let mut reader = Reader::new(leftover);
+    let mut seq = 0u64;
+    let pool = &shared.pool;
+    let mut on_msg = |op: u8, payload: &[u8]| {
+        let want = &pool[pick(pool.len(), conn, seq)];
+        if op != shared.opcode || payload != &want.payload[..] {
+            return Err(format!(
+                "conn {conn}: echo {seq} differs (opcode {op}, {} bytes, expected {} bytes)",
+                payload.len(),
+                want.payload.len()
+            ));
+        }
+        seq += 1;
+        shared.received.fetch_add(1, Relaxed);
+        shared.per_conn[conn][1].fetch_add(1, Relaxed);
+        window.add_permits(1);
+        Ok(())
+    };
+    loop {
+        if let Err(e) = reader.parse(&mut on_msg) {
+            shared.fail(e);
+            break;
+        }
+        shared.per_conn[conn][2].store((reader.end - reader.start) as u64, Relaxed);
+        if let Err(e) = reader.fill(&mut rd).await {
+            if !shared.stop.load(Relaxed) {
+                shared.fail(format!("conn {conn}: read: {e}"));
+            }
+            break;
+        }
+    }
+    writer.abort();
+}
+
+async fn throughput(o: &Opts, shared: Arc<Shared>) -> String {
+    let mut streams = Vec::with_capacity(o.conns);
+    for _ in 0..o.conns {
+        match handshake(o.addr).await {
+            Ok(s) => streams.push(s),
+            Err(e) => {
+                shared.fail(format!("handshake: {e}"));
+                return String::new();
+            }
+        }
+    }
+    for (i, (tcp, left)) in streams.into_iter().enumerate() {
+        tokio::spawn(run_conn(shared.clone(), i, tcp, left, o.inflight));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(o.warmup)).await;
+    let pid = o.pid.map(|p| p.to_string());
+    let cpu = |p: &Option<String>| p.as_deref().and_then(cpu_seconds);
+    let (m0, s0, c0, t0) = (
+        shared.received.load(Relaxed),
+        cpu(&pid),
+        cpu_seconds("self"),
+        Instant::now(),
+    );
+    tokio::time::sleep(Duration::from_secs_f64(o.duration)).await;
+    let (m1, s1, c1, t1) = (
+        shared.received.load(Relaxed),
+        cpu(&pid),
+        cpu_seconds("self"),
+        Instant::now(),
+    );
+    shared.stop.store(true, Relaxed);
+    // Every message sent must come back.
+    let drain_deadline = Instant::now() + Duration::from_secs(10);
+    while shared.received.load(Relaxed) < shared.sent.load(Relaxed)
+        && shared.error.lock().unwrap().is_none()
+    {
+        if Instant::now() > drain_deadline {
+            let stuck: Vec<String> = shared
+                .per_conn
+                .iter()
+                .enumerate()
+                .filter(|(_, c)| c[0].load(Relaxed) != c[1].load(Relaxed))
+                .map(|(i, c)| {
+                    format!(
+                        "conn {i}: sent {} received {} partial frame bytes {}",
+                        c[0].load(Relaxed),
+                        c[1].load(Relaxed),
+                        c[2].load(Relaxed)
+                    )
+                })
+                .collect();
+            // Socket queues while the connections are still open: which side holds the bytes?
+            let port = shared_addr().port();
+            if let Ok(out) = std::process::Command::new("ss")
+                .args(["-tn", &format!("( sport = :{port} or dport = :{port} )")])
+                .output()
+            {
+                eprintln!("{}", String::from_utf8_lossy(&out.stdout));
+            }
+            shared.fail(format!(
+                "{} messages never came back ({})",
+                shared.sent.load(Relaxed) - shared.received.load(Relaxed),
+                stuck.join("; ")
+            ));
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let secs = (t1 - t0).as_secs_f64();
+    let msgs = m1 - m0;
+    let server_cpu = s0.zip(s1).map(|(a, b)| b - a);
+    let client_cpu = c0.zip(c1).map(|(a, b)| b - a);
+    let opt = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.3}"));
+    let per_cpu = server_cpu.filter(|c| *c > 0.0).map(|c| msgs as f64 / c);
+    format!(
+        "{{\"mode\":\"throughput\",\"server\":\"{}\",\"conns\":{},\"size\":{},\"kind\":\"{}\",\"inflight\":{},\
+         \"seconds\":{secs:.3},\"messages\":{msgs},\"msgs_per_s\":{:.0},\"server_cpu_s\":{},\
+         \"msgs_per_server_cpu_s\":{},\"client_cpu_s\":{},\"sent_total\":{},\"received_total\":{}",
+        o.server,
+        o.conns,
+        o.size,
+        if o.text { "text" } else { "binary" },
+        o.inflight,
+        msgs as f64 / secs,
+        opt(server_cpu),
+        per_cpu.map_or("null".to_string(), |v| format!("{v:.0}")),
+        opt(client_cpu),
+        shared.sent.load(Relaxed),
+        shared.received.load(Relaxed),
+    )
+}
+
+async fn idle(o: &Opts, shared: Arc<Shared>, count: usize) -> String {
+    let pid = o.pid.expect("--idle needs --pid");
+    let base = rss_kib(pid).unwrap_or(0);
+    let limit = Arc::new(Semaphore::new(64));
+    let mut tasks = Vec::with_capacity(count);
+    for conn in 0..count {
+        let permit = limit.clone().acquire_owned().await.unwrap();
+        let shared = shared.clone();
+        tasks.push(tokio::spawn(async move {
+            let _permit = permit;
+            let (mut tcp, left) = handshake(shared_addr()).await.map_err(|e| e.to_string())?;
+            let e = &shared.pool[pick(shared.pool.len(), conn, 0)];
+            tcp.write_all(&e.frame).await.map_err(|e| e.to_string())?;
+            let mut reader = Reader::new(left);
+            let mut got = false;
+            while !got {
+                reader.parse(&mut |op, p: &[u8]| {
+                    if op != shared.opcode || p != &e.payload[..] {
+                        return Err(format!("conn {conn}: echo differs"));
+                    }
+                    got = true;
+                    Ok(())
+                })?;
+                if !got {
+                    reader.fill(&mut tcp).await.map_err(|e| e.to_string())?;
+                }
+            }
+            Ok::<TcpStream, String>(tcp)
+        }));
+    }
+    let mut open = Vec::with_capacity(count);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(tcp) => open.push(tcp),
+            Err(e) => {
+                shared.fail(e);
+                break;
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_secs_f64(o.idle_wait)).await;
+    let after = rss_kib(pid).unwrap_or(0);
+    let per = (after.saturating_sub(base) * 1024) as f64 / count as f64;
+    let out = format!(
+        "{{\"mode\":\"idle\",\"server\":\"{}\",\"conns\":{},\"open\":{},\"baseline_rss_kib\":{base},\
+         \"rss_kib\":{after},\"bytes_per_conn\":{per:.0}",
+        o.server,
+        count,
+        open.len()
+    );
+    drop(open);
+    out
+}
+
+static ADDR: std::sync::OnceLock<SocketAddr> = std::sync::OnceLock::new();
+fn shared_addr() -> SocketAddr {
+    *ADDR.get().unwrap()
+}
+
+fn main() {
+    let nofile = wavecast_bench::raise_nofile();
+    let o = opts();
+    ADDR.set(o.addr).unwrap();
+    if let Some(c) = o.idle {
+        if c as u64 + 64 > nofile {
+            eprintln!("loadgen: RLIMIT_NOFILE {nofile} is too low for {c} connections");
+            std::process::exit(2);
+        }
+    }
+    let mut rng = Rng::seeded();
+    let shared = Arc::new(Shared {
+        pool: make_pool(o.size, o.text, &mut rng),
+        opcode: if o.text { 1 } else { 2 },
+        sent: AtomicU64::new(0),
+        per_conn: (0..o.conns.max(o.idle.unwrap_or(0)))
+            .map(|_| Default::default())
+            .collect(),
+        received: AtomicU64::new(0),
+        stop: AtomicBool::new(false),
+        error: Mutex::new(None),
+    });
+    let rt = wavecast_bench::runtime();
+    let json = rt.block_on(async {
+        match o.idle {
+            Some(c) => idle(&o, shared.clone(), c).await,
+            None => throughput(&o, shared.clone()).await,
+        }
+    });
+    let err = shared.error.lock().unwrap().clone();
+    let json = if json.is_empty() {
+        format!("{{\"mode\":\"error\",\"server\":\"{}\"", o.server)
+    } else {
+        json
+    };
+    match &err {
+        None => println!("{json},\"valid\":true}}"),
+        Some(e) => println!("{json},\"valid\":false,\"error\":{:?}}}", e),
+    }
+    // Leave the open sockets and tasks to the OS.
+    std::process::exit(if err.is_some() { 1 } else { 0 });
+}

@@ -1,0 +1,48 @@
+//! The testee client on tokio.
+
+use wavecast_tokio::{connect_with, ClientRequest, Config, Error, Message};
+
+use crate::Options;
+
+pub(crate) fn run(options: Options) -> Result<(), Error> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        // The suite sends messages up to 16 MiB.
+        let config = Config::default()
+            .with_max_message_size(16 << 20)
+            .with_max_frame_size(16 << 20);
+        let count = case_count(&options.case_count_url(), &config).await?;
+        println!("running {count} cases as {}", options.agent);
+        for case in 1..=count {
+            let url = options.case_url(case);
+            let (request, _) = ClientRequest::from_url(&url)?;
+            // A case may fail the handshake or the connection on purpose.
+            let Ok((mut ws, _)) = connect_with(&url, request, config.clone()).await else {
+                continue;
+            };
+            while let Some(Ok(message)) = ws.recv().await {
+                if ws.send(message).await.is_err() {
+                    break;
+                }
+            }
+        }
+        let url = options.reports_url();
+        let (request, _) = ClientRequest::from_url(&url)?;
+        let (mut ws, _) = connect_with(&url, request, config).await?;
+        while ws.recv().await.is_some() {}
+        println!("reports updated");
+        Ok(())
+    })
+}
+
+async fn case_count(url: &str, config: &Config) -> Result<u32, Error> {
+    let (request, _) = ClientRequest::from_url(url)?;
+    let (mut ws, _) = connect_with(url, request, config.clone()).await?;
+    let mut count = None;
+    while let Some(message) = ws.recv().await {
+        if let Message::Text(text) = message? {
+            count = text.trim().parse().ok();
+        }
+    }
+    count.ok_or_else(|| Error::Url(format!("{url} did not answer with a case count")))
+}

@@ -1,0 +1,92 @@
+//! The chat server on async-std.
+
+use async_std::net::{TcpListener, TcpStream};
+use wavecast_async_std::{
+    serve, Accept, CloseCode, Hub, Incoming, RoomConfig, ServeConfig, SseConfig, SseStream,
+};
+
+use crate::chat::{self, Members, Route};
+use crate::Options;
+
+pub(crate) fn run(options: Options) -> std::io::Result<()> {
+    let stop = ctrl_c();
+    async_std::task::block_on(async {
+        let listener = TcpListener::bind(&options.addr).await?;
+        println!("chat (async-std): open http://{}/ in a browser", listener.local_addr()?);
+        let hub = Hub::new(RoomConfig::default());
+        let members = Members::default();
+        let limits = ServeConfig::default()
+            .with_max_connections(options.max_connections)
+            .with_config(chat::config());
+        let server = serve(listener, limits, move |incoming| {
+            handle(incoming, hub.clone(), members.clone())
+        })?;
+        let _ = stop.recv().await;
+        println!("chat: shutting down");
+        server.shutdown().await;
+        Ok(())
+    })
+}
+
+async fn handle(incoming: Incoming<TcpStream>, hub: Hub, members: Members) {
+    match chat::route(incoming.request()) {
+        Route::Page => {
+            let _ = incoming.respond(wavecast_async_std::HttpResponse::html(200, chat::PAGE)).await;
+        }
+        Route::Respond(response) => {
+            let _ = incoming.respond(response).await;
+        }
+        Route::Echo => {
+            let Ok(mut ws) = incoming.accept(Accept::new()).await else { return };
+            while let Some(Ok(message)) = ws.recv().await {
+                if ws.send(message).await.is_err() {
+                    break;
+                }
+            }
+        }
+        Route::Refuse(reason) => {
+            let Ok(mut ws) = incoming.accept(Accept::new()).await else { return };
+            let _ = ws.close(CloseCode(chat::REFUSED), &reason).await;
+        }
+        Route::Listen { room } => {
+            let Ok(room) = hub.room(&room) else { return };
+            let mut subscription = room.subscribe();
+            if let Ok(mut sse) = SseStream::respond(incoming, SseConfig::default()).await {
+                sse.forward(&mut subscription).await;
+            }
+        }
+        Route::Chat { room: name, nick } => {
+            let Ok(room) = hub.room(&name) else { return };
+            // Join before the 101 is written: nothing published after the
+            // handshake can be missed.
+            let mut member = None;
+            let accepted = incoming.accept_then(Accept::new(), |ws| {
+                member = Some(room.join(ws.sender()));
+            });
+            let Ok(ws) = accepted else { return };
+            room.publish(members.join(&name, &nick));
+            let (sender, mut receiver) = ws.split();
+            while let Some(Ok(message)) = receiver.recv().await {
+                match chat::on_message(&name, &nick, &message) {
+                    Ok(event) => {
+                        room.publish(event);
+                    }
+                    Err(error) => {
+                        let _ = sender.send(error).await;
+                    }
+                }
+            }
+            drop(member);
+            room.publish(members.leave(&name, &nick));
+        }
+    }
+}
+
+/// A channel that receives once on Ctrl-C.
+fn ctrl_c() -> async_std::channel::Receiver<()> {
+    let (tx, rx) = async_std::channel::bounded(1);
+    let _ = ctrlc::set_handler(move || {
+        let _ = tx.try_send(());
+    });
+    rx
+}

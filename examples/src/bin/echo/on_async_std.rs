@@ -1,0 +1,46 @@
+//! The echo server on async-std.
+
+use async_std::net::TcpListener;
+use wavecast_async_std::{accept_with, Accept};
+
+use crate::{config, Options};
+
+pub(crate) fn run(options: Options) -> std::io::Result<()> {
+    let stop = ctrl_c();
+    async_std::task::block_on(async {
+        let listener = TcpListener::bind(&options.addr).await?;
+        println!("echo (async-std) listening on ws://{}", listener.local_addr()?);
+        let config = config(&options);
+        loop {
+            let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+                let _ = stop.recv().await;
+                None
+            });
+            let Some(accepted) = accepted.await else { break };
+            let (tcp, _) = accepted?;
+            tcp.set_nodelay(true)?;
+            let config = config.clone();
+            async_std::task::spawn(async move {
+                let Ok(mut ws) = accept_with(tcp, config, |_| Ok(Accept::new())).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = ws.recv().await {
+                    if ws.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        println!("echo: shutting down");
+        Ok(())
+    })
+}
+
+/// A channel that receives once on Ctrl-C.
+fn ctrl_c() -> async_std::channel::Receiver<()> {
+    let (tx, rx) = async_std::channel::bounded(1);
+    let _ = ctrlc::set_handler(move || {
+        let _ = tx.try_send(());
+    });
+    rx
+}

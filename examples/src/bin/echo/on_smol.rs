@@ -1,0 +1,47 @@
+//! The echo server on smol.
+
+use smol::net::TcpListener;
+use wavecast_smol::{accept_with, Accept};
+
+use crate::{config, Options};
+
+pub(crate) fn run(options: Options) -> std::io::Result<()> {
+    let stop = ctrl_c();
+    smol::block_on(async {
+        let listener = TcpListener::bind(&options.addr).await?;
+        println!("echo (smol) listening on ws://{}", listener.local_addr()?);
+        let config = config(&options);
+        loop {
+            let accepted = smol::future::or(async { Some(listener.accept().await) }, async {
+                let _ = stop.recv().await;
+                None
+            });
+            let Some(accepted) = accepted.await else { break };
+            let (tcp, _) = accepted?;
+            tcp.set_nodelay(true)?;
+            let config = config.clone();
+            smol::spawn(async move {
+                let Ok(mut ws) = accept_with(tcp, config, |_| Ok(Accept::new())).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = ws.recv().await {
+                    if ws.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            })
+            .detach();
+        }
+        println!("echo: shutting down");
+        Ok(())
+    })
+}
+
+/// A channel that receives once on Ctrl-C.
+fn ctrl_c() -> smol::channel::Receiver<()> {
+    let (tx, rx) = smol::channel::bounded(1);
+    let _ = ctrlc::set_handler(move || {
+        let _ = tx.try_send(());
+    });
+    rx
+}

@@ -1,0 +1,35 @@
+//! The echo server on tokio.
+
+use tokio::net::TcpListener;
+use wavecast_tokio::{accept_with, Accept};
+
+use crate::{config, Options};
+
+pub(crate) fn run(options: Options) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    runtime.block_on(async {
+        let listener = TcpListener::bind(&options.addr).await?;
+        println!("echo (tokio) listening on ws://{}", listener.local_addr()?);
+        let config = config(&options);
+        loop {
+            let (tcp, _) = tokio::select! {
+                accepted = listener.accept() => accepted?,
+                _ = tokio::signal::ctrl_c() => break,
+            };
+            tcp.set_nodelay(true)?;
+            let config = config.clone();
+            tokio::spawn(async move {
+                let Ok(mut ws) = accept_with(tcp, config, |_| Ok(Accept::new())).await else {
+                    return;
+                };
+                while let Some(Ok(message)) = ws.recv().await {
+                    if ws.send(message).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+        println!("echo: shutting down");
+        Ok(())
+    })
+}

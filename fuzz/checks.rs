@@ -1,0 +1,1408 @@
+//! Property checks for the fuzz targets.
+//!
+//! Compiled twice: into the fuzz crate (`fuzz/src/lib.rs`, with a heap probe
+//! from a counting allocator) and into `core/tests/fuzz_corpus.rs`, which
+//! replays every corpus and regression input on stable (no heap probe). Each
+//! check panics when a property fails.
+//!
+//! Input formats: the first byte selects options (chunking mode, config
+//! variant); the rest is the traffic, read from the front, while chunk sizes
+//! are read from the back (`Unstructured::arbitrary_len`), so a seed
+//! is an option byte followed by real traffic verbatim.
+#![allow(dead_code, unreachable_pub, clippy::all)]
+
+use std::time::{Duration, Instant};
+
+use arbitrary::{Arbitrary, Unstructured};
+use wavecast_core::frame::{apply_mask, FrameHeader, OpCode, MAX_HEADER_LEN};
+use wavecast_core::handshake::{
+    accept_key, Accept, ClientHandshake, ClientRequest, Request, ServerHandshake,
+};
+use wavecast_core::sse::{SseError, SseEvent, SseParser};
+use wavecast_core::{
+    CloseCode, Config, Connection, ConnectionError, Event, HandshakeError, Message, Role,
+    SeedSource,
+};
+
+/// Every fuzz target, by name (also the corpus folder names).
+pub const TARGETS: [&str; 7] = [
+    "frame_header",
+    "server_handshake",
+    "client_handshake",
+    "connection_server",
+    "connection_client",
+    "connection_pair",
+    "sse",
+];
+
+/// Runs the check of `target` on one input.
+pub fn run(target: &str, data: &[u8], heap: Option<&Heap>) {
+    match target {
+        "frame_header" => frame_header(data),
+        "server_handshake" => server_handshake(data, heap),
+        "client_handshake" => client_handshake(data, heap),
+        "connection_server" => connection(Role::Server, data, heap),
+        "connection_client" => connection(Role::Client, data, heap),
+        "connection_pair" => connection_pair(data),
+        "sse" => sse(data, heap),
+        other => panic!("unknown fuzz target {other:?}"),
+    }
+}
+
+/// Live-heap probe from the fuzz binary's counting allocator.
+#[derive(Clone, Copy)]
+pub struct Heap {
+    /// Bytes currently allocated.
+    pub live: fn() -> usize,
+    /// Highest `live` since the last `reset_peak`.
+    pub peak: fn() -> usize,
+    /// Starts a new high-water mark at the current `live`.
+    pub reset_peak: fn(),
+}
+
+/// Tiny limits, so every limit path is reachable with small inputs.
+pub const MAX_FRAME: usize = 256;
+/// Largest message.
+pub const MAX_MESSAGE: usize = 1024;
+/// Most fragments per message.
+pub const MAX_FRAGMENTS: usize = 8;
+/// Largest handshake head.
+pub const MAX_HEAD: usize = 512;
+/// Most header lines.
+pub const MAX_HEADERS: usize = 16;
+/// Write buffer limit.
+pub const WRITE_LIMIT: usize = 1024;
+/// Largest read an adapter hands the core at once.
+pub const MAX_CHUNK: usize = 4096;
+
+/// The fuzzing config: tiny limits and a fixed seed.
+pub fn tiny_config() -> Config {
+    Config::default()
+        .with_seed(SeedSource::Fixed(0x5eed))
+        .with_max_frame_size(MAX_FRAME)
+        .with_max_message_size(MAX_MESSAGE)
+        .with_max_fragments(MAX_FRAGMENTS)
+        .with_max_head_size(MAX_HEAD)
+        .with_max_headers(MAX_HEADERS)
+        .with_write_buffer_limit(WRITE_LIMIT)
+}
+
+/// Splits the rest of `u` into chunks. `mode` (two bits): 0 sizes from the
+/// input's tail, 1 one chunk, 2 one byte at a time, 3 fixed 7-byte chunks.
+fn split<'a>(u: &mut Unstructured<'a>, mode: u8) -> Vec<&'a [u8]> {
+    let mut out = Vec::new();
+    match mode & 3 {
+        1 => out.extend(rest(u).chunks(MAX_CHUNK)),
+        2 => out.extend(rest(u).chunks(1)),
+        3 => out.extend(rest(u).chunks(7)),
+        _ => {
+            while !u.is_empty() {
+                let size = u.arbitrary_len::<u8>().unwrap_or(0);
+                let take = if size == 0 { u.len() } else { size };
+                let take = take.min(MAX_CHUNK).min(u.len());
+                if take == 0 {
+                    break;
+                }
+                out.push(u.bytes(take).expect("length checked"));
+            }
+        }
+    }
+    out
+}
+
+/// Everything left in `u`.
+fn rest<'a>(u: &mut Unstructured<'a>) -> &'a [u8] {
+    u.bytes(u.len()).expect("length is available")
+}
+
+/// FNV-1a over a canonical rendering of events: compares event sequences
+/// without holding them (holding them would count against the heap checks).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Digest(u64, usize);
+
+impl Digest {
+    fn new() -> Digest {
+        Digest(0xcbf29ce484222325, 0)
+    }
+    fn bytes(&mut self, bytes: &[u8]) {
+        for b in (bytes.len() as u64).to_le_bytes().iter().chain(bytes) {
+            self.0 = (self.0 ^ u64::from(*b)).wrapping_mul(0x100000001b3);
+        }
+    }
+    fn event(&mut self, event: &Event) {
+        self.1 += 1;
+        match event {
+            Event::Message(Message::Text(t)) => {
+                self.bytes(b"text");
+                self.bytes(t.as_bytes());
+            }
+            Event::Message(Message::Binary(b)) => {
+                self.bytes(b"binary");
+                self.bytes(b);
+            }
+            Event::Ping(p) => {
+                self.bytes(b"ping");
+                self.bytes(p);
+            }
+            Event::Pong(p) => {
+                self.bytes(b"pong");
+                self.bytes(p);
+            }
+            Event::Close(f) => {
+                self.bytes(b"close");
+                self.bytes(&f.code.0.to_be_bytes());
+                self.bytes(f.reason.as_bytes());
+            }
+            Event::Error(e) => {
+                self.bytes(b"error");
+                self.bytes(format!("{e:?}").as_bytes());
+            }
+            other => panic!("unexpected event kind {other:?}"),
+        }
+    }
+}
+
+// ------------------------------------------------------------------ frames
+
+/// Frame header decode: never panics; every header we accept re-encodes to
+/// the same bytes; shorter prefixes are "need more"; masking in pieces
+/// equals masking whole.
+pub fn frame_header(data: &[u8]) {
+    let decoded = FrameHeader::decode(data);
+    // Decoding must not depend on bytes past the header.
+    if let Ok(Some((h, n))) = decoded {
+        assert!((2..=MAX_HEADER_LEN).contains(&n) && n <= data.len());
+        assert_eq!(h.encoded_len(), n, "encoded_len disagrees with decode");
+        let mut out = [0u8; MAX_HEADER_LEN];
+        let written = h.encode(&mut out);
+        assert_eq!(&out[..written], &data[..n], "re-encoding changed {h:?}");
+        let mut v = Vec::new();
+        h.encode_to(&mut v);
+        assert_eq!(&v[..], &data[..n]);
+        assert_eq!(FrameHeader::decode(&data[..n]), Ok(Some((h, n))));
+        for cut in 0..n {
+            assert_eq!(
+                FrameHeader::decode(&data[..cut]),
+                Ok(None),
+                "prefix of {cut}"
+            );
+        }
+        assert_eq!(OpCode::from_bits(h.opcode.bits()), h.opcode);
+        assert!(h.rsv <= 7);
+        assert!(h.payload_len >> 63 == 0);
+        if let Some(key) = h.mask {
+            let payload = &data[n..];
+            let mut whole = payload.to_vec();
+            apply_mask(&mut whole, key, 0);
+            let mut pieces = payload.to_vec();
+            let at = usize::from(data[0]) % (pieces.len() + 1);
+            let (a, b) = pieces.split_at_mut(at);
+            apply_mask(a, key, 0);
+            apply_mask(b, key, at);
+            assert_eq!(whole, pieces, "masking in pieces differs");
+            apply_mask(&mut whole, key, 0);
+            assert_eq!(whole, payload, "masking twice is not the identity");
+        }
+    } else if decoded == Ok(None) {
+        // "Need more" only while the header is really incomplete.
+        assert!(data.len() < MAX_HEADER_LEN);
+    } else {
+        // Errors are about the length field only.
+        assert!(data.len() >= 4 && data[1] & 0x7f >= 126);
+    }
+}
+
+// --------------------------------------------------------------- handshake
+
+/// Where the head ends in `whole` by the handshake's rules: leading CR/LF
+/// are skipped (RFC 9112 §2.2) and count towards the cap; the head ends at
+/// the first CRLFCRLF. Returns `(skipped, head_end)`, `head_end` an index
+/// into `whole`, when the head fits within the cap.
+fn reference_head(whole: &[u8]) -> (usize, Option<usize>) {
+    let skipped = whole
+        .iter()
+        .take_while(|&&b| b == b'\r' || b == b'\n')
+        .count();
+    let rest = &whole[skipped..];
+    let end = rest
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|at| at + 4)
+        .filter(|&end| skipped + end <= MAX_HEAD);
+    (skipped, end.map(|e| skipped + e))
+}
+
+fn trim_ows(v: &[u8]) -> &[u8] {
+    let start = v
+        .iter()
+        .position(|&b| b != b' ' && b != b'\t')
+        .unwrap_or(v.len());
+    let end = v
+        .iter()
+        .rposition(|&b| b != b' ' && b != b'\t')
+        .map_or(start, |e| e + 1);
+    &v[start..end.max(start)]
+}
+
+/// Raw values of header `name` (case-insensitive), every occurrence.
+fn raw_values<'a>(headers: &[(&'a str, &'a [u8])], name: &str) -> Vec<&'a [u8]> {
+    headers
+        .iter()
+        .filter(|(n, _)| n.eq_ignore_ascii_case(name))
+        .map(|(_, v)| *v)
+        .collect()
+}
+
+/// Whether a comma-separated list header contains `token` (case-insensitive).
+fn has_token(headers: &[(&str, &[u8])], name: &str, token: &str) -> bool {
+    raw_values(headers, name).iter().any(|v| {
+        v.split(|&b| b == b',')
+            .any(|item| trim_ows(item).eq_ignore_ascii_case(token.as_bytes()))
+    })
+}
+
+/// RFC 6455 §4.2.1 required fields, checked independently of the core on
+/// the raw header list. Returns the key.
+fn upgrade_request_ok<'a>(
+    method: &str,
+    http11: bool,
+    headers: &[(&'a str, &'a [u8])],
+) -> Result<&'a [u8], &'static str> {
+    if method != "GET" {
+        return Err("method is not GET");
+    }
+    if !http11 {
+        return Err("not HTTP/1.1");
+    }
+    if raw_values(headers, "host").len() != 1 {
+        return Err("not exactly one Host");
+    }
+    if !has_token(headers, "upgrade", "websocket") {
+        return Err("no Upgrade: websocket");
+    }
+    if !has_token(headers, "connection", "upgrade") {
+        return Err("no Connection: upgrade");
+    }
+    let versions = raw_values(headers, "sec-websocket-version");
+    if versions.len() != 1 || trim_ows(versions[0]) != b"13" {
+        return Err("not exactly one Sec-WebSocket-Version: 13");
+    }
+    let keys = raw_values(headers, "sec-websocket-key");
+    if keys.len() != 1 {
+        return Err("not exactly one Sec-WebSocket-Key");
+    }
+    let key = trim_ows(keys[0]);
+    if base64_decoded_len(key) != Some(16) {
+        return Err("Sec-WebSocket-Key is not 16 bytes in base64");
+    }
+    if !raw_values(headers, "transfer-encoding").is_empty() {
+        return Err("request has a body (Transfer-Encoding)");
+    }
+    for v in raw_values(headers, "content-length") {
+        if trim_ows(v).iter().any(|&b| b != b'0') || trim_ows(v).is_empty() {
+            return Err("request has a body (Content-Length)");
+        }
+    }
+    Ok(key)
+}
+
+/// Length of strict, padded standard base64, or `None` if invalid.
+fn base64_decoded_len(s: &[u8]) -> Option<usize> {
+    if s.len() % 4 != 0 {
+        return None;
+    }
+    let pad = s.iter().rev().take_while(|&&b| b == b'=').count();
+    if pad > 2 {
+        return None;
+    }
+    let body = &s[..s.len() - pad];
+    let ok = body
+        .iter()
+        .all(|&b| b.is_ascii_alphanumeric() || b == b'+' || b == b'/');
+    // Non-canonical trailing bits are rejected by the core's decoder; this
+    // reference only needs to agree on the length of a valid key.
+    ok.then(|| s.len() / 4 * 3 - pad)
+}
+
+fn request_headers(req: &Request) -> Vec<(&str, &[u8])> {
+    req.headers().iter().collect()
+}
+
+/// Budget for the heap a handshake may hold: the head cap a few times over
+/// (reader buffer, parsed copy, header slots) plus the chunk being read
+/// (bytes after the head in the same read belong to the connection).
+fn handshake_heap_budget(chunk: usize) -> usize {
+    6 * MAX_HEAD + 2 * chunk + 4096
+}
+
+fn check_heap_since(heap: Option<&Heap>, base: Option<usize>, budget: usize, what: &str) {
+    if let (Some(heap), Some(base)) = (heap, base) {
+        let used = (heap.peak)().saturating_sub(base);
+        assert!(
+            used <= budget,
+            "{what}: heap peak {used} B over budget {budget} B"
+        );
+    }
+}
+
+/// Server handshake: never panics; never accepts a request that violates
+/// RFC 6455 §4.2.1; completes exactly when the reference head does; keeps
+/// the bytes after the head; memory stays bounded by the head cap.
+pub fn server_handshake(data: &[u8], heap: Option<&Heap>) {
+    let mut u = Unstructured::new(data);
+    let opts: u8 = u.arbitrary().unwrap_or(0);
+    let chunks = split(&mut u, opts);
+    let whole: Vec<u8> = chunks.concat();
+    let (_, head_end) = reference_head(&whole);
+    let now = Instant::now();
+    let config = tiny_config();
+
+    let mut hs = ServerHandshake::new(&config, now);
+    let mut request = None;
+    let mut error = None;
+    let mut fed = 0;
+    for chunk in &chunks {
+        let base = heap.map(|h| {
+            (h.reset_peak)();
+            (h.live)()
+        });
+        let result = hs.receive(now, chunk);
+        check_heap_since(
+            heap,
+            base,
+            handshake_heap_budget(chunk.len()),
+            "server handshake",
+        );
+        match result {
+            Ok(None) => {}
+            Ok(Some(r)) => {
+                assert!(request.is_none(), "request returned twice");
+                let end = head_end.expect("completed a head the reference says is incomplete");
+                assert!(
+                    fed + chunk.len() >= end && fed < end,
+                    "completed at the wrong chunk"
+                );
+                request = Some(r);
+            }
+            Err(e) => {
+                error = Some(e);
+                break;
+            }
+        }
+        fed += chunk.len();
+    }
+    if let Some(e) = &error {
+        // Errors are final.
+        assert_eq!(hs.receive(now, b"GET"), Err(e.clone()));
+        match e {
+            HandshakeError::HeadTooLarge { .. } => {
+                assert!(
+                    request.is_none() && head_end.is_none(),
+                    "head fits but {e:?}"
+                );
+                assert!(whole.len() >= MAX_HEAD);
+            }
+            HandshakeError::MalformedHttp(_) if request.is_some() => {} // too much leftover
+            HandshakeError::MalformedHttp(_) | HandshakeError::TooManyHeaders { .. } => {
+                assert!(
+                    request.is_none() && head_end.is_some(),
+                    "parse error without a head: {e:?}"
+                );
+            }
+            other => panic!("unexpected handshake error {other:?}"),
+        }
+    } else if request.is_none() {
+        assert!(head_end.is_none(), "complete head not reported");
+        assert!(whole.len() < MAX_HEAD, "head over the cap not reported");
+    }
+    let Some(req) = request else {
+        return;
+    };
+    let head_end = head_end.expect("checked above");
+    assert!(req.headers().len() <= MAX_HEADERS);
+    assert!(req.method().len() + req.target().len() <= MAX_HEAD);
+    // Every accessor works on any parsed request.
+    let _ = (
+        req.path(),
+        req.query(),
+        req.origin(),
+        req.host(),
+        req.last_event_id(),
+    );
+    let _ = (
+        req.subprotocols(),
+        req.extensions(),
+        req.is_websocket_upgrade(),
+        req.has_body(),
+    );
+
+    let headers = request_headers(&req);
+    let http11 = req.version() == wavecast_core::handshake::HttpVersion::Http11;
+    let reference = upgrade_request_ok(req.method(), http11, &headers);
+    let validated = req.validate_upgrade();
+    if validated.is_ok() {
+        if let Err(why) = &reference {
+            panic!("accepted a request that violates RFC 6455 §4.2.1: {why}");
+        }
+    }
+    let offered = req.subprotocols().first().map(|s| s.to_string());
+    let accept = match offered.as_deref().map(|p| Accept::new().subprotocol(p)) {
+        Some(Ok(a)) => a,
+        _ => Accept::new(),
+    };
+    let chosen = accept.chosen_subprotocol().map(str::to_owned);
+    let key = reference.ok().map(<[u8]>::to_vec);
+    let result = hs.accept(&req, accept);
+    match (&validated, &result) {
+        (Ok(()), Ok(_)) => {}
+        (Err(_), Err(_)) => return,
+        // An error after the head (too much leftover) fails `accept` too.
+        (Ok(()), Err(_)) if error.is_some() => return,
+        _ => panic!("validate_upgrade and accept disagree: {validated:?} vs {result:?}"),
+    }
+    assert!(error.is_none(), "accepted after a receive error");
+    let accepted = result.expect("checked");
+    let key = key.expect("validated requests pass the reference");
+    let response = &accepted.response;
+    assert!(response.starts_with(b"HTTP/1.1 101 Switching Protocols\r\n"));
+    assert!(response.ends_with(b"\r\n\r\n"));
+    let expect = format!("\r\nSec-WebSocket-Accept: {}\r\n", accept_key(&key));
+    assert!(
+        contains(response, expect.as_bytes()),
+        "wrong or missing accept value"
+    );
+    if let Some(p) = chosen {
+        let expect = format!("\r\nSec-WebSocket-Protocol: {p}\r\n");
+        assert!(contains(response, expect.as_bytes()));
+    }
+    // The bytes after the head belong to the connection: none may be lost.
+    assert_eq!(
+        &accepted.leftover[..],
+        &whole[head_end..fed],
+        "leftover bytes lost"
+    );
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+/// The client handshake the fuzz targets answer: fixed seed, so the key and
+/// the expected accept value are the same on every run.
+pub fn client_fixture() -> ClientHandshake {
+    let request = ClientRequest::new("example.com", "/chat")
+        .and_then(|r| r.subprotocol("chat"))
+        .and_then(|r| r.subprotocol("superchat"))
+        .expect("valid fixture request");
+    ClientHandshake::new(&tiny_config(), request, Instant::now())
+}
+
+/// Client handshake: never panics; accepts only a `101` over HTTP/1.1 with
+/// `Upgrade: websocket`, `Connection: upgrade`, exactly one correct
+/// `Sec-WebSocket-Accept`, no unoffered extension or subprotocol; keeps the
+/// bytes after the head; memory stays bounded by the head cap.
+pub fn client_handshake(data: &[u8], heap: Option<&Heap>) {
+    let mut u = Unstructured::new(data);
+    let opts: u8 = u.arbitrary().unwrap_or(0);
+    let chunks = split(&mut u, opts);
+    let whole: Vec<u8> = chunks.concat();
+    let (skipped, head_end) = reference_head(&whole);
+    let now = Instant::now();
+    let mut hs = client_fixture();
+    let expected_accept = accept_key(hs.key().as_bytes());
+
+    let mut fed = 0;
+    for chunk in &chunks {
+        let base = heap.map(|h| {
+            (h.reset_peak)();
+            (h.live)()
+        });
+        let result = hs.receive(now, chunk);
+        check_heap_since(
+            heap,
+            base,
+            handshake_heap_budget(chunk.len()),
+            "client handshake",
+        );
+        match result {
+            Ok(None) => {
+                fed += chunk.len();
+                continue;
+            }
+            Ok(Some(accepted)) => {
+                let end = head_end.expect("completed a head the reference says is incomplete");
+                assert!(
+                    fed + chunk.len() >= end && fed < end,
+                    "completed at the wrong chunk"
+                );
+                let head = &whole[skipped..end];
+                assert!(
+                    // httparse also takes a bare LF as a line end (RFC 9112 §2.2).
+                    head.starts_with(b"HTTP/1.1 101 ")
+                        || head.starts_with(b"HTTP/1.1 101\r\n")
+                        || head.starts_with(b"HTTP/1.1 101\n"),
+                    "accepted a response that is not an HTTP/1.1 101"
+                );
+                let headers: Vec<(&str, &[u8])> = accepted.response_headers.iter().collect();
+                assert!(headers.len() <= MAX_HEADERS);
+                assert!(
+                    has_token(&headers, "upgrade", "websocket"),
+                    "accepted without Upgrade"
+                );
+                assert!(
+                    has_token(&headers, "connection", "upgrade"),
+                    "accepted without Connection"
+                );
+                let accepts = raw_values(&headers, "sec-websocket-accept");
+                assert!(
+                    accepts.len() == 1 && trim_ows(accepts[0]) == expected_accept.as_bytes(),
+                    "accepted without exactly one correct Sec-WebSocket-Accept"
+                );
+                for v in raw_values(&headers, "sec-websocket-extensions") {
+                    assert!(
+                        v.split(|&b| b == b',').all(|i| trim_ows(i).is_empty()),
+                        "accepted an extension we never offered"
+                    );
+                }
+                let protocols: Vec<&[u8]> = raw_values(&headers, "sec-websocket-protocol")
+                    .into_iter()
+                    .flat_map(|v| v.split(|&b| b == b','))
+                    .map(trim_ows)
+                    .filter(|p| !p.is_empty())
+                    .collect();
+                match (&protocols[..], &accepted.negotiated.subprotocol) {
+                    ([], None) => {}
+                    ([p], Some(s)) => {
+                        assert_eq!(*p, s.as_bytes());
+                        assert!(s == "chat" || s == "superchat", "unoffered subprotocol {s}");
+                    }
+                    (p, s) => panic!("accepted subprotocol list {p:?} as {s:?}"),
+                }
+                assert_eq!(
+                    &accepted.leftover[..],
+                    &whole[end..fed + chunk.len()],
+                    "leftover bytes lost"
+                );
+                // The handshake is over; more input is the connection's.
+                assert_eq!(hs.receive(now, b"x"), Err(HandshakeError::AlreadyComplete));
+                return;
+            }
+            Err(e) => {
+                assert_eq!(hs.receive(now, b"HTTP"), Err(e.clone()), "errors are final");
+                match &e {
+                    HandshakeError::HeadTooLarge { .. } => {
+                        assert!(head_end.is_none(), "head fits but {e:?}");
+                        assert!(whole.len() >= MAX_HEAD);
+                    }
+                    HandshakeError::Rejected { status, .. } => {
+                        assert_ne!(*status, 101, "a 101 reported as a rejection");
+                        assert!(head_end.is_some());
+                    }
+                    _ => assert!(head_end.is_some(), "response error without a head: {e:?}"),
+                }
+                return;
+            }
+        }
+    }
+    assert!(head_end.is_none(), "complete head not reported");
+}
+
+// -------------------------------------------------------------- connection
+
+/// What the application and the peer have observed so far; panics on the
+/// first property violation.
+struct Observer {
+    role: Role,
+    digest: Digest,
+    /// The peer's Close or an Error was delivered: nothing more may be.
+    ended: bool,
+    /// Close code we must send first, if we owe one (echo or error code).
+    owe_close: Option<Option<u16>>,
+    /// Outgoing stream state: header bytes pending, payload bytes to skip.
+    head: [u8; MAX_HEADER_LEN],
+    head_len: usize,
+    skip: u64,
+    /// Close payload bytes seen of the close frame we are reading (code).
+    close_code: Option<(Option<[u8; 4]>, Vec<u8>)>,
+    sent_close: bool,
+    sent_close_code: Option<Option<u16>>,
+    max_message: usize,
+}
+
+impl Observer {
+    fn new(role: Role, max_message: usize) -> Observer {
+        Observer {
+            role,
+            digest: Digest::new(),
+            ended: false,
+            owe_close: None,
+            head: [0; MAX_HEADER_LEN],
+            head_len: 0,
+            skip: 0,
+            close_code: None,
+            sent_close: false,
+            sent_close_code: None,
+            max_message,
+        }
+    }
+
+    fn event(&mut self, event: &Event) {
+        assert!(
+            !self.ended,
+            "event after the peer's Close or an error: {event:?}"
+        );
+        self.digest.event(event);
+        match event {
+            Event::Message(m) => {
+                assert!(
+                    m.len() <= self.max_message,
+                    "message of {} B over the limit",
+                    m.len()
+                );
+                if let Message::Text(t) = m {
+                    assert!(
+                        std::str::from_utf8(t.as_bytes()).is_ok(),
+                        "invalid UTF-8 delivered"
+                    );
+                }
+            }
+            Event::Ping(p) | Event::Pong(p) => assert!(p.len() <= 125),
+            Event::Close(f) => {
+                assert!(f.reason.len() <= 123);
+                assert!(std::str::from_utf8(f.reason.as_bytes()).is_ok());
+                if f.code != CloseCode::NO_STATUS {
+                    assert!(
+                        f.code.is_sendable(),
+                        "delivered unsendable close code {}",
+                        f.code
+                    );
+                }
+                self.ended = true;
+                if !self.sent_close {
+                    self.owe_close = Some((f.code != CloseCode::NO_STATUS).then_some(f.code.0));
+                }
+            }
+            Event::Error(e) => {
+                self.ended = true;
+                if let ConnectionError::Protocol(p) = e {
+                    if !self.sent_close {
+                        self.owe_close = Some(Some(p.close_code().0));
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Checks our outgoing bytes: valid frames, masked only by clients,
+    /// only control frames (nothing here sends data), nothing after Close.
+    fn output(&mut self, mut bytes: &[u8]) {
+        while !bytes.is_empty() {
+            if self.skip > 0 {
+                let n = (self.skip.min(bytes.len() as u64)) as usize;
+                if let Some((key, code)) = &mut self.close_code {
+                    for &b in &bytes[..n] {
+                        if code.len() < 2 {
+                            let i = code.len();
+                            code.push(b ^ key.map_or(0, |k| k[i % 4]));
+                        }
+                    }
+                }
+                self.skip -= n as u64;
+                bytes = &bytes[n..];
+                if self.skip == 0 {
+                    self.end_close();
+                }
+                continue;
+            }
+            assert!(!self.sent_close, "frame sent after our Close frame");
+            let take = (MAX_HEADER_LEN - self.head_len).min(bytes.len());
+            self.head[self.head_len..self.head_len + take].copy_from_slice(&bytes[..take]);
+            let have = self.head_len + take;
+            match FrameHeader::decode(&self.head[..have]) {
+                Ok(Some((h, n))) => {
+                    let used = n - self.head_len;
+                    self.head_len = 0;
+                    bytes = &bytes[used..];
+                    assert_eq!(h.mask.is_some(), self.role == Role::Client, "masking wrong");
+                    assert!(
+                        h.fin && h.rsv == 0 && h.payload_len <= 125,
+                        "bad control frame {h:?}"
+                    );
+                    match h.opcode {
+                        OpCode::Pong => {}
+                        OpCode::Close => {
+                            let owed = self.owe_close.take();
+                            assert!(owed.is_some(), "unprompted close frame");
+                            self.sent_close_code = owed;
+                            self.close_code = Some((h.mask, Vec::new()));
+                        }
+                        other => panic!("sent {other:?} unprompted"),
+                    }
+                    self.skip = h.payload_len;
+                    if self.skip == 0 {
+                        self.end_close();
+                    }
+                }
+                Ok(None) => {
+                    self.head_len = have;
+                    bytes = &bytes[take..];
+                }
+                Err(e) => panic!("we sent an undecodable header: {e:?}"),
+            }
+        }
+    }
+
+    fn end_close(&mut self) {
+        if let Some((_, code)) = self.close_code.take() {
+            let sent = match code[..] {
+                [] => None,
+                [a, b] => Some(u16::from_be_bytes([a, b])),
+                _ => panic!("close payload of one byte"),
+            };
+            assert_eq!(Some(sent), self.sent_close_code, "wrong close code sent");
+            self.sent_close = true;
+        }
+    }
+
+    /// After a complete drain the output must end on a frame boundary.
+    fn drained(&self) {
+        assert!(
+            self.head_len == 0 && self.skip == 0,
+            "output ended mid-frame"
+        );
+    }
+}
+
+/// Polls every event and drains all output through `obs`.
+fn drain(conn: &mut Connection, obs: &mut Observer, out: &mut Vec<u8>) {
+    loop {
+        while let Some(event) = conn.poll_event() {
+            obs.event(&event);
+        }
+        let mut idle = true;
+        loop {
+            out.clear();
+            let chunk = conn.poll_transmit(out);
+            obs.output(out);
+            if let Some(c) = &chunk {
+                obs.output(c);
+            }
+            if chunk.is_none() && out.is_empty() {
+                break;
+            }
+            idle = false;
+        }
+        if idle && !conn.has_events() {
+            break;
+        }
+    }
+    obs.drained();
+    if let Some(code) = obs.owe_close {
+        panic!("owed a close frame ({code:?}) but sent none");
+    }
+}
+
+/// Unwritten pongs the core keeps before answering only the latest ping.
+const MAX_OWED_PONGS: usize = 16;
+
+/// Most a connection may hold after all events and output are drained: the
+/// message being reassembled, plus a fixed overhead (config, generator).
+const QUIESCENT_OVERHEAD: usize = 2048;
+
+/// A server or client `Connection` fed arbitrary bytes in arbitrary chunks
+/// (honouring `wants_read`, as an adapter does): never panics; text is valid
+/// UTF-8; no message over the limit; queued output and held memory stay
+/// bounded; after the peer's Close or an error nothing more is delivered;
+/// the close we send carries the right code; any chunking gives the same
+/// events as feeding everything at once.
+pub fn connection(role: Role, data: &[u8], heap: Option<&Heap>) {
+    let mut u = Unstructured::new(data);
+    let opts: u8 = u.arbitrary().unwrap_or(0);
+    let config = tiny_config().with_auto_pong(opts & 0x10 == 0);
+    let eager = opts & 0x20 != 0;
+    let chunks = split(&mut u, opts);
+    let start = Instant::now();
+
+    // Reference: everything in one read, events polled at the end.
+    let reference = {
+        let whole: Vec<u8> = chunks.concat();
+        let mut conn = Connection::new(role, config.clone(), start);
+        conn.receive(start, &whole);
+        let mut digest = Digest::new();
+        while let Some(e) = conn.poll_event() {
+            digest.event(&e);
+        }
+        digest
+    };
+
+    let mut out = Vec::with_capacity(64 << 10);
+    let out_cap = out.capacity();
+    let mut obs = Observer::new(role, MAX_MESSAGE);
+    let base = heap.map(|h| (h.live)());
+    let held = |out: &Vec<u8>| {
+        let heap = heap.expect("only called with a probe");
+        ((heap.live)() - base.expect("set with heap")).saturating_sub(out.capacity() - out_cap)
+    };
+    let mut conn = Connection::new(role, config, start);
+    for chunk in &chunks {
+        if !conn.wants_read() {
+            // Backpressure: an adapter serves the application and writes
+            // before it reads again.
+            drain(&mut conn, &mut obs, &mut out);
+            if heap.is_some() {
+                let h = held(&out);
+                assert!(
+                    h <= MAX_MESSAGE + QUIESCENT_OVERHEAD,
+                    "idle connection holds {h} B"
+                );
+            }
+            if !conn.wants_read() {
+                assert!(conn.is_closed(), "reads stay paused after a full drain");
+                break;
+            }
+        }
+        conn.receive(start, chunk);
+        // Input alone only makes us owe control frames: a bounded run of
+        // pongs (the core keeps at most 16 unwritten) and one close.
+        let owed = (MAX_OWED_PONGS + 1) * (125 + MAX_HEADER_LEN);
+        assert!(
+            conn.queued_bytes() <= owed,
+            "output grew: {}",
+            conn.queued_bytes()
+        );
+        if heap.is_some() {
+            // Undrained events may hold what this read brought in (and the
+            // queue's slack), never more.
+            let h = held(&out);
+            let budget = 2 * MAX_MESSAGE + 64 * chunk.len() + 8 * 1024;
+            assert!(
+                h <= budget,
+                "connection holds {h} B after a {} B read",
+                chunk.len()
+            );
+        }
+        if eager {
+            drain(&mut conn, &mut obs, &mut out);
+        }
+    }
+    drain(&mut conn, &mut obs, &mut out);
+    if heap.is_some() {
+        let h = held(&out);
+        assert!(
+            h <= MAX_MESSAGE + QUIESCENT_OVERHEAD,
+            "idle connection holds {h} B"
+        );
+    }
+    assert_eq!(
+        obs.digest, reference,
+        "events depend on how the input was split"
+    );
+
+    let ended = obs.ended;
+    conn.receive_eof(start);
+    drain(&mut conn, &mut obs, &mut out);
+    if !ended {
+        assert!(obs.ended, "EOF before a close was not reported");
+    }
+    assert!(conn.is_closed(), "not closed after EOF");
+    assert!(conn.poll_event().is_none());
+}
+
+// ------------------------------------------------------------------- pair
+
+/// One step of the application or the network in the pair target.
+#[derive(Arbitrary, Debug)]
+enum Action {
+    SendText {
+        client: bool,
+        text: String,
+    },
+    SendBinary {
+        client: bool,
+        data: Vec<u8>,
+    },
+    Ping {
+        client: bool,
+        payload: Vec<u8>,
+    },
+    Close {
+        client: bool,
+        code: u16,
+        reason: String,
+    },
+    Transmit {
+        client: bool,
+    },
+    Deliver {
+        to_server: bool,
+        max: u16,
+    },
+    Poll {
+        client: bool,
+        max: u8,
+    },
+    Advance {
+        millis: u16,
+    },
+}
+
+#[derive(Arbitrary, Debug)]
+struct PairSetup {
+    /// Fragment size index for each side: 0 none, else 128 + 16 * (n % 9).
+    client_fragment: u8,
+    server_fragment: u8,
+    heartbeat_ms: Option<u16>,
+    idle_ms: Option<u16>,
+    auto_pong: bool,
+}
+
+struct Side {
+    conn: Connection,
+    /// Messages the application sent (whole), in order.
+    sent: Vec<Message>,
+    /// Messages the application received, in order.
+    received: Vec<Message>,
+    pings_sent: Vec<Vec<u8>>,
+    /// The close frame sent through `close`, if that was our first close.
+    closed_with: Option<(u16, String)>,
+    got_close: bool,
+    failed: bool,
+    max_send: usize,
+}
+
+fn side_config(fragment: u8, setup: &PairSetup) -> (Config, usize) {
+    let mut c = tiny_config().with_auto_pong(setup.auto_pong);
+    let max_send = if fragment == 0 {
+        MAX_FRAME
+    } else {
+        let size = 128 + 16 * (fragment as usize % 9);
+        c = c.with_fragment_size(Some(size));
+        MAX_MESSAGE.min(size * MAX_FRAGMENTS)
+    };
+    if let Some(ms) = setup.heartbeat_ms {
+        c = c.with_heartbeat_interval(Some(Duration::from_millis(u64::from(ms) + 1)));
+    }
+    if let Some(ms) = setup.idle_ms {
+        c = c.with_idle_timeout(Some(Duration::from_millis(u64::from(ms) + 1)));
+    }
+    (c, max_send)
+}
+
+fn sendable(code: u16) -> CloseCode {
+    let code = CloseCode(code);
+    if code.is_sendable() {
+        code
+    } else {
+        CloseCode(3000 + code.0 % 2000)
+    }
+}
+
+fn cut_str(s: &mut String, max: usize) {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    s.truncate(end);
+}
+
+impl Side {
+    fn poll(&mut self, max: usize, now: Instant) {
+        let _ = now;
+        for _ in 0..max {
+            let Some(event) = self.conn.poll_event() else {
+                return;
+            };
+            assert!(
+                !self.got_close && !self.failed,
+                "event after close/error: {event:?}"
+            );
+            match event {
+                Event::Message(m) => self.received.push(m),
+                Event::Ping(_) => {}
+                Event::Pong(p) => assert!(
+                    self.pings_sent.iter().any(|s| s[..] == p[..]) || p.is_empty(),
+                    "pong for a ping never sent"
+                ),
+                Event::Close(_) => self.got_close = true,
+                Event::Error(ConnectionError::Timeout(_)) => self.failed = true,
+                Event::Error(e) => panic!("two correct peers failed with {e:?}"),
+                other => panic!("unexpected event {other:?}"),
+            }
+        }
+    }
+
+    fn transmit(&mut self, wire: &mut Vec<u8>) -> bool {
+        let before = wire.len();
+        loop {
+            let chunk = self.conn.poll_transmit(wire);
+            match chunk {
+                Some(c) => wire.extend_from_slice(&c),
+                None => {
+                    // `poll_transmit` may stop at the write limit.
+                    if !self.conn.has_transmit() {
+                        return wire.len() != before;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// A client and a server wired together, driven by arbitrary application
+/// actions (send, ping, close), network steps (write, deliver a prefix of
+/// the bytes in flight) and time: whatever one side sends whole, the other
+/// receives whole and in order, until a close; two correct peers never see
+/// a protocol error.
+pub fn connection_pair(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let Ok(setup) = PairSetup::arbitrary(&mut u) else {
+        return;
+    };
+    let mut now = Instant::now();
+    let (cc, client_max) = side_config(setup.client_fragment, &setup);
+    let (sc, server_max) = side_config(setup.server_fragment, &setup);
+    let side = |role, config, max_send| Side {
+        conn: Connection::new(role, config, now),
+        sent: Vec::new(),
+        received: Vec::new(),
+        pings_sent: Vec::new(),
+        closed_with: None,
+        got_close: false,
+        failed: false,
+        max_send,
+    };
+    let mut client = side(Role::Client, cc, client_max);
+    let mut server = side(Role::Server, sc, server_max);
+    let mut c2s = Vec::new();
+    let mut s2c = Vec::new();
+
+    let mut steps = 0;
+    while let Ok(action) = Action::arbitrary(&mut u) {
+        steps += 1;
+        if steps > 512 {
+            break;
+        }
+        match action {
+            Action::SendText {
+                client: c,
+                mut text,
+            } => {
+                let s = if c { &mut client } else { &mut server };
+                cut_str(&mut text, s.max_send);
+                let m = Message::Text(text.into());
+                if s.conn.send(m.clone()).is_ok() {
+                    s.sent.push(m);
+                }
+            }
+            Action::SendBinary {
+                client: c,
+                mut data,
+            } => {
+                let s = if c { &mut client } else { &mut server };
+                data.truncate(s.max_send);
+                let m = Message::Binary(data.into());
+                if s.conn.send(m.clone()).is_ok() {
+                    s.sent.push(m);
+                }
+            }
+            Action::Ping {
+                client: c,
+                mut payload,
+            } => {
+                let s = if c { &mut client } else { &mut server };
+                payload.truncate(125);
+                if s.conn.send_ping(payload.clone()).is_ok() {
+                    s.pings_sent.push(payload);
+                }
+            }
+            Action::Close {
+                client: c,
+                code,
+                mut reason,
+            } => {
+                let s = if c { &mut client } else { &mut server };
+                cut_str(&mut reason, 123);
+                let first = !s.conn.is_close_sent() && !s.conn.is_closed();
+                let peer_closed = s.conn.close_received().is_some();
+                let code = sendable(code);
+                if s.conn.close(now, code, &reason).is_ok() {
+                    assert!(first);
+                    if !peer_closed {
+                        s.closed_with = Some((code.0, reason));
+                    }
+                }
+            }
+            Action::Transmit { client: c } => {
+                if c {
+                    client.transmit(&mut c2s);
+                } else {
+                    server.transmit(&mut s2c);
+                }
+            }
+            Action::Deliver { to_server, max } => {
+                let (wire, to) = if to_server {
+                    (&mut c2s, &mut server)
+                } else {
+                    (&mut s2c, &mut client)
+                };
+                if to.conn.wants_read() {
+                    let n = usize::from(max).min(wire.len());
+                    to.conn.receive(now, &wire[..n]);
+                    wire.drain(..n);
+                }
+            }
+            Action::Poll { client: c, max } => {
+                let s = if c { &mut client } else { &mut server };
+                s.poll(usize::from(max), now);
+            }
+            Action::Advance { millis } => {
+                now += Duration::from_millis(u64::from(millis));
+                client.conn.handle_timeout(now);
+                server.conn.handle_timeout(now);
+            }
+        }
+        check_order(&client, &server);
+        check_order(&server, &client);
+    }
+
+    // Settle: the application reads everything, the network delivers
+    // everything, no time passes.
+    for _ in 0..10_000 {
+        client.poll(usize::MAX, now);
+        server.poll(usize::MAX, now);
+        let mut moved = client.transmit(&mut c2s) | server.transmit(&mut s2c);
+        for (wire, to) in [(&mut c2s, &mut server), (&mut s2c, &mut client)] {
+            if wire.is_empty() {
+                continue;
+            }
+            if to.conn.is_closed() {
+                wire.clear(); // the transport is gone
+                continue;
+            }
+            assert!(
+                to.conn.wants_read(),
+                "reads paused after draining everything"
+            );
+            to.conn.receive(now, wire);
+            wire.clear();
+            moved = true;
+        }
+        if !moved && !client.conn.has_events() && !server.conn.has_events() {
+            break;
+        }
+    }
+    if server.conn.is_closed() && !client.conn.is_closed() {
+        // The server closes the TCP connection; the client sees EOF.
+        client.conn.receive_eof(now);
+        client.poll(usize::MAX, now);
+    }
+    check_order(&client, &server);
+    check_order(&server, &client);
+    for (from, to) in [(&client, &server), (&server, &client)] {
+        if !to.failed {
+            assert_eq!(
+                to.received.len(),
+                from.sent.len(),
+                "messages lost although the receiver never failed"
+            );
+        }
+        if to.got_close && from.closed_with.is_some() {
+            let frame = to.conn.close_received().expect("close event seen");
+            let (code, reason) = from.closed_with.as_ref().expect("checked");
+            assert_eq!(
+                (frame.code.0, frame.reason.as_str()),
+                (*code, reason.as_str())
+            );
+        }
+    }
+}
+
+/// What `to` received is a prefix of what `from` sent, message by message.
+fn check_order(from: &Side, to: &Side) {
+    assert!(
+        to.received.len() <= from.sent.len(),
+        "received messages never sent"
+    );
+    for (i, (r, s)) in to.received.iter().zip(&from.sent).enumerate() {
+        assert!(r == s, "message {i} differs: sent {s:?}, received {r:?}");
+    }
+}
+
+// -------------------------------------------------------------------- SSE
+
+/// What a round-trip item asks the server to send.
+#[derive(Arbitrary, Debug)]
+enum SseItem {
+    Event {
+        data: String,
+        event: Option<String>,
+        id: Option<String>,
+        retry: Option<u32>,
+    },
+    Comment(String),
+}
+
+/// Largest line or event in the raw-parse mode.
+pub const SSE_LIMIT: usize = 1024;
+
+/// SSE: raw mode (option bit 0 clear) feeds arbitrary bytes in chunks —
+/// never panics, events stay under the limit, errors are final, chunking
+/// does not change the result; round-trip mode encodes arbitrary events and
+/// parses them back in chunks.
+pub fn sse(data: &[u8], heap: Option<&Heap>) {
+    let mut u = Unstructured::new(data);
+    let opts: u8 = u.arbitrary().unwrap_or(0);
+    if opts & 0x80 != 0 {
+        return sse_round_trip(&mut u, opts);
+    }
+    let comments = opts & 0x40 != 0;
+    let chunks = split(&mut u, opts);
+    let whole: Vec<u8> = chunks.concat();
+    let parse = |chunks: &[&[u8]], heap: Option<&Heap>| {
+        let mut parser = SseParser::with_limit(SSE_LIMIT).with_comments(comments);
+        let mut events: Vec<Result<SseEvent, SseError>> = Vec::new();
+        let base = heap.map(|h| (h.live)());
+        let mut largest = 0;
+        for chunk in chunks {
+            parser.feed(chunk);
+            if let (Some(h), Some(base)) = (heap, base) {
+                // Undrained events may hold what a read brought: one queued
+                // event per two bytes at worst (`:\n` comments). The queue
+                // keeps its capacity, so the largest read so far counts.
+                largest = largest.max(chunk.len());
+                let used = ((h.live)()).saturating_sub(base);
+                let per_byte = 2 * size_of::<SseEvent>();
+                let budget = 4 * SSE_LIMIT + per_byte * largest + 4096 + events_heap(&events);
+                assert!(
+                    used <= budget,
+                    "parser holds {used} B after a {} B read",
+                    chunk.len()
+                );
+            }
+            loop {
+                match parser.poll_event() {
+                    Ok(Some(e)) => {
+                        for field in [&e.data, &e.event, &e.id, &e.comment].into_iter().flatten() {
+                            assert!(field.len() <= SSE_LIMIT, "field over the limit");
+                        }
+                        events.push(Ok(e));
+                    }
+                    Ok(None) => break,
+                    Err(e) => {
+                        assert_eq!(parser.poll_event(), Err(e.clone()), "errors are final");
+                        events.push(Err(e));
+                        return events;
+                    }
+                }
+            }
+        }
+        events
+    };
+    let chunked = parse(&chunks, heap);
+    let at_once = parse(&[&whole[..]], None);
+    assert_eq!(
+        chunked, at_once,
+        "SSE events depend on how the input was split"
+    );
+}
+
+/// Heap the harness itself keeps in `events` (strings and the vector).
+fn events_heap(events: &Vec<Result<SseEvent, SseError>>) -> usize {
+    let strings: usize = events
+        .iter()
+        .map(|e| match e {
+            Ok(e) => [&e.data, &e.event, &e.id, &e.comment]
+                .into_iter()
+                .flatten()
+                .map(String::capacity)
+                .sum::<usize>(),
+            Err(_) => 256,
+        })
+        .sum();
+    strings + events.capacity() * size_of::<Result<SseEvent, SseError>>()
+}
+
+fn normalise(s: &str) -> String {
+    s.replace("\r\n", "\n").replace('\r', "\n")
+}
+
+fn sse_round_trip(u: &mut Unstructured<'_>, opts: u8) {
+    let mut items = Vec::new();
+    while items.len() < 32 {
+        match SseItem::arbitrary(u) {
+            Ok(item) => items.push(item),
+            Err(_) => break,
+        }
+    }
+    let mut wire = Vec::new();
+    let mut expected = Vec::new();
+    let mut last_id = String::new();
+    for item in &items {
+        match item {
+            SseItem::Event {
+                data,
+                event,
+                id,
+                retry,
+            } => {
+                let event: Option<String> = event
+                    .as_ref()
+                    .map(|e| e.chars().filter(|&c| c != '\r' && c != '\n').collect());
+                let id: Option<String> = id.as_ref().map(|i| {
+                    i.chars()
+                        .filter(|&c| c != '\r' && c != '\n' && c != '\0')
+                        .collect()
+                });
+                let mut e = SseEvent::data(data.as_str());
+                if let Some(name) = &event {
+                    e = e.event(name.as_str());
+                }
+                if let Some(id) = &id {
+                    e = e.id(id.as_str());
+                }
+                if let Some(ms) = retry {
+                    e = e.retry(Duration::from_millis(u64::from(*ms)));
+                }
+                e.encode_to(&mut wire);
+
+                if let Some(id) = &id {
+                    last_id.clone_from(id);
+                }
+                let mut want = SseEvent::data(normalise(data));
+                if let Some(name) = event.filter(|n| !n.is_empty()) {
+                    want = want.event(name);
+                }
+                if !last_id.is_empty() {
+                    want = want.id(last_id.as_str());
+                }
+                if let Some(ms) = retry {
+                    want = want.retry(Duration::from_millis(u64::from(*ms)));
+                }
+                expected.push(want);
+            }
+            SseItem::Comment(text) => {
+                SseEvent::comment(text.as_str()).encode_to(&mut wire);
+                expected.extend(normalise(text).split('\n').map(SseEvent::comment));
+            }
+        }
+    }
+    // Chunk sizes from what is left of the input.
+    let mut parser = SseParser::new().with_comments(true);
+    let mut got = Vec::new();
+    let mut rest = &wire[..];
+    let mut step = usize::from(opts & 0x3f) + 1;
+    while !rest.is_empty() {
+        let n = step.min(rest.len());
+        parser.feed(&rest[..n]);
+        rest = &rest[n..];
+        step = u.int_in_range(1..=64).unwrap_or(step);
+        while let Some(e) = parser
+            .poll_event()
+            .expect("encoded events are within limits")
+        {
+            got.push(e);
+        }
+    }
+    assert_eq!(got, expected, "SSE encode-then-parse changed the events");
+}

@@ -1,0 +1,97 @@
+//! TLS: `wss://` over a loopback futures-rustls server on async-std with an `rcgen`
+//! certificate when the `rustls` feature is on (`cargo test -p
+//! wavecast-async-std --features rustls --test tls`); without it, a prompt
+//! `Error::Tls`.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_std::net::TcpListener;
+use wavecast_async_std::connect;
+
+#[allow(dead_code)]
+async fn timeout<T>(limit: Duration, f: impl Future<Output = T>) -> T {
+    async_std::future::timeout(limit, f)
+        .await
+        .expect("within the limit")
+}
+
+#[cfg(not(feature = "rustls"))]
+#[test]
+fn wss_without_the_feature_fails_promptly() {
+    async_std::task::block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let result = timeout(Duration::from_secs(1), connect(&format!("wss://{addr}/"))).await;
+        assert!(
+            matches!(result, Err(wavecast_async_std::Error::Tls(_))),
+            "{result:?}"
+        );
+    })
+}
+
+#[cfg(feature = "rustls")]
+#[test]
+fn wss_loopback_with_a_custom_root() {
+    use std::sync::Arc;
+
+    use futures_rustls::rustls;
+    use futures_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use wavecast_async_std::{accept, connect_tls_with, ClientRequest, Config, Message};
+
+    async_std::task::block_on(async {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let cert: CertificateDer<'static> = certified.cert.der().clone();
+        let key =
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server_config = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        let acceptor = futures_rustls::TlsAcceptor::from(Arc::new(server_config));
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        async_std::task::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                async_std::task::spawn(async move {
+                    // A client that does not trust us aborts the TLS handshake.
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut ws = accept(tls).await.unwrap();
+                    while let Some(Ok(m)) = ws.recv().await {
+                        ws.send(m).await.unwrap();
+                    }
+                });
+            }
+        });
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client_config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let url = format!("wss://localhost:{port}/secure");
+        let (request, _) = ClientRequest::from_url(&url).unwrap();
+        let (mut ws, _) = timeout(
+            Duration::from_secs(2),
+            connect_tls_with(&url, request, Config::default(), Arc::new(client_config)),
+        )
+        .await
+        .unwrap();
+        ws.send("over tls").await.unwrap();
+        assert_eq!(ws.recv().await.unwrap().unwrap(), Message::from("over tls"));
+
+        // The default roots do not trust our certificate.
+        let refused = timeout(Duration::from_secs(2), connect(&url)).await;
+        assert!(refused.is_err());
+    })
+}

@@ -1,0 +1,367 @@
+//! Broadcast rooms on `async-broadcast`.
+//!
+//! A [`Hub`] holds named [`Room`]s. A message published to a room is framed
+//! once ([`RoomMessage`]) and the same shared bytes go to every member. Each
+//! room's channel is an `async-broadcast` ring of exactly
+//! [`RoomConfig::capacity`] messages in overflow mode: that ring is the
+//! bounded queue of every member, so memory does not grow with a slow
+//! member, and publishing never waits for one. `async-broadcast` is
+//! executor-agnostic, so `wavecast-async-std` uses these rooms too (async-std
+//! has no broadcast channel of its own); the runtime parameter `R` only says
+//! where member tasks are spawned.
+//!
+//! The policy (shared with every wavecast adapter, see
+//! [`wavecast_core::room`]):
+//!
+//! - subscribe **before** the `101` is written (call [`Room::subscribe`] or
+//!   [`Room::join`] before [`crate::Incoming::accept`], or inside
+//!   [`crate::Incoming::accept_then`]): everything published after the client
+//!   sees the handshake complete reaches it, without it sending anything;
+//! - a member takes the next message only while its connection's queued
+//!   output is under [`crate::Config::write_buffer_limit`], so a stalled
+//!   socket shows up as lag in the room, not as a growing output queue;
+//! - a member that fell more than `capacity` messages behind gets the room's
+//!   [`LagPolicy`]: skip ahead — reported as [`RoomEvent::Lagged`] and
+//!   counted in [`Member::skipped`] when the member next takes a message —
+//!   or be closed with [`wavecast_core::room::LAG_CLOSE_CODE`] (`1013`), as
+//!   soon as the room overwrites a message it had not taken;
+//! - a room is removed from its hub when the last [`Room`] handle,
+//!   [`Subscription`] and [`Member`] for it are gone.
+
+use std::future::{poll_fn, Future};
+use std::marker::PhantomData;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::task::Poll;
+
+use async_broadcast::{InactiveReceiver, RecvError};
+use wavecast_core::room::{Cursor, Lease, Publisher, Rooms};
+use wavecast_core::{CloseCode, Error, Message, PreparedMessage};
+
+pub use wavecast_core::room::{
+    LagPolicy, MemberEnd, RoomConfig, RoomError, RoomEvent, RoomMessage,
+};
+
+use crate::runtime::{Runtime, Smol};
+use crate::websocket::{Sender, WebSocket};
+
+#[derive(Debug)]
+struct RoomState {
+    tx: async_broadcast::Sender<Arc<RoomMessage>>,
+    /// Keeps the channel open while the room has no members.
+    _idle: InactiveReceiver<Arc<RoomMessage>>,
+    publisher: Arc<Publisher>,
+}
+
+/// Named rooms sharing one [`RoomConfig`]. Cloning is cheap and clones
+/// share the rooms. `R` is the runtime member tasks are spawned on.
+#[derive(Clone, Debug)]
+pub struct Hub<R: Runtime = Smol> {
+    rooms: Rooms<RoomState>,
+    config: RoomConfig,
+    runtime: PhantomData<R>,
+}
+
+impl Hub<Smol> {
+    /// A hub whose rooms use `config`.
+    pub fn new(config: RoomConfig) -> Hub {
+        Hub::new_on(config)
+    }
+}
+
+impl Default for Hub<Smol> {
+    fn default() -> Self {
+        Hub::new(RoomConfig::default())
+    }
+}
+
+impl<R: Runtime> Hub<R> {
+    /// A hub whose member tasks run on runtime `R`.
+    #[doc(hidden)]
+    pub fn new_on(config: RoomConfig) -> Hub<R> {
+        Hub {
+            rooms: Rooms::default(),
+            config,
+            runtime: PhantomData,
+        }
+    }
+
+    /// The room called `name`, created if it does not exist.
+    ///
+    /// # Errors
+    ///
+    /// [`RoomError::InvalidName`]: empty, over 128 bytes, or control characters.
+    pub fn room(&self, name: &str) -> Result<Room<R>, RoomError> {
+        let capacity = self.config.capacity.max(1);
+        let make = || {
+            let (mut tx, rx) = async_broadcast::broadcast(capacity);
+            tx.set_overflow(true);
+            tx.set_await_active(false);
+            RoomState {
+                tx,
+                _idle: rx.deactivate(),
+                publisher: Arc::default(),
+            }
+        };
+        let ((tx, publisher), lease) = self.rooms.acquire(name, make, |state| {
+            (state.tx.clone(), state.publisher.clone())
+        })?;
+        Ok(Room {
+            tx,
+            publisher,
+            capacity,
+            policy: self.config.lag_policy,
+            lease,
+            runtime: PhantomData,
+        })
+    }
+
+    /// How many rooms exist (rooms nobody holds are removed).
+    pub fn rooms(&self) -> usize {
+        self.rooms.len()
+    }
+
+    /// The config every room of this hub uses.
+    pub fn config(&self) -> RoomConfig {
+        self.config
+    }
+}
+
+/// A handle on one room: publish to it and subscribe connections. Cloning
+/// is cheap; the room lives while a handle, subscription or member does.
+#[derive(Clone, Debug)]
+pub struct Room<R: Runtime = Smol> {
+    tx: async_broadcast::Sender<Arc<RoomMessage>>,
+    publisher: Arc<Publisher>,
+    capacity: usize,
+    policy: LagPolicy,
+    lease: Lease<RoomState>,
+    runtime: PhantomData<R>,
+}
+
+impl<R: Runtime> Room<R> {
+    /// The room's name.
+    pub fn name(&self) -> &str {
+        self.lease.name()
+    }
+
+    /// Publishes a message to every current member; returns how many
+    /// members it was queued for (0 when the room is empty). Never waits.
+    pub fn publish(&self, message: impl Into<Message>) -> usize {
+        self.publish_prepared(PreparedMessage::new(message))
+    }
+
+    /// Publishes a message already framed with [`PreparedMessage::new`].
+    pub fn publish_prepared(&self, prepared: PreparedMessage) -> usize {
+        // Overflow mode: a full ring drops its oldest message instead of
+        // waiting; no member means nothing to deliver.
+        let delivered = match self.tx.try_broadcast(self.publisher.next(prepared)) {
+            Ok(_) => self.tx.receiver_count(),
+            Err(_) => 0,
+        };
+        // Members blocked on a full output queue check for overflow.
+        self.publisher.notify();
+        delivered
+    }
+
+    /// How many members (subscriptions) the room has.
+    pub fn members(&self) -> usize {
+        self.tx.receiver_count()
+    }
+
+    /// How many messages the room holds for its slowest member (at most
+    /// [`RoomConfig::capacity`]): the length of the longest member queue.
+    pub fn queued(&self) -> usize {
+        self.tx.len()
+    }
+
+    /// How many messages have been published.
+    pub fn published(&self) -> u64 {
+        self.publisher.published()
+    }
+
+    /// Subscribes now: the subscription receives every message published
+    /// from this call on. Drive it yourself with [`Subscription::recv`].
+    pub fn subscribe(&self) -> Subscription {
+        Subscription {
+            rx: self.tx.new_receiver(),
+            cursor: Cursor::new(self.policy, self.capacity, self.publisher.published()),
+            publisher: self.publisher.clone(),
+            _lease: self.lease.clone(),
+        }
+    }
+
+    /// Subscribes now and spawns a task (on `R`) that forwards the room to
+    /// `sender` under the room's lag policy, until the connection ends or
+    /// the returned [`Member`] is dropped.
+    pub fn join(&self, sender: Sender) -> Member {
+        let sub = self.subscribe();
+        let skipped = Arc::new(AtomicU64::new(0));
+        let (cancel, cancelled) = smol::channel::bounded::<()>(1);
+        let (done_tx, done) = smol::channel::bounded(1);
+        let counter = skipped.clone();
+        R::spawn(Box::pin(async move {
+            let stop = async move {
+                // Ends when the `Member` (the only sender) is dropped.
+                let _ = cancelled.recv().await;
+                MemberEnd::Closed
+            };
+            let end = smol::future::or(forward(sub, sender, counter), stop).await;
+            let _ = done_tx.try_send(end);
+        }));
+        Member {
+            _cancel: cancel,
+            done,
+            skipped,
+        }
+    }
+
+    /// The one-line chat room: forwards what the client sends to the room
+    /// and what the room publishes to the client (its own messages
+    /// included) until either side ends; then closes the connection.
+    ///
+    /// Pass the `member` made with [`Room::join`] before the `101` was
+    /// written so nothing published after the handshake is missed.
+    pub async fn chat(&self, ws: WebSocket, member: Member) -> Result<(), Error> {
+        let (sender, mut receiver) = ws.split();
+        let result = loop {
+            match receiver.recv().await {
+                Some(Ok(message)) => {
+                    self.publish(message);
+                }
+                Some(Err(e)) => break Err(e),
+                None => break Ok(()),
+            }
+        };
+        drop(member);
+        if sender.is_open() {
+            let _ = sender.close(CloseCode::NORMAL, "").await;
+        }
+        result
+    }
+}
+
+/// One member's place in a room: a bounded queue (the room's ring) and its
+/// lag accounting.
+#[derive(Debug)]
+pub struct Subscription {
+    rx: async_broadcast::Receiver<Arc<RoomMessage>>,
+    cursor: Cursor,
+    publisher: Arc<Publisher>,
+    _lease: Lease<RoomState>,
+}
+
+impl Subscription {
+    /// The next event; cancel-safe. Never ends while the subscription lives
+    /// (it keeps its room alive).
+    pub async fn recv(&mut self) -> RoomEvent {
+        loop {
+            match self.rx.recv_direct().await {
+                Ok(message) => return self.cursor.on_message(message),
+                Err(RecvError::Overflowed(n)) => return self.cursor.on_lagged(n),
+                // Unreachable while we hold the lease (the state keeps a
+                // sender), but waiting forever is the right answer anyway.
+                Err(RecvError::Closed) => std::future::pending::<()>().await,
+            }
+        }
+    }
+
+    /// Messages this member has lost so far.
+    pub fn skipped(&self) -> u64 {
+        self.cursor.skipped()
+    }
+
+    /// Messages waiting for this member (more than the room holds once it
+    /// has fallen behind).
+    pub fn pending(&self) -> usize {
+        let pending = self.cursor.pending(self.publisher.published());
+        usize::try_from(pending).unwrap_or(usize::MAX)
+    }
+
+    /// Waits until `sender` can queue a message. Under
+    /// [`LagPolicy::Disconnect`] a member whose room overflowed meanwhile is
+    /// evicted at once, without waiting for its socket to drain.
+    async fn ready_for(&mut self, sender: &Sender) -> Result<(), Option<CloseCode>> {
+        let mut seen = self.publisher.published();
+        loop {
+            if let Some(code) = self.cursor.check_overflow(seen) {
+                return Err(Some(code));
+            }
+            let ready = poll_fn(|cx| {
+                if let Poll::Ready(result) = sender.poll_ready(cx) {
+                    return Poll::Ready(Some(result));
+                }
+                self.publisher.poll_published(cx, seen).map(|_| None)
+            })
+            .await;
+            match ready {
+                Some(Ok(())) => return Ok(()),
+                Some(Err(_)) => return Err(None),
+                None => seen = self.publisher.published(),
+            }
+        }
+    }
+}
+
+/// A connection forwarded from a room by a task (see [`Room::join`]).
+/// Dropping it stops the forwarding and leaves the room.
+#[derive(Debug)]
+pub struct Member {
+    /// Dropped with the member: the task sees the channel close and stops.
+    _cancel: smol::channel::Sender<()>,
+    done: smol::channel::Receiver<MemberEnd>,
+    skipped: Arc<AtomicU64>,
+}
+
+impl Member {
+    /// Messages this member has lost under [`LagPolicy::SkipAhead`].
+    pub fn skipped(&self) -> u64 {
+        self.skipped.load(Ordering::Relaxed)
+    }
+
+    /// Whether the forwarding has ended.
+    pub fn is_finished(&self) -> bool {
+        self.done.is_closed()
+    }
+
+    /// Waits until the forwarding ends and says why.
+    pub async fn wait(self) -> MemberEnd {
+        self.done.recv().await.unwrap_or(MemberEnd::Closed)
+    }
+}
+
+/// The member loop: wait for room in the output queue, then take one
+/// message; stop when the connection can no longer send.
+async fn forward(mut sub: Subscription, sender: Sender, skipped: Arc<AtomicU64>) -> MemberEnd {
+    loop {
+        match sub.ready_for(&sender).await {
+            Ok(()) => {}
+            Err(None) => return MemberEnd::Closed,
+            Err(Some(code)) => return sender.evict(code),
+        }
+        let event = {
+            let mut next = pin!(sub.recv());
+            poll_fn(|cx| {
+                if sender.poll_closed(cx).is_ready() {
+                    return Poll::Ready(None);
+                }
+                next.as_mut().poll(cx).map(Some)
+            })
+            .await
+        };
+        match event {
+            None => return MemberEnd::Closed,
+            Some(RoomEvent::Message(message)) => {
+                if sender.send_prepared(message.prepared()).await.is_err() {
+                    return MemberEnd::Closed;
+                }
+            }
+            Some(RoomEvent::Lagged(n)) => {
+                skipped.fetch_add(n, Ordering::Relaxed);
+            }
+            Some(RoomEvent::Evicted(code)) => return sender.evict(code),
+            Some(_) => return MemberEnd::Closed,
+        }
+    }
+}

@@ -1,0 +1,117 @@
+//! An opt-in reconnecting client: the core's [`Reconnecting`] schedule
+//! (time and randomness as inputs) with the async-io timer.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), wavecast_smol::Error> {
+//! let mut client = wavecast_smol::Reconnect::new("ws://127.0.0.1:9000/chat")?;
+//! loop {
+//!     // Waits out the backoff after a loss; errors once attempts run out.
+//!     let (mut ws, _) = client.connect().await?;
+//!     while let Some(Ok(message)) = ws.recv().await {
+//!         println!("{message:?}");
+//!     }
+//! }
+//! # }
+//! ```
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use wavecast_core::handshake::ClientRequest;
+use wavecast_core::{Backoff, Config, Error, Reconnecting};
+
+use crate::client::{connect_with_on, Response};
+use crate::runtime::{sleep, Runtime, Smol};
+use crate::websocket::WebSocket;
+
+/// Connects to one URL again and again, waiting per the [`Backoff`] schedule
+/// between attempts: by default 500 ms doubling up to 30 s, equal jitter,
+/// no limit on attempts (see [`Backoff`] for the table; set a limit with
+/// [`Backoff::with_max_attempts`]).
+#[derive(Debug)]
+pub struct Reconnect<R: Runtime = Smol> {
+    url: String,
+    request: ClientRequest,
+    config: Arc<Config>,
+    plan: Reconnecting,
+    runtime: PhantomData<R>,
+}
+
+impl Reconnect<Smol> {
+    /// A reconnecting client for `url` with the default config and schedule.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::Handshake`] when the URL cannot be used.
+    pub fn new(url: &str) -> Result<Reconnect, Error> {
+        Reconnect::new_on(url)
+    }
+}
+
+impl<R: Runtime> Reconnect<R> {
+    /// A reconnecting client whose connections run on runtime `R`.
+    #[doc(hidden)]
+    pub fn new_on(url: &str) -> Result<Reconnect<R>, Error> {
+        let (request, _) = ClientRequest::from_url(url)?;
+        let config = Arc::new(Config::default());
+        Ok(Reconnect {
+            url: url.to_owned(),
+            request,
+            plan: Reconnecting::new(Backoff::new(), config.seed),
+            config,
+            runtime: PhantomData,
+        })
+    }
+
+    /// Sets the schedule.
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
+        self.plan.set_backoff(backoff);
+        self
+    }
+
+    /// Sets the connection config (its seed also drives the jitter).
+    pub fn with_config(mut self, config: impl Into<Arc<Config>>) -> Self {
+        self.config = config.into();
+        self.plan.reseed(self.config.seed);
+        self
+    }
+
+    /// Sets the request (subprotocols, headers) sent on every attempt.
+    pub fn with_request(mut self, request: ClientRequest) -> Self {
+        self.request = request;
+        self
+    }
+
+    /// Connects. The first call tries at once; each later call (after the
+    /// previous connection was lost) and each failed attempt first waits
+    /// the next backoff delay. The schedule starts over once a handshake
+    /// completes.
+    ///
+    /// # Errors
+    ///
+    /// The last attempt's error, once the schedule's attempts are used up.
+    pub async fn connect(&mut self) -> Result<(WebSocket, Response), Error> {
+        self.plan.begin();
+        let mut last_error = None;
+        loop {
+            match self.plan.next_wait() {
+                Some(delay) if !delay.is_zero() => sleep(delay).await,
+                Some(_) => {}
+                None => return Err(last_error.unwrap_or(Error::Eof)),
+            }
+            let config = self.config.clone();
+            match connect_with_on::<R>(&self.url, self.request.clone(), config).await {
+                Ok(connected) => {
+                    self.plan.connected();
+                    return Ok(connected);
+                }
+                Err(e) => last_error = Some(e),
+            }
+        }
+    }
+
+    /// Delays handed out since the last successful handshake.
+    pub fn attempts(&self) -> u32 {
+        self.plan.attempts()
+    }
+}

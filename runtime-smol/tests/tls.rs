@@ -1,0 +1,102 @@
+//! TLS: `wss://` over a loopback futures-rustls server with an `rcgen`
+//! certificate when the `rustls` feature is on (`cargo test -p
+//! wavecast-smol --features rustls --test tls`); without it, a prompt
+//! `Error::Tls`.
+
+use std::future::Future;
+use std::time::Duration;
+
+use async_io::Timer;
+use smol::net::TcpListener;
+use wavecast_smol::connect;
+
+#[allow(dead_code)]
+async fn timeout<T>(limit: Duration, f: impl Future<Output = T>) -> T {
+    smol::future::or(f, async {
+        Timer::after(limit).await;
+        panic!("timed out after {limit:?}")
+    })
+    .await
+}
+
+#[cfg(not(feature = "rustls"))]
+#[test]
+fn wss_without_the_feature_fails_promptly() {
+    smol::block_on(async {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let result = timeout(Duration::from_secs(1), connect(&format!("wss://{addr}/"))).await;
+        assert!(
+            matches!(result, Err(wavecast_smol::Error::Tls(_))),
+            "{result:?}"
+        );
+    })
+}
+
+#[cfg(feature = "rustls")]
+#[test]
+fn wss_loopback_with_a_custom_root() {
+    use std::sync::Arc;
+
+    use futures_rustls::rustls;
+    use futures_rustls::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    use wavecast_smol::{accept, connect_tls_with, ClientRequest, Config, Message};
+
+    smol::block_on(async {
+        let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+        let cert: CertificateDer<'static> = certified.cert.der().clone();
+        let key =
+            PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let server_config = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(vec![cert.clone()], key)
+            .unwrap();
+        let acceptor = futures_rustls::TlsAcceptor::from(Arc::new(server_config));
+
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        smol::spawn(async move {
+            loop {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let acceptor = acceptor.clone();
+                smol::spawn(async move {
+                    // A client that does not trust us aborts the TLS handshake.
+                    let Ok(tls) = acceptor.accept(tcp).await else {
+                        return;
+                    };
+                    let mut ws = accept(tls).await.unwrap();
+                    while let Some(Ok(m)) = ws.recv().await {
+                        ws.send(m).await.unwrap();
+                    }
+                })
+                .detach();
+            }
+        })
+        .detach();
+
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(cert).unwrap();
+        let client_config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        let url = format!("wss://localhost:{port}/secure");
+        let (request, _) = ClientRequest::from_url(&url).unwrap();
+        let (mut ws, _) = timeout(
+            Duration::from_secs(2),
+            connect_tls_with(&url, request, Config::default(), Arc::new(client_config)),
+        )
+        .await
+        .unwrap();
+        ws.send("over tls").await.unwrap();
+        assert_eq!(ws.recv().await.unwrap().unwrap(), Message::from("over tls"));
+
+        // The default roots do not trust our certificate.
+        let refused = timeout(Duration::from_secs(2), connect(&url)).await;
+        assert!(refused.is_err());
+    })
+}
