@@ -2,8 +2,10 @@
 //! same property checks the cargo-fuzz targets run (`fuzz/checks.rs`), so
 //! the normal `cargo test` guards them too.
 //!
-//! The seed corpus is generated from the real traffic below:
-//! `cargo test -p wavecast-core --test fuzz_corpus -- --ignored write_seed_corpus`.
+//! The seed corpus is generated from the real traffic below; the
+//! `seed_corpus_is_current` test checks the checked-in files match it, and
+//! `WRITE_SEED_CORPUS=1 cargo test -p wavecast-core --test fuzz_corpus`
+//! rewrites them after the seeds change.
 
 #[path = "../../fuzz/checks.rs"]
 mod checks;
@@ -185,17 +187,25 @@ fn server_treats_a_content_length_that_is_not_utf8_as_a_body() {
     assert!(!parse_request(b"Content-Length: 0\r\n").has_body());
 }
 
-/// Regenerates `fuzz/corpus/` from [`seeds`]. Run by hand after changing them.
+/// The checked-in seed corpus is exactly what [`seeds`] generates (with
+/// `WRITE_SEED_CORPUS=1`, rewrites it instead).
 #[test]
-#[ignore]
-fn write_seed_corpus() {
-    for target in checks::TARGETS {
-        let dir = fuzz_dir().join("corpus").join(target);
-        let _ = fs::remove_dir_all(&dir);
-        fs::create_dir_all(&dir).unwrap();
+fn seed_corpus_is_current() {
+    if std::env::var_os("WRITE_SEED_CORPUS").is_some() {
+        for target in checks::TARGETS {
+            let dir = fuzz_dir().join("corpus").join(target);
+            let _ = fs::remove_dir_all(&dir);
+            fs::create_dir_all(&dir).unwrap();
+        }
+        for (target, name, bytes) in seeds() {
+            fs::write(fuzz_dir().join("corpus").join(target).join(name), bytes).unwrap();
+        }
     }
     for (target, name, bytes) in seeds() {
-        fs::write(fuzz_dir().join("corpus").join(target).join(name), bytes).unwrap();
+        let path = fuzz_dir().join("corpus").join(target).join(&name);
+        let stored = fs::read(&path)
+            .unwrap_or_else(|e| panic!("{}: {e} (rerun with WRITE_SEED_CORPUS=1)", path.display()));
+        assert_eq!(stored, bytes, "{} is stale (rerun with WRITE_SEED_CORPUS=1)", path.display());
     }
 }
 
