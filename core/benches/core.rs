@@ -14,7 +14,12 @@ use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Through
 use wavecast_core::frame::{apply_mask, FrameHeader, OpCode};
 use wavecast_core::{Config, Connection, Event, Role};
 
-const SIZES: [(usize, &str); 4] = [(16, "16B"), (1 << 10, "1KiB"), (64 << 10, "64KiB"), (1 << 20, "1MiB")];
+const SIZES: [(usize, &str); 4] = [
+    (16, "16B"),
+    (1 << 10, "1KiB"),
+    (64 << 10, "64KiB"),
+    (1 << 20, "1MiB"),
+];
 
 /// A masked client text frame carrying `size` bytes of multi-byte UTF-8.
 fn text_frame(size: usize) -> Vec<u8> {
@@ -46,9 +51,16 @@ fn receive(c: &mut Criterion) {
         let frame = text_frame(size);
         // Frames per iteration so small sizes measure more than call overhead.
         let batch = (256 << 10) / size.max(1) + 1;
-        let input: Vec<u8> = frame.iter().copied().cycle().take(frame.len() * batch).collect();
+        let input: Vec<u8> = frame
+            .iter()
+            .copied()
+            .cycle()
+            .take(frame.len() * batch)
+            .collect();
         group.throughput(Throughput::Bytes((size * batch) as u64));
-        let config = Config::default().with_max_message_size(2 << 20).with_max_frame_size(2 << 20);
+        let config = Config::default()
+            .with_max_message_size(2 << 20)
+            .with_max_frame_size(2 << 20);
         let now = Instant::now();
         let mut conn = Connection::new(Role::Server, config, now);
         group.bench_with_input(BenchmarkId::from_parameter(name), &input, |b, input| {

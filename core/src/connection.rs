@@ -997,7 +997,12 @@ impl Connection {
 
     /// Bytes queued for writing and not yet handed out by `poll_transmit`.
     pub fn queued_bytes(&self) -> usize {
-        self.out_bytes + self.pending_pongs.iter().map(|p| p.len() + 6).sum::<usize>()
+        self.out_bytes
+            + self
+                .pending_pongs
+                .iter()
+                .map(|p| p.len() + 6)
+                .sum::<usize>()
     }
 
     /// Whether there is output to drain.
@@ -1196,7 +1201,7 @@ pub struct PreparedMessage {
     /// Compressed frames by compression parameters, computed on first use
     /// and shared by clones (`None`: sent uncompressed for that key).
     #[cfg(feature = "deflate")]
-    deflated: Arc<std::sync::Mutex<Vec<(crate::deflate::SharedKey, Option<Bytes>)>>>,
+    deflated: Arc<crate::deflate::PreparedFrames>,
 }
 
 impl PreparedMessage {

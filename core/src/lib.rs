@@ -16,6 +16,11 @@
 //! ([`Admission`], [`Backoff`]). What it does not do: I/O, TLS, DNS, task
 //! spawning, or HTTP beyond the upgrade and one-shot plain responses.
 //!
+//! With the `deflate` cargo feature (off by default here, on by default in
+//! the adapters) it also negotiates and runs permessage-deflate (RFC 7692)
+//! in the `deflate` module: memory-first, with no compression state held by
+//! an idle connection unless context takeover is enabled in `DeflateConfig`.
+//!
 //! # The drive loop
 //!
 //! ```text
@@ -85,9 +90,9 @@ pub mod extension;
 mod timer;
 
 pub use connection::{Connection, Event, Outcome, PreparedMessage, Role};
-pub use extension::Extension;
 #[cfg(feature = "deflate")]
 pub use deflate::{DeflateConfig, DeflateParams};
+pub use extension::Extension;
 pub mod admission;
 pub mod backoff;
 pub mod sse;

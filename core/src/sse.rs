@@ -657,8 +657,10 @@ mod tests {
             room_event_bytes(&text).unwrap().unwrap(),
             &b"id: 2\ndata: x\n\n"[..]
         );
-        let binary =
-            RoomEvent::Message(Arc::new(RoomMessage::new(3, PreparedMessage::new(vec![1u8]))));
+        let binary = RoomEvent::Message(Arc::new(RoomMessage::new(
+            3,
+            PreparedMessage::new(vec![1u8]),
+        )));
         assert_eq!(room_event_bytes(&binary), Ok(None));
         assert_eq!(
             room_event_bytes(&RoomEvent::Lagged(5)).unwrap().unwrap(),

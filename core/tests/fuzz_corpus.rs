@@ -205,7 +205,12 @@ fn seed_corpus_is_current() {
         let path = fuzz_dir().join("corpus").join(target).join(&name);
         let stored = fs::read(&path)
             .unwrap_or_else(|e| panic!("{}: {e} (rerun with WRITE_SEED_CORPUS=1)", path.display()));
-        assert_eq!(stored, bytes, "{} is stale (rerun with WRITE_SEED_CORPUS=1)", path.display());
+        assert_eq!(
+            stored,
+            bytes,
+            "{} is stale (rerun with WRITE_SEED_CORPUS=1)",
+            path.display()
+        );
     }
 }
 

@@ -1,26 +1,35 @@
 #!/usr/bin/env bash
-# Echo benchmark: wavecast-tokio vs fastwebsockets vs tokio-tungstenite.
+# wavecast benchmark: wavecast on tokio / smol / async-std vs fastwebsockets vs
+# tokio-tungstenite. One command for the whole table:
 #
-#   ./run.sh                 5 interleaved rounds: 100 conns x 20 B text, plus
-#                            idle memory at 10,000 connections
-#   ./run.sh --quick         1 round, ~1.5 s per workload, 1,000 idle conns (CI smoke)
-#   ./run.sh --all           also 1 KiB / 16 KiB / 1 MiB binary workloads
+#   ./run.sh                 5 interleaved rounds of: echo 100 conns x 20 B text;
+#                            handshakes/s (16 workers); broadcast to 1,000 and
+#                            10,000 subscribers (as fast as the room drains,
+#                            and at 20,000 deliveries/s for latency; the peers
+#                            get a naive tokio broadcast fan-out); idle memory
+#                            at 10,000 connections
+#   ./run.sh --quick         1 round, ~1 s per workload, 1,000 idle conns, 200
+#                            subscribers (CI smoke, < 90 s once built)
+#   ./run.sh --all           also 1 KiB / 16 KiB / 1 MiB binary echo workloads
 #   options: --rounds N --duration S --warmup S --idle-conns C --idle-wait S
-#            --inflight K --no-idle --no-build
+#            --inflight K --subs "N1 N2" --hs-workers C --no-idle
+#            --no-broadcast --no-handshakes --no-build
 #   ./run.sh --report results/<ts>/results.jsonl   re-print the table of a past run
 #
-# Each server runs on CPU 0 (taskset -c 0, one tokio worker), the load
-# generator on CPU 1. Rounds interleave the servers (the order rotates every
-# round) so background load hits all of them alike. Results go to
-# results/<timestamp>/ (raw JSON lines, load averages, the table).
+# Each server runs on CPU 0 (taskset -c 0; one tokio worker, SMOL_THREADS=1,
+# ASYNC_STD_THREAD_COUNT=1), the load generator on CPU 1. Rounds interleave
+# the servers (the order rotates every round) so background load hits all of
+# them alike. Results go to results/<timestamp>/ (raw JSON lines, `uptime`
+# before every round, the table). Exit status is nonzero if any run was invalid.
 set -euo pipefail
 cd "$(dirname "$0")"
 
 ROUNDS=5 DURATION=5 WARMUP=1 IDLE_CONNS=10000 IDLE_WAIT=3 INFLIGHT=8
-ALL=0 IDLE=1 BUILD=1 REPORT=
+SUBS="1000 10000" BDURATION=3 BCAST_DELIVERIES=20000 HS_WORKERS=16 HS_DURATION=3
+ALL=0 IDLE=1 BROADCAST=1 HANDSHAKES=1 BUILD=1 REPORT=
 while [[ $# -gt 0 ]]; do
   case "$1" in
-    --quick) ROUNDS=1 DURATION=1.5 WARMUP=0.5 IDLE_CONNS=1000 IDLE_WAIT=1 ;;
+    --quick) ROUNDS=1 DURATION=1 WARMUP=0.5 IDLE_CONNS=1000 IDLE_WAIT=1 SUBS=200 BDURATION=1 HS_DURATION=1 ;;
     --all) ALL=1 ;;
     --rounds) ROUNDS=$2; shift ;;
     --duration) DURATION=$2; shift ;;
@@ -28,55 +37,94 @@ while [[ $# -gt 0 ]]; do
     --idle-conns) IDLE_CONNS=$2; shift ;;
     --idle-wait) IDLE_WAIT=$2; shift ;;
     --inflight) INFLIGHT=$2; shift ;;
+    --subs) SUBS=$2; shift ;;
+    --hs-workers) HS_WORKERS=$2; shift ;;
     --no-idle) IDLE=0 ;;
+    --no-broadcast) BROADCAST=0 ;;
+    --no-handshakes) HANDSHAKES=0 ;;
     --no-build) BUILD=0 ;;
     --report) REPORT=$2; shift ;;
-    -h|--help) sed -n '2,18p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
 done
 
-# Median and spread per workload and server, ratio to wavecast.
+# Median and spread per workload and server, ratio to wavecast-echo (the
+# tokio adapter).
 table() {
   jq -rs '
   def med: sort | if length == 0 then null elif length % 2 == 1 then .[length / 2 | floor]
            else (.[length / 2 - 1] + .[length / 2]) / 2 end;
   def fmt: if . == null then "-" elif . >= 100000 then "\(. / 1000 | round)k"
-           elif . >= 10000 then "\(. / 100 | round / 10)k" else "\(. | round)" end;
+           elif . >= 10000 then "\(. / 100 | round / 10)k"
+           elif . >= 100 then "\(. | round)" else "\(. * 10 | round / 10)" end;
   def ratio($a; $b): if $a == null or $b == null or $b == 0 then "-" else "\($a / $b * 100 | round / 100)x" end;
-  def stats(f): (map(f) | {med: med, min: min, max: max});
-  (map(select(.valid)) ) as $ok |
-  "| workload | server | msgs/s median (min–max) | vs wavecast | msgs per server-CPU-s median (min–max) | vs wavecast | server CPU busy | valid rounds |",
+  def stats(f): (map(f) | map(select(. != null)) | {med: med, min: min, max: max});
+  def spread(f): stats(f) as $x | "\($x.med | fmt) (\($x.min | fmt)–\($x.max | fmt))";
+  def rank: . as $s | (["wavecast-echo", "wavecast-smol-echo", "wavecast-async-std-echo",
+                        "fastwebsockets-echo", "tungstenite-echo"] | index($s)) // 99;
+  def busy: map(select(.server_cpu_s != null) | .server_cpu_s / .seconds * 100) | med |
+            if . == null then "-" else "\(round)%" end;
+  # rows for one workload group: $lab, rate field f
+  def rows($lab; f):
+    . as $all | (map(select(.valid and .server == "wavecast-echo")) | stats(f).med) as $wr |
+    (map(select(.valid and .server == "wavecast-echo")) | stats(.msgs_per_server_cpu_s).med) as $wc |
+    group_by(.server) | sort_by(.[0].server | rank) | .[] |
+      .[0].server as $s | map(select(.valid)) as $sv |
+      "| \($lab) | \($s) | \($sv | spread(f)) | \(ratio($sv | stats(f).med; $wr)) | \($sv | spread(.msgs_per_server_cpu_s)) | \(ratio($sv | stats(.msgs_per_server_cpu_s).med; $wc)) | \($sv | busy) | \($sv | length)/\(length) |";
+  "### Echo",
+  "",
+  "| workload | server | msgs/s median (min–max) | vs wavecast-tokio | msgs per server-CPU-s median (min–max) | vs wavecast-tokio | server CPU busy | valid runs |",
   "|---|---|---|---|---|---|---|---|",
   ( map(select(.mode == "throughput")) | group_by([.size, .conns, .kind]) | .[] |
-    (.[0] | "\(.conns) conns × \(.size) B \(.kind), \(.inflight) in flight") as $w |
-    ($ok | map(select(.mode == "throughput" and .server == "wavecast-echo"))) as $_ |
-    . as $all | ($all | map(select(.valid))) as $v |
-    ($v | map(select(.server == "wavecast-echo")) | stats(.msgs_per_s).med) as $wr |
-    ($v | map(select(.server == "wavecast-echo")) | stats(.msgs_per_server_cpu_s).med) as $wc |
-    ($all | group_by(.server) | sort_by(.[0].server != "wavecast-echo") | .[] |
-      .[0].server as $s | map(select(.valid)) as $sv |
-      ($sv | stats(.msgs_per_s)) as $r | ($sv | stats(.msgs_per_server_cpu_s)) as $c |
-      ($sv | map(.server_cpu_s / .seconds * 100) | med) as $busy |
-      "| \($w) | \($s) | \($r.med | fmt) (\($r.min | fmt)–\($r.max | fmt)) | \(ratio($r.med; $wr)) | \($c.med | fmt) (\($c.min | fmt)–\($c.max | fmt)) | \(ratio($c.med; $wc)) | \(if $busy == null then "-" else "\($busy | round)%" end) | \($sv | length)/\(length) |")
-  ),
-  "",
+    rows(.[0] | "\(.conns) conns × \(.size) B \(.kind), \(.inflight) in flight"; .msgs_per_s) ),
+  ( map(select(.mode == "handshakes")) | if length == 0 then empty else
+    "",
+    "### Handshakes (connect, upgrade, close handshake, TCP close)",
+    "",
+    "| workload | server | handshakes/s median (min–max) | vs wavecast-tokio | handshakes per server-CPU-s median (min–max) | vs wavecast-tokio | server CPU busy | valid runs |",
+    "|---|---|---|---|---|---|---|---|",
+    ( group_by(.workers) | .[] | rows("\(.[0].workers) concurrent workers"; .msgs_per_s) )
+  end ),
+  ( map(select(.mode == "broadcast")) | if length == 0 then empty else
+    "",
+    "### Broadcast (one publisher, N subscribers in one room, 64 B binary)",
+    "",
+    "| workload | server | delivered msgs/s median (min–max) | vs wavecast-tokio | delivered per server-CPU-s median (min–max) | vs wavecast-tokio | p50 latency µs median (min–max) | p99 latency µs median (min–max) | server CPU busy | valid runs |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+    ( group_by([.subs, .rate]) | .[] |
+      (.[0] | "\(.subs) subs, " + (if .rate == 0 then "as fast as the room drains (≤ \(.window) msgs in flight)"
+                                  else "\(.rate) msgs/s published" end)) as $lab |
+      (map(select(.valid and .server == "wavecast-echo")) | stats(.msgs_per_s).med) as $wr |
+      (map(select(.valid and .server == "wavecast-echo")) | stats(.msgs_per_server_cpu_s).med) as $wc |
+      group_by(.server) | sort_by(.[0].server | rank) | .[] |
+        .[0].server as $s | map(select(.valid)) as $sv |
+        "| \($lab) | \($s) | \($sv | spread(.msgs_per_s)) | \(ratio($sv | stats(.msgs_per_s).med; $wr)) | \($sv | spread(.msgs_per_server_cpu_s)) | \(ratio($sv | stats(.msgs_per_server_cpu_s).med; $wc)) | \($sv | spread(.p50_us)) | \($sv | spread(.p99_us)) | \($sv | busy) | \($sv | length)/\(length) |" )
+  end ),
   ( map(select(.mode == "idle")) | if length == 0 then empty else
     (.[0].conns) as $n |
     (map(select(.valid and .server == "wavecast-echo")) | map(.bytes_per_conn) | med) as $wm |
-    "| server | idle memory per connection at \($n) conns, median (min–max) | vs wavecast | valid rounds |",
+    "",
+    "### Idle memory",
+    "",
+    "| server | idle memory per connection at \($n) conns, median (min–max) | vs wavecast-tokio | valid runs |",
     "|---|---|---|---|",
-    (group_by(.server) | sort_by(.[0].server != "wavecast-echo") | .[] |
+    (group_by(.server) | sort_by(.[0].server | rank) | .[] |
       .[0].server as $s | map(select(.valid) | .bytes_per_conn) as $b |
       "| \($s) | \($b | med | round) B (\($b | min | round)–\($b | max | round)) | \(ratio($b | med; $wm)) | \($b | length)/\(length) |")
-  end )
+  end ),
+  ( map(select(.valid | not)) | if length == 0 then empty else
+    "", "Invalid runs:", (.[] | "- round \(.round) \(.mode) \(.server): \(.error)") end )
 ' "$1"
 }
 
 if [[ -n $REPORT ]]; then table "$REPORT"; exit 0; fi
 
-SERVERS=(wavecast-echo fastwebsockets-echo tungstenite-echo)
+SERVERS=(wavecast-echo wavecast-smol-echo wavecast-async-std-echo fastwebsockets-echo tungstenite-echo)
+# Single-threaded executors for the async-io adapters (tokio servers use a
+# current-thread runtime in code).
+export SMOL_THREADS=1 ASYNC_STD_THREAD_COUNT=1
 # conns size kind inflight
 WORKLOADS=("100 20 text $INFLIGHT")
 if [[ $ALL == 1 ]]; then
@@ -94,14 +142,14 @@ FAILED=0
 
 echo "# $(date -u) $(nproc) CPUs; $(uname -sr)" | tee "$OUT/load.txt"
 echo "# wavecast tree: $(git -C ../.. rev-parse --short HEAD 2>/dev/null || echo '?')" \
-  "($(git -C ../.. status --porcelain -- core runtime-tokio 2>/dev/null | wc -l) uncommitted files in core/ runtime-tokio/)" | tee -a "$OUT/load.txt"
+  "($(git -C ../.. status --porcelain -- core runtime-tokio runtime-smol runtime-async-std 2>/dev/null | wc -l) uncommitted files in core/ runtime-*/)" | tee -a "$OUT/load.txt"
 echo "start: $(uptime)" | tee -a "$OUT/load.txt"
 
 SERVER_PID=
-start_server() { # name -> sets SERVER_PID, ADDR
+start_server() { # name [server args] -> sets SERVER_PID, ADDR
   PORT=$((PORT + 1))
   ADDR=127.0.0.1:$PORT
-  taskset -c 0 "$BIN/$1" --addr "$ADDR" &
+  taskset -c 0 "$BIN/$1" --addr "$ADDR" "${@:2}" &
   SERVER_PID=$!
 }
 stop_server() {
@@ -133,10 +181,31 @@ for ((r = 1; r <= ROUNDS; r++)); do
         --inflight "$inflight" --warmup "$WARMUP" --duration "$DURATION"
     done
     stop_server
+    if [[ $HANDSHAKES == 1 ]]; then
+      start_server "$s"
+      loadgen "$r" --server "$s" --handshakes "$HS_WORKERS" --warmup "$WARMUP" \
+        --duration "$HS_DURATION"
+      stop_server
+    fi
     if [[ $IDLE == 1 ]]; then
       start_server "$s"   # a fresh process, so the RSS baseline is clean
       loadgen "$r" --server "$s" --idle "$IDLE_CONNS" --idle-wait "$IDLE_WAIT"
       stop_server
+    fi
+    # Broadcast: wavecast servers use a room; fastwebsockets and tungstenite
+    # have none, so theirs is a naive tokio::sync::broadcast fan-out. Per
+    # subscriber count: as fast as the room drains, then at a fixed publish
+    # rate ($BCAST_DELIVERIES deliveries/s in all) for latency; a fresh
+    # server each time.
+    if [[ $BROADCAST == 1 ]]; then
+      for n in $SUBS; do
+        for rate in 0 "$(awk -v d="$BCAST_DELIVERIES" -v n="$n" 'BEGIN { print d / n }')"; do
+          start_server "$s" --broadcast
+          loadgen "$r" --server "$s" --broadcast "$n" --rate "$rate" \
+            --warmup "$WARMUP" --duration "$BDURATION"
+          stop_server
+        done
+      done
     fi
   done
 done

@@ -55,7 +55,10 @@ async fn mock_server(seen: Arc<Mutex<Seen>>) -> String {
                     }
                     "/updateReports" => {
                         let agent = query.split('&').find_map(|kv| kv.strip_prefix("agent="));
-                        seen.lock().unwrap().reports_for.push(agent.unwrap().to_owned());
+                        seen.lock()
+                            .unwrap()
+                            .reports_for
+                            .push(agent.unwrap().to_owned());
                     }
                     other => panic!("unexpected path {other}"),
                 }

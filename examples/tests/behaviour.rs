@@ -189,7 +189,9 @@ macro_rules! behaviour_suite {
                         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
                         tx.send(listener.local_addr().unwrap().to_string()).unwrap();
                         loop {
-                            let Ok((tcp, _)) = listener.accept().await else { return };
+                            let Ok((tcp, _)) = listener.accept().await else {
+                                return;
+                            };
                             let config = config.clone();
                             spawn(async move {
                                 let allow = OriginAllowList::new(["http://good.example"]);
@@ -300,7 +302,10 @@ macro_rules! behaviour_suite {
                     let (mut ws, _) = ws::connect(&format!("ws://{addr}/")).await.unwrap();
                     let outcome = ws.close(CloseCode::NORMAL, "done").await.unwrap();
                     match outcome {
-                        ws::Outcome::Clean { remote, locally_initiated } => {
+                        ws::Outcome::Clean {
+                            remote,
+                            locally_initiated,
+                        } => {
                             assert!(locally_initiated);
                             assert_eq!(remote.code, CloseCode::NORMAL);
                         }
@@ -330,10 +335,13 @@ macro_rules! behaviour_suite {
                 std::thread::spawn(move || {
                     block_on(async move {
                         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-                        atx.send(listener.local_addr().unwrap().to_string()).unwrap();
+                        atx.send(listener.local_addr().unwrap().to_string())
+                            .unwrap();
                         let (tcp, _) = listener.accept().await.unwrap();
                         let cfg = Config::default().with_close_timeout(Duration::from_millis(300));
-                        let mut ws = ws::accept_with(tcp, cfg, |_| Ok(Accept::new())).await.unwrap();
+                        let mut ws = ws::accept_with(tcp, cfg, |_| Ok(Accept::new()))
+                            .await
+                            .unwrap();
                         let res = ws.close(CloseCode::NORMAL, "").await;
                         tx.send(format!("{res:?}")).unwrap();
                     })
@@ -360,14 +368,18 @@ macro_rules! behaviour_suite {
                 let mut tcp = raw::send_head(&addr, &bad_version);
                 let out = raw::read_all(&mut tcp);
                 assert!(out.starts_with("HTTP/1.1 426"), "{out}");
-                assert!(out.to_ascii_lowercase().contains("sec-websocket-version: 13"));
+                assert!(out
+                    .to_ascii_lowercase()
+                    .contains("sec-websocket-version: 13"));
             }
 
             #[test]
             fn client_reports_rejection_status() {
                 let addr = echo_server(Config::default());
                 block_on(async move {
-                    let err = ws::connect(&format!("ws://{addr}/missing")).await.unwrap_err();
+                    let err = ws::connect(&format!("ws://{addr}/missing"))
+                        .await
+                        .unwrap_err();
                     match err {
                         Error::Handshake(e) => assert_eq!(e.status(), 404),
                         other => panic!("{other:?}"),
@@ -413,12 +425,15 @@ macro_rules! behaviour_suite {
                 std::thread::spawn(move || {
                     block_on(async move {
                         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-                        atx.send(listener.local_addr().unwrap().to_string()).unwrap();
+                        atx.send(listener.local_addr().unwrap().to_string())
+                            .unwrap();
                         let (tcp, _) = listener.accept().await.unwrap();
                         let cfg = Config::default()
                             .with_heartbeat_interval(Some(Duration::from_millis(100)))
                             .with_idle_timeout(Some(Duration::from_millis(300)));
-                        let mut ws = ws::accept_with(tcp, cfg, |_| Ok(Accept::new())).await.unwrap();
+                        let mut ws = ws::accept_with(tcp, cfg, |_| Ok(Accept::new()))
+                            .await
+                            .unwrap();
                         let res = ws.recv().await;
                         tx.send(format!("{res:?}")).unwrap();
                     })
@@ -448,7 +463,10 @@ macro_rules! behaviour_suite {
                         }
                     }
                     ws.send("still here").await.unwrap();
-                    assert_eq!(ws.recv().await.unwrap().unwrap(), Message::from("still here"));
+                    assert_eq!(
+                        ws.recv().await.unwrap().unwrap(),
+                        Message::from("still here")
+                    );
                 });
             }
 
@@ -459,7 +477,8 @@ macro_rules! behaviour_suite {
                 std::thread::spawn(move || {
                     block_on(async move {
                         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-                        atx.send(listener.local_addr().unwrap().to_string()).unwrap();
+                        atx.send(listener.local_addr().unwrap().to_string())
+                            .unwrap();
                         let (tcp, _) = listener.accept().await.unwrap();
                         let ws = ws::accept(tcp).await.unwrap();
                         // The application never receives: drop the receiver.
@@ -519,7 +538,10 @@ macro_rules! behaviour_suite {
                         let tick = sleep(Duration::from_millis(1));
                         pin_mut!(recv, tick);
                         if let Either::Left((msg, _)) = select(recv, tick).await {
-                            assert_eq!(msg.unwrap().unwrap(), Message::from(format!("message {got}")));
+                            assert_eq!(
+                                msg.unwrap().unwrap(),
+                                Message::from(format!("message {got}"))
+                            );
                             got += 1;
                         }
                     }
@@ -533,10 +555,13 @@ macro_rules! behaviour_suite {
                 std::thread::spawn(move || {
                     block_on(async move {
                         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-                        atx.send(listener.local_addr().unwrap().to_string()).unwrap();
+                        atx.send(listener.local_addr().unwrap().to_string())
+                            .unwrap();
                         let (tcp, _) = listener.accept().await.unwrap();
                         let cfg = Config::default().with_write_buffer_limit(64 << 10);
-                        let ws = ws::accept_with(tcp, cfg, |_| Ok(Accept::new())).await.unwrap();
+                        let ws = ws::accept_with(tcp, cfg, |_| Ok(Accept::new()))
+                            .await
+                            .unwrap();
                         // The peer never reads: the socket and then our
                         // queue fill up, and try_send must say so.
                         let mut full = false;
@@ -614,7 +639,9 @@ mod cross_runtime {
     fn smol_client_tokio_server() {
         let addr = tokio_echo_server();
         smol::block_on(async move {
-            let (mut ws, _) = wavecast_smol::connect(&format!("ws://{addr}/")).await.unwrap();
+            let (mut ws, _) = wavecast_smol::connect(&format!("ws://{addr}/"))
+                .await
+                .unwrap();
             for i in 0..50 {
                 ws.send(format!("smol {i}")).await.unwrap();
                 assert_eq!(
@@ -622,7 +649,9 @@ mod cross_runtime {
                     wavecast_smol::Message::from(format!("smol {i}"))
                 );
             }
-            ws.close(wavecast_smol::CloseCode::NORMAL, "").await.unwrap();
+            ws.close(wavecast_smol::CloseCode::NORMAL, "")
+                .await
+                .unwrap();
         });
     }
 
@@ -639,7 +668,9 @@ mod cross_runtime {
                 ws.recv().await.unwrap().unwrap(),
                 wavecast_async_std::Message::from(big)
             );
-            ws.close(wavecast_async_std::CloseCode::NORMAL, "").await.unwrap();
+            ws.close(wavecast_async_std::CloseCode::NORMAL, "")
+                .await
+                .unwrap();
         });
     }
 
@@ -647,7 +678,9 @@ mod cross_runtime {
     fn tokio_client_smol_server() {
         let addr = smol_echo_server();
         rt_tokio::block_on(async move {
-            let (mut ws, _) = wavecast_tokio::connect(&format!("ws://{addr}/")).await.unwrap();
+            let (mut ws, _) = wavecast_tokio::connect(&format!("ws://{addr}/"))
+                .await
+                .unwrap();
             ws.send("from tokio").await.unwrap();
             assert_eq!(
                 ws.recv().await.unwrap().unwrap(),

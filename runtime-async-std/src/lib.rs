@@ -27,6 +27,7 @@
 
 mod runtime;
 
+use std::future::Future;
 use std::ops::{Deref, DerefMut};
 use std::sync::Arc;
 
@@ -131,7 +132,7 @@ pub fn serve<H, F>(
 ) -> std::io::Result<Server>
 where
     H: Fn(Incoming<async_std::net::TcpStream>) -> F + Send + Sync + 'static,
-    F: std::future::Future<Output = ()> + Send + 'static,
+    F: Future<Output = ()> + Send + 'static,
 {
     wavecast_smol::serve_on::<AsyncStd, H, F>(listener, options, handler)
 }
@@ -139,13 +140,13 @@ where
 /// Connects over TLS with a caller-supplied rustls config (custom roots,
 /// client certificates).
 #[cfg(feature = "rustls")]
-pub async fn connect_tls_with(
-    url: &str,
+pub fn connect_tls_with<'a>(
+    url: &'a str,
     request: ClientRequest,
     config: impl Into<Arc<Config>>,
     tls: Arc<futures_rustls::rustls::ClientConfig>,
-) -> Result<(WebSocket, Response), Error> {
-    wavecast_smol::connect_tls_with_on::<AsyncStd>(url, request, config, tls).await
+) -> impl Future<Output = Result<(WebSocket, Response), Error>> + 'a {
+    wavecast_smol::connect_tls_with_on::<AsyncStd>(url, request, config, tls)
 }
 
 /// A request read but not yet answered; see [`read_request`].
@@ -153,63 +154,76 @@ pub type Incoming<S> = wavecast_smol::Incoming<S, AsyncStd>;
 
 /// Reads one HTTP request head within the handshake timeout; then accept,
 /// reject or answer it through [`Incoming`].
-pub async fn read_request<S>(
+///
+/// The handshake's state is boxed and freed once it ends (the returned
+/// future is one pointer wide).
+pub fn read_request<S>(
     stream: S,
     config: impl Into<Arc<Config>>,
-) -> Result<Incoming<S>, Error>
+) -> impl Future<Output = Result<Incoming<S>, Error>>
 where
     S: Read + Write + Unpin + Send + 'static,
 {
-    wavecast_smol::read_request_on::<S, AsyncStd>(stream, config).await
+    wavecast_smol::read_request_on::<S, AsyncStd>(stream, config)
 }
 
 /// Accepts a WebSocket on `stream` with the default configuration.
-pub async fn accept<S>(stream: S) -> Result<WebSocket, Error>
+pub fn accept<S>(stream: S) -> impl Future<Output = Result<WebSocket, Error>>
 where
     S: Read + Write + Unpin + Send + 'static,
 {
-    accept_with(stream, Config::default(), |_| Ok(Accept::new())).await
+    accept_with(stream, wavecast_smol::default_config(), |_| {
+        Ok(Accept::new())
+    })
 }
 
 /// Accepts with a hook that sees the request and decides: `Ok(Accept)` or
 /// `Err(HttpResponse)` to reject with that status and body.
-pub async fn accept_with<S, F>(
+///
+/// The handshake's state is boxed and freed once it ends: the returned
+/// future is one pointer wide, so a task that awaits it and then serves the
+/// connection stays small.
+pub fn accept_with<S, F>(
     stream: S,
     config: impl Into<Arc<Config>>,
     hook: F,
-) -> Result<WebSocket, Error>
+) -> impl Future<Output = Result<WebSocket, Error>>
 where
     S: Read + Write + Unpin + Send + 'static,
     F: FnOnce(&Request) -> Result<Accept, HttpResponse>,
 {
-    wavecast_smol::accept_with_on::<S, F, AsyncStd>(stream, config, hook).await
+    wavecast_smol::accept_with_on::<S, F, AsyncStd>(stream, config, hook)
 }
 
 /// Connects to a `ws://host:port/path?query` URL with the default config.
 pub async fn connect(url: &str) -> Result<(WebSocket, Response), Error> {
     let (request, _) = ClientRequest::from_url(url)?;
-    connect_with(url, request, Config::default()).await
+    connect_with(url, request, wavecast_smol::default_config()).await
 }
 
 /// Connects to `url` with a prepared request and a config.
-pub async fn connect_with(
-    url: &str,
+///
+/// The handshake's state is boxed and freed once it ends.
+pub fn connect_with<'a>(
+    url: &'a str,
     request: ClientRequest,
     config: impl Into<Arc<Config>>,
-) -> Result<(WebSocket, Response), Error> {
-    wavecast_smol::connect_with_on::<AsyncStd>(url, request, config).await
+) -> impl Future<Output = Result<(WebSocket, Response), Error>> + 'a {
+    wavecast_smol::connect_with_on::<AsyncStd>(url, request, config)
 }
 
 /// Runs the client handshake over an already-open stream.
-pub async fn client_over<S>(
+///
+/// The handshake's state is boxed and freed once it ends.
+pub fn client_over<S>(
     stream: S,
     request: ClientRequest,
     config: impl Into<Arc<Config>>,
-) -> Result<(WebSocket, Response), Error>
+) -> impl Future<Output = Result<(WebSocket, Response), Error>>
 where
     S: Read + Write + Unpin + Send + 'static,
 {
-    wavecast_smol::client_over_on::<S, AsyncStd>(stream, request, config).await
+    wavecast_smol::client_over_on::<S, AsyncStd>(stream, request, config)
 }
 
 /// Wraps an already-upgraded stream (from hyper or another HTTP stack) and

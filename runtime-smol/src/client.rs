@@ -1,5 +1,6 @@
 //! Connecting: from a `ws://` URL or over a stream you already have.
 
+use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -27,26 +28,37 @@ pub struct Response {
 /// [`Error::Tls`].
 pub async fn connect(url: &str) -> Result<(WebSocket, Response), Error> {
     let (request, _) = ClientRequest::from_url(url)?;
-    connect_with(url, request, Config::default()).await
+    connect_with(url, request, crate::server::default_config()).await
 }
 
 /// Connects to `url` with a prepared request (subprotocols, extra headers
 /// such as `Authorization`) and a config.
-pub async fn connect_with(
-    url: &str,
+///
+/// The handshake's state is boxed and freed once it ends: the returned
+/// future is one pointer wide, so awaiting it does not grow the caller's
+/// task for the rest of the connection.
+pub fn connect_with<'a>(
+    url: &'a str,
     request: ClientRequest,
     config: impl Into<Arc<Config>>,
-) -> Result<(WebSocket, Response), Error> {
-    connect_with_on::<Smol>(url, request, config).await
+) -> impl Future<Output = Result<(WebSocket, Response), Error>> + 'a {
+    connect_with_on::<Smol>(url, request, config)
 }
 
 #[doc(hidden)]
-pub async fn connect_with_on<R: Runtime>(
-    url: &str,
+pub fn connect_with_on<'a, R: Runtime>(
+    url: &'a str,
     request: ClientRequest,
     config: impl Into<Arc<Config>>,
+) -> impl Future<Output = Result<(WebSocket, Response), Error>> + 'a {
+    Box::pin(connect_with_inner::<R>(url, request, config.into()))
+}
+
+async fn connect_with_inner<R: Runtime>(
+    url: &str,
+    request: ClientRequest,
+    config: Arc<Config>,
 ) -> Result<(WebSocket, Response), Error> {
-    let config = config.into();
     let (_, target) = ClientRequest::from_url(url)?;
     if target.tls {
         return crate::tls::connect_tls::<R>(target.host, target.port, request, config).await;
@@ -55,33 +67,47 @@ pub async fn connect_with_on<R: Runtime>(
     let tcp = until(deadline, R::connect(target.host.clone(), target.port))
         .await
         .ok_or(Error::Handshake(HandshakeError::Timeout))??;
-    client_over_on::<_, R>(tcp, request, config).await
+    client_over_inner::<_, R>(tcp, request, config).await
 }
 
 /// Runs the client handshake over an already-open stream (TCP, TLS, a
 /// proxy tunnel, an in-memory pipe) and starts the connection.
-pub async fn client_over<S>(
+///
+/// Like [`connect_with`], the handshake's state is boxed and freed once it
+/// ends.
+pub fn client_over<S>(
     stream: S,
     request: ClientRequest,
     config: impl Into<Arc<Config>>,
-) -> Result<(WebSocket, Response), Error>
+) -> impl Future<Output = Result<(WebSocket, Response), Error>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    client_over_on::<S, Smol>(stream, request, config).await
+    client_over_on::<S, Smol>(stream, request, config)
 }
 
 #[doc(hidden)]
-pub async fn client_over_on<S, R>(
-    mut stream: S,
+pub fn client_over_on<S, R>(
+    stream: S,
     request: ClientRequest,
     config: impl Into<Arc<Config>>,
+) -> impl Future<Output = Result<(WebSocket, Response), Error>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    R: Runtime,
+{
+    Box::pin(client_over_inner::<S, R>(stream, request, config.into()))
+}
+
+pub(crate) async fn client_over_inner<S, R>(
+    mut stream: S,
+    request: ClientRequest,
+    config: Arc<Config>,
 ) -> Result<(WebSocket, Response), Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     R: Runtime,
 {
-    let config = config.into();
     let mut handshake = ClientHandshake::new(&config, request, Instant::now());
     let deadline = Instant::now() + config.handshake_timeout;
     let accepted: Result<ClientAccepted, Error> = until(deadline, async {

@@ -48,7 +48,7 @@ pub use serve::serve_on;
 pub use serve::{serve, ServeConfig, Server};
 pub use server::{accept, accept_with, read_request, Incoming, OriginAllowList};
 #[doc(hidden)]
-pub use server::{accept_with_on, read_request_on};
+pub use server::{accept_with_on, default_config, read_request_on};
 pub use sse::{SseConfig, SseEnd, SseStream};
 #[cfg(feature = "rustls")]
 #[doc(hidden)]

@@ -1,6 +1,7 @@
 //! Accepting connections: read the upgrade request, let the application
 //! decide, answer, and hand the stream to the driver.
 
+use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
 use std::time::Instant;
@@ -35,25 +36,38 @@ pub struct Incoming<S, R: Runtime = Smol> {
 ///
 /// A malformed or oversized head is answered (400, 431, ...) and returned
 /// as an error.
-pub async fn read_request<S>(
+///
+/// The handshake's state is boxed and freed once it ends: the returned
+/// future is one pointer wide, so awaiting it does not grow the caller's
+/// task for the rest of the connection.
+pub fn read_request<S>(
     stream: S,
     config: impl Into<Arc<Config>>,
-) -> Result<Incoming<S, Smol>, Error>
+) -> impl Future<Output = Result<Incoming<S, Smol>, Error>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    read_request_on(stream, config).await
+    read_request_on(stream, config)
 }
 
 #[doc(hidden)]
-pub async fn read_request_on<S, R: Runtime>(
-    mut stream: S,
+pub fn read_request_on<S, R: Runtime>(
+    stream: S,
     config: impl Into<Arc<Config>>,
+) -> impl Future<Output = Result<Incoming<S, R>, Error>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    Box::pin(read_request_inner(stream, config.into()))
+}
+
+async fn read_request_inner<S, R: Runtime>(
+    mut stream: S,
+    config: Arc<Config>,
 ) -> Result<Incoming<S, R>, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let config = config.into();
     let mut handshake = ServerHandshake::new(&config, Instant::now());
     let deadline = Instant::now() + config.handshake_timeout;
     let mut buf = vec![0u8; 2048];
@@ -217,32 +231,59 @@ where
 
 /// Accepts a WebSocket on `stream` with the default configuration and no
 /// checks beyond RFC 6455 (any path, any origin).
-pub async fn accept<S>(stream: S) -> Result<WebSocket, Error>
+pub fn accept<S>(stream: S) -> impl Future<Output = Result<WebSocket, Error>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    accept_with(stream, Config::default(), |_| Ok(Accept::new())).await
+    accept_with(stream, default_config(), |_| Ok(Accept::new()))
+}
+
+/// One `Config::default()` shared by every connection that asks for the
+/// default (`accept`, `connect`), instead of an allocation each.
+#[doc(hidden)]
+pub fn default_config() -> Arc<Config> {
+    static DEFAULT: std::sync::OnceLock<Arc<Config>> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(|| Arc::new(Config::default())).clone()
 }
 
 /// Accepts with a hook that sees the request and decides: `Ok(Accept)` (a
 /// subprotocol and extra headers may be set) or `Err(HttpResponse)` to
 /// reject with that status and body.
-pub async fn accept_with<S, F>(
+///
+/// The handshake's state (the request being read, the hook, the response
+/// being written) is boxed and freed once it ends: the returned future is
+/// one pointer wide, so a task that awaits it and then serves the
+/// connection stays small. Pass one `Arc<Config>` (cloned per connection)
+/// rather than a `Config` by value to share the configuration too.
+pub fn accept_with<S, F>(
     stream: S,
     config: impl Into<Arc<Config>>,
     hook: F,
-) -> Result<WebSocket, Error>
+) -> impl Future<Output = Result<WebSocket, Error>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: FnOnce(&Request) -> Result<Accept, HttpResponse>,
 {
-    accept_with_on::<S, F, Smol>(stream, config, hook).await
+    accept_with_on::<S, F, Smol>(stream, config, hook)
 }
 
 #[doc(hidden)]
-pub async fn accept_with_on<S, F, R>(
+pub fn accept_with_on<S, F, R>(
     stream: S,
     config: impl Into<Arc<Config>>,
+    hook: F,
+) -> impl Future<Output = Result<WebSocket, Error>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: FnOnce(&Request) -> Result<Accept, HttpResponse>,
+    R: Runtime,
+{
+    Box::pin(accept_with_inner::<S, F, R>(stream, config.into(), hook))
+}
+
+async fn accept_with_inner<S, F, R>(
+    stream: S,
+    config: Arc<Config>,
     hook: F,
 ) -> Result<WebSocket, Error>
 where
@@ -250,7 +291,7 @@ where
     F: FnOnce(&Request) -> Result<Accept, HttpResponse>,
     R: Runtime,
 {
-    let incoming = read_request_on::<S, R>(stream, config).await?;
+    let incoming = read_request_inner::<S, R>(stream, config).await?;
     match hook(incoming.request()) {
         Ok(accept) => incoming.accept(accept).await,
         Err(response) => {

@@ -45,7 +45,7 @@ async fn connect_tls_over<R: Runtime>(
     let stream = futures_rustls::TlsConnector::from(tls)
         .connect(name, tcp)
         .await?;
-    crate::client::client_over_on::<_, R>(stream, request, config).await
+    crate::client::client_over_inner::<_, R>(stream, request, config).await
 }
 
 /// A rustls client config trusting the webpki roots, with the ring provider.
@@ -64,26 +64,30 @@ pub fn default_client_config() -> Arc<futures_rustls::rustls::ClientConfig> {
 }
 
 /// Connects over TLS with a caller-supplied rustls config (custom roots,
-/// client certificates).
+/// client certificates). The handshake's state is boxed and freed once it
+/// ends, as with [`crate::connect_with`].
 #[cfg(feature = "rustls")]
-pub async fn connect_tls_with(
-    url: &str,
+pub fn connect_tls_with<'a>(
+    url: &'a str,
     request: ClientRequest,
     config: impl Into<Arc<Config>>,
     tls: Arc<futures_rustls::rustls::ClientConfig>,
-) -> Result<(WebSocket, Response), Error> {
-    connect_tls_with_on::<crate::runtime::Smol>(url, request, config, tls).await
+) -> impl std::future::Future<Output = Result<(WebSocket, Response), Error>> + 'a {
+    connect_tls_with_on::<crate::runtime::Smol>(url, request, config, tls)
 }
 
 /// [`connect_tls_with`] on runtime `R`.
 #[cfg(feature = "rustls")]
 #[doc(hidden)]
-pub async fn connect_tls_with_on<R: Runtime>(
-    url: &str,
+pub fn connect_tls_with_on<'a, R: Runtime>(
+    url: &'a str,
     request: ClientRequest,
     config: impl Into<Arc<Config>>,
     tls: Arc<futures_rustls::rustls::ClientConfig>,
-) -> Result<(WebSocket, Response), Error> {
-    let (_, target) = ClientRequest::from_url(url)?;
-    connect_tls_over::<R>(target.host, target.port, request, config.into(), tls).await
+) -> impl std::future::Future<Output = Result<(WebSocket, Response), Error>> + 'a {
+    let config = config.into();
+    Box::pin(async move {
+        let (_, target) = ClientRequest::from_url(url)?;
+        connect_tls_over::<R>(target.host, target.port, request, config, tls).await
+    })
 }

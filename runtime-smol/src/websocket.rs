@@ -119,23 +119,35 @@ impl WebSocket {
     }
 
     /// Receives the next message; see [`Receiver::recv`].
-    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
-        self.receiver.recv().await
+    pub fn recv(&mut self) -> impl Future<Output = Option<Result<Message, Error>>> + '_ {
+        self.receiver.recv()
     }
 
     /// Queues a message; see [`Sender::send`].
-    pub async fn send(&mut self, message: impl Into<Message>) -> Result<(), Error> {
-        self.sender.send(message).await
+    // Not an `async fn` (here and below): the future is the sender's own,
+    // not a second one wrapped around it holding another copy of the
+    // message, so a connection task awaiting it stays small.
+    pub fn send(
+        &mut self,
+        message: impl Into<Message>,
+    ) -> impl Future<Output = Result<(), Error>> + '_ {
+        self.sender.send_message(message.into())
     }
 
     /// Queues a text message.
-    pub async fn send_text(&mut self, text: impl Into<Utf8Bytes>) -> Result<(), Error> {
-        self.sender.send(Message::Text(text.into())).await
+    pub fn send_text(
+        &mut self,
+        text: impl Into<Utf8Bytes>,
+    ) -> impl Future<Output = Result<(), Error>> + '_ {
+        self.sender.send_message(Message::Text(text.into()))
     }
 
     /// Queues a binary message.
-    pub async fn send_binary(&mut self, data: impl Into<Bytes>) -> Result<(), Error> {
-        self.sender.send(Message::Binary(data.into())).await
+    pub fn send_binary(
+        &mut self,
+        data: impl Into<Bytes>,
+    ) -> impl Future<Output = Result<(), Error>> + '_ {
+        self.sender.send_message(Message::Binary(data.into()))
     }
 
     /// Queues a message without waiting; see [`Sender::try_send`].
@@ -144,8 +156,11 @@ impl WebSocket {
     }
 
     /// Sends a ping; see [`Sender::ping`].
-    pub async fn ping(&mut self, payload: impl Into<Bytes>) -> Result<(), Error> {
-        self.sender.ping(payload).await
+    pub fn ping(
+        &mut self,
+        payload: impl Into<Bytes>,
+    ) -> impl Future<Output = Result<(), Error>> + '_ {
+        self.sender.ping(payload)
     }
 
     /// Waits until everything queued has been written.
@@ -194,10 +209,25 @@ impl Sender {
     ///
     /// `Ok` means queued, not written (see [`Sender::flush`]). Cancel-safe:
     /// a cancelled call has queued nothing.
-    pub async fn send(&self, message: impl Into<Message>) -> Result<(), Error> {
-        let message = message.into();
-        poll_fn(|cx| self.shared.poll_ready(cx)).await?;
-        self.shared.send(message)
+    pub fn send(
+        &self,
+        message: impl Into<Message>,
+    ) -> impl Future<Output = Result<(), Error>> + '_ {
+        self.send_message(message.into())
+    }
+
+    // A `poll_fn` rather than an `async fn`: the future holds the message
+    // once (an `async fn` keeps the argument and its moved copy apart).
+    fn send_message(&self, message: Message) -> impl Future<Output = Result<(), Error>> + '_ {
+        let mut message = Some(message);
+        poll_fn(move |cx| match self.shared.poll_ready(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(
+                self.shared
+                    .send(message.take().expect("polled after completion")),
+            ),
+            Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
+            Poll::Pending => Poll::Pending,
+        })
     }
 
     /// Queues a message now, or says why not: [`TrySendError::Full`] (with
@@ -213,8 +243,11 @@ impl Sender {
     }
 
     /// Sends a ping (payload at most 125 bytes).
-    pub async fn ping(&self, payload: impl Into<Bytes>) -> Result<(), Error> {
-        let payload = payload.into();
+    pub fn ping(&self, payload: impl Into<Bytes>) -> impl Future<Output = Result<(), Error>> + '_ {
+        self.ping_bytes(payload.into())
+    }
+
+    async fn ping_bytes(&self, payload: Bytes) -> Result<(), Error> {
         poll_fn(|cx| self.shared.poll_ready(cx)).await?;
         self.shared.send_ping(payload)
     }

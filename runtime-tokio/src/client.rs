@@ -1,6 +1,7 @@
 //! Connecting: from a `ws://` URL (DNS via tokio) or over a stream you
 //! already have.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -28,17 +29,28 @@ pub struct Response {
 /// [`Error::Tls`].
 pub async fn connect(url: &str) -> Result<(WebSocket, Response), Error> {
     let (request, _) = ClientRequest::from_url(url)?;
-    connect_with(url, request, Config::default()).await
+    connect_with(url, request, crate::server::default_config()).await
 }
 
 /// Connects to `url` with a prepared request (subprotocols, extra headers
 /// such as `Authorization`) and a config.
-pub async fn connect_with(
-    url: &str,
+///
+/// The handshake's state is boxed and freed once it ends: the returned
+/// future is one pointer wide, so awaiting it does not grow the caller's
+/// task for the rest of the connection.
+pub fn connect_with<'a>(
+    url: &'a str,
     request: ClientRequest,
     config: impl Into<Arc<Config>>,
+) -> impl Future<Output = Result<(WebSocket, Response), Error>> + 'a {
+    Box::pin(connect_with_inner(url, request, config.into()))
+}
+
+async fn connect_with_inner(
+    url: &str,
+    request: ClientRequest,
+    config: Arc<Config>,
 ) -> Result<(WebSocket, Response), Error> {
-    let config = config.into();
     let (_, target) = ClientRequest::from_url(url)?;
     let deadline = tokio::time::Instant::now() + config.handshake_timeout;
     let tcp = tokio::time::timeout_at(
@@ -51,20 +63,33 @@ pub async fn connect_with(
     if target.tls {
         return crate::tls::connect_tls(tcp, &target.host, request, config).await;
     }
-    client_over(tcp, request, config).await
+    client_over_inner(tcp, request, config).await
 }
 
 /// Runs the client handshake over an already-open stream (TCP, TLS, a
 /// proxy tunnel, an in-memory pipe) and starts the connection.
-pub async fn client_over<S>(
-    mut stream: S,
+///
+/// Like [`connect_with`], the handshake's state is boxed and freed once it
+/// ends.
+pub fn client_over<S>(
+    stream: S,
     request: ClientRequest,
     config: impl Into<Arc<Config>>,
+) -> impl Future<Output = Result<(WebSocket, Response), Error>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
+    Box::pin(client_over_inner(stream, request, config.into()))
+}
+
+pub(crate) async fn client_over_inner<S>(
+    mut stream: S,
+    request: ClientRequest,
+    config: Arc<Config>,
 ) -> Result<(WebSocket, Response), Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    let config = config.into();
     let mut handshake = ClientHandshake::new(&config, request, now());
     let deadline = tokio::time::Instant::now() + config.handshake_timeout;
     let accepted: Result<ClientAccepted, Error> = tokio::time::timeout_at(deadline, async {

@@ -1,6 +1,7 @@
 //! Accepting connections: read the upgrade request, let the application
 //! decide, answer, and hand the stream to the driver.
 
+use std::future::Future;
 use std::sync::Arc;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -16,8 +17,17 @@ use crate::websocket::WebSocket;
 /// A request that has been read but not yet answered: inspect it, then
 /// [`Incoming::accept`], [`Incoming::reject`], [`Incoming::respond`] with
 /// plain HTTP, or take the stream with [`Incoming::into_parts`] (for SSE).
+///
+/// Its state lives in one heap allocation (freed when the request is
+/// answered), so a task that holds an `Incoming` and then the [`WebSocket`]
+/// stays small for the connection's whole life.
 #[derive(Debug)]
 pub struct Incoming<S> {
+    inner: Box<Parts<S>>,
+}
+
+#[derive(Debug)]
+struct Parts<S> {
     stream: S,
     request: Request,
     handshake: ServerHandshake,
@@ -32,14 +42,24 @@ pub struct Incoming<S> {
 ///
 /// A malformed or oversized head is answered (400, 431, ...) and returned
 /// as an error.
-pub async fn read_request<S>(
-    mut stream: S,
+///
+/// The handshake's state is boxed and freed once it ends: the returned
+/// future is one pointer wide, so awaiting it does not grow the caller's
+/// task for the rest of the connection.
+pub fn read_request<S>(
+    stream: S,
     config: impl Into<Arc<Config>>,
-) -> Result<Incoming<S>, Error>
+) -> impl Future<Output = Result<Incoming<S>, Error>>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let config = config.into();
+    Box::pin(read_request_inner(stream, config.into()))
+}
+
+async fn read_request_inner<S>(mut stream: S, config: Arc<Config>) -> Result<Incoming<S>, Error>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
     let mut handshake = ServerHandshake::new(&config, now());
     let deadline = tokio::time::Instant::now() + config.handshake_timeout;
     let mut buf = vec![0u8; 2048];
@@ -66,11 +86,13 @@ where
     };
     match outcome {
         Ok(request) => Ok(Incoming {
-            stream,
-            request,
-            handshake,
-            config,
-            tracker: None,
+            inner: Box::new(Parts {
+                stream,
+                request,
+                handshake,
+                config,
+                tracker: None,
+            }),
         }),
         Err(Error::Handshake(e)) => {
             if !matches!(e, HandshakeError::Eof) {
@@ -98,12 +120,12 @@ where
 {
     /// The request head.
     pub fn request(&self) -> &Request {
-        &self.request
+        &self.inner.request
     }
 
     /// Whether this is a WebSocket upgrade (as opposed to plain HTTP).
     pub fn is_websocket_upgrade(&self) -> bool {
-        self.request.is_websocket_upgrade()
+        self.inner.request.is_websocket_upgrade()
     }
 
     /// Accepts the upgrade: validates the request (answering 400/426/...
@@ -121,13 +143,13 @@ where
         accept: Accept,
         setup: impl FnOnce(&WebSocket),
     ) -> Result<WebSocket, Error> {
-        let Incoming {
+        let Parts {
             mut stream,
             request,
             handshake,
             config,
             tracker,
-        } = self;
+        } = *self.inner;
         match handshake.accept(&request, accept) {
             Ok(accepted) => {
                 let (ws, driver) = WebSocket::build(
@@ -157,78 +179,118 @@ where
     }
 
     /// Rejects with `response` (a WebSocket-level refusal such as 403 or 404).
-    pub async fn reject(self, response: HttpResponse) -> Result<(), Error> {
-        self.respond(response).await
+    pub fn reject(self, response: HttpResponse) -> impl Future<Output = Result<(), Error>> {
+        self.respond(response)
     }
 
     /// Answers with a plain HTTP response and closes (one response per
     /// connection, `Connection: close`). `HEAD` gets the head only; a request
     /// that carries a body gets 413 instead.
-    pub async fn respond(self, response: HttpResponse) -> Result<(), Error> {
-        let Incoming {
-            mut stream,
-            request,
-            handshake,
-            ..
-        } = self;
-        let response = if request.has_body() {
-            HttpResponse::from_handshake_error(&HandshakeError::BodyNotAllowed)
-        } else {
-            response
-        };
-        let bytes = handshake.reject(&response);
-        write_and_close(&mut stream, &bytes).await?;
-        Ok(())
+    ///
+    /// The returned future is boxed (one pointer wide), like
+    /// [`read_request`]'s.
+    pub fn respond(self, response: HttpResponse) -> impl Future<Output = Result<(), Error>> {
+        Box::pin(respond_inner(self.inner, response))
     }
-
     /// The stream, the request and any bytes read past the head, for
     /// protocols this crate does not drive itself.
     pub fn into_parts(self) -> (S, Request) {
-        (self.stream, self.request)
+        let Parts {
+            stream, request, ..
+        } = *self.inner;
+        (stream, request)
     }
 
     pub(crate) fn set_tracker(&mut self, tracker: wavecast_core::Tracker) {
-        self.tracker = Some(tracker);
+        self.inner.tracker = Some(tracker);
     }
 
     pub(crate) fn tracker(&self) -> Option<&wavecast_core::Tracker> {
-        self.tracker.as_ref()
+        self.inner.tracker.as_ref()
     }
 
     /// The configuration this request was read with.
     pub fn config(&self) -> &Arc<Config> {
-        &self.config
+        &self.inner.config
     }
+}
+
+async fn respond_inner<S>(parts: Box<Parts<S>>, response: HttpResponse) -> Result<(), Error>
+where
+    S: AsyncWrite + Unpin,
+{
+    let Parts {
+        mut stream,
+        request,
+        handshake,
+        ..
+    } = *parts;
+    let response = if request.has_body() {
+        HttpResponse::from_handshake_error(&HandshakeError::BodyNotAllowed)
+    } else {
+        response
+    };
+    let bytes = handshake.reject(&response);
+    write_and_close(&mut stream, &bytes).await?;
+    Ok(())
 }
 
 /// Accepts a WebSocket on `stream` with the default configuration and no
 /// checks beyond RFC 6455 (any path, any origin).
-pub async fn accept<S>(stream: S) -> Result<WebSocket, Error>
+///
+/// The handshake's state is boxed and freed once it ends (see
+/// [`accept_with`]).
+pub fn accept<S>(stream: S) -> impl Future<Output = Result<WebSocket, Error>>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
 {
-    accept_with(stream, Config::default(), |_| Ok(Accept::new())).await
+    accept_with(stream, default_config(), |_| Ok(Accept::new()))
 }
 
 /// Accepts with a hook that sees the request and decides: `Ok(Accept)` (a
 /// subprotocol and extra headers may be set) or `Err(HttpResponse)` to
 /// reject with that status and body.
-pub async fn accept_with<S, F>(
+///
+/// The handshake's state (the request being read, the hook, the response
+/// being written) is boxed and freed once it ends: the returned future is
+/// one pointer wide, so a task that awaits it and then serves the
+/// connection stays small. Pass one `Arc<Config>` (cloned per connection)
+/// rather than a `Config` by value to share the configuration too.
+pub fn accept_with<S, F>(
     stream: S,
     config: impl Into<Arc<Config>>,
+    hook: F,
+) -> impl Future<Output = Result<WebSocket, Error>>
+where
+    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+    F: FnOnce(&Request) -> Result<Accept, HttpResponse>,
+{
+    Box::pin(accept_with_inner(stream, config.into(), hook))
+}
+
+async fn accept_with_inner<S, F>(
+    stream: S,
+    config: Arc<Config>,
     hook: F,
 ) -> Result<WebSocket, Error>
 where
     S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
     F: FnOnce(&Request) -> Result<Accept, HttpResponse>,
 {
-    let incoming = read_request(stream, config).await?;
+    let incoming = read_request_inner(stream, config).await?;
     match hook(incoming.request()) {
         Ok(accept) => incoming.accept(accept).await,
         Err(response) => {
             let status = response.status();
-            incoming.reject(response).await?;
+            respond_inner(incoming.inner, response).await?;
             Err(Error::Rejected(status))
         }
     }
+}
+
+/// One `Config::default()` shared by every connection that asks for the
+/// default (`accept`, `connect`), instead of an allocation each.
+pub(crate) fn default_config() -> Arc<Config> {
+    static DEFAULT: std::sync::OnceLock<Arc<Config>> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(|| Arc::new(Config::default())).clone()
 }

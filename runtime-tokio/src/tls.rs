@@ -33,7 +33,7 @@ pub(crate) async fn connect_tls(
     let name = rustls_pki_types::ServerName::try_from(host.to_owned())
         .map_err(|e| Error::Tls(format!("invalid server name {host:?}: {e}")))?;
     let stream = connector.connect(name, tcp).await?;
-    crate::client::client_over(stream, request, config).await
+    crate::client::client_over_inner(stream, request, config).await
 }
 
 /// A rustls client config trusting the webpki roots, with the ring provider.
@@ -52,15 +52,25 @@ pub fn default_client_config() -> Arc<tokio_rustls::rustls::ClientConfig> {
 }
 
 /// Connects over TLS with a caller-supplied rustls config (custom roots,
-/// client certificates).
+/// client certificates). The handshake's state is boxed and freed once it
+/// ends, as with [`crate::connect_with`].
 #[cfg(feature = "rustls")]
-pub async fn connect_tls_with(
-    url: &str,
+pub fn connect_tls_with<'a>(
+    url: &'a str,
     request: ClientRequest,
     config: impl Into<Arc<Config>>,
     tls: Arc<tokio_rustls::rustls::ClientConfig>,
+) -> impl std::future::Future<Output = Result<(WebSocket, Response), Error>> + 'a {
+    Box::pin(connect_tls_with_inner(url, request, config.into(), tls))
+}
+
+#[cfg(feature = "rustls")]
+async fn connect_tls_with_inner(
+    url: &str,
+    request: ClientRequest,
+    config: Arc<Config>,
+    tls: Arc<tokio_rustls::rustls::ClientConfig>,
 ) -> Result<(WebSocket, Response), Error> {
-    let config = config.into();
     let (_, target) = ClientRequest::from_url(url)?;
     let tcp = TcpStream::connect((target.host.as_str(), target.port)).await?;
     tcp.set_nodelay(true)?;
@@ -69,5 +79,5 @@ pub async fn connect_tls_with(
     let stream = tokio_rustls::TlsConnector::from(tls)
         .connect(name, tcp)
         .await?;
-    crate::client::client_over(stream, request, config).await
+    crate::client::client_over_inner(stream, request, config).await
 }

@@ -801,7 +801,11 @@ mod tests {
         use crate::deflate::DeflateConfig;
         let on = Config::default().with_seed(SeedSource::Fixed(7));
         let new = |config: &Config| {
-            ClientHandshake::new(config, ClientRequest::new("h", "/").unwrap(), Instant::now())
+            ClientHandshake::new(
+                config,
+                ClientRequest::new("h", "/").unwrap(),
+                Instant::now(),
+            )
         };
         let hs = new(&on);
         let text = String::from_utf8(hs.request_bytes().to_vec()).unwrap();
@@ -855,9 +859,9 @@ mod tests {
             Err(HandshakeError::UnofferedExtension("x-zip".into()))
         );
         // Context takeover opt-in offers its window and accepts the answer.
-        let takeover =
-            on.clone()
-                .with_deflate(Some(DeflateConfig::default().with_context_takeover(10)));
+        let takeover = on
+            .clone()
+            .with_deflate(Some(DeflateConfig::default().with_context_takeover(10)));
         let hs = new(&takeover);
         let text = String::from_utf8(hs.request_bytes().to_vec()).unwrap();
         assert!(text.contains(

@@ -409,7 +409,11 @@ impl ServerHandshake {
             &accept,
             UpgradeMode::Http11,
             #[cfg(feature = "deflate")]
-            accept.deflate.clone().unwrap_or(self.deflate.clone()).as_ref(),
+            accept
+                .deflate
+                .clone()
+                .unwrap_or(self.deflate.clone())
+                .as_ref(),
         )?;
         let mut response = Vec::with_capacity(256);
         response.extend_from_slice(b"HTTP/1.1 101 Switching Protocols\r\n");
@@ -845,9 +849,7 @@ mod tests {
         let acc = ServerHandshake::new(&off, now())
             .accept(
                 &chrome,
-                Accept::new().deflate(Some(
-                    DeflateConfig::default().with_context_takeover(10),
-                )),
+                Accept::new().deflate(Some(DeflateConfig::default().with_context_takeover(10))),
             )
             .unwrap();
         assert_eq!(

@@ -41,6 +41,10 @@ struct Opts {
     pid: Option<u32>,
     idle: Option<usize>,
     idle_wait: f64,
+    broadcast: Option<usize>,
+    rate: f64,
+    window: u64,
+    handshakes: Option<usize>,
 }
 
 fn num<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -63,6 +67,10 @@ fn opts() -> Opts {
         pid: arg("pid").map(|p| p.parse().expect("bad --pid")),
         idle: arg("idle").map(|c| c.parse().expect("bad --idle")),
         idle_wait: num("idle-wait", 3.0),
+        broadcast: arg("broadcast").map(|c| c.parse().expect("bad --broadcast")),
+        rate: num("rate", 0.0),
+        window: num("window", 64),
+        handshakes: arg("handshakes").map(|c| c.parse().expect("bad --handshakes")),
     }
 }
 
@@ -143,6 +151,10 @@ fn pick(pool_len: usize, conn: usize, seq: u64) -> usize {
 }
 
 async fn handshake(addr: SocketAddr) -> io::Result<(TcpStream, Vec<u8>)> {
+    handshake_path(addr, "/").await
+}
+
+async fn handshake_path(addr: SocketAddr, path: &str) -> io::Result<(TcpStream, Vec<u8>)> {
     let deadline = Instant::now() + Duration::from_secs(10);
     let mut tcp = loop {
         match TcpStream::connect(addr).await {
@@ -155,7 +167,7 @@ async fn handshake(addr: SocketAddr) -> io::Result<(TcpStream, Vec<u8>)> {
     };
     tcp.set_nodelay(true)?;
     let req = format!(
-        "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
     );
     tcp.write_all(req.as_bytes()).await?;
@@ -573,7 +585,7 @@ fn main() {
     let nofile = wavecast_bench::raise_nofile();
     let o = opts();
     ADDR.set(o.addr).unwrap();
-    if let Some(c) = o.idle {
+    if let Some(c) = o.idle.or(o.broadcast) {
         if c as u64 + 64 > nofile {
             eprintln!("loadgen: RLIMIT_NOFILE {nofile} is too low for {c} connections");
             std::process::exit(2);
@@ -593,9 +605,15 @@ fn main() {
     });
     let rt = wavecast_bench::runtime();
     let json = rt.block_on(async {
-        match o.idle {
-            Some(c) => idle(&o, shared.clone(), c).await,
-            None => throughput(&o, shared.clone()).await,
+        if let Some(n) = o.broadcast {
+            bench_broadcast::run(&o, shared.clone(), n).await
+        } else if let Some(c) = o.handshakes {
+            bench_handshakes(&o, shared.clone(), c).await
+        } else {
+            match o.idle {
+                Some(c) => idle(&o, shared.clone(), c).await,
+                None => throughput(&o, shared.clone()).await,
+            }
         }
     });
     let err = shared.error.lock().unwrap().clone();
@@ -610,4 +628,388 @@ fn main() {
     }
     // Leave the open sockets and tasks to the OS.
     std::process::exit(if err.is_some() { 1 } else { 0 });
+}
+
+/// Nanoseconds on the monotonic clock since the process started (the
+/// send timestamps embedded in broadcast messages; the same process reads
+/// them back, so one base is enough).
+fn mono_ns() -> u64 {
+    static BASE: std::sync::OnceLock<Instant> = std::sync::OnceLock::new();
+    BASE.get_or_init(Instant::now).elapsed().as_nanos() as u64
+}
+
+/// Log-linear latency histogram (16 sub-buckets per power of two, ≤ 6 %
+/// error), lock-free so subscriber tasks record into it directly.
+struct Histogram {
+    buckets: Vec<AtomicU64>,
+}
+
+impl Histogram {
+    fn new() -> Histogram {
+        Histogram {
+            buckets: (0..1024).map(|_| AtomicU64::new(0)).collect(),
+        }
+    }
+    fn index(v: u64) -> usize {
+        if v < 16 {
+            return v as usize;
+        }
+        let e = 63 - v.leading_zeros() as usize;
+        16 + (e - 4) * 16 + ((v >> (e - 4)) & 15) as usize
+    }
+    /// Middle of bucket `i`.
+    fn value(i: usize) -> f64 {
+        if i < 16 {
+            return i as f64;
+        }
+        let (e, mant) = ((i - 16) / 16 + 4, ((i - 16) % 16) as u64);
+        let low = (16 + mant) << (e - 4);
+        low as f64 + (1u64 << (e - 4)) as f64 / 2.0
+    }
+    fn record(&self, v: u64) {
+        self.buckets[Self::index(v)].fetch_add(1, Relaxed);
+    }
+    fn count(&self) -> u64 {
+        self.buckets.iter().map(|b| b.load(Relaxed)).sum()
+    }
+    fn percentile(&self, p: f64) -> Option<f64> {
+        let total = self.count();
+        if total == 0 {
+            return None;
+        }
+        let want = ((total as f64) * p).ceil().max(1.0) as u64;
+        let mut cum = 0;
+        for (i, b) in self.buckets.iter().enumerate() {
+            cum += b.load(Relaxed);
+            if cum >= want {
+                return Some(Self::value(i));
+            }
+        }
+        None
+    }
+}
+
+/// Broadcast mode (`--broadcast N`): N subscribers on `/sub`, then one
+/// publisher on `/pub` sending 64-byte binary messages
+/// `[seq u64 LE][send time, mono ns, u64 LE][48 random bytes]`, either at
+/// `--rate R` messages/s or as fast as the room drains; in both cases at
+/// most `--window W` messages are published but not yet received by every
+/// subscriber (W below the room capacity of 256, so no member lags and a
+/// lost message is a failure). Every subscriber checks each message byte for
+/// byte against the published copy and its sequence number (in order, no
+/// gaps).
+mod bench_broadcast {
+    use super::*;
+    use tokio::sync::Notify;
+
+    const SIZE: usize = 64;
+    const RING: usize = 4096;
+
+    struct State {
+        subs: u64,
+        /// Published payloads by `seq % RING`, as eight words.
+        ring: Vec<[AtomicU64; 8]>,
+        /// How many subscribers have received the message in each slot.
+        got: Vec<AtomicU64>,
+        /// Messages received by every subscriber (a prefix: subscribers
+        /// receive in order, so message k complete means all before it are).
+        done: AtomicU64,
+        published: AtomicU64,
+        received: AtomicU64,
+        progress: Notify,
+        measuring: AtomicBool,
+        hist: Histogram,
+    }
+
+    fn check(st: &State, expect: &mut u64, op: u8, p: &[u8]) -> Result<(), String> {
+        let now = mono_ns();
+        if op != 2 || p.len() != SIZE {
+            return Err(format!("subscriber: opcode {op}, {} bytes, expected 2, {SIZE}", p.len()));
+        }
+        let seq = u64::from_le_bytes(p[..8].try_into().unwrap());
+        if seq != *expect {
+            return Err(format!("subscriber: got message {seq}, expected {}", *expect));
+        }
+        if seq >= st.published.load(Relaxed) {
+            return Err(format!("subscriber: message {seq} was never published"));
+        }
+        let slot = &st.ring[seq as usize % RING];
+        for (i, w) in slot.iter().enumerate() {
+            if w.load(std::sync::atomic::Ordering::Acquire).to_le_bytes() != p[i * 8..i * 8 + 8] {
+                return Err(format!("subscriber: message {seq} differs from what was published"));
+            }
+        }
+        *expect += 1;
+        st.received.fetch_add(1, Relaxed);
+        if st.measuring.load(Relaxed) {
+            let sent = u64::from_le_bytes(p[8..16].try_into().unwrap());
+            st.hist.record(now.saturating_sub(sent));
+        }
+        if st.got[seq as usize % RING].fetch_add(1, Relaxed) + 1 == st.subs {
+            st.done.fetch_max(seq + 1, Relaxed);
+            st.progress.notify_one();
+        }
+        Ok(())
+    }
+
+    async fn subscriber(shared: Arc<Shared>, st: Arc<State>, tcp: TcpStream, left: Vec<u8>) {
+        let (mut rd, _wr) = tcp.into_split();
+        let mut reader = Reader::new(left);
+        let mut expect = 0u64;
+        loop {
+            if let Err(e) = reader.parse(&mut |op, p: &[u8]| check(&st, &mut expect, op, p)) {
+                shared.fail(e);
+                return;
+            }
+            if let Err(e) = reader.fill(&mut rd).await {
+                if !shared.stop.load(Relaxed) {
+                    shared.fail(format!("subscriber: read: {e}"));
+                }
+                return;
+            }
+        }
+    }
+
+    async fn publisher(o: Rate, shared: Arc<Shared>, st: Arc<State>, tcp: TcpStream) {
+        let mut tcp = tcp;
+        let mut rng = Rng::seeded();
+        let mut batch = Vec::with_capacity(64 * 80);
+        let start = Instant::now();
+        let mut seq = 0u64;
+        while !shared.stop.load(Relaxed) && shared.error.lock().unwrap().is_none() {
+            // How many may go now: the window, and the schedule in rate mode.
+            let room = o.window.saturating_sub(seq - st.done.load(Relaxed));
+            if room == 0 {
+                let _ = tokio::time::timeout(Duration::from_millis(50), st.progress.notified()).await;
+                continue;
+            }
+            let mut n = room.min(64);
+            if o.rate > 0.0 {
+                let due = (start.elapsed().as_secs_f64() * o.rate) as u64 + 1;
+                if due <= seq {
+                    let at = start + Duration::from_secs_f64(seq as f64 / o.rate);
+                    tokio::time::sleep_until(at.into()).await;
+                    continue;
+                }
+                n = n.min(due - seq);
+            }
+            batch.clear();
+            for _ in 0..n {
+                let mut p = [0u8; SIZE];
+                p[..8].copy_from_slice(&seq.to_le_bytes());
+                p[8..16].copy_from_slice(&mono_ns().to_le_bytes());
+                for c in p[16..].chunks_mut(8) {
+                    c.copy_from_slice(&rng.next().to_le_bytes());
+                }
+                let slot = &st.ring[seq as usize % RING];
+                st.got[seq as usize % RING].store(0, Relaxed);
+                for (i, w) in slot.iter().enumerate() {
+                    let v = u64::from_le_bytes(p[i * 8..i * 8 + 8].try_into().unwrap());
+                    w.store(v, std::sync::atomic::Ordering::Release);
+                }
+                seq += 1;
+                st.published.store(seq, std::sync::atomic::Ordering::Release);
+                batch.extend_from_slice(&client_frame(2, &p, (rng.next() as u32).to_ne_bytes()));
+            }
+            if let Err(e) = tcp.write_all(&batch).await {
+                shared.fail(format!("publisher: write: {e}"));
+                return;
+            }
+        }
+        // Write half stays open until the process exits (see run_conn).
+        std::future::pending::<()>().await;
+    }
+
+    #[derive(Clone, Copy)]
+    struct Rate {
+        rate: f64,
+        window: u64,
+    }
+
+    pub(super) async fn run(o: &Opts, shared: Arc<Shared>, n: usize) -> String {
+        let window = o.window.clamp(1, 200);
+        let st = Arc::new(State {
+            subs: n as u64,
+            ring: (0..RING).map(|_| Default::default()).collect(),
+            got: (0..RING).map(|_| AtomicU64::new(0)).collect(),
+            done: AtomicU64::new(0),
+            published: AtomicU64::new(0),
+            received: AtomicU64::new(0),
+            progress: Notify::new(),
+            measuring: AtomicBool::new(false),
+            hist: Histogram::new(),
+        });
+        // Subscribers first (64 handshakes at a time); each has joined the
+        // room once its 101 is here.
+        let limit = Arc::new(Semaphore::new(64));
+        let mut tasks = Vec::with_capacity(n);
+        for _ in 0..n {
+            let permit = limit.clone().acquire_owned().await.unwrap();
+            let addr = o.addr;
+            tasks.push(tokio::spawn(async move {
+                let _permit = permit;
+                handshake_path(addr, "/sub").await
+            }));
+        }
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok((tcp, left)) => {
+                    tokio::spawn(subscriber(shared.clone(), st.clone(), tcp, left));
+                }
+                Err(e) => {
+                    shared.fail(format!("subscriber handshake: {e}"));
+                    return String::new();
+                }
+            }
+        }
+        let (pubtcp, _) = match handshake_path(o.addr, "/pub").await {
+            Ok(s) => s,
+            Err(e) => {
+                shared.fail(format!("publisher handshake: {e}"));
+                return String::new();
+            }
+        };
+        let rate = Rate { rate: o.rate, window };
+        tokio::spawn(publisher(rate, shared.clone(), st.clone(), pubtcp));
+        tokio::time::sleep(Duration::from_secs_f64(o.warmup)).await;
+        let pid = o.pid.map(|p| p.to_string());
+        let cpu = |p: &Option<String>| p.as_deref().and_then(cpu_seconds);
+        st.measuring.store(true, Relaxed);
+        let (m0, p0, s0, c0, t0) = (
+            st.received.load(Relaxed),
+            st.published.load(Relaxed),
+            cpu(&pid),
+            cpu_seconds("self"),
+            Instant::now(),
+        );
+        tokio::time::sleep(Duration::from_secs_f64(o.duration)).await;
+        let (m1, p1, s1, c1, t1) = (
+            st.received.load(Relaxed),
+            st.published.load(Relaxed),
+            cpu(&pid),
+            cpu_seconds("self"),
+            Instant::now(),
+        );
+        st.measuring.store(false, Relaxed);
+        shared.stop.store(true, Relaxed);
+        // Every published message must reach every subscriber.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while st.done.load(Relaxed) < st.published.load(Relaxed)
+            && shared.error.lock().unwrap().is_none()
+        {
+            if Instant::now() > deadline {
+                shared.fail(format!(
+                    "{} of {} published messages did not reach every subscriber",
+                    st.published.load(Relaxed) - st.done.load(Relaxed),
+                    st.published.load(Relaxed)
+                ));
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        let secs = (t1 - t0).as_secs_f64();
+        let msgs = m1 - m0;
+        let server_cpu = s0.zip(s1).map(|(a, b)| b - a);
+        let client_cpu = c0.zip(c1).map(|(a, b)| b - a);
+        let opt = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.3}"));
+        let us = |p: f64| st.hist.percentile(p).map_or("null".into(), |v| format!("{:.1}", v / 1000.0));
+        format!(
+            "{{\"mode\":\"broadcast\",\"server\":\"{}\",\"subs\":{n},\"size\":{SIZE},\"rate\":{},\"window\":{window},\
+             \"seconds\":{secs:.3},\"published\":{},\"delivered\":{msgs},\"msgs_per_s\":{:.0},\
+             \"published_per_s\":{:.0},\"server_cpu_s\":{},\"msgs_per_server_cpu_s\":{},\"client_cpu_s\":{},\
+             \"p50_us\":{},\"p99_us\":{},\"latency_samples\":{},\"published_total\":{},\"received_total\":{}",
+            o.server,
+            o.rate,
+            p1 - p0,
+            msgs as f64 / secs,
+            (p1 - p0) as f64 / secs,
+            opt(server_cpu),
+            server_cpu.filter(|c| *c > 0.0).map_or("null".into(), |c| format!("{:.0}", msgs as f64 / c)),
+            opt(client_cpu),
+            us(0.50),
+            us(0.99),
+            st.hist.count(),
+            st.published.load(Relaxed),
+            st.received.load(Relaxed),
+        )
+    }
+}
+
+/// One handshake cycle: connect, upgrade, send a close frame, wait for the
+/// server's close frame and then its FIN.
+async fn handshake_cycle(addr: SocketAddr, mask: [u8; 4]) -> Result<(), String> {
+    let (mut tcp, left) = handshake(addr).await.map_err(|e| format!("handshake: {e}"))?;
+    tcp.write_all(&client_frame(8, &1000u16.to_be_bytes(), mask))
+        .await
+        .map_err(|e| format!("write close: {e}"))?;
+    let mut buf = left;
+    let mut chunk = [0u8; 256];
+    loop {
+        let n = tcp.read(&mut chunk).await.map_err(|e| format!("read: {e}"))?;
+        if n == 0 {
+            break;
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        if buf.len() > 4096 {
+            return Err("server sent more than a close frame".into());
+        }
+    }
+    // Only the close frame may come back (code 1000 echoed, or no payload).
+    match buf.as_slice() {
+        [0x88, 0x02, 0x03, 0xE8] | [0x88, 0x00] => Ok(()),
+        other => Err(format!("expected the server's close frame then EOF, got {:02x?}", &other[..other.len().min(16)])),
+    }
+}
+
+/// Handshake mode (`--handshakes C`): C workers run `handshake_cycle` back to
+/// back; counts completed cycles in the measured window. At most
+/// `--max-handshakes` cycles in all.
+async fn bench_handshakes(o: &Opts, shared: Arc<Shared>, workers: usize) -> String {
+    let max: u64 = num("max-handshakes", 2_000_000);
+    let done = Arc::new(AtomicU64::new(0));
+    let started = Arc::new(AtomicU64::new(0));
+    let mut tasks = Vec::new();
+    for w in 0..workers {
+        let (shared, done, started) = (shared.clone(), done.clone(), started.clone());
+        let addr = o.addr;
+        tasks.push(tokio::spawn(async move {
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (w as u64 + 1) * 0x1000_0000_01B3);
+            while !shared.stop.load(Relaxed) && started.fetch_add(1, Relaxed) < max {
+                let mask = (rng.next() as u32).to_ne_bytes();
+                match tokio::time::timeout(Duration::from_secs(5), handshake_cycle(addr, mask)).await {
+                    Ok(Ok(())) => {
+                        done.fetch_add(1, Relaxed);
+                    }
+                    Ok(Err(e)) => return shared.fail(format!("worker {w}: {e}")),
+                    Err(_) => return shared.fail(format!("worker {w}: cycle took over 5 s")),
+                }
+            }
+        }));
+    }
+    tokio::time::sleep(Duration::from_secs_f64(o.warmup)).await;
+    let pid = o.pid.map(|p| p.to_string());
+    let cpu = |p: &Option<String>| p.as_deref().and_then(cpu_seconds);
+    let (h0, s0, c0, t0) = (done.load(Relaxed), cpu(&pid), cpu_seconds("self"), Instant::now());
+    tokio::time::sleep(Duration::from_secs_f64(o.duration)).await;
+    let (h1, s1, c1, t1) = (done.load(Relaxed), cpu(&pid), cpu_seconds("self"), Instant::now());
+    shared.stop.store(true, Relaxed);
+    for t in tasks {
+        let _ = t.await;
+    }
+    let secs = (t1 - t0).as_secs_f64();
+    let n = h1 - h0;
+    let server_cpu = s0.zip(s1).map(|(a, b)| b - a);
+    let client_cpu = c0.zip(c1).map(|(a, b)| b - a);
+    let opt = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.3}"));
+    format!(
+        "{{\"mode\":\"handshakes\",\"server\":\"{}\",\"workers\":{workers},\"seconds\":{secs:.3},\
+         \"handshakes\":{n},\"msgs_per_s\":{:.0},\"server_cpu_s\":{},\"msgs_per_server_cpu_s\":{},\
+         \"client_cpu_s\":{},\"handshakes_total\":{}",
+        o.server,
+        n as f64 / secs,
+        opt(server_cpu),
+        server_cpu.filter(|c| *c > 0.0).map_or("null".into(), |c| format!("{:.0}", n as f64 / c)),
+        opt(client_cpu),
+        done.load(Relaxed),
+    )
 }

@@ -5,7 +5,9 @@ use wavecast_tokio::{connect_with, ClientRequest, Config, Error, Message};
 use crate::Options;
 
 pub(crate) fn run(options: Options) -> Result<(), Error> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         // The suite sends messages up to 16 MiB.
         let config = Config::default()

@@ -83,7 +83,9 @@ pub(crate) fn config() -> Config {
 
 fn check_room(room: &str) -> Result<(), String> {
     let ok = (1..=32).contains(&room.len())
-        && room.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+        && room
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
     if ok {
         Ok(())
     } else {
@@ -95,7 +97,9 @@ fn check_nick(nick: &str) -> Result<(), String> {
     let chars = nick.chars().count();
     let ok = (1..=24).contains(&chars)
         && nick.trim() == nick
-        && nick.chars().all(|c| c.is_alphanumeric() || c == ' ' || c == '-' || c == '_');
+        && nick
+            .chars()
+            .all(|c| c.is_alphanumeric() || c == ' ' || c == '-' || c == '_');
     if ok {
         Ok(())
     } else {
@@ -131,10 +135,12 @@ struct Incoming {
 /// event for that member alone.
 pub(crate) fn on_message(room: &str, nick: &str, message: &Message) -> Result<String, String> {
     let Message::Text(text) = message else {
-        return Err(error_event("send JSON text like {\"text\": \"hello\"}, not binary"));
+        return Err(error_event(
+            "send JSON text like {\"text\": \"hello\"}, not binary",
+        ));
     };
-    let incoming: Incoming = serde_json::from_str(text)
-        .map_err(|e| error_event(&format!("malformed message: {e}")))?;
+    let incoming: Incoming =
+        serde_json::from_str(text).map_err(|e| error_event(&format!("malformed message: {e}")))?;
     let chars = incoming.text.chars().count();
     if chars > MAX_TEXT_CHARS {
         return Err(error_event(&format!(
@@ -219,6 +225,8 @@ mod tests {
         assert!(ok.contains(r#""type":"message""#) && ok.contains(r#""text":"hi""#));
         assert!(on_message("r", "n", &Message::from("nope")).is_err());
         let long = format!(r#"{{"text":"{}"}}"#, "x".repeat(MAX_TEXT_CHARS + 1));
-        assert!(on_message("r", "n", &Message::from(long)).unwrap_err().contains("limit"));
+        assert!(on_message("r", "n", &Message::from(long))
+            .unwrap_err()
+            .contains("limit"));
     }
 }

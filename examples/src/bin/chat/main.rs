@@ -33,13 +33,17 @@ fn main() {
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| usage(&format!("{arg} needs a value")));
+        let mut value = || {
+            args.next()
+                .unwrap_or_else(|| usage(&format!("{arg} needs a value")))
+        };
         match arg.as_str() {
             "--runtime" => runtime = value(),
             "--addr" => options.addr = value(),
             "--max-connections" => {
-                options.max_connections =
-                    value().parse().unwrap_or_else(|_| usage("--max-connections takes a number"))
+                options.max_connections = value()
+                    .parse()
+                    .unwrap_or_else(|_| usage("--max-connections takes a number"))
             }
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown argument {other}")),
@@ -61,6 +65,8 @@ fn usage(problem: &str) -> ! {
     if !problem.is_empty() {
         eprintln!("chat: {problem}");
     }
-    eprintln!("usage: chat [--runtime tokio|async-std|smol] [--addr HOST:PORT] [--max-connections N]");
+    eprintln!(
+        "usage: chat [--runtime tokio|async-std|smol] [--addr HOST:PORT] [--max-connections N]"
+    );
     std::process::exit(2);
 }

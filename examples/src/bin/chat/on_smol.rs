@@ -12,7 +12,10 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
     let stop = ctrl_c();
     smol::block_on(async {
         let listener = TcpListener::bind(&options.addr).await?;
-        println!("chat (smol): open http://{}/ in a browser", listener.local_addr()?);
+        println!(
+            "chat (smol): open http://{}/ in a browser",
+            listener.local_addr()?
+        );
         let hub = Hub::new(RoomConfig::default());
         let members = Members::default();
         let limits = ServeConfig::default()
@@ -31,13 +34,17 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
 async fn handle(incoming: Incoming<TcpStream>, hub: Hub, members: Members) {
     match chat::route(incoming.request()) {
         Route::Page => {
-            let _ = incoming.respond(wavecast_smol::HttpResponse::html(200, chat::PAGE)).await;
+            let _ = incoming
+                .respond(wavecast_smol::HttpResponse::html(200, chat::PAGE))
+                .await;
         }
         Route::Respond(response) => {
             let _ = incoming.respond(response).await;
         }
         Route::Echo => {
-            let Ok(mut ws) = incoming.accept(Accept::new()).await else { return };
+            let Ok(mut ws) = incoming.accept(Accept::new()).await else {
+                return;
+            };
             while let Some(Ok(message)) = ws.recv().await {
                 if ws.send(message).await.is_err() {
                     break;
@@ -45,7 +52,9 @@ async fn handle(incoming: Incoming<TcpStream>, hub: Hub, members: Members) {
             }
         }
         Route::Refuse(reason) => {
-            let Ok(mut ws) = incoming.accept(Accept::new()).await else { return };
+            let Ok(mut ws) = incoming.accept(Accept::new()).await else {
+                return;
+            };
             let _ = ws.close(CloseCode(chat::REFUSED), &reason).await;
         }
         Route::Listen { room } => {

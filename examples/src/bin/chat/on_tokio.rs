@@ -9,10 +9,15 @@ use crate::chat::{self, Members, Route};
 use crate::Options;
 
 pub(crate) fn run(options: Options) -> std::io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let listener = TcpListener::bind(&options.addr).await?;
-        println!("chat (tokio): open http://{}/ in a browser", listener.local_addr()?);
+        println!(
+            "chat (tokio): open http://{}/ in a browser",
+            listener.local_addr()?
+        );
         let hub = Hub::new(RoomConfig::default());
         let members = Members::default();
         let limits = ServeConfig::default()
@@ -31,13 +36,17 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
 async fn handle(incoming: Incoming<TcpStream>, hub: Hub, members: Members) {
     match chat::route(incoming.request()) {
         Route::Page => {
-            let _ = incoming.respond(wavecast_tokio::HttpResponse::html(200, chat::PAGE)).await;
+            let _ = incoming
+                .respond(wavecast_tokio::HttpResponse::html(200, chat::PAGE))
+                .await;
         }
         Route::Respond(response) => {
             let _ = incoming.respond(response).await;
         }
         Route::Echo => {
-            let Ok(mut ws) = incoming.accept(Accept::new()).await else { return };
+            let Ok(mut ws) = incoming.accept(Accept::new()).await else {
+                return;
+            };
             while let Some(Ok(message)) = ws.recv().await {
                 if ws.send(message).await.is_err() {
                     break;
@@ -45,7 +54,9 @@ async fn handle(incoming: Incoming<TcpStream>, hub: Hub, members: Members) {
             }
         }
         Route::Refuse(reason) => {
-            let Ok(mut ws) = incoming.accept(Accept::new()).await else { return };
+            let Ok(mut ws) = incoming.accept(Accept::new()).await else {
+                return;
+            };
             let _ = ws.close(CloseCode(chat::REFUSED), &reason).await;
         }
         Route::Listen { room } => {

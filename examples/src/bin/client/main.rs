@@ -26,12 +26,19 @@ fn main() {
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| usage(&format!("{arg} needs a value")));
+        let mut value = || {
+            args.next()
+                .unwrap_or_else(|| usage(&format!("{arg} needs a value")))
+        };
         match arg.as_str() {
             "--runtime" => runtime = value(),
             "--url" => options.url = value(),
             "--count" => {
-                options.count = Some(value().parse().unwrap_or_else(|_| usage("--count takes a number")))
+                options.count = Some(
+                    value()
+                        .parse()
+                        .unwrap_or_else(|_| usage("--count takes a number")),
+                )
             }
             "-h" | "--help" => usage(""),
             other => usage(&format!("unknown argument {other}")),
@@ -53,7 +60,9 @@ fn usage(problem: &str) -> ! {
     if !problem.is_empty() {
         eprintln!("client: {problem}");
     }
-    eprintln!("usage: client [--runtime tokio|async-std|smol] [--url ws://HOST:PORT/PATH] [--count N]");
+    eprintln!(
+        "usage: client [--runtime tokio|async-std|smol] [--url ws://HOST:PORT/PATH] [--count N]"
+    );
     std::process::exit(2);
 }
 

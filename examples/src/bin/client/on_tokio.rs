@@ -7,7 +7,9 @@ use wavecast_tokio::{connect, CloseCode, Error, Message};
 use crate::{now_text, Options};
 
 pub(crate) fn run(options: Options) -> Result<(), Error> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let (mut ws, _) = connect(&options.url).await?;
         println!("connected to {}", options.url);

@@ -27,12 +27,17 @@ fn main() {
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
-        let mut value = || args.next().unwrap_or_else(|| usage(&format!("{arg} needs a value")));
+        let mut value = || {
+            args.next()
+                .unwrap_or_else(|| usage(&format!("{arg} needs a value")))
+        };
         match arg.as_str() {
             "--runtime" => runtime = value(),
             "--addr" => options.addr = value(),
             "--heartbeat" => {
-                let secs: f64 = value().parse().unwrap_or_else(|_| usage("--heartbeat takes seconds"));
+                let secs: f64 = value()
+                    .parse()
+                    .unwrap_or_else(|_| usage("--heartbeat takes seconds"));
                 options.heartbeat = Some(Duration::from_secs_f64(secs));
             }
             "-h" | "--help" => usage(""),

@@ -9,14 +9,20 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
     let stop = ctrl_c();
     async_std::task::block_on(async {
         let listener = TcpListener::bind(&options.addr).await?;
-        println!("echo (async-std) listening on ws://{}", listener.local_addr()?);
+        println!(
+            "echo (async-std) listening on ws://{}",
+            listener.local_addr()?
+        );
         let config = config(&options);
         loop {
-            let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
-                let _ = stop.recv().await;
-                None
-            });
-            let Some(accepted) = accepted.await else { break };
+            let accepted =
+                futures_lite::future::or(async { Some(listener.accept().await) }, async {
+                    let _ = stop.recv().await;
+                    None
+                });
+            let Some(accepted) = accepted.await else {
+                break;
+            };
             let (tcp, _) = accepted?;
             tcp.set_nodelay(true)?;
             let config = config.clone();

@@ -16,7 +16,9 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
                 let _ = stop.recv().await;
                 None
             });
-            let Some(accepted) = accepted.await else { break };
+            let Some(accepted) = accepted.await else {
+                break;
+            };
             let (tcp, _) = accepted?;
             tcp.set_nodelay(true)?;
             let config = config.clone();

@@ -6,7 +6,9 @@ use wavecast_tokio::{accept_with, Accept};
 use crate::{config, Options};
 
 pub(crate) fn run(options: Options) -> std::io::Result<()> {
-    let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     runtime.block_on(async {
         let listener = TcpListener::bind(&options.addr).await?;
         println!("echo (tokio) listening on ws://{}", listener.local_addr()?);

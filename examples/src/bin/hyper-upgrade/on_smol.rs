@@ -1,0 +1,90 @@
+//! `hyper-upgrade` on smol: hyper reads the TCP stream through
+//! `smol-hyper`'s futures-io adapter and times out with async-io's timer.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use smol::net::TcpListener;
+use smol_hyper::rt::{FuturesIo, SmolTimer};
+use wavecast_smol::{from_upgraded, Role, WebSocket};
+
+use crate::futures_io_compat::HyperIo;
+use crate::{config, route, Options, Routed};
+
+pub(crate) fn run(options: Options) -> std::io::Result<()> {
+    let stop = ctrl_c();
+    smol::block_on(async {
+        let listener = TcpListener::bind(&options.addr).await?;
+        println!(
+            "hyper-upgrade (smol) listening on http://{}",
+            listener.local_addr()?
+        );
+        loop {
+            let accepted = smol::future::or(async { Some(listener.accept().await) }, async {
+                let _ = stop.recv().await;
+                None
+            });
+            let Some(accepted) = accepted.await else {
+                break;
+            };
+            let (tcp, _) = accepted?;
+            tcp.set_nodelay(true)?;
+            smol::spawn(async move {
+                let service = service_fn(|mut request| async move {
+                    Ok::<_, Infallible>(match route(&mut request) {
+                        Routed::Plain(response) => response,
+                        Routed::Upgrade {
+                            response,
+                            on_upgrade,
+                            negotiated,
+                        } => {
+                            smol::spawn(async move {
+                                let Ok(upgraded) = on_upgrade.await else {
+                                    return;
+                                };
+                                let ws = from_upgraded(
+                                    HyperIo(upgraded),
+                                    Role::Server,
+                                    config(),
+                                    &negotiated,
+                                    Bytes::new(),
+                                );
+                                echo(ws).await;
+                            })
+                            .detach();
+                            response
+                        }
+                    })
+                });
+                let _ = http1::Builder::new()
+                    .timer(SmolTimer::new())
+                    .serve_connection(FuturesIo::new(tcp), service)
+                    .with_upgrades()
+                    .await;
+            })
+            .detach();
+        }
+        println!("hyper-upgrade: shutting down");
+        Ok(())
+    })
+}
+
+/// Sends every message back.
+async fn echo(mut ws: WebSocket) {
+    while let Some(Ok(message)) = ws.recv().await {
+        if ws.send(message).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// A channel that receives once on Ctrl-C.
+fn ctrl_c() -> smol::channel::Receiver<()> {
+    let (tx, rx) = smol::channel::bounded(1);
+    let _ = ctrlc::set_handler(move || {
+        let _ = tx.try_send(());
+    });
+    rx
+}

@@ -1,0 +1,78 @@
+//! `hyper-upgrade` on tokio, with `hyper-util`'s tokio glue.
+
+use std::convert::Infallible;
+
+use bytes::Bytes;
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::net::TcpListener;
+use wavecast_tokio::{Role, WebSocket};
+
+use crate::{config, route, Options, Routed};
+
+pub(crate) fn run(options: Options) -> std::io::Result<()> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let listener = TcpListener::bind(&options.addr).await?;
+        println!(
+            "hyper-upgrade (tokio) listening on http://{}",
+            listener.local_addr()?
+        );
+        loop {
+            let (tcp, _) = tokio::select! {
+                accepted = listener.accept() => accepted?,
+                _ = tokio::signal::ctrl_c() => break,
+            };
+            tcp.set_nodelay(true)?;
+            tokio::spawn(async move {
+                let service = service_fn(|mut request| async move {
+                    Ok::<_, Infallible>(match route(&mut request) {
+                        Routed::Plain(response) => response,
+                        Routed::Upgrade {
+                            response,
+                            on_upgrade,
+                            negotiated,
+                        } => {
+                            tokio::spawn(async move {
+                                let Ok(upgraded) = on_upgrade.await else {
+                                    return;
+                                };
+                                // hyper hands back any bytes it read past the
+                                // request through the stream itself, so
+                                // there is no leftover to pass.
+                                let ws = WebSocket::from_upgraded(
+                                    TokioIo::new(upgraded),
+                                    Role::Server,
+                                    config(),
+                                    &negotiated,
+                                    Bytes::new(),
+                                );
+                                echo(ws).await;
+                            });
+                            response
+                        }
+                    })
+                });
+                let _ = http1::Builder::new()
+                    .timer(TokioTimer::new())
+                    .serve_connection(TokioIo::new(tcp), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+        println!("hyper-upgrade: shutting down");
+        Ok(())
+    })
+}
+
+/// Sends every message back.
+async fn echo(mut ws: WebSocket) {
+    while let Some(Ok(message)) = ws.recv().await {
+        if ws.send(message).await.is_err() {
+            break;
+        }
+    }
+}

@@ -1,0 +1,245 @@
+//! Smoke tests of the shipped programs as users run them: `echo`, `chat` and
+//! `client` are started as processes on every runtime, exercised over real
+//! loopback sockets, then sent SIGINT and expected to exit cleanly.
+
+mod support;
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
+use std::time::Duration;
+
+use serde_json::Value;
+use support::{free_addr, get, http, tokio_rt, Program};
+use wavecast_tokio::{connect, CloseCode, Message, WebSocket};
+
+/// How long any one expected message may take.
+const WAIT: Duration = Duration::from_secs(5);
+
+/// The next message, within [`WAIT`].
+async fn next(ws: &mut WebSocket) -> Message {
+    tokio::time::timeout(WAIT, ws.recv())
+        .await
+        .expect("a message in time")
+        .expect("connection open")
+        .expect("a message, not an error")
+}
+
+/// The next message as JSON.
+async fn next_json(ws: &mut WebSocket) -> Value {
+    match next(ws).await {
+        Message::Text(text) => serde_json::from_str(text.as_str()).expect("JSON"),
+        other => panic!("expected JSON text, got {other:?}"),
+    }
+}
+
+async fn expect_echo(ws: &mut WebSocket, text: &str) {
+    ws.send(text).await.expect("send");
+    assert_eq!(next(ws).await, Message::from(text));
+}
+
+/// `echo`: echoes, `client --count 2` talks to it, it stops on SIGINT and a
+/// restart can listen on the same port again.
+fn echo_and_client(runtime: &str) {
+    let echo_exe = env!("CARGO_BIN_EXE_echo");
+    let addr = free_addr();
+    let args = ["--runtime", runtime, "--addr", addr.as_str()];
+    let echo = Program::start_server("echo", echo_exe, &args);
+    let url = format!("ws://{addr}/");
+    tokio_rt().block_on(async {
+        let (mut ws, _) = connect(&url).await.expect("connect to echo");
+        expect_echo(&mut ws, "hello").await;
+        ws.send(Message::Binary(vec![0u8, 255].into()))
+            .await
+            .expect("send");
+        assert_eq!(next(&mut ws).await, Message::Binary(vec![0u8, 255].into()));
+        ws.close(CloseCode::NORMAL, "").await.expect("close");
+    });
+
+    // The client program, on the same runtime, against the echo server.
+    let client_args = ["--runtime", runtime, "--url", url.as_str(), "--count", "2"];
+    let mut client = Program::spawn("client", env!("CARGO_BIN_EXE_client"), &client_args);
+    assert!(
+        client.wait_exit(Duration::from_secs(10)),
+        "client failed: {:?}",
+        client.printed
+    );
+    let received = client
+        .printed
+        .iter()
+        .filter(|l| l.starts_with("< time "))
+        .count();
+    assert_eq!(received, 2, "client printed {:?}", client.printed);
+
+    echo.interrupt_and_check();
+
+    // Restart on the same port: the listener was released.
+    let echo = Program::start_server("echo", echo_exe, &args);
+    tokio_rt().block_on(async {
+        let (mut ws, _) = connect(&url).await.expect("reconnect after restart");
+        expect_echo(&mut ws, "again").await;
+        ws.close(CloseCode::NORMAL, "").await.expect("close");
+    });
+    echo.interrupt_and_check();
+}
+
+/// Reads SSE lines from `tcp` until a `data:` line containing `needle`.
+fn sse_until(tcp: TcpStream, needle: &str) -> Vec<String> {
+    let mut seen = Vec::new();
+    for line in BufReader::new(tcp).lines() {
+        let line = line.unwrap_or_else(|e| panic!("SSE read failed after {seen:?}: {e}"));
+        let found = line.starts_with("data:") && line.contains(needle);
+        seen.push(line);
+        if found {
+            return seen;
+        }
+    }
+    panic!("SSE stream ended without {needle:?}: {seen:?}");
+}
+
+/// `chat`: the page, two members who see each other, an SSE listener, a
+/// refused nickname, a foreign origin and the echo endpoint.
+fn chat(runtime: &str) {
+    let addr = free_addr();
+    let server = Program::start_server(
+        "chat",
+        env!("CARGO_BIN_EXE_chat"),
+        &["--runtime", runtime, "--addr", &addr],
+    );
+
+    let (status, page) = get(&addr, "/", "");
+    assert_eq!(status, 200);
+    assert!(page.contains("<html") || page.contains("<!doctype") || page.contains("<!DOCTYPE"));
+
+    // A browser page from another origin is refused before any upgrade.
+    let (status, _) = http(
+        &addr,
+        &format!(
+            "GET /ws/lobby?nick=eve HTTP/1.1\r\nHost: {addr}\r\nOrigin: http://evil.example\r\n\
+             Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+             Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+        ),
+    );
+    assert_eq!(status, 403);
+
+    // An SSE listener on the room, subscribed before anyone speaks.
+    let mut sse = TcpStream::connect(&addr).expect("connect SSE");
+    sse.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        sse,
+        "GET /sse/lobby HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let mut head = String::new();
+    let mut reader = BufReader::new(sse.try_clone().unwrap());
+    reader.read_line(&mut head).unwrap();
+    assert!(head.contains(" 200"), "SSE answered {head:?}");
+    let sse_thread = std::thread::spawn(move || sse_until(sse, "hello from a"));
+
+    tokio_rt().block_on(async {
+        let (mut a, _) = connect(&format!("ws://{addr}/ws/lobby?nick=a"))
+            .await
+            .expect("a joins");
+        let joined = next_json(&mut a).await;
+        assert_eq!(
+            (joined["type"].as_str(), joined["nick"].as_str()),
+            (Some("join"), Some("a"))
+        );
+
+        let (mut b, _) = connect(&format!("ws://{addr}/ws/lobby?nick=b"))
+            .await
+            .expect("b joins");
+        for ws in [&mut a, &mut b] {
+            let joined = next_json(ws).await;
+            assert_eq!(
+                (joined["type"].as_str(), joined["nick"].as_str()),
+                (Some("join"), Some("b"))
+            );
+            assert_eq!(joined["members"], serde_json::json!(["a", "b"]));
+        }
+
+        a.send(r#"{"text":"hello from a"}"#)
+            .await
+            .expect("a speaks");
+        b.send(r#"{"text":"hi from b"}"#).await.expect("b speaks");
+        for ws in [&mut a, &mut b] {
+            // The two senders race, so either message may come first.
+            let mut got = Vec::new();
+            for _ in 0..2 {
+                let event = next_json(ws).await;
+                assert_eq!(event["type"], "message", "{event}");
+                assert_eq!(event["room"], "lobby");
+                got.push((event["nick"].to_string(), event["text"].to_string()));
+            }
+            got.sort();
+            let want = [("a", "hello from a"), ("b", "hi from b")]
+                .map(|(nick, text)| (format!("{nick:?}"), format!("{text:?}")));
+            assert_eq!(got, want);
+        }
+
+        b.close(CloseCode::NORMAL, "bye").await.expect("b leaves");
+        let left = next_json(&mut a).await;
+        assert_eq!(
+            (left["type"].as_str(), left["nick"].as_str()),
+            (Some("leave"), Some("b"))
+        );
+        assert_eq!(left["members"], serde_json::json!(["a"]));
+        a.close(CloseCode::NORMAL, "bye").await.expect("a leaves");
+
+        // A nickname with a leading space is refused with 1008 and a reason.
+        let (mut bad, _) = connect(&format!("ws://{addr}/ws/lobby?nick=%20bad"))
+            .await
+            .expect("the handshake itself succeeds");
+        let end = tokio::time::timeout(WAIT, bad.recv())
+            .await
+            .expect("closed in time");
+        assert!(!matches!(end, Some(Ok(_))), "expected a close, got {end:?}");
+        let frame = bad.close_frame().expect("a close frame");
+        assert_eq!(frame.code, CloseCode(1008));
+        assert!(!frame.reason.is_empty(), "the close says why");
+
+        // The plain echo endpoint.
+        let (mut echo, _) = connect(&format!("ws://{addr}/websocket"))
+            .await
+            .expect("echo");
+        expect_echo(&mut echo, "echo me").await;
+        echo.close(CloseCode::NORMAL, "").await.expect("close");
+    });
+
+    let seen = sse_thread.join().expect("SSE listener");
+    assert!(
+        seen.iter().any(|l| l.contains("\"type\":\"message\"")),
+        "{seen:?}"
+    );
+
+    server.interrupt_and_check();
+}
+
+#[test]
+fn echo_and_client_on_tokio() {
+    echo_and_client("tokio");
+}
+
+#[test]
+fn echo_and_client_on_async_std() {
+    echo_and_client("async-std");
+}
+
+#[test]
+fn echo_and_client_on_smol() {
+    echo_and_client("smol");
+}
+
+#[test]
+fn chat_on_tokio() {
+    chat("tokio");
+}
+
+#[test]
+fn chat_on_async_std() {
+    chat("async-std");
+}
+
+#[test]
+fn chat_on_smol() {
+    chat("smol");
+}
