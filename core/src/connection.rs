@@ -162,13 +162,15 @@ pub struct Connection {
     head: [u8; MAX_HEADER_LEN],
     head_len: u8,
     frame: Option<InFrame>,
-    control: [u8; 125],
-    control_len: u8,
+    /// The payload of the control frame being read (at most 125 bytes),
+    /// allocated only while one is in progress.
+    control: Vec<u8>,
     message: Option<Assembly>,
     /// Input is no longer processed: the peer's close arrived, a violation
     /// was found, or the connection ended.
     input_stopped: bool,
-    held_error: Option<ProtocolError>,
+    /// Boxed: rarely set, and idle connections should stay small.
+    held_error: Option<Box<ProtocolError>>,
     discard: bool,
     discarded: u64,
 
@@ -183,10 +185,10 @@ pub struct Connection {
 
     // Close state.
     close_sent: bool,
-    close_received: Option<CloseFrame>,
+    close_received: Option<Box<CloseFrame>>,
     locally_initiated: bool,
     closed: bool,
-    outcome: Option<Outcome>,
+    outcome: Option<Box<Outcome>>,
 
     timers: Timers,
 }
@@ -211,8 +213,7 @@ impl Connection {
             head: [0; MAX_HEADER_LEN],
             head_len: 0,
             frame: None,
-            control: [0; 125],
-            control_len: 0,
+            control: Vec::new(),
             message: None,
             input_stopped: false,
             held_error: None,
@@ -317,11 +318,11 @@ impl Connection {
             return;
         }
         self.input_stopped = true;
-        if let Some(error) = self.held_error.clone() {
+        if let Some(error) = self.held_error.as_deref().cloned() {
             // The violation found earlier is the cause: it is still reported
             // when `poll_event` reaches it, and nothing is reported after it.
             self.finish(Outcome::Failed(ConnectionError::Protocol(error)));
-        } else if let Some(remote) = self.close_received.clone() {
+        } else if let Some(remote) = self.close_received.as_deref().cloned() {
             // The peer's close frame arrived (its code is the close code,
             // §7.1.5), even if the application has not read it yet: no
             // `Eof` error may follow the `Close` event.
@@ -377,7 +378,7 @@ impl Connection {
                 return;
             }
         } else {
-            self.control_len = 0;
+            self.control = Vec::with_capacity(header.payload_len as usize);
         }
         self.frame = Some(InFrame {
             header,
@@ -492,13 +493,11 @@ impl Connection {
         frame.remaining -= take as u64;
         let done = frame.remaining == 0;
         if frame.header.opcode.is_control() {
-            let at = self.control_len as usize;
-            let dst = &mut self.control[at..at + take];
-            dst.copy_from_slice(chunk);
+            let at = self.control.len();
+            self.control.extend_from_slice(chunk);
             if let Some(key) = key {
-                apply_mask(dst, key, offset);
+                apply_mask(&mut self.control[at..], key, offset);
             }
-            self.control_len += take as u8;
         } else if let Err(e) = self.append_data(chunk, key, offset) {
             self.violation(e);
             return data.len();
@@ -560,7 +559,7 @@ impl Connection {
         };
         match frame.header.opcode {
             OpCode::Ping => {
-                let payload = Bytes::copy_from_slice(&self.control[..self.control_len as usize]);
+                let payload = Bytes::from(std::mem::take(&mut self.control));
                 if self.config.auto_pong && !self.close_sent {
                     // Pings are answered in order, but past a few unwritten
                     // pongs only the latest is (§5.5.3), so a peer that pings
@@ -575,16 +574,15 @@ impl Connection {
                 }
             }
             OpCode::Pong => {
+                let payload = Bytes::from(std::mem::take(&mut self.control));
                 if !self.discard {
-                    let payload =
-                        Bytes::copy_from_slice(&self.control[..self.control_len as usize]);
                     self.push_event(Event::Pong(payload));
                 }
             }
-            OpCode::Close => match CloseFrame::parse(&self.control[..self.control_len as usize]) {
+            OpCode::Close => match CloseFrame::parse(&std::mem::take(&mut self.control)) {
                 Ok(frame) => {
                     self.input_stopped = true;
-                    self.close_received = Some(frame.clone());
+                    self.close_received = Some(Box::new(frame.clone()));
                     if self.close_sent {
                         // We started the close; the handshake is now done.
                         self.close_handshake_done();
@@ -648,9 +646,10 @@ impl Connection {
         self.input_stopped = true;
         self.frame = None;
         self.message = None;
+        self.control = Vec::new();
         self.head_len = 0;
         if self.held_error.is_none() {
-            self.held_error = Some(error);
+            self.held_error = Some(Box::new(error));
         }
     }
 
@@ -681,7 +680,7 @@ impl Connection {
             }
             return Some(event);
         }
-        let error = self.held_error.take()?;
+        let error = *self.held_error.take()?;
         if !self.closed {
             if !self.close_sent {
                 let reason = short_reason(&error.to_string());
@@ -879,7 +878,7 @@ impl Connection {
     /// Both close frames are exchanged (or ours answers theirs).
     fn close_handshake_done(&mut self) {
         self.input_stopped = true;
-        let Some(remote) = self.close_received.clone() else {
+        let Some(remote) = self.close_received.as_deref().cloned() else {
             return;
         };
         let outcome = Outcome::Clean {
@@ -892,7 +891,7 @@ impl Connection {
             // The client waits for the server to close, up to the close
             // timeout; the outcome is already known.
             Role::Client => {
-                self.outcome = Some(outcome);
+                self.outcome = Some(Box::new(outcome));
                 if self.timers.close_deadline.is_none() {
                     self.timers.close_deadline =
                         Some(self.timers.last_now + self.config.close_timeout);
@@ -913,7 +912,7 @@ impl Connection {
         self.message = None;
         self.timers.close_deadline = None;
         if self.outcome.is_none() || matches!(outcome, Outcome::Failed(_)) {
-            self.outcome = Some(outcome);
+            self.outcome = Some(Box::new(outcome));
         }
     }
 
@@ -1059,14 +1058,14 @@ impl Connection {
 
     /// The peer's close frame, once it has arrived.
     pub fn close_received(&self) -> Option<&CloseFrame> {
-        self.close_received.as_ref()
+        self.close_received.as_deref()
     }
 
     /// How the connection ended, once known. A client that finished the
     /// close handshake knows its outcome before the server closes the
     /// transport.
     pub fn outcome(&self) -> Option<&Outcome> {
-        self.outcome.as_ref()
+        self.outcome.as_deref()
     }
 
     // ------------------------------------------------------------------ time
@@ -1104,7 +1103,7 @@ impl Connection {
         }
         if let Some(deadline) = self.timers.close_deadline {
             if now >= deadline {
-                match self.outcome.clone() {
+                match self.outcome.as_deref().cloned() {
                     Some(clean @ Outcome::Clean { .. }) => self.finish(clean),
                     _ => self.fail(ConnectionError::Timeout(TimeoutKind::Close)),
                 }

@@ -540,11 +540,7 @@ fn idle_connection_holds_no_buffers() {
     drain_events(&mut p.server);
     assert_eq!(p.server.queued_bytes(), 0);
     assert!(!p.server.has_events());
-    assert!(
-        size_of::<Connection>() < 1024,
-        "{}",
-        size_of::<Connection>()
-    );
+    assert!(size_of::<Connection>() < 512, "{}", size_of::<Connection>());
 }
 
 #[test]

@@ -14,9 +14,12 @@ async fn main() -> std::io::Result<()> {
     let listener = TcpListener::bind(&addr).await?;
     println!("echo server listening on ws://{}", listener.local_addr()?);
     // Large enough for the conformance suite's 16 MiB messages.
-    let config = Config::default()
-        .with_max_message_size(16 << 20)
-        .with_max_frame_size(16 << 20);
+    // One shared config: cloning an `Arc` per connection costs nothing.
+    let config = std::sync::Arc::new(
+        Config::default()
+            .with_max_message_size(16 << 20)
+            .with_max_frame_size(16 << 20),
+    );
     loop {
         tokio::select! {
             accepted = listener.accept() => {

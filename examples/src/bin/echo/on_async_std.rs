@@ -13,7 +13,7 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
             "echo (async-std) listening on ws://{}",
             listener.local_addr()?
         );
-        let config = config(&options);
+        let config = std::sync::Arc::new(config(&options));
         loop {
             let accepted =
                 futures_lite::future::or(async { Some(listener.accept().await) }, async {

@@ -10,7 +10,7 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
     smol::block_on(async {
         let listener = TcpListener::bind(&options.addr).await?;
         println!("echo (smol) listening on ws://{}", listener.local_addr()?);
-        let config = config(&options);
+        let config = std::sync::Arc::new(config(&options));
         loop {
             let accepted = smol::future::or(async { Some(listener.accept().await) }, async {
                 let _ = stop.recv().await;

@@ -12,7 +12,7 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
     runtime.block_on(async {
         let listener = TcpListener::bind(&options.addr).await?;
         println!("echo (tokio) listening on ws://{}", listener.local_addr()?);
-        let config = config(&options);
+        let config = std::sync::Arc::new(config(&options));
         loop {
             let (tcp, _) = tokio::select! {
                 accepted = listener.accept() => accepted?,
