@@ -25,6 +25,20 @@ use wavecast_core::{
 };
 
 /// Every fuzz target, by name (also the corpus folder names).
+#[cfg(feature = "deflate")]
+pub const TARGETS: [&str; 8] = [
+    "frame_header",
+    "server_handshake",
+    "client_handshake",
+    "connection_server",
+    "connection_client",
+    "connection_pair",
+    "sse",
+    "inflate",
+];
+
+/// Every fuzz target, by name (the inflate target needs the `deflate` feature).
+#[cfg(not(feature = "deflate"))]
 pub const TARGETS: [&str; 7] = [
     "frame_header",
     "server_handshake",
@@ -45,6 +59,8 @@ pub fn run(target: &str, data: &[u8], heap: Option<&Heap>) {
         "connection_client" => connection(Role::Client, data, heap),
         "connection_pair" => connection_pair(data),
         "sse" => sse(data, heap),
+        #[cfg(feature = "deflate")]
+        "inflate" => inflate(data, heap),
         other => panic!("unknown fuzz target {other:?}"),
     }
 }
@@ -1405,4 +1421,88 @@ fn sse_round_trip(u: &mut Unstructured<'_>, opts: u8) {
         }
     }
     assert_eq!(got, expected, "SSE encode-then-parse changed the events");
+}
+
+#[cfg(feature = "deflate")]
+/// Heap a decompressing connection may hold: the inflater's state and
+/// window (under 64 KiB at 15 bits), the message limit, and slack.
+const INFLATE_BUDGET: usize = 256 << 10;
+
+/// permessage-deflate's inflate path: a server that negotiated deflate
+/// through a real handshake, with a 1 KiB message limit, fed compressed
+/// data messages built from the input (RSV1 on each first frame, arbitrary
+/// deflate streams as payloads, random fragmentation). Never panics, never
+/// delivers a message over the limit or invalid text, delivers nothing
+/// after a close or an error, and the heap stays bounded however much the
+/// data would inflate to (a zip bomb must fail with 1009, not allocate).
+#[cfg(feature = "deflate")]
+pub fn inflate(data: &[u8], heap: Option<&Heap>) {
+    let mut u = Unstructured::new(data);
+    let opts: u8 = u.arbitrary().unwrap_or(0);
+    let offer = match opts & 3 {
+        0 => "permessage-deflate",
+        1 => "permessage-deflate; client_max_window_bits=9",
+        2 => "permessage-deflate; client_no_context_takeover",
+        _ => "permessage-deflate; client_max_window_bits=8",
+    };
+    let config = tiny_config();
+    let now = Instant::now();
+    let head = format!(
+        "GET / HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Extensions: {offer}\r\n\r\n"
+    );
+    let mut handshake = ServerHandshake::new(&config, now);
+    let request = handshake
+        .receive(now, head.as_bytes())
+        .expect("a valid request")
+        .expect("a complete head");
+    let accepted = handshake
+        .accept(&request, Accept::new())
+        .expect("the request is accepted");
+    let response = String::from_utf8_lossy(&accepted.response);
+    assert!(
+        response.contains("permessage-deflate"),
+        "deflate was not negotiated: {response}"
+    );
+    let mut conn = Connection::with_negotiated(Role::Server, config, &accepted.negotiated, now);
+    let mut obs = Observer::new(Role::Server, MAX_MESSAGE);
+    let mut out = Vec::with_capacity(64 << 10);
+    let base = heap.map(|h| {
+        (h.reset_peak)();
+        (h.live)()
+    });
+    let key = [0x37, 0xfa, 0x21, 0x3d];
+    let mut first = true;
+    while !u.is_empty() && !conn.is_closed() {
+        let control: u8 = u.arbitrary().unwrap_or(0);
+        let len = usize::from(control & 0x3f).min(u.len());
+        let payload = u.bytes(len).expect("length checked");
+        let fin = control & 0x80 != 0;
+        let (opcode, rsv) = match (first, control & 0x40 != 0) {
+            (true, true) => (OpCode::Text, 0b100),
+            (true, false) => (OpCode::Binary, 0b100),
+            (false, _) => (OpCode::Continuation, 0),
+        };
+        let header = FrameHeader {
+            fin,
+            rsv,
+            opcode,
+            mask: Some(key),
+            payload_len: payload.len() as u64,
+        };
+        let mut frame = Vec::with_capacity(MAX_HEADER_LEN + payload.len());
+        header.encode_to(&mut frame);
+        let at = frame.len();
+        frame.extend_from_slice(payload);
+        apply_mask(&mut frame[at..], key, 0);
+        conn.receive(now, &frame);
+        first = fin;
+        drain(&mut conn, &mut obs, &mut out);
+        if let (Some(h), Some(base)) = (heap, base) {
+            let peak = (h.peak)().saturating_sub(base);
+            assert!(peak <= INFLATE_BUDGET, "inflating held {peak} B at peak");
+        }
+    }
+    drain(&mut conn, &mut obs, &mut out);
 }

@@ -92,6 +92,19 @@ async function echo(data, binary) {
 }
 
 const scenarios = [
+  ['permessage-deflate negotiated', async () => {
+    // ws offers permessage-deflate by default; silently declining it must
+    // fail this test.
+    const c = new Conn('/echo');
+    await c.opened();
+    if (!c.ws.extensions.startsWith('permessage-deflate')) {
+      throw new Error(`expected permessage-deflate, negotiated ${JSON.stringify(c.ws.extensions)}`);
+    }
+    const msg = 'compress me '.repeat(5000);
+    c.ws.send(msg);
+    await c.expect(msg, false);
+    await c.close(1000, '');
+  }],
   ['text', () => echo('hello, interop ✓', false)],
   ['binary', () => echo(Buffer.from([0, 1, 2, 0xfe, 0xff]), true)],
   ['1 MiB', async () => {

@@ -161,7 +161,20 @@ async def rejected(base):
     raise Fail("handshake succeeded, expected 403")
 
 
+async def deflate_negotiated(base):
+    # Both sides offer permessage-deflate by default; silently declining it
+    # must fail this test.
+    async with open_ws(base, "/echo") as ws:
+        names = [ext.name for ext in ws.protocol.extensions]
+        if names != ["permessage-deflate"]:
+            raise Fail(f"expected permessage-deflate, negotiated {names}")
+        msg = "compress me " * 5000
+        await ws.send(msg)
+        await expect(ws, msg)
+
+
 SCENARIOS = [
+    ("permessage-deflate negotiated", deflate_negotiated),
     ("text", text),
     ("binary", binary),
     ("1 MiB", one_mib),

@@ -17,7 +17,9 @@ const server = http.createServer((req, res) => {
   res.writeHead(426, { 'Content-Type': 'text/plain' });
   res.end('websocket only\n');
 });
-const wss = new WebSocketServer({ noServer: true, maxPayload: 16 << 20 });
+// permessage-deflate is off by default on ws servers; turn it on so our
+// client's offer is accepted.
+const wss = new WebSocketServer({ noServer: true, maxPayload: 16 << 20, perMessageDeflate: true });
 
 server.on('upgrade', (req, socket, head) => {
   const path = new URL(req.url, 'http://localhost').pathname;

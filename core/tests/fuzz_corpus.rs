@@ -93,6 +93,12 @@ fn replay_sse() {
     replay("sse");
 }
 
+#[cfg(feature = "deflate")]
+#[test]
+fn replay_inflate() {
+    replay("inflate");
+}
+
 #[test]
 fn generated_seeds_pass_the_checks() {
     for (target, _, bytes) in seeds() {
@@ -562,5 +568,65 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
             b"data: hello\nevent: greeting\nid: 1\n\n: note\n",
         ),
     );
+    #[cfg(feature = "deflate")]
+    inflate_seeds(&mut add);
     out
+}
+
+/// inflate: compressed messages as (control byte, payload) pieces; the
+/// control byte is fin (0x80), text (0x40) and the payload length.
+#[cfg(feature = "deflate")]
+fn inflate_seeds(add: &mut impl FnMut(&'static str, &str, Vec<u8>)) {
+    let piece = |fin: bool, text: bool, payload: &[u8]| {
+        let mut v = vec![(u8::from(fin) << 7) | (u8::from(text) << 6) | payload.len() as u8];
+        v.extend_from_slice(payload);
+        v
+    };
+    // RFC 7692 §7.2.3.1: "Hello", one frame and fragmented.
+    let hello = [0xf2, 0x48, 0xcd, 0xc9, 0xc9, 0x07, 0x00];
+    add(
+        "inflate",
+        "rfc-hello",
+        with_opts(0, &piece(true, true, &hello)),
+    );
+    let mut fragmented = piece(false, true, &hello[..3]);
+    fragmented.extend(piece(true, false, &hello[3..]));
+    add("inflate", "rfc-hello-fragmented", with_opts(2, &fragmented));
+    // §7.2.3.3: a stored (uncompressed) block.
+    let stored = [
+        0x00, 0x05, 0x00, 0xfa, 0xff, 0x48, 0x65, 0x6c, 0x6c, 0x6f, 0x00,
+    ];
+    add(
+        "inflate",
+        "rfc-stored-block",
+        with_opts(1, &piece(true, false, &stored)),
+    );
+    // §7.2.3.2: two messages, the second referring to the first.
+    let mut shared = piece(true, true, &hello);
+    shared.extend(piece(true, true, &[0xf2, 0x00, 0x11, 0x00, 0x00]));
+    add("inflate", "rfc-shared-window", with_opts(0, &shared));
+    // Prose compressed with a 9-bit window.
+    let prose = [
+        0x2a, 0x4f, 0x2c, 0x4b, 0x4d, 0x4e, 0x2c, 0x2e, 0x51, 0x28, 0x1f, 0x65, 0x8c, 0x32, 0x50,
+        0x19, 0x00, 0x00,
+    ];
+    add(
+        "inflate",
+        "window-9",
+        with_opts(1, &piece(true, true, &prose)),
+    );
+    // A zip bomb: 200,000 zero bytes in 211 compressed ones (limit: 1 KiB).
+    let mut bomb_stream = vec![
+        0xec, 0xc1, 0x31, 0x01, 0x00, 0x00, 0x00, 0xc2, 0xa0, 0xf5, 0x4f, 0x6d, 0x06, 0x7f, 0xa0,
+    ];
+    bomb_stream.extend(std::iter::repeat(0u8).take(194));
+    bomb_stream.extend([0x80, 0xd7, 0x00]);
+    let mut bomb = Vec::new();
+    let mut rest = &bomb_stream[..];
+    while !rest.is_empty() {
+        let take = rest.len().min(63);
+        bomb.extend(piece(take == rest.len(), false, &rest[..take]));
+        rest = &rest[take..];
+    }
+    add("inflate", "zip-bomb", with_opts(0, &bomb));
 }

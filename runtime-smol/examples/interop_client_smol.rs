@@ -25,7 +25,7 @@ use std::time::Duration;
 
 use wavecast_core::HandshakeError;
 use wavecast_smol::{
-    connect_with, ClientRequest, CloseCode, Config, Error, Message, Outcome, WebSocket,
+    connect_with, ClientRequest, CloseCode, Config, Error, Message, Outcome, Response, WebSocket,
 };
 
 type Res = Result<(), String>;
@@ -59,6 +59,43 @@ async fn open(base: &str, path: &str, config: Config) -> Result<WebSocket, Strin
         .map_err(|_| format!("connect to {url} timed out"))?
         .map_err(|e| format!("connect to {url} failed: {e}"))?;
     Ok(ws)
+}
+
+async fn open_with_response(
+    base: &str,
+    path: &str,
+    config: Config,
+) -> Result<(WebSocket, Response), String> {
+    let url = format!("{base}{path}");
+    let (request, _) = ClientRequest::from_url(&url).map_err(|e| format!("bad url {url}: {e}"))?;
+    let (ws, response) = timeout(STEP, connect_with(&url, request, config))
+        .await
+        .map_err(|_| format!("connect to {url} timed out"))?
+        .map_err(|e| format!("connect to {url} failed: {e}"))?;
+    Ok((ws, response))
+}
+
+/// Both sides offer permessage-deflate by default: the peer must accept it
+/// (silently declining it fails), and compressed echoes must round-trip.
+async fn deflate_negotiated(base: &str) -> Res {
+    let (mut ws, response) = open_with_response(base, "/echo", base_config()).await?;
+    let ext = response
+        .headers
+        .get("sec-websocket-extensions")
+        .unwrap_or("")
+        .to_owned();
+    if !ext.starts_with("permessage-deflate") {
+        return Err(format!(
+            "expected permessage-deflate, the peer answered {ext:?}"
+        ));
+    }
+    let msg = Message::from("compress me ".repeat(5000));
+    ws.send(msg.clone()).await.map_err(|e| e.to_string())?;
+    let got = recv(&mut ws).await?;
+    if got != msg {
+        return Err("the compressed echo differs".into());
+    }
+    Ok(())
 }
 
 async fn recv(ws: &mut WebSocket) -> Result<Message, String> {
@@ -270,6 +307,12 @@ async fn run_all() {
     let b = base.as_str();
     let mut failures = 0;
     let f = &mut failures;
+    run(
+        &format!("wavecast client -> {peer} server: permessage-deflate negotiated"),
+        deflate_negotiated(b),
+        f,
+    )
+    .await;
     run(
         &format!("wavecast client -> {peer} server: text"),
         text(b),
