@@ -619,7 +619,7 @@ fn inflate_seeds(add: &mut impl FnMut(&'static str, &str, Vec<u8>)) {
     let mut bomb_stream = vec![
         0xec, 0xc1, 0x31, 0x01, 0x00, 0x00, 0x00, 0xc2, 0xa0, 0xf5, 0x4f, 0x6d, 0x06, 0x7f, 0xa0,
     ];
-    bomb_stream.extend(std::iter::repeat(0u8).take(194));
+    bomb_stream.extend(std::iter::repeat_n(0u8, 194));
     bomb_stream.extend([0x80, 0xd7, 0x00]);
     let mut bomb = Vec::new();
     let mut rest = &bomb_stream[..];

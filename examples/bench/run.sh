@@ -89,7 +89,7 @@ table() {
   end ),
   ( map(select(.mode == "broadcast")) | if length == 0 then empty else
     "",
-    "### Broadcast (one publisher, N subscribers in one room, 64 B binary)",
+    "### Broadcast (one publisher, N subscribers, 64 B binary; wavecast: a room, peers: naive tokio::sync::broadcast fan-out)",
     "",
     "| workload | server | delivered msgs/s median (min–max) | vs wavecast-tokio | delivered per server-CPU-s median (min–max) | vs wavecast-tokio | p50 latency µs median (min–max) | p99 latency µs median (min–max) | server CPU busy | valid runs |",
     "|---|---|---|---|---|---|---|---|---|---|",

@@ -54,7 +54,8 @@ async fn naive_broadcast(
     };
     // Lagged or closed: drop the connection.
     while let Ok(msg) = rx.recv().await {
-        ws.write_frame(Frame::binary(Payload::Borrowed(&msg))).await?;
+        ws.write_frame(Frame::binary(Payload::Borrowed(&msg)))
+            .await?;
     }
     Ok(())
 }

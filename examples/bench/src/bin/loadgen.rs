@@ -724,11 +724,17 @@ mod bench_broadcast {
     fn check(st: &State, expect: &mut u64, op: u8, p: &[u8]) -> Result<(), String> {
         let now = mono_ns();
         if op != 2 || p.len() != SIZE {
-            return Err(format!("subscriber: opcode {op}, {} bytes, expected 2, {SIZE}", p.len()));
+            return Err(format!(
+                "subscriber: opcode {op}, {} bytes, expected 2, {SIZE}",
+                p.len()
+            ));
         }
         let seq = u64::from_le_bytes(p[..8].try_into().unwrap());
         if seq != *expect {
-            return Err(format!("subscriber: got message {seq}, expected {}", *expect));
+            return Err(format!(
+                "subscriber: got message {seq}, expected {}",
+                *expect
+            ));
         }
         if seq >= st.published.load(Relaxed) {
             return Err(format!("subscriber: message {seq} was never published"));
@@ -736,7 +742,9 @@ mod bench_broadcast {
         let slot = &st.ring[seq as usize % RING];
         for (i, w) in slot.iter().enumerate() {
             if w.load(std::sync::atomic::Ordering::Acquire).to_le_bytes() != p[i * 8..i * 8 + 8] {
-                return Err(format!("subscriber: message {seq} differs from what was published"));
+                return Err(format!(
+                    "subscriber: message {seq} differs from what was published"
+                ));
             }
         }
         *expect += 1;
@@ -780,7 +788,8 @@ mod bench_broadcast {
             // How many may go now: the window, and the schedule in rate mode.
             let room = o.window.saturating_sub(seq - st.done.load(Relaxed));
             if room == 0 {
-                let _ = tokio::time::timeout(Duration::from_millis(50), st.progress.notified()).await;
+                let _ =
+                    tokio::time::timeout(Duration::from_millis(50), st.progress.notified()).await;
                 continue;
             }
             let mut n = room.min(64);
@@ -808,7 +817,8 @@ mod bench_broadcast {
                     w.store(v, std::sync::atomic::Ordering::Release);
                 }
                 seq += 1;
-                st.published.store(seq, std::sync::atomic::Ordering::Release);
+                st.published
+                    .store(seq, std::sync::atomic::Ordering::Release);
                 batch.extend_from_slice(&client_frame(2, &p, (rng.next() as u32).to_ne_bytes()));
             }
             if let Err(e) = tcp.write_all(&batch).await {
@@ -869,7 +879,10 @@ mod bench_broadcast {
                 return String::new();
             }
         };
-        let rate = Rate { rate: o.rate, window };
+        let rate = Rate {
+            rate: o.rate,
+            window,
+        };
         tokio::spawn(publisher(rate, shared.clone(), st.clone(), pubtcp));
         tokio::time::sleep(Duration::from_secs_f64(o.warmup)).await;
         let pid = o.pid.map(|p| p.to_string());
@@ -912,7 +925,11 @@ mod bench_broadcast {
         let server_cpu = s0.zip(s1).map(|(a, b)| b - a);
         let client_cpu = c0.zip(c1).map(|(a, b)| b - a);
         let opt = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.3}"));
-        let us = |p: f64| st.hist.percentile(p).map_or("null".into(), |v| format!("{:.1}", v / 1000.0));
+        let us = |p: f64| {
+            st.hist
+                .percentile(p)
+                .map_or("null".into(), |v| format!("{:.1}", v / 1000.0))
+        };
         format!(
             "{{\"mode\":\"broadcast\",\"server\":\"{}\",\"subs\":{n},\"size\":{SIZE},\"rate\":{},\"window\":{window},\
              \"seconds\":{secs:.3},\"published\":{},\"delivered\":{msgs},\"msgs_per_s\":{:.0},\
@@ -938,14 +955,19 @@ mod bench_broadcast {
 /// One handshake cycle: connect, upgrade, send a close frame, wait for the
 /// server's close frame and then its FIN.
 async fn handshake_cycle(addr: SocketAddr, mask: [u8; 4]) -> Result<(), String> {
-    let (mut tcp, left) = handshake(addr).await.map_err(|e| format!("handshake: {e}"))?;
+    let (mut tcp, left) = handshake(addr)
+        .await
+        .map_err(|e| format!("handshake: {e}"))?;
     tcp.write_all(&client_frame(8, &1000u16.to_be_bytes(), mask))
         .await
         .map_err(|e| format!("write close: {e}"))?;
     let mut buf = left;
     let mut chunk = [0u8; 256];
     loop {
-        let n = tcp.read(&mut chunk).await.map_err(|e| format!("read: {e}"))?;
+        let n = tcp
+            .read(&mut chunk)
+            .await
+            .map_err(|e| format!("read: {e}"))?;
         if n == 0 {
             break;
         }
@@ -957,7 +979,10 @@ async fn handshake_cycle(addr: SocketAddr, mask: [u8; 4]) -> Result<(), String> 
     // Only the close frame may come back (code 1000 echoed, or no payload).
     match buf.as_slice() {
         [0x88, 0x02, 0x03, 0xE8] | [0x88, 0x00] => Ok(()),
-        other => Err(format!("expected the server's close frame then EOF, got {:02x?}", &other[..other.len().min(16)])),
+        other => Err(format!(
+            "expected the server's close frame then EOF, got {:02x?}",
+            &other[..other.len().min(16)]
+        )),
     }
 }
 
@@ -973,10 +998,12 @@ async fn bench_handshakes(o: &Opts, shared: Arc<Shared>, workers: usize) -> Stri
         let (shared, done, started) = (shared.clone(), done.clone(), started.clone());
         let addr = o.addr;
         tasks.push(tokio::spawn(async move {
-            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ (w as u64 + 1) * 0x1000_0000_01B3);
+            let mut rng = Rng(0x9E37_79B9_7F4A_7C15 ^ ((w as u64 + 1) * 0x1000_0000_01B3));
             while !shared.stop.load(Relaxed) && started.fetch_add(1, Relaxed) < max {
                 let mask = (rng.next() as u32).to_ne_bytes();
-                match tokio::time::timeout(Duration::from_secs(5), handshake_cycle(addr, mask)).await {
+                match tokio::time::timeout(Duration::from_secs(5), handshake_cycle(addr, mask))
+                    .await
+                {
                     Ok(Ok(())) => {
                         done.fetch_add(1, Relaxed);
                     }
@@ -989,9 +1016,19 @@ async fn bench_handshakes(o: &Opts, shared: Arc<Shared>, workers: usize) -> Stri
     tokio::time::sleep(Duration::from_secs_f64(o.warmup)).await;
     let pid = o.pid.map(|p| p.to_string());
     let cpu = |p: &Option<String>| p.as_deref().and_then(cpu_seconds);
-    let (h0, s0, c0, t0) = (done.load(Relaxed), cpu(&pid), cpu_seconds("self"), Instant::now());
+    let (h0, s0, c0, t0) = (
+        done.load(Relaxed),
+        cpu(&pid),
+        cpu_seconds("self"),
+        Instant::now(),
+    );
     tokio::time::sleep(Duration::from_secs_f64(o.duration)).await;
-    let (h1, s1, c1, t1) = (done.load(Relaxed), cpu(&pid), cpu_seconds("self"), Instant::now());
+    let (h1, s1, c1, t1) = (
+        done.load(Relaxed),
+        cpu(&pid),
+        cpu_seconds("self"),
+        Instant::now(),
+    );
     shared.stop.store(true, Relaxed);
     for t in tasks {
         let _ = t.await;
@@ -1008,7 +1045,9 @@ async fn bench_handshakes(o: &Opts, shared: Arc<Shared>, workers: usize) -> Stri
         o.server,
         n as f64 / secs,
         opt(server_cpu),
-        server_cpu.filter(|c| *c > 0.0).map_or("null".into(), |c| format!("{:.0}", n as f64 / c)),
+        server_cpu
+            .filter(|c| *c > 0.0)
+            .map_or("null".into(), |c| format!("{:.0}", n as f64 / c)),
         opt(client_cpu),
         done.load(Relaxed),
     )

@@ -10,8 +10,8 @@
 
 use std::sync::OnceLock;
 
-use futures_util::{future, StreamExt, TryStreamExt};
 use futures_util::SinkExt;
+use futures_util::{future, StreamExt, TryStreamExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::broadcast;
 use tokio_tungstenite::tungstenite::handshake::server::{Request, Response};
