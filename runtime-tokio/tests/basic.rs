@@ -229,7 +229,8 @@ async fn cancel_safe_recv_under_select() {
             stream.push(payload.len() as u8);
             stream.extend_from_slice(payload.as_bytes());
         }
-        for chunk in stream.chunks(7) {
+        // One byte per write, so frames and messages split everywhere.
+        for chunk in stream.chunks(1) {
             tcp.write_all(chunk).await.unwrap();
             tokio::task::yield_now().await;
         }
