@@ -52,13 +52,7 @@ fn base_config() -> Config {
 }
 
 async fn open(base: &str, path: &str, config: Config) -> Result<WebSocket, String> {
-    let url = format!("{base}{path}");
-    let (request, _) = ClientRequest::from_url(&url).map_err(|e| format!("bad url {url}: {e}"))?;
-    let (ws, _) = timeout(STEP, connect_with(&url, request, config))
-        .await
-        .map_err(|_| format!("connect to {url} timed out"))?
-        .map_err(|e| format!("connect to {url} failed: {e}"))?;
-    Ok(ws)
+    Ok(open_with_response(base, path, config).await?.0)
 }
 
 async fn open_with_response(
