@@ -25,7 +25,8 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::buf::Limit;
+use bytes::{BufMut, Bytes, BytesMut};
 
 use crate::close::{CloseCode, CloseFrame, MAX_REASON_LEN};
 use crate::config::Config;
@@ -34,6 +35,7 @@ use crate::extension::Extension;
 use crate::frame::{apply_mask, FrameHeader, OpCode, MAX_HEADER_LEN};
 use crate::handshake::Negotiated;
 use crate::message::{Message, Utf8Bytes};
+use crate::pool::BufferPool;
 use crate::rng::Rng;
 use crate::timer::{earliest, Timers};
 
@@ -94,6 +96,86 @@ const MAX_PENDING_PONGS: usize = 16;
 /// First allocation for a message whose final size is not yet known.
 const MIN_MESSAGE_ALLOC: usize = 256;
 
+/// Remaining payload from which [`Connection::direct_read`] offers the
+/// message buffer as the read target.
+pub const DIRECT_READ_MIN: usize = 64 << 10;
+
+/// The unfilled rest of a large frame's payload in the message buffer,
+/// from [`Connection::direct_read`].
+///
+/// Read into it with [`DirectRead::buf`] (for readers that fill uninitialized
+/// memory through [`BufMut`]) or [`DirectRead::zeroed`] (for readers that
+/// want a `&mut [u8]`), then hand over the count with [`DirectRead::commit`].
+/// Dropped without `commit` (the read was pending or failed), anything
+/// written is discarded.
+#[derive(Debug)]
+pub struct DirectRead<'a> {
+    conn: &'a mut Connection,
+    start: usize,
+    limit: usize,
+    committed: bool,
+}
+
+impl DirectRead<'_> {
+    fn msg(&mut self) -> &mut Assembly {
+        self.conn
+            .message
+            .as_mut()
+            .expect("a direct read is only offered inside a message")
+    }
+
+    /// Payload bytes this read may take (the frame's remaining payload).
+    pub fn len(&self) -> usize {
+        self.limit
+    }
+
+    /// Always false: a direct read is only offered for a large remainder.
+    pub fn is_empty(&self) -> bool {
+        self.limit == 0
+    }
+
+    /// The spare capacity, capped at the frame's remaining payload, as a
+    /// [`BufMut`]; whatever is put into it counts as read.
+    pub fn buf(&mut self) -> Limit<&mut BytesMut> {
+        let limit = self.limit;
+        (&mut self.msg().buf).limit(limit)
+    }
+
+    /// Up to `max` zeroed bytes to read into; pass the count read to
+    /// [`DirectRead::commit`].
+    pub fn zeroed(&mut self, max: usize) -> &mut [u8] {
+        let (start, len) = (self.start, self.limit.min(max));
+        let buf = &mut self.msg().buf;
+        buf.resize(start + len, 0);
+        &mut buf[start..]
+    }
+
+    /// Hands over the `n` bytes the read produced (after [`DirectRead::buf`]
+    /// that is how much it grew; after [`DirectRead::zeroed`] the count the
+    /// reader returned): they are unmasked, checked and accounted exactly
+    /// as [`Connection::receive`] would. `n` is 0 at end of stream; then
+    /// call [`Connection::receive_eof`].
+    pub fn commit(mut self, now: Instant, n: usize) {
+        let start = self.start;
+        let written = self.msg().buf.len() - start;
+        let n = n.min(written).min(self.limit);
+        self.msg().buf.truncate(start + n);
+        self.committed = true;
+        self.conn.accept_direct(now, start, n);
+    }
+}
+
+impl Drop for DirectRead<'_> {
+    fn drop(&mut self) {
+        if !self.committed {
+            let start = self.start;
+            if let Some(msg) = self.conn.message.as_mut() {
+                msg.buf.truncate(start);
+            }
+        }
+    }
+}
+
 #[derive(Debug)]
 enum OutItem {
     /// A frame we build: header bytes plus a payload, masked on the way out
@@ -140,6 +222,10 @@ struct Assembly {
     /// Bytes at the front of `buf` known to be valid UTF-8.
     utf8_checked: usize,
     fragments: usize,
+    /// Capacity to allocate when the first payload byte arrives (a large
+    /// first frame waits, so that [`Connection::direct_read`] can bring a
+    /// recycled buffer); 0 once allocated.
+    pending_alloc: usize,
 }
 
 /// A WebSocket connection for either role, after the opening handshake.
@@ -290,7 +376,13 @@ impl Connection {
     /// text is validated as it arrives, and the first violation is held
     /// until [`Connection::poll_event`] reaches it. A peer's fault never
     /// returns an error here. Then drain [`Connection::poll_transmit`].
-    pub fn receive(&mut self, now: Instant, mut data: &[u8]) {
+    pub fn receive(&mut self, now: Instant, data: &[u8]) {
+        self.receive_pooled(now, data, &mut BufferPool::new());
+    }
+
+    /// [`Connection::receive`], taking the buffer of a new large message
+    /// from `pool` when one fits (see [`BufferPool`]).
+    pub fn receive_pooled(&mut self, now: Instant, mut data: &[u8], pool: &mut BufferPool) {
         if !data.is_empty() && !self.closed {
             self.timers.last_heard = now;
         }
@@ -300,7 +392,7 @@ impl Connection {
                 data = &data[used..];
                 continue;
             }
-            let used = self.read_payload(data);
+            let used = self.read_payload(data, pool);
             data = &data[used..];
         }
         self.observe(now);
@@ -460,6 +552,7 @@ impl Connection {
                 buf: BytesMut::new(),
                 utf8_checked: 0,
                 fragments: 0,
+                pending_alloc: 0,
             });
         }
         let limit = self.config.max_message_size;
@@ -476,12 +569,16 @@ impl Connection {
             } else {
                 need.max((msg.buf.capacity() * 2).min(limit))
             };
-            reserve_exact(&mut msg.buf, want);
+            if msg.buf.capacity() == 0 && h.payload_len >= DIRECT_READ_MIN as u64 {
+                msg.pending_alloc = want;
+            } else {
+                reserve_exact(&mut msg.buf, want);
+            }
         }
     }
 
     /// Consumes payload bytes of the current frame.
-    fn read_payload(&mut self, data: &[u8]) -> usize {
+    fn read_payload(&mut self, data: &[u8], pool: &mut BufferPool) -> usize {
         let Some(frame) = self.frame.as_mut() else {
             return 0;
         };
@@ -498,7 +595,7 @@ impl Connection {
             if let Some(key) = key {
                 apply_mask(&mut self.control[at..], key, offset);
             }
-        } else if let Err(e) = self.append_data(chunk, key, offset) {
+        } else if let Err(e) = self.append_data(chunk, key, offset, pool) {
             self.violation(e);
             return data.len();
         }
@@ -513,6 +610,7 @@ impl Connection {
         chunk: &[u8],
         key: Option<[u8; 4]>,
         offset: usize,
+        pool: &mut BufferPool,
     ) -> Result<(), ProtocolError> {
         let limit = self.config.max_message_size;
         let Some(msg) = self.message.as_mut() else {
@@ -535,10 +633,19 @@ impl Connection {
                 ext.decode(s, &mut msg.buf, limit)?;
             }
         } else {
+            if msg.pending_alloc > 0 {
+                if let Some(buf) = pool.take(msg.pending_alloc) {
+                    msg.buf = buf;
+                    msg.pending_alloc = 0;
+                }
+            }
             let start = msg.buf.len();
             if msg.buf.capacity() - start < chunk.len() {
-                // Only reached if the header-time reservation was skipped.
-                let want = (start + chunk.len()).max((msg.buf.capacity() * 2).min(limit));
+                // The allocation deferred at the frame header (or, defensively,
+                // growth if the header-time reservation was skipped).
+                let want = (start + chunk.len())
+                    .max(std::mem::take(&mut msg.pending_alloc))
+                    .max((msg.buf.capacity() * 2).min(limit));
                 reserve_exact(&mut msg.buf, want);
             }
             msg.buf.extend_from_slice(chunk);
@@ -550,6 +657,75 @@ impl Connection {
             check_utf8(msg)?;
         }
         Ok(())
+    }
+
+    /// When the next input bytes are the payload of a large data frame that
+    /// is kept as it arrives (no extension transforms it), a place to read
+    /// them straight into the message buffer instead of passing them to
+    /// [`Connection::receive`]: one copy less, and reads as large as the
+    /// frame. A new message takes its buffer from `pool` when one fits.
+    ///
+    /// `None` when the next bytes may be anything else (a header, a control
+    /// frame, a compressed or small payload): read into your own buffer and
+    /// call `receive`. Worth asking only for reads into buffers of at most
+    /// [`DIRECT_READ_MIN`] bytes, which is when a frame's remaining payload
+    /// is at least that large.
+    pub fn direct_read(&mut self, pool: &mut BufferPool) -> Option<DirectRead<'_>> {
+        if self.input_stopped || self.reads_paused() {
+            return None;
+        }
+        let frame = self.frame.as_ref()?;
+        if frame.header.opcode.is_control() || frame.remaining < DIRECT_READ_MIN as u64 {
+            return None;
+        }
+        let remaining = frame.remaining as usize;
+        let msg = self.message.as_mut()?;
+        if msg.transformed {
+            return None;
+        }
+        if msg.pending_alloc > 0 {
+            let want = std::mem::take(&mut msg.pending_alloc);
+            msg.buf = pool
+                .take(want)
+                .unwrap_or_else(|| BytesMut::with_capacity(want));
+        }
+        let start = msg.buf.len();
+        if msg.buf.capacity() - start < remaining {
+            reserve_exact(&mut msg.buf, start + remaining);
+        }
+        Some(DirectRead {
+            conn: self,
+            start,
+            limit: remaining,
+            committed: false,
+        })
+    }
+
+    /// Processes `n` payload bytes that a [`DirectRead`] appended at `start`.
+    fn accept_direct(&mut self, now: Instant, start: usize, n: usize) {
+        let (Some(frame), Some(msg)) = (self.frame.as_mut(), self.message.as_mut()) else {
+            return;
+        };
+        if let Some(key) = frame.header.mask {
+            apply_mask(&mut msg.buf[start..start + n], key, frame.seen);
+        }
+        frame.seen += n;
+        frame.remaining -= n as u64;
+        let done = frame.remaining == 0;
+        if n > 0 && !self.closed {
+            self.timers.last_heard = now;
+        }
+        if msg.text {
+            if let Err(e) = check_utf8(msg) {
+                self.violation(e);
+                self.observe(now);
+                return;
+            }
+        }
+        if done {
+            self.end_frame();
+        }
+        self.observe(now);
     }
 
     /// A frame's payload is complete.

@@ -89,7 +89,9 @@ pub mod deflate;
 pub mod extension;
 mod timer;
 
-pub use connection::{Connection, Event, Outcome, PreparedMessage, Role};
+pub use connection::{
+    Connection, DirectRead, Event, Outcome, PreparedMessage, Role, DIRECT_READ_MIN,
+};
 #[cfg(feature = "deflate")]
 pub use deflate::{DeflateConfig, DeflateParams};
 pub use extension::Extension;
@@ -106,9 +108,11 @@ pub use room::{
     LagAction, LagPolicy, MemberEnd, Registry, RoomConfig, RoomError, RoomEvent, RoomMessage,
 };
 pub mod origin;
+pub mod pool;
 pub mod shared;
 
 pub use origin::OriginAllowList;
+pub use pool::BufferPool;
 
 pub use error::{Error, TrySendError};
 pub use shared::{DriverState, Shared, Tracker};

@@ -5,9 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 use common::*;
 use wavecast_core::frame::OpCode;
+use wavecast_core::{BufferPool, DIRECT_READ_MIN};
 use wavecast_core::{
     CloseCode, CloseFrame, Connection, ConnectionError, Event, Message, Outcome, ProtocolError,
     Role, TimeoutKind, UsageError,
@@ -560,4 +561,89 @@ fn byte_at_a_time_gives_same_events() {
         s.receive(now, std::slice::from_ref(byte));
     }
     assert_eq!(drain_events(&mut s), whole);
+}
+
+/// A large message goes straight into a recycled buffer: the event's bytes
+/// live in the buffer the pool held, and the whole frame arrives in reads
+/// no larger than the frame's remaining payload.
+#[test]
+fn direct_read_fills_a_recycled_buffer() {
+    let (mut s, now) = server();
+    let mut pool = BufferPool::new();
+    pool.recycle(Bytes::from(vec![0xee; 150_000]));
+    let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 241) as u8).collect();
+    let wire = client_frame(true, 0, OpCode::Binary, &payload);
+    // The header and a few payload bytes arrive with an ordinary read.
+    s.receive_pooled(now, &wire[..20], &mut pool);
+    assert!(pool.is_empty(), "the new message took the pooled buffer");
+    let mut at = 20;
+    let mut direct_reads = 0;
+    while let Some(mut direct) = s.direct_read(&mut pool) {
+        assert_eq!(direct.len(), wire.len() - at);
+        let n = direct.len().min(30_000);
+        direct.buf().put_slice(&wire[at..at + n]);
+        direct.commit(now, n);
+        at += n;
+        direct_reads += 1;
+    }
+    // Offered while at least DIRECT_READ_MIN bytes remain.
+    assert_eq!(direct_reads, 2);
+    assert!(wire.len() - at < DIRECT_READ_MIN);
+    s.receive(now, &wire[at..]);
+    let Some(Event::Message(Message::Binary(got))) = s.poll_event() else {
+        panic!("expected the message");
+    };
+    assert_eq!(got, payload);
+    assert_eq!(got.len(), 100_000);
+    // Written out and recycled, the same buffer serves the next message.
+    let ptr = got.as_ptr();
+    pool.recycle(got);
+    assert_eq!(pool.len(), 1);
+    s.receive_pooled(now, &wire[..20], &mut pool);
+    s.direct_read(&mut pool)
+        .expect("payload still to come")
+        .commit(now, 0);
+    let direct = s.direct_read(&mut pool).expect("payload still to come");
+    drop(direct);
+    s.receive(now, &wire[20..]);
+    let Some(Event::Message(Message::Binary(again))) = s.poll_event() else {
+        panic!("expected the message");
+    };
+    assert_eq!(again, payload);
+    assert_eq!(again.as_ptr(), ptr, "the recycled buffer was reused");
+}
+
+/// Small frames, control frames and compressed-looking payloads are never
+/// offered for a direct read.
+#[test]
+fn direct_read_only_for_large_plain_payloads() {
+    let (mut s, now) = server();
+    let mut pool = BufferPool::new();
+    let small = client_frame(true, 0, OpCode::Binary, &[1; 1000]);
+    s.receive_pooled(now, &small[..10], &mut pool);
+    assert!(s.direct_read(&mut pool).is_none());
+    s.receive(now, &small[10..]);
+    let ping = client_frame(true, 0, OpCode::Ping, &[2; 100]);
+    s.receive(now, &ping[..8]);
+    assert!(s.direct_read(&mut pool).is_none());
+    s.receive(now, &ping[8..]);
+    // A fragmented large message: the second fragment is offered too.
+    let first = client_frame(false, 0, OpCode::Text, &[b'x'; 70_000]);
+    let second = client_frame(true, 0, OpCode::Continuation, &[b'y'; 80_000]);
+    s.receive(now, &first[..14]);
+    let mut d = s.direct_read(&mut pool).expect("first fragment");
+    d.zeroed(usize::MAX).copy_from_slice(&first[14..]);
+    d.commit(now, first.len() - 14);
+    s.receive(now, &second[..14]);
+    let mut d = s.direct_read(&mut pool).expect("second fragment");
+    assert_eq!(d.len(), 80_000);
+    d.buf().put_slice(&second[14..]);
+    d.commit(now, 80_000);
+    let events = drain_events(&mut s);
+    assert_eq!(events.len(), 3);
+    let Event::Message(Message::Text(text)) = &events[2] else {
+        panic!("expected the text message: {events:?}");
+    };
+    assert_eq!(text.len(), 150_000);
+    assert!(text.as_str().starts_with("xxx") && text.as_str().ends_with("yyy"));
 }

@@ -1,6 +1,7 @@
 //! Property tests for the protocol core: frame headers round trip, masking
 //! composes, any split of the input gives the same events and the same
-//! output, two cores exchange any messages intact, and no input panics or
+//! output (also when large payloads are read straight into the message
+//! buffer), two cores exchange any messages intact, and no input panics or
 //! exceeds the configured limits.
 //!
 //! Case counts follow `PROPTEST_CASES` (default 256); payloads stay small so
@@ -10,12 +11,13 @@ mod common;
 
 use std::time::Instant;
 
-use bytes::Bytes;
+use bytes::{BufMut, Bytes};
 use common::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
 use proptest::sample::Index;
 use wavecast_core::frame::{apply_mask, FrameHeader, OpCode, MAX_HEADER_LEN};
+use wavecast_core::BufferPool;
 use wavecast_core::{
     CloseCode, CloseFrame, Config, Connection, ConnectionError, Event, Message, Outcome,
     ProtocolError, Role, SeedSource, Utf8Bytes,
@@ -80,13 +82,27 @@ fn binary() -> impl Strategy<Value = Vec<u8>> {
         8 => vec(any::<u8>(), 0..200),
         2 => vec(any::<u8>(), 126..3000),
         1 => vec(any::<u8>(), 60_000..65_000),
+        1 => vec(any::<u8>(), 65_536..70_000),
     ]
+}
+
+/// Text past the direct-read threshold: a random piece repeated.
+fn large_text() -> impl Strategy<Value = String> {
+    (text(40), 65_536usize..70_000).prop_map(|(piece, len)| {
+        let piece = if piece.is_empty() {
+            "a".to_owned()
+        } else {
+            piece
+        };
+        piece.repeat(len / piece.len() + 1)
+    })
 }
 
 fn message() -> impl Strategy<Value = Message> {
     prop_oneof![
-        text(300).prop_map(Message::from),
-        binary().prop_map(Message::from),
+        12 => text(300).prop_map(Message::from),
+        12 => binary().prop_map(Message::from),
+        1 => large_text().prop_map(Message::from),
     ]
 }
 
@@ -292,6 +308,11 @@ enum Invalid {
         bad: Vec<u8>,
         cut: Index,
     },
+    /// Invalid UTF-8 inside a payload large enough to be read directly.
+    BadUtf8Large {
+        bad: Vec<u8>,
+        at: Index,
+    },
     TruncatedUtf8(String),
     OneByteClose,
     BadCloseCode(u16),
@@ -302,6 +323,7 @@ enum Invalid {
 }
 
 fn invalid() -> impl Strategy<Value = Invalid> {
+    let bad_utf8_large = prop::sample::select(vec![vec![0xff], vec![0xed, 0xa0, 0x80]]);
     let bad_utf8 = prop::sample::select(vec![
         vec![0xff],
         vec![0x80],
@@ -323,6 +345,7 @@ fn invalid() -> impl Strategy<Value = Invalid> {
             bad,
             cut
         }),
+        (bad_utf8_large, any::<Index>()).prop_map(|(bad, at)| Invalid::BadUtf8Large { bad, at }),
         text(20).prop_map(Invalid::TruncatedUtf8),
         Just(Invalid::OneByteClose),
         any::<u16>()
@@ -464,6 +487,13 @@ impl Stream {
                 self.frame(true, 0, OpCode::Continuation, &payload[cut..]);
                 ProtocolError::InvalidUtf8
             }
+            Invalid::BadUtf8Large { bad, at } => {
+                let mut payload = vec![b'a'; 70_000];
+                let at = at.index(payload.len());
+                payload.splice(at..at, bad.iter().copied());
+                self.frame(true, 0, OpCode::Text, &payload);
+                ProtocolError::InvalidUtf8
+            }
             Invalid::TruncatedUtf8(prefix) => {
                 let mut payload = prefix.as_bytes().to_vec();
                 payload.extend_from_slice(&"€".as_bytes()[..2]);
@@ -582,6 +612,51 @@ fn feed_polling(chunks: &[&[u8]]) -> (Vec<Event>, Vec<u8>) {
     (events, drain_output(&mut s))
 }
 
+/// Feeds `chunks` the way an adapter with direct reads does: at each read,
+/// if the core offers the message buffer the piece goes there (through
+/// `buf()` or `zeroed()` in turn, in parts no larger than offered), else
+/// to `receive_pooled`. Before each read an abandoned direct read (a read
+/// that was pending) leaves junk that must be discarded. The pool starts
+/// with stale buffers and gets copies of the messages read.
+fn feed_direct(chunks: &[&[u8]]) -> (Vec<Event>, Vec<u8>) {
+    let (mut s, now) = server();
+    let mut pool = BufferPool::new();
+    pool.recycle(Bytes::from(vec![0xa5; 70_000]));
+    pool.recycle(Bytes::from(vec![0x5a; 120_000]));
+    let mut events = Vec::new();
+    let mut zeroed = false;
+    for chunk in chunks {
+        if let Some(mut abandoned) = s.direct_read(&mut pool) {
+            abandoned.buf().put_slice(b"junk");
+            abandoned.zeroed(9)[0] = 0xff;
+        }
+        let mut rest = *chunk;
+        while !rest.is_empty() {
+            let Some(mut direct) = s.direct_read(&mut pool) else {
+                s.receive_pooled(now, rest, &mut pool);
+                break;
+            };
+            let n = rest.len().min(direct.len());
+            zeroed = !zeroed;
+            if zeroed {
+                direct.zeroed(n + 7)[..n].copy_from_slice(&rest[..n]);
+            } else {
+                direct.buf().put_slice(&rest[..n]);
+            }
+            direct.commit(now, n);
+            rest = &rest[n..];
+        }
+        for event in drain_events(&mut s) {
+            if let Event::Message(m) = &event {
+                pool.recycle(Bytes::copy_from_slice(m.as_bytes()));
+            }
+            events.push(event);
+        }
+    }
+    events.extend(drain_events(&mut s));
+    (events, drain_output(&mut s))
+}
+
 proptest! {
     #[test]
     fn chunking_invariance(
@@ -642,6 +717,10 @@ proptest! {
         let (polled_events, polled_out) = feed_polling(&pieces);
         prop_assert_eq!(&polled_events, &events);
         prop_assert_eq!(&polled_out, &out);
+
+        let (direct_events, direct_out) = feed_direct(&pieces);
+        prop_assert_eq!(&direct_events, &events);
+        prop_assert_eq!(&direct_out, &out);
     }
 }
 

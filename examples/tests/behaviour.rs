@@ -259,6 +259,45 @@ macro_rules! behaviour_suite {
                 });
             }
 
+            /// Large messages back to back, several in flight, of changing
+            /// sizes and kinds: payloads are read straight into message
+            /// buffers that are recycled from earlier echoes (on both ends),
+            /// so stale bytes or a mixed-up buffer would show here.
+            #[test]
+            fn large_messages_in_a_row() {
+                let addr = echo_server(big_config());
+                block_on(async move {
+                    let url = format!("ws://{addr}/");
+                    let (request, _) = ws::ClientRequest::from_url(&url).unwrap();
+                    let (mut ws, _) = ws::connect_with(&url, request, big_config()).await.unwrap();
+                    let sizes = [1 << 20, 300_000, 1 << 20, 70_000, 2 << 20, 600_000, 1 << 20];
+                    let messages: Vec<Message> = sizes
+                        .iter()
+                        .enumerate()
+                        .map(|(k, &len)| {
+                            if k % 3 == 1 {
+                                let text: String = (0..len)
+                                    .map(|i| char::from(b'a' + ((i + k) % 26) as u8))
+                                    .collect();
+                                Message::from(text.replace('q', "é"))
+                            } else {
+                                let data: Vec<u8> =
+                                    (0..len).map(|i| ((i * 7 + k) % 253) as u8).collect();
+                                Message::from(data)
+                            }
+                        })
+                        .collect();
+                    for pair in messages.chunks(2) {
+                        for m in pair {
+                            ws.send(m.clone()).await.unwrap();
+                        }
+                        for m in pair {
+                            assert_eq!(&ws.recv().await.unwrap().unwrap(), m);
+                        }
+                    }
+                });
+            }
+
             #[test]
             fn over_limit_message_closes_1009() {
                 let addr = echo_server(Config::default().with_max_message_size(1000));

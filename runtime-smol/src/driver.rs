@@ -10,9 +10,9 @@ use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
-use bytes::{Buf, Bytes};
+use bytes::Bytes;
 use futures_io::{AsyncRead, AsyncWrite};
-use wavecast_core::{Connection, Shared};
+use wavecast_core::{BufferPool, Connection, Shared};
 
 /// Bytes read per `poll_read`. The buffer is per thread, not per
 /// connection, so idle connections hold no read buffer.
@@ -23,6 +23,8 @@ const READS_PER_POLL: usize = 16;
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH_LEN]);
+    /// Large payloads written out, reused for the next large messages read.
+    static POOL: RefCell<BufferPool> = const { RefCell::new(BufferPool::new()) };
 }
 
 /// The task that owns the transport. Spawn it on the runtime's executor.
@@ -33,6 +35,9 @@ pub struct Driver<S> {
     wbuf: Vec<u8>,
     wpos: usize,
     chunk: Option<Bytes>,
+    /// Bytes of `chunk` already written (kept whole, so that it can go back
+    /// to the buffer pool once done).
+    chunk_pos: usize,
     timer: Option<(Instant, Timer)>,
     read_eof: bool,
     linger_until: Option<Instant>,
@@ -48,6 +53,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             wbuf: prefix,
             wpos: 0,
             chunk: None,
+            chunk_pos: 0,
             timer: None,
             read_eof: false,
             linger_until: None,
@@ -74,12 +80,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 (Some(chunk), false) => {
                     let bufs = [
                         std::io::IoSlice::new(pending_buf),
-                        std::io::IoSlice::new(chunk),
+                        std::io::IoSlice::new(&chunk[self.chunk_pos..]),
                     ];
                     Pin::new(&mut self.stream).poll_write_vectored(cx, &bufs)
                 }
                 (None, false) => Pin::new(&mut self.stream).poll_write(cx, pending_buf),
-                (Some(chunk), true) => Pin::new(&mut self.stream).poll_write(cx, chunk),
+                (Some(chunk), true) => {
+                    Pin::new(&mut self.stream).poll_write(cx, &chunk[self.chunk_pos..])
+                }
                 (None, true) => unreachable!("loop head refills or breaks"),
             };
             let mut n = match res {
@@ -95,10 +103,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             let from_buf = n.min(self.wbuf.len() - self.wpos);
             self.wpos += from_buf;
             n -= from_buf;
-            if let Some(chunk) = self.chunk.as_mut() {
-                chunk.advance(n);
-                if chunk.is_empty() {
-                    self.chunk = None;
+            if let Some(chunk) = &self.chunk {
+                self.chunk_pos += n;
+                if self.chunk_pos == chunk.len() {
+                    self.chunk_pos = 0;
+                    if let Some(done) = self.chunk.take() {
+                        POOL.with(|pool| pool.borrow_mut().recycle(done));
+                    }
                 }
             }
         }
@@ -120,6 +131,31 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         cx: &mut Context<'_>,
         conn: &mut Connection,
     ) -> Poll<std::io::Result<()>> {
+        // A large payload is read straight into the message buffer.
+        let direct = {
+            let direct = POOL.with(|pool| conn.direct_read(&mut pool.borrow_mut()));
+            direct.map(|mut direct| {
+                // futures-io reads need initialized memory: zero a piece
+                // at a time.
+                let target = direct.zeroed(SCRATCH_LEN * 4);
+                let read = Pin::new(&mut self.stream).poll_read(cx, target);
+                if let Poll::Ready(Ok(n)) = read {
+                    direct.commit(Instant::now(), n);
+                }
+                read
+            })
+        };
+        match direct {
+            Some(Poll::Ready(Ok(0))) => {
+                self.read_eof = true;
+                conn.receive_eof(Instant::now());
+                return Poll::Ready(Ok(()));
+            }
+            Some(Poll::Ready(Ok(_))) => return Poll::Ready(Ok(())),
+            Some(Poll::Ready(Err(e))) => return Poll::Ready(Err(e)),
+            Some(Poll::Pending) => return Poll::Pending,
+            None => {}
+        }
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             match Pin::new(&mut self.stream).poll_read(cx, &mut scratch[..]) {
@@ -128,10 +164,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     conn.receive_eof(Instant::now());
                     Poll::Ready(Ok(()))
                 }
-                Poll::Ready(Ok(n)) => {
-                    conn.receive(Instant::now(), &scratch[..n]);
+                Poll::Ready(Ok(n)) => POOL.with(|pool| {
+                    conn.receive_pooled(Instant::now(), &scratch[..n], &mut pool.borrow_mut());
                     Poll::Ready(Ok(()))
-                }
+                }),
                 Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
                 Poll::Pending => Poll::Pending,
             }
@@ -160,6 +196,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         self.timer = None;
         self.wbuf = Vec::new();
         self.chunk = None;
+        self.chunk_pos = 0;
     }
 }
 

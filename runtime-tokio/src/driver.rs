@@ -8,10 +8,10 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::{Buf, Bytes};
-use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use bytes::Bytes;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
-use wavecast_core::{Connection, Shared};
+use wavecast_core::{BufferPool, Connection, Shared};
 
 /// Bytes read per `poll_read`. The buffer is per thread, not per
 /// connection, so idle connections hold no read buffer.
@@ -22,6 +22,8 @@ const READS_PER_POLL: usize = 16;
 
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH_LEN]);
+    /// Large payloads written out, reused for the next large messages read.
+    static POOL: RefCell<BufferPool> = const { RefCell::new(BufferPool::new()) };
 }
 
 /// Current time on tokio's clock (which tests can pause), as the core wants it.
@@ -36,6 +38,9 @@ pub(crate) struct Driver<S> {
     wbuf: Vec<u8>,
     wpos: usize,
     chunk: Option<Bytes>,
+    /// Bytes of `chunk` already written (kept whole, so that it can go back
+    /// to the buffer pool once done).
+    chunk_pos: usize,
     sleep: Option<Pin<Box<Sleep>>>,
     read_eof: bool,
     linger_until: Option<Instant>,
@@ -51,6 +56,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             wbuf: prefix,
             wpos: 0,
             chunk: None,
+            chunk_pos: 0,
             sleep: None,
             read_eof: false,
             linger_until: None,
@@ -77,12 +83,14 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 (Some(chunk), false) if self.stream.is_write_vectored() => {
                     let bufs = [
                         std::io::IoSlice::new(pending_buf),
-                        std::io::IoSlice::new(chunk),
+                        std::io::IoSlice::new(&chunk[self.chunk_pos..]),
                     ];
                     Pin::new(&mut self.stream).poll_write_vectored(cx, &bufs)
                 }
                 (_, false) => Pin::new(&mut self.stream).poll_write(cx, pending_buf),
-                (Some(chunk), true) => Pin::new(&mut self.stream).poll_write(cx, chunk),
+                (Some(chunk), true) => {
+                    Pin::new(&mut self.stream).poll_write(cx, &chunk[self.chunk_pos..])
+                }
                 (None, true) => unreachable!("loop head refills or breaks"),
             };
             let mut n = match res {
@@ -98,10 +106,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
             let from_buf = n.min(self.wbuf.len() - self.wpos);
             self.wpos += from_buf;
             n -= from_buf;
-            if let Some(chunk) = self.chunk.as_mut() {
-                chunk.advance(n);
-                if chunk.is_empty() {
-                    self.chunk = None;
+            if let Some(chunk) = &self.chunk {
+                self.chunk_pos += n;
+                if self.chunk_pos == chunk.len() {
+                    self.chunk_pos = 0;
+                    if let Some(done) = self.chunk.take() {
+                        POOL.with(|pool| pool.borrow_mut().recycle(done));
+                    }
                 }
             }
         }
@@ -123,6 +134,33 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         cx: &mut Context<'_>,
         conn: &mut Connection,
     ) -> Poll<std::io::Result<()>> {
+        // A large payload is read straight into the message buffer.
+        let direct = {
+            let direct = POOL.with(|pool| conn.direct_read(&mut pool.borrow_mut()));
+            direct.map(|mut direct| {
+                // tokio reads into the spare capacity without zeroing it.
+                let read = {
+                    let mut target = direct.buf();
+                    let read = std::pin::pin!(self.stream.read_buf(&mut target));
+                    read.poll(cx)
+                };
+                if let Poll::Ready(Ok(n)) = read {
+                    direct.commit(now(), n);
+                }
+                read
+            })
+        };
+        match direct {
+            Some(Poll::Ready(Ok(0))) => {
+                self.read_eof = true;
+                conn.receive_eof(now());
+                return Poll::Ready(Ok(()));
+            }
+            Some(Poll::Ready(Ok(_))) => return Poll::Ready(Ok(())),
+            Some(Poll::Ready(Err(e))) => return Poll::Ready(Err(e)),
+            Some(Poll::Pending) => return Poll::Pending,
+            None => {}
+        }
         SCRATCH.with(|scratch| {
             let mut scratch = scratch.borrow_mut();
             let mut buf = ReadBuf::new(&mut scratch[..]);
@@ -132,10 +170,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                     conn.receive_eof(now());
                     Poll::Ready(Ok(()))
                 }
-                Poll::Ready(Ok(())) => {
-                    conn.receive(now(), buf.filled());
+                Poll::Ready(Ok(())) => POOL.with(|pool| {
+                    conn.receive_pooled(now(), buf.filled(), &mut pool.borrow_mut());
                     Poll::Ready(Ok(()))
-                }
+                }),
                 Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
                 Poll::Pending => Poll::Pending,
             }
@@ -160,6 +198,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         self.sleep = None;
         self.wbuf = Vec::new();
         self.chunk = None;
+        self.chunk_pos = 0;
     }
 }
 
