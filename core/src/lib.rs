@@ -108,10 +108,12 @@ pub use room::{
     LagAction, LagPolicy, MemberEnd, Registry, RoomConfig, RoomError, RoomEvent, RoomMessage,
 };
 pub mod origin;
+pub mod outbox;
 pub mod pool;
 pub mod shared;
 
 pub use origin::OriginAllowList;
+pub use outbox::Outbox;
 pub use pool::BufferPool;
 
 pub use error::{Error, TrySendError};

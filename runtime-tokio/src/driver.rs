@@ -3,19 +3,20 @@
 
 use std::cell::RefCell;
 use std::future::Future;
+use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::Bytes;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
 use tokio::time::{Instant, Sleep};
-use wavecast_core::{BufferPool, Connection, Shared};
+use wavecast_core::outbox::MAX_SLICES;
+use wavecast_core::{BufferPool, Connection, Outbox, Shared};
 
 /// Bytes read per `poll_read`. The buffer is per thread, not per
 /// connection, so idle connections hold no read buffer.
-const SCRATCH_LEN: usize = 64 << 10;
+const SCRATCH_LEN: usize = 128 << 10;
 
 /// Reads per wake before yielding to other tasks.
 const READS_PER_POLL: usize = 16;
@@ -35,12 +36,7 @@ pub(crate) fn now() -> std::time::Instant {
 pub(crate) struct Driver<S> {
     shared: Arc<Shared>,
     stream: S,
-    wbuf: Vec<u8>,
-    wpos: usize,
-    chunk: Option<Bytes>,
-    /// Bytes of `chunk` already written (kept whole, so that it can go back
-    /// to the buffer pool once done).
-    chunk_pos: usize,
+    out: Outbox,
     sleep: Option<Pin<Box<Sleep>>>,
     read_eof: bool,
     linger_until: Option<Instant>,
@@ -53,10 +49,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         Driver {
             shared,
             stream,
-            wbuf: prefix,
-            wpos: 0,
-            chunk: None,
-            chunk_pos: 0,
+            out: Outbox::with_prefix(prefix),
             sleep: None,
             read_eof: false,
             linger_until: None,
@@ -70,30 +63,20 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     ) -> Poll<std::io::Result<bool>> {
         let mut wrote = false;
         loop {
-            if self.wpos == self.wbuf.len() && self.chunk.is_none() {
-                self.wbuf.clear();
-                self.wpos = 0;
-                self.chunk = conn.poll_transmit(&mut self.wbuf);
-                if self.wbuf.is_empty() && self.chunk.is_none() {
+            if self.out.is_empty() {
+                self.out.fill(conn);
+                if self.out.is_empty() {
                     break;
                 }
             }
-            let pending_buf = &self.wbuf[self.wpos..];
-            let res = match (&self.chunk, pending_buf.is_empty()) {
-                (Some(chunk), false) if self.stream.is_write_vectored() => {
-                    let bufs = [
-                        std::io::IoSlice::new(pending_buf),
-                        std::io::IoSlice::new(&chunk[self.chunk_pos..]),
-                    ];
-                    Pin::new(&mut self.stream).poll_write_vectored(cx, &bufs)
-                }
-                (_, false) => Pin::new(&mut self.stream).poll_write(cx, pending_buf),
-                (Some(chunk), true) => {
-                    Pin::new(&mut self.stream).poll_write(cx, &chunk[self.chunk_pos..])
-                }
-                (None, true) => unreachable!("loop head refills or breaks"),
+            let res = if self.stream.is_write_vectored() {
+                let mut slices = [IoSlice::new(&[]); MAX_SLICES];
+                let n = self.out.io_slices(&mut slices);
+                Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..n])
+            } else {
+                Pin::new(&mut self.stream).poll_write(cx, self.out.first())
             };
-            let mut n = match res {
+            let n = match res {
                 Poll::Ready(Ok(0)) => {
                     return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
                 }
@@ -103,18 +86,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 Poll::Pending => return Poll::Pending,
             };
             wrote = true;
-            let from_buf = n.min(self.wbuf.len() - self.wpos);
-            self.wpos += from_buf;
-            n -= from_buf;
-            if let Some(chunk) = &self.chunk {
-                self.chunk_pos += n;
-                if self.chunk_pos == chunk.len() {
-                    self.chunk_pos = 0;
-                    if let Some(done) = self.chunk.take() {
-                        POOL.with(|pool| pool.borrow_mut().recycle(done));
-                    }
-                }
-            }
+            POOL.with(|pool| self.out.advance(n, &mut pool.borrow_mut()));
         }
         if wrote {
             // Buffered transports (TLS) need a flush to hit the wire.
@@ -126,7 +98,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     }
 
     fn has_unwritten(&self) -> bool {
-        self.wpos < self.wbuf.len() || self.chunk.is_some()
+        !self.out.is_empty()
     }
 
     fn poll_read_in(
@@ -196,9 +168,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
 
     fn release(&mut self) {
         self.sleep = None;
-        self.wbuf = Vec::new();
-        self.chunk = None;
-        self.chunk_pos = 0;
+        self.out.clear();
     }
 }
 
@@ -283,11 +253,8 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
                 break;
             }
         }
-        if !this.has_unwritten() && this.wbuf.capacity() > 0 {
-            // Idle connections hold no write buffer.
-            this.wbuf = Vec::new();
-            this.wpos = 0;
-        }
+        // Idle connections hold no write buffer.
+        this.out.release();
         state.after_write(false, this.has_unwritten());
         Poll::Pending
     }
