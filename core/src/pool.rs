@@ -8,7 +8,7 @@
 //! the buffer for the next large incoming message from it.
 //!
 //! The pool is small and bounded ([`MAX_POOLED`] buffers of at most
-//! [`MAX_POOLED_CAPACITY`] bytes each), holds nothing that any connection
+//! [`MAX_POOLED_CAPACITY`] bytes each, [`MAX_POOLED_BYTES`] in all), holds nothing that any connection
 //! still uses (only payloads nobody else references), and hands a buffer
 //! out only for a message that needs at least half its capacity, so a
 //! message never holds more than twice its size.
@@ -26,6 +26,9 @@ pub const MAX_POOLED_CAPACITY: usize = 16 << 20;
 
 /// Buffers kept at most.
 pub const MAX_POOLED: usize = 4;
+
+/// Bytes kept at most (over all pooled buffers).
+pub const MAX_POOLED_BYTES: usize = 16 << 20;
 
 /// A bounded cache of emptied message buffers (see the [module docs](self)).
 #[derive(Debug, Default)]
@@ -52,7 +55,9 @@ impl BufferPool {
         let Ok(mut buf) = payload.try_into_mut() else {
             return;
         };
-        if !(MIN_POOLED_CAPACITY..=MAX_POOLED_CAPACITY).contains(&buf.capacity()) {
+        if !(MIN_POOLED_CAPACITY..=MAX_POOLED_CAPACITY).contains(&buf.capacity())
+            || self.capacity_bytes() + buf.capacity() > MAX_POOLED_BYTES
+        {
             return;
         }
         buf.clear();
@@ -124,6 +129,15 @@ mod tests {
         }
         assert_eq!(pool.len(), MAX_POOLED);
         assert_eq!(pool.capacity_bytes(), MAX_POOLED * (100 << 10));
+    }
+
+    #[test]
+    fn total_bytes_are_capped() {
+        let mut pool = BufferPool::new();
+        pool.recycle(payload(MAX_POOLED_CAPACITY));
+        pool.recycle(payload(1 << 20));
+        assert_eq!(pool.len(), 1, "the second would pass the byte cap");
+        assert_eq!(pool.capacity_bytes(), MAX_POOLED_BYTES);
     }
 
     #[test]

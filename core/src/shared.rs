@@ -36,7 +36,9 @@ struct State {
     conn: Connection,
     driver: Option<Waker>,
     receiver: Option<Waker>,
-    writers: Vec<Waker>,
+    /// Tasks waiting to send or flush (`false`), or only for the connection
+    /// to stop sending or end (`true`: not woken by every flush).
+    writers: Vec<(Waker, bool)>,
     receiver_alive: bool,
     receiver_finished: bool,
     senders: usize,
@@ -58,8 +60,9 @@ impl State {
         }
     }
 
+    /// Wakes every waiting sender, flusher and closer.
     fn wake_writers(&mut self) {
-        for w in self.writers.drain(..) {
+        for (w, _) in self.writers.drain(..) {
             w.wake();
         }
         if self.writers.capacity() > 0 {
@@ -67,9 +70,37 @@ impl State {
         }
     }
 
+    /// After a write: wakes senders and flushers; those waiting only for
+    /// the connection to close stay asleep while it is still open (a room
+    /// member would otherwise wake after every message it delivered).
+    fn wake_after_write(&mut self) {
+        if self.done || !self.conn.is_open() || self.conn.outcome().is_some() {
+            self.wake_writers();
+            return;
+        }
+        self.writers.retain(|(w, closing_only)| {
+            if !closing_only {
+                w.wake_by_ref();
+            }
+            *closing_only
+        });
+        if self.writers.is_empty() && self.writers.capacity() > 0 {
+            self.writers = Vec::new();
+        }
+    }
+
     fn register_writer(&mut self, waker: &Waker) {
-        if !self.writers.iter().any(|w| w.will_wake(waker)) {
-            self.writers.push(waker.clone());
+        self.register(waker, false);
+    }
+
+    fn register_closer(&mut self, waker: &Waker) {
+        self.register(waker, true);
+    }
+
+    fn register(&mut self, waker: &Waker, closing_only: bool) {
+        match self.writers.iter_mut().find(|(w, _)| w.will_wake(waker)) {
+            Some((_, only)) => *only &= closing_only,
+            None => self.writers.push((waker.clone(), closing_only)),
         }
     }
 
@@ -296,7 +327,7 @@ impl Shared {
         let mut s = self.lock();
         let clean = matches!(s.conn.outcome(), Some(Outcome::Clean { .. }));
         if !(s.done || clean) {
-            s.register_writer(cx.waker());
+            s.register_closer(cx.waker());
             return Poll::Pending;
         }
         if let Some(outcome) = s.conn.outcome() {
@@ -315,7 +346,7 @@ impl Shared {
         if s.done || !s.conn.is_open() {
             return Poll::Ready(());
         }
-        s.register_writer(cx.waker());
+        s.register_closer(cx.waker());
         Poll::Pending
     }
 
@@ -415,7 +446,7 @@ impl DriverState<'_> {
         let s = &mut *self.s;
         s.unflushed = unflushed;
         if (was_blocked && !s.conn.is_write_blocked()) || s.is_flushed() {
-            s.wake_writers();
+            s.wake_after_write();
         }
     }
 
@@ -558,5 +589,41 @@ mod tests {
         let late = Shared::new(Connection::new(Role::Server, Config::default(), now));
         tracker.track(&late, now);
         assert!(!late.is_open());
+    }
+
+    /// A task waiting only for the connection to stop sending (a room
+    /// member between messages) sleeps through writes; a flusher does not.
+    #[test]
+    fn writes_wake_flushers_but_not_close_waiters() {
+        let now = Instant::now();
+        let shared = Shared::new(Connection::new(Role::Server, Config::default(), now));
+        let closer = Arc::new(Flag(AtomicBool::new(false)));
+        let closer_waker = Waker::from(closer.clone());
+        let flusher = Arc::new(Flag(AtomicBool::new(false)));
+        let flusher_waker = Waker::from(flusher.clone());
+        let driver_waker = Waker::from(Arc::new(Flag(AtomicBool::new(false))));
+
+        assert!(shared
+            .poll_send_closed(&mut Context::from_waker(&closer_waker))
+            .is_pending());
+        shared.send(Message::from("one")).unwrap();
+        assert!(shared
+            .poll_flush(&mut Context::from_waker(&flusher_waker))
+            .is_pending());
+        {
+            let mut state = shared.driver(&driver_waker, now);
+            let mut out = Vec::new();
+            while state.conn().poll_transmit(&mut out).is_some() {}
+            state.after_write(false, false);
+        }
+        assert!(flusher.0.load(Ordering::SeqCst), "the flush completed");
+        assert!(!closer.0.load(Ordering::SeqCst), "still open: no wake-up");
+
+        // Closing wakes it.
+        shared.close(now, CloseCode::NORMAL, "").unwrap();
+        assert!(closer.0.load(Ordering::SeqCst));
+        assert!(shared
+            .poll_send_closed(&mut Context::from_waker(&closer_waker))
+            .is_ready());
     }
 }
