@@ -20,6 +20,14 @@
 //! Before reading, check [`Connection::wants_read`]: it turns false while
 //! unread events or queued output exceed their limits (backpressure), or
 //! once the peer's input no longer matters.
+//!
+//! Large messages (the adapters do this): ask [`Connection::direct_read`]
+//! before each read; inside a large payload it offers the message buffer
+//! itself as the read target, so the bytes are copied once, by the kernel.
+//! Keep a [`BufferPool`] per thread, hand it the payloads written out
+//! ([`Outbox`](crate::Outbox) does, or call [`BufferPool::recycle`]), and
+//! pass it to `direct_read` and [`Connection::receive_pooled`]: the next
+//! large message then reuses a buffer instead of faulting in fresh pages.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
