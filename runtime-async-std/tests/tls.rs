@@ -90,6 +90,27 @@ fn wss_loopback_with_a_custom_root() {
         ws.send("over tls").await.unwrap();
         assert_eq!(ws.recv().await.unwrap().unwrap(), Message::from("over tls"));
 
+        // Large messages, two in flight: payloads are read straight into message
+        // buffers and written from the outbox slice by slice (TLS streams do not
+        // write vectored).
+        let big: Vec<Message> = (0..4usize)
+            .map(|k| {
+                Message::from(
+                    (0..900_000 - k * 1000)
+                        .map(|i| (i * 7 + k) as u8)
+                        .collect::<Vec<u8>>(),
+                )
+            })
+            .collect();
+        for pair in big.chunks(2) {
+            for m in pair {
+                ws.send(m.clone()).await.unwrap();
+            }
+            for m in pair {
+                assert_eq!(&ws.recv().await.unwrap().unwrap(), m);
+            }
+        }
+
         // The default roots do not trust our certificate.
         let refused = timeout(Duration::from_secs(2), connect(&url)).await;
         assert!(refused.is_err());
