@@ -579,8 +579,16 @@ impl SseParser {
         };
         match field {
             b"" if self.expose_comments => {
-                self.ready
-                    .push_back(SseEvent::comment(String::from_utf8_lossy(value)));
+                let text = String::from_utf8_lossy(value);
+                // Each invalid byte becomes a 3-byte U+FFFD, so a line within
+                // the limit can decode to three times its size.
+                if text.len() > self.max_event_bytes {
+                    self.fail(SseError::EventTooLarge {
+                        limit: self.max_event_bytes,
+                    });
+                    return;
+                }
+                self.ready.push_back(SseEvent::comment(text));
             }
             b"event" => {
                 self.event_type.clear();
@@ -593,8 +601,15 @@ impl SseParser {
                 self.check_event_size();
             }
             b"id" if !value.contains(&0) => {
+                let id = String::from_utf8_lossy(value);
+                if id.len() > self.max_event_bytes {
+                    self.fail(SseError::EventTooLarge {
+                        limit: self.max_event_bytes,
+                    });
+                    return;
+                }
                 self.id_buffer.clear();
-                self.id_buffer.push_str(&String::from_utf8_lossy(value));
+                self.id_buffer.push_str(&id);
             }
             b"retry" if !value.is_empty() && value.iter().all(u8::is_ascii_digit) => {
                 // All digits, so the only failure is overflow: saturate.
@@ -997,6 +1012,34 @@ mod tests {
         assert_eq!(
             SseError::EventTooLarge { limit: 16 }.to_string(),
             "event stream event exceeds the 16-byte limit"
+        );
+    }
+
+    #[test]
+    fn invalid_utf8_cannot_stretch_a_field_past_the_limit() {
+        // 10 invalid bytes fit a 16-byte line but decode to 30 bytes.
+        for field in [&b":"[..], b"id:", b"data:", b"event:"] {
+            let mut line = field.to_vec();
+            line.extend_from_slice(&[0xFF; 10]);
+            line.extend_from_slice(b"\n\n");
+            let mut parser = SseParser::with_limit(16).with_comments(true);
+            parser.feed(&line);
+            assert_eq!(
+                parser.poll_event(),
+                Err(SseError::EventTooLarge { limit: 16 }),
+                "{}",
+                String::from_utf8_lossy(field)
+            );
+        }
+        // Within the limit once decoded: accepted.
+        let mut parser = SseParser::with_limit(16).with_comments(true);
+        parser.feed(b"id:\xFF\xFF\ndata:\xFF\xFF\xFF\xFF\xFF\n: \xFF\n\n");
+        assert_eq!(
+            parse_all(&mut parser),
+            vec![
+                SseEvent::comment("\u{FFFD}"),
+                parsed(&"\u{FFFD}".repeat(5), None, Some("\u{FFFD}\u{FFFD}")),
+            ]
         );
     }
 
