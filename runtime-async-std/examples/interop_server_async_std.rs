@@ -1,154 +1,41 @@
-//! Echo server for interop tests against third-party WebSocket clients
-//! (see `.ci/interop`), on async-std: the same behaviour as
-//! `wavecast-tokio`'s `interop_server` example.
+//! Interop echo server on async-std: the server in `interop/server.rs`
+//! (shared with the tokio and smol programs), for interop tests against
+//! third-party WebSocket clients (see `.ci/interop`).
 //!
-//! Usage: `interop_server_async_std [ADDR] [TIMEOUT_SECS]` (defaults `127.0.0.1:9001`,
-//! 120). Prints `listening on ADDR` once bound; exits on Ctrl-C (the default
-//! signal action) or after the timeout.
-//!
-//! Paths:
-//! - `/reject`: the handshake is refused with 403.
-//! - `/close`: the server closes right away with 4001 "bye".
-//! - `/last-close`: sends one text message, `"<code> <reason>"` of the last
-//!   close frame a peer sent us (or `"none"`), then closes with 1000.
-//! - anything else: echo. The text `ping-me` makes the server send a ping
-//!   with payload `wavecast-ping` before echoing it.
-//!
-//! Messages longer than 64 KiB are sent fragmented (64 KiB frames).
+//! Usage: `interop_server_async_std [ADDR] [TIMEOUT_SECS]` (defaults
+//! `127.0.0.1:9001`, 120). Prints `listening on ADDR` once bound; exits on
+//! Ctrl-C (the default signal action) or after the timeout.
 
-use std::sync::{Arc, Mutex};
-use std::time::Duration;
+#[path = "../../interop/server.rs"]
+mod server;
 
-use async_std::net::TcpListener;
-use wavecast_async_std::{accept_with, Accept, CloseCode, Config, HttpResponse, Message, Outcome};
+/// What the shared server needs from async-std.
+mod rt {
+    use std::future::Future;
+    use std::time::Duration;
 
-#[derive(Clone, Copy, PartialEq)]
-enum Mode {
-    Echo,
-    Close,
-    LastClose,
+    pub(crate) use async_std::net::TcpListener;
+    pub(crate) use wavecast_async_std as ws;
+
+    /// The program's name in its messages.
+    pub(crate) const NAME: &str = "interop_server_async_std";
+
+    /// Runs `f` as a task of its own.
+    pub(crate) fn spawn(f: impl Future<Output = ()> + Send + 'static) {
+        async_std::task::spawn(f);
+    }
+
+    pub(crate) async fn sleep(d: Duration) {
+        async_std::task::sleep(d).await;
+    }
+
+    /// Never finishes: async-std has no signal handling, so Ctrl-C keeps
+    /// its default action and ends the process.
+    pub(crate) async fn interrupted() {
+        std::future::pending().await
+    }
 }
 
 fn main() {
-    async_std::task::block_on(serve_until_timeout());
-}
-
-async fn serve_until_timeout() {
-    let mut args = std::env::args().skip(1);
-    let addr = args.next().unwrap_or_else(|| "127.0.0.1:9001".to_owned());
-    let timeout: u64 = args
-        .next()
-        .map(|s| s.parse().expect("TIMEOUT_SECS must be a number"))
-        .unwrap_or(120);
-    let listener = TcpListener::bind(&addr).await.unwrap_or_else(|e| {
-        eprintln!("interop_server_async_std: cannot bind {addr}: {e}");
-        std::process::exit(2);
-    });
-    println!("listening on {}", listener.local_addr().unwrap());
-    let config = Config::default()
-        .with_max_message_size(16 << 20)
-        .with_max_frame_size(16 << 20)
-        .with_fragment_size(Some(64 << 10));
-    let last_close: Arc<Mutex<Option<String>>> = Arc::default();
-
-    let serve = async {
-        loop {
-            let (tcp, peer) = match listener.accept().await {
-                Ok(x) => x,
-                Err(e) => {
-                    eprintln!("accept failed: {e}");
-                    continue;
-                }
-            };
-            let config = config.clone();
-            let last_close = last_close.clone();
-            async_std::task::spawn(async move {
-                let mut mode = Mode::Echo;
-                let accepted = accept_with(tcp, config, |req| {
-                    println!("{peer}: GET {}", req.path());
-                    match req.path() {
-                        "/reject" => Err(HttpResponse::text(403, "forbidden\n")),
-                        "/close" => {
-                            mode = Mode::Close;
-                            Ok(Accept::new())
-                        }
-                        "/last-close" => {
-                            mode = Mode::LastClose;
-                            Ok(Accept::new())
-                        }
-                        _ => Ok(Accept::new()),
-                    }
-                })
-                .await;
-                let mut ws = match accepted {
-                    Ok(ws) => ws,
-                    Err(e) => {
-                        println!("{peer}: handshake ended: {e}");
-                        return;
-                    }
-                };
-                match mode {
-                    Mode::Close => {
-                        let outcome = ws.close(CloseCode(4001), "bye").await;
-                        println!("{peer}: server-initiated close: {outcome:?}");
-                        return;
-                    }
-                    Mode::LastClose => {
-                        let text = last_close
-                            .lock()
-                            .unwrap()
-                            .clone()
-                            .unwrap_or_else(|| "none".to_owned());
-                        if let Err(e) = ws.send(text).await {
-                            println!("{peer}: send failed: {e}");
-                        }
-                        let outcome = ws.close(CloseCode::NORMAL, "").await;
-                        println!("{peer}: closed: {outcome:?}");
-                        return;
-                    }
-                    Mode::Echo => {}
-                }
-                let (tx, mut rx) = ws.split();
-                loop {
-                    match rx.recv().await {
-                        Some(Ok(msg)) => {
-                            if let Message::Text(t) = &msg {
-                                if &**t == "ping-me" {
-                                    if let Err(e) = tx.ping(&b"wavecast-ping"[..]).await {
-                                        println!("{peer}: ping failed: {e}");
-                                        break;
-                                    }
-                                }
-                            }
-                            if let Err(e) = tx.send(msg).await {
-                                println!("{peer}: echo failed: {e}");
-                                break;
-                            }
-                        }
-                        Some(Err(e)) => {
-                            println!("{peer}: connection failed: {e}");
-                            break;
-                        }
-                        None => {
-                            let frame = rx.close_frame();
-                            println!("{peer}: peer closed: {frame:?}");
-                            if let Some(f) = frame {
-                                *last_close.lock().unwrap() =
-                                    Some(format!("{} {}", f.code.0, &*f.reason));
-                            }
-                            // Wait for the close handshake to finish.
-                            match tx.close(CloseCode::NORMAL, "").await {
-                                Ok(Outcome::Clean { .. }) | Err(_) => {}
-                                Ok(other) => println!("{peer}: close outcome {other:?}"),
-                            }
-                            break;
-                        }
-                    }
-                }
-            });
-        }
-    };
-    // `serve` never ends; the timeout is how the program stops by itself.
-    let _: Result<(), _> = async_std::future::timeout(Duration::from_secs(timeout), serve).await;
-    println!("interop_server_async_std: timeout after {timeout} s, exiting");
+    async_std::task::block_on(server::main());
 }
