@@ -66,6 +66,10 @@ impl Outbox {
         let limit = conn.config().write_buffer_limit;
         let mut staged = 0;
         while let Some(chunk) = conn.poll_transmit(&mut self.buf) {
+            if chunk.is_empty() {
+                // Nothing to write; `advance` relies on chunks being non-empty.
+                continue;
+            }
             staged += chunk.len();
             self.chunks.push_back((self.buf.len(), chunk));
             if self.chunks.len() >= MAX_CHUNKS || staged + self.buf.len() >= limit {
@@ -139,13 +143,6 @@ impl Outbox {
                     n = 0;
                 }
             }
-        }
-        // An empty chunk (none are produced, but be safe) needs no write.
-        while let Some((at, chunk)) = self.chunks.front() {
-            if self.buf_pos < *at || !chunk.is_empty() {
-                break;
-            }
-            self.chunks.pop_front();
         }
     }
 

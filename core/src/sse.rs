@@ -469,6 +469,10 @@ impl SseParser {
     /// abandoned (a client may reconnect with [`SseParser::restart`]).
     pub fn poll_event(&mut self) -> Result<Option<SseEvent>, SseError> {
         if let Some(event) = self.ready.pop_front() {
+            if self.ready.is_empty() && self.ready.capacity() > 16 {
+                // A burst of small events grew the queue: don't keep it.
+                self.ready = VecDeque::new();
+            }
             return Ok(Some(event));
         }
         match &self.error {
