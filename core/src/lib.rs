@@ -107,6 +107,7 @@ pub mod room;
 pub use room::{
     LagAction, LagPolicy, MemberEnd, Registry, RoomConfig, RoomError, RoomEvent, RoomMessage,
 };
+pub mod attach;
 pub mod origin;
 pub mod outbox;
 pub mod pool;
@@ -116,5 +117,6 @@ pub use origin::OriginAllowList;
 pub use outbox::Outbox;
 pub use pool::BufferPool;
 
+pub use attach::Attachment;
 pub use error::{Error, TrySendError};
 pub use shared::{DriverState, Shared, Tracker};

@@ -332,7 +332,7 @@ pub enum RoomEvent {
     Evicted(CloseCode),
 }
 
-/// How a member's forwarding task ended.
+/// How a member's forwarding ended.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum MemberEnd {

@@ -19,6 +19,7 @@ use std::time::Instant;
 
 use bytes::Bytes;
 
+use crate::attach::Tasks;
 use crate::close::{CloseCode, CloseFrame};
 use crate::connection::{Connection, Event, Outcome, PreparedMessage};
 use crate::error::{Error, TrySendError, UsageError};
@@ -29,6 +30,8 @@ use crate::room::{MemberEnd, LAG_CLOSE_REASON};
 #[derive(Debug)]
 pub struct Shared {
     state: Mutex<State>,
+    /// Futures run by the driver (see [`crate::attach`]).
+    pub(crate) tasks: Mutex<Tasks>,
 }
 
 #[derive(Debug)]
@@ -144,6 +147,7 @@ impl Shared {
                 done: false,
                 unflushed: false,
             }),
+            tasks: Mutex::default(),
         })
     }
 
@@ -394,6 +398,12 @@ impl Shared {
     }
 
     // ------------------------------------------------------------- driver
+
+    /// Forgets the driver's waker until [`Shared::driver`] registers it
+    /// again (while the driver runs attached futures).
+    pub(crate) fn forget_driver_waker(&self) {
+        self.lock().driver = None;
+    }
 
     /// Locks the state for the driver and registers its waker. Call at the
     /// start of every driver poll; the guard must not be held across an

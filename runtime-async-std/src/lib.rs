@@ -20,7 +20,7 @@
 //! are multi-producer multi-consumer queues in which each message goes to
 //! one receiver; there is no broadcast channel. Rooms therefore reuse
 //! `wavecast-smol`'s, built on `async-broadcast` (executor-agnostic, from
-//! the same ecosystem), with member tasks spawned on async-std's executor.
+//! the same ecosystem); a member runs inside its connection's task.
 //! The lag policy is the one every wavecast adapter documents.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
@@ -46,11 +46,11 @@ pub use wavecast_smol::{
     Subscription, WebSocket,
 };
 
-/// A handle on one room: publish to it and subscribe connections; member
-/// tasks run on async-std. See [`wavecast_smol::Room`].
+/// A handle on one room: publish to it and subscribe async-std
+/// connections. See [`wavecast_smol::Room`].
 pub type Room = wavecast_smol::Room<AsyncStd>;
 
-/// Named rooms sharing one [`RoomConfig`], with member tasks on async-std.
+/// Named rooms sharing one [`RoomConfig`], for async-std connections.
 /// Cloning is cheap and clones share the rooms. Everything but the
 /// constructors comes from [`wavecast_smol::Hub`] through `Deref`.
 #[derive(Clone, Debug)]

@@ -7,8 +7,9 @@
 //! bounded queue of every member, so memory does not grow with a slow
 //! member, and publishing never waits for one. `async-broadcast` is
 //! executor-agnostic, so `wavecast-async-std` uses these rooms too (async-std
-//! has no broadcast channel of its own); the runtime parameter `R` only says
-//! where member tasks are spawned.
+//! has no broadcast channel of its own). Members run inside their
+//! connection's driver task, so the runtime parameter `R` only keeps each
+//! adapter's room types its own.
 //!
 //! The policy (shared with every wavecast adapter, see
 //! [`wavecast_core::room`]):
@@ -37,7 +38,7 @@ use std::task::Poll;
 
 use async_broadcast::{InactiveReceiver, RecvError};
 use wavecast_core::room::{Cursor, Lease, Publisher, Rooms};
-use wavecast_core::{CloseCode, Error, Message, PreparedMessage};
+use wavecast_core::{Attachment, CloseCode, Error, Message, PreparedMessage};
 
 pub use wavecast_core::room::{
     LagPolicy, MemberEnd, RoomConfig, RoomError, RoomEvent, RoomMessage,
@@ -55,7 +56,7 @@ struct RoomState {
 }
 
 /// Named rooms sharing one [`RoomConfig`]. Cloning is cheap and clones
-/// share the rooms. `R` is the runtime member tasks are spawned on.
+/// share the rooms. `R` names the adapter's runtime.
 #[derive(Clone, Debug)]
 pub struct Hub<R: Runtime = Smol> {
     rooms: Rooms<RoomState>,
@@ -77,7 +78,7 @@ impl Default for Hub<Smol> {
 }
 
 impl<R: Runtime> Hub<R> {
-    /// A hub whose member tasks run on runtime `R`.
+    /// A hub for connections on runtime `R`.
     #[doc(hidden)]
     pub fn new_on(config: RoomConfig) -> Hub<R> {
         Hub {
@@ -192,27 +193,17 @@ impl<R: Runtime> Room<R> {
         }
     }
 
-    /// Subscribes now and spawns a task (on `R`) that forwards the room to
-    /// `sender` under the room's lag policy, until the connection ends or
-    /// the returned [`Member`] is dropped.
+    /// Subscribes now and forwards the room to `sender` under the room's
+    /// lag policy, until the connection ends or the returned [`Member`] is
+    /// dropped. The forwarding runs inside the connection's own task (see
+    /// [`wavecast_core::attach`]), not a task of its own.
     pub fn join(&self, sender: Sender) -> Member {
         let sub = self.subscribe();
         let skipped = Arc::new(AtomicU64::new(0));
-        let (cancel, cancelled) = smol::channel::bounded::<()>(1);
-        let (done_tx, done) = smol::channel::bounded(1);
-        let counter = skipped.clone();
-        R::spawn(Box::pin(async move {
-            let stop = async move {
-                // Ends when the `Member` (the only sender) is dropped.
-                let _ = cancelled.recv().await;
-                MemberEnd::Closed
-            };
-            let end = smol::future::or(forward(sub, sender, counter), stop).await;
-            let _ = done_tx.try_send(end);
-        }));
+        let shared = sender.shared().clone();
+        let attachment = shared.attach(Box::pin(forward(sub, sender, skipped.clone())));
         Member {
-            _cancel: cancel,
-            done,
+            attachment,
             skipped,
         }
     }
@@ -304,13 +295,11 @@ impl Subscription {
     }
 }
 
-/// A connection forwarded from a room by a task (see [`Room::join`]).
-/// Dropping it stops the forwarding and leaves the room.
+/// A connection forwarded from a room (see [`Room::join`]). Dropping it
+/// stops the forwarding and leaves the room.
 #[derive(Debug)]
 pub struct Member {
-    /// Dropped with the member: the task sees the channel close and stops.
-    _cancel: smol::channel::Sender<()>,
-    done: smol::channel::Receiver<MemberEnd>,
+    attachment: Attachment,
     skipped: Arc<AtomicU64>,
 }
 
@@ -322,12 +311,12 @@ impl Member {
 
     /// Whether the forwarding has ended.
     pub fn is_finished(&self) -> bool {
-        self.done.is_closed()
+        self.attachment.is_finished()
     }
 
     /// Waits until the forwarding ends and says why.
     pub async fn wait(self) -> MemberEnd {
-        self.done.recv().await.unwrap_or(MemberEnd::Closed)
+        poll_fn(|cx| self.attachment.poll_end(cx)).await
     }
 }
 
@@ -343,17 +332,19 @@ async fn forward(mut sub: Subscription, sender: Sender, skipped: Arc<AtomicU64>)
         let event = {
             let mut next = pin!(sub.recv());
             poll_fn(|cx| {
-                if sender.poll_closed(cx).is_ready() {
-                    return Poll::Ready(None);
+                if let Poll::Ready(event) = next.as_mut().poll(cx) {
+                    return Poll::Ready(Some(event));
                 }
-                next.as_mut().poll(cx).map(Some)
+                // Nothing to forward: stop once the connection cannot send.
+                sender.poll_closed(cx).map(|()| None)
             })
             .await
         };
         match event {
             None => return MemberEnd::Closed,
             Some(RoomEvent::Message(message)) => {
-                if sender.send_prepared(message.prepared()).await.is_err() {
+                // `ready_for` found the output under the write limit.
+                if sender.shared().send_prepared(message.prepared()).is_err() {
                     return MemberEnd::Closed;
                 }
             }

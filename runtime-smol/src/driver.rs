@@ -7,7 +7,7 @@ use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::{Duration, Instant};
 
 use async_io::Timer;
@@ -94,52 +94,46 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         !self.out.is_empty()
     }
 
+    /// Reads a large payload straight into its message buffer, when the
+    /// connection expects one; `None` otherwise.
+    fn poll_direct_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: &mut Connection,
+    ) -> Option<Poll<std::io::Result<usize>>> {
+        let mut direct = POOL.with(|pool| conn.direct_read(&mut pool.borrow_mut()))?;
+        // futures-io reads need initialized memory: zero a piece at a time.
+        let target = direct.zeroed(SCRATCH_LEN * 2);
+        let read = Pin::new(&mut self.stream).poll_read(cx, target);
+        if let Poll::Ready(Ok(n)) = read {
+            direct.commit(Instant::now(), n);
+        }
+        Some(read)
+    }
+
     fn poll_read_in(
         &mut self,
         cx: &mut Context<'_>,
         conn: &mut Connection,
     ) -> Poll<std::io::Result<()>> {
-        // A large payload is read straight into the message buffer.
-        let direct = {
-            let direct = POOL.with(|pool| conn.direct_read(&mut pool.borrow_mut()));
-            direct.map(|mut direct| {
-                // futures-io reads need initialized memory: zero a piece
-                // at a time.
-                let target = direct.zeroed(SCRATCH_LEN * 2);
-                let read = Pin::new(&mut self.stream).poll_read(cx, target);
-                if let Poll::Ready(Ok(n)) = read {
-                    direct.commit(Instant::now(), n);
+        let read = match self.poll_direct_read(cx, conn) {
+            Some(read) => read,
+            None => SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let read = Pin::new(&mut self.stream).poll_read(cx, &mut scratch[..]);
+                if let Poll::Ready(Ok(n @ 1..)) = read {
+                    POOL.with(|pool| {
+                        conn.receive_pooled(Instant::now(), &scratch[..n], &mut pool.borrow_mut());
+                    });
                 }
                 read
-            })
+            }),
         };
-        match direct {
-            Some(Poll::Ready(Ok(0))) => {
-                self.read_eof = true;
-                conn.receive_eof(Instant::now());
-                return Poll::Ready(Ok(()));
-            }
-            Some(Poll::Ready(Ok(_))) => return Poll::Ready(Ok(())),
-            Some(Poll::Ready(Err(e))) => return Poll::Ready(Err(e)),
-            Some(Poll::Pending) => return Poll::Pending,
-            None => {}
+        if ready!(read)? == 0 {
+            self.read_eof = true;
+            conn.receive_eof(Instant::now());
         }
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            match Pin::new(&mut self.stream).poll_read(cx, &mut scratch[..]) {
-                Poll::Ready(Ok(0)) => {
-                    self.read_eof = true;
-                    conn.receive_eof(Instant::now());
-                    Poll::Ready(Ok(()))
-                }
-                Poll::Ready(Ok(n)) => POOL.with(|pool| {
-                    conn.receive_pooled(Instant::now(), &scratch[..n], &mut pool.borrow_mut());
-                    Poll::Ready(Ok(()))
-                }),
-                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
-            }
-        })
+        Poll::Ready(Ok(()))
     }
 
     /// Arms the timer for `deadline` and polls it; true when it has fired.
@@ -166,12 +160,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     }
 }
 
+impl<S> Drop for Driver<S> {
+    fn drop(&mut self) {
+        // Attached futures hold handles of this connection: end them with it.
+        self.shared.end_attached();
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         let shared = this.shared.clone();
+        // Room members run here, so a delivery costs one wake-up.
+        shared.poll_attached(cx);
         let mut state = shared.driver(cx.waker(), Instant::now());
         let mut reads = 0;
         loop {
@@ -179,7 +182,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
 
             let was_blocked = state.conn().is_write_blocked();
             match this.poll_write_out(cx, state.conn()) {
-                Poll::Ready(Ok(wrote)) => progress |= wrote,
+                // Writing alone needs no second round: the output was
+                // written until the connection had no more or the socket
+                // was full, and nothing can queue more while we hold the
+                // state.
+                Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => {
                     state.finish(Some(e));
                     this.release();

@@ -33,9 +33,8 @@ use std::sync::Arc;
 use std::task::Poll;
 
 use tokio::sync::broadcast;
-use tokio::task::JoinHandle;
 use wavecast_core::room::{Cursor, Lease, Publisher, Rooms};
-use wavecast_core::{CloseCode, Message, PreparedMessage};
+use wavecast_core::{Attachment, CloseCode, Message, PreparedMessage};
 
 pub use wavecast_core::room::{
     LagPolicy, MemberEnd, RoomConfig, RoomError, RoomEvent, RoomMessage,
@@ -161,14 +160,19 @@ impl Room {
         }
     }
 
-    /// Subscribes now and spawns a task that forwards the room to `sender`
-    /// under the room's lag policy, until the connection ends or the
-    /// returned [`Member`] is dropped.
+    /// Subscribes now and forwards the room to `sender` under the room's
+    /// lag policy, until the connection ends or the returned [`Member`] is
+    /// dropped. The forwarding runs inside the connection's own task (see
+    /// [`wavecast_core::attach`]), not a task of its own.
     pub fn join(&self, sender: Sender) -> Member {
         let sub = self.subscribe();
         let skipped = Arc::new(AtomicU64::new(0));
-        let task = tokio::spawn(forward(sub, sender, skipped.clone()));
-        Member { task, skipped }
+        let shared = sender.shared().clone();
+        let attachment = shared.attach(Box::pin(forward(sub, sender, skipped.clone())));
+        Member {
+            attachment,
+            skipped,
+        }
     }
 
     /// The one-line chat room: forwards what the client sends to the room
@@ -259,11 +263,11 @@ impl Subscription {
     }
 }
 
-/// A connection forwarded from a room by a task (see [`Room::join`]).
-/// Dropping it stops the forwarding and leaves the room.
+/// A connection forwarded from a room (see [`Room::join`]). Dropping it
+/// stops the forwarding and leaves the room.
 #[derive(Debug)]
 pub struct Member {
-    task: JoinHandle<MemberEnd>,
+    attachment: Attachment,
     skipped: Arc<AtomicU64>,
 }
 
@@ -275,18 +279,12 @@ impl Member {
 
     /// Whether the forwarding has ended.
     pub fn is_finished(&self) -> bool {
-        self.task.is_finished()
+        self.attachment.is_finished()
     }
 
     /// Waits until the forwarding ends and says why.
-    pub async fn wait(mut self) -> MemberEnd {
-        (&mut self.task).await.unwrap_or(MemberEnd::Closed)
-    }
-}
-
-impl Drop for Member {
-    fn drop(&mut self) {
-        self.task.abort();
+    pub async fn wait(self) -> MemberEnd {
+        poll_fn(|cx| self.attachment.poll_end(cx)).await
     }
 }
 
@@ -302,17 +300,19 @@ async fn forward(mut sub: Subscription, sender: Sender, skipped: Arc<AtomicU64>)
         let event = {
             let mut next = pin!(sub.recv());
             poll_fn(|cx| {
-                if sender.poll_closed(cx).is_ready() {
-                    return Poll::Ready(None);
+                if let Poll::Ready(event) = next.as_mut().poll(cx) {
+                    return Poll::Ready(Some(event));
                 }
-                next.as_mut().poll(cx).map(Some)
+                // Nothing to forward: stop once the connection cannot send.
+                sender.poll_closed(cx).map(|()| None)
             })
             .await
         };
         match event {
             None => return MemberEnd::Closed,
             Some(RoomEvent::Message(message)) => {
-                if sender.send_prepared(message.prepared()).await.is_err() {
+                // `ready_for` found the output under the write limit.
+                if sender.shared().send_prepared(message.prepared()).is_err() {
                     return MemberEnd::Closed;
                 }
             }

@@ -6,7 +6,7 @@ use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll};
+use std::task::{ready, Context, Poll};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, ReadBuf};
@@ -101,55 +101,51 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         !self.out.is_empty()
     }
 
+    /// Reads a large payload straight into its message buffer, when the
+    /// connection expects one; `None` otherwise.
+    fn poll_direct_read(
+        &mut self,
+        cx: &mut Context<'_>,
+        conn: &mut Connection,
+    ) -> Option<Poll<std::io::Result<usize>>> {
+        let mut direct = POOL.with(|pool| conn.direct_read(&mut pool.borrow_mut()))?;
+        // tokio reads into the spare capacity without zeroing it.
+        let read = {
+            let mut target = direct.buf();
+            let read = std::pin::pin!(self.stream.read_buf(&mut target));
+            read.poll(cx)
+        };
+        if let Poll::Ready(Ok(n)) = read {
+            direct.commit(now(), n);
+        }
+        Some(read)
+    }
+
     fn poll_read_in(
         &mut self,
         cx: &mut Context<'_>,
         conn: &mut Connection,
     ) -> Poll<std::io::Result<()>> {
-        // A large payload is read straight into the message buffer.
-        let direct = {
-            let direct = POOL.with(|pool| conn.direct_read(&mut pool.borrow_mut()));
-            direct.map(|mut direct| {
-                // tokio reads into the spare capacity without zeroing it.
-                let read = {
-                    let mut target = direct.buf();
-                    let read = std::pin::pin!(self.stream.read_buf(&mut target));
-                    read.poll(cx)
-                };
-                if let Poll::Ready(Ok(n)) = read {
-                    direct.commit(now(), n);
+        let read = match self.poll_direct_read(cx, conn) {
+            Some(read) => read,
+            None => SCRATCH.with(|scratch| {
+                let mut scratch = scratch.borrow_mut();
+                let mut buf = ReadBuf::new(&mut scratch[..]);
+                let read = Pin::new(&mut self.stream).poll_read(cx, &mut buf);
+                let n = buf.filled().len();
+                if matches!(read, Poll::Ready(Ok(()))) && n > 0 {
+                    POOL.with(|pool| {
+                        conn.receive_pooled(now(), buf.filled(), &mut pool.borrow_mut());
+                    });
                 }
-                read
-            })
+                read.map_ok(|()| n)
+            }),
         };
-        match direct {
-            Some(Poll::Ready(Ok(0))) => {
-                self.read_eof = true;
-                conn.receive_eof(now());
-                return Poll::Ready(Ok(()));
-            }
-            Some(Poll::Ready(Ok(_))) => return Poll::Ready(Ok(())),
-            Some(Poll::Ready(Err(e))) => return Poll::Ready(Err(e)),
-            Some(Poll::Pending) => return Poll::Pending,
-            None => {}
+        if ready!(read)? == 0 {
+            self.read_eof = true;
+            conn.receive_eof(now());
         }
-        SCRATCH.with(|scratch| {
-            let mut scratch = scratch.borrow_mut();
-            let mut buf = ReadBuf::new(&mut scratch[..]);
-            match Pin::new(&mut self.stream).poll_read(cx, &mut buf) {
-                Poll::Ready(Ok(())) if buf.filled().is_empty() => {
-                    self.read_eof = true;
-                    conn.receive_eof(now());
-                    Poll::Ready(Ok(()))
-                }
-                Poll::Ready(Ok(())) => POOL.with(|pool| {
-                    conn.receive_pooled(now(), buf.filled(), &mut pool.borrow_mut());
-                    Poll::Ready(Ok(()))
-                }),
-                Poll::Ready(Err(e)) => Poll::Ready(Err(e)),
-                Poll::Pending => Poll::Pending,
-            }
-        })
+        Poll::Ready(Ok(()))
     }
 
     /// Arms the timer for `deadline` and polls it; true when it has fired.
@@ -172,12 +168,21 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
     }
 }
 
+impl<S> Drop for Driver<S> {
+    fn drop(&mut self) {
+        // Attached futures hold handles of this connection: end them with it.
+        self.shared.end_attached();
+    }
+}
+
 impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
     type Output = ();
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         let shared = this.shared.clone();
+        // Room members run here, so a delivery costs one wake-up.
+        shared.poll_attached(cx);
         let mut state = shared.driver(cx.waker(), now());
         let mut reads = 0;
         loop {
@@ -185,7 +190,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
 
             let was_blocked = state.conn().is_write_blocked();
             match this.poll_write_out(cx, state.conn()) {
-                Poll::Ready(Ok(wrote)) => progress |= wrote,
+                // Writing alone needs no second round: the output was
+                // written until the connection had no more or the socket
+                // was full, and nothing can queue more while we hold the
+                // state.
+                Poll::Ready(Ok(_)) => {}
                 Poll::Ready(Err(e)) => {
                     state.finish(Some(e));
                     this.release();

@@ -278,6 +278,11 @@ impl Sender {
         self.shared.with_connection(|c| c.queued_bytes())
     }
 
+    /// The connection this half sends on (rooms attach members to it).
+    pub(crate) fn shared(&self) -> &Arc<Shared> {
+        &self.shared
+    }
+
     /// Closes this room member for falling behind (see [`Shared::evict`]).
     pub(crate) fn evict(&self, code: CloseCode) -> wavecast_core::MemberEnd {
         self.shared.evict(now(), code)
