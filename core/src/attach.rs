@@ -23,15 +23,10 @@ use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
 use crate::room::MemberEnd;
-use crate::shared::Shared;
+use crate::shared::{lock, Shared};
 
 /// A future the driver runs for the connection (see the module docs).
 pub type AttachedFuture = Pin<Box<dyn Future<Output = MemberEnd> + Send + 'static>>;
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // Nothing half-done under these locks outlives a panic that matters.
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
 
 /// What an attached future and its [`Attachment`] handle share. It is also
 /// the future's waker: waking it marks the future for polling and wakes

@@ -236,6 +236,19 @@ struct Assembly {
     pending_alloc: usize,
 }
 
+impl Assembly {
+    /// Makes the allocation deferred at the first frame's header, from
+    /// `pool` when a pooled buffer fits.
+    fn allocate_pending(&mut self, pool: &mut BufferPool) {
+        if self.pending_alloc > 0 {
+            let want = std::mem::take(&mut self.pending_alloc);
+            self.buf = pool
+                .take(want)
+                .unwrap_or_else(|| BytesMut::with_capacity(want));
+        }
+    }
+}
+
 /// A WebSocket connection for either role, after the opening handshake.
 ///
 /// See the [module docs](self) for the order of calls.
@@ -641,19 +654,11 @@ impl Connection {
                 ext.decode(s, &mut msg.buf, limit)?;
             }
         } else {
-            if msg.pending_alloc > 0 {
-                if let Some(buf) = pool.take(msg.pending_alloc) {
-                    msg.buf = buf;
-                    msg.pending_alloc = 0;
-                }
-            }
+            msg.allocate_pending(pool);
             let start = msg.buf.len();
             if msg.buf.capacity() - start < chunk.len() {
-                // The allocation deferred at the frame header (or, defensively,
-                // growth if the header-time reservation was skipped).
-                let want = (start + chunk.len())
-                    .max(std::mem::take(&mut msg.pending_alloc))
-                    .max((msg.buf.capacity() * 2).min(limit));
+                // Only reached if the header-time reservation was skipped.
+                let want = (start + chunk.len()).max((msg.buf.capacity() * 2).min(limit));
                 reserve_exact(&mut msg.buf, want);
             }
             msg.buf.extend_from_slice(chunk);
@@ -691,12 +696,7 @@ impl Connection {
         if msg.transformed {
             return None;
         }
-        if msg.pending_alloc > 0 {
-            let want = std::mem::take(&mut msg.pending_alloc);
-            msg.buf = pool
-                .take(want)
-                .unwrap_or_else(|| BytesMut::with_capacity(want));
-        }
+        msg.allocate_pending(pool);
         let start = msg.buf.len();
         if msg.buf.capacity() - start < remaining {
             reserve_exact(&mut msg.buf, start + remaining);

@@ -31,6 +31,7 @@ use bytes::Bytes;
 use crate::close::CloseCode;
 use crate::connection::PreparedMessage;
 use crate::message::Message;
+use crate::shared::lock;
 use crate::sse::SseEvent;
 
 /// The close code a member gets under [`LagPolicy::Disconnect`]:
@@ -375,7 +376,7 @@ impl Publisher {
 
     /// Wakes every task waiting in [`Publisher::poll_published`].
     pub fn notify(&self) {
-        let waiters = std::mem::take(&mut *self.waiters.lock().unwrap_or_else(|p| p.into_inner()));
+        let waiters = std::mem::take(&mut *lock(&self.waiters));
         for w in waiters {
             w.wake();
         }
@@ -384,7 +385,7 @@ impl Publisher {
     /// Ready once more than `seen` messages were published; otherwise
     /// registers the waker for the next [`Publisher::notify`].
     pub fn poll_published(&self, cx: &mut Context<'_>, seen: u64) -> Poll<u64> {
-        let mut waiters = self.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        let mut waiters = lock(&self.waiters);
         let now = self.published();
         if now > seen {
             return Poll::Ready(now);
@@ -484,7 +485,7 @@ impl<T> Default for Rooms<T> {
 
 impl<T> Rooms<T> {
     fn lock(&self) -> MutexGuard<'_, Registry<T>> {
-        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.inner)
     }
 
     /// Takes a hold on room `name` (created with `make` if needed) and

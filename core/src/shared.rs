@@ -12,7 +12,7 @@
 //! the other methods; each wakes the driver when it queued something.
 
 use std::io;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Waker};
 use std::time::Instant;
@@ -24,7 +24,13 @@ use crate::close::{CloseCode, CloseFrame};
 use crate::connection::{Connection, Event, Outcome, PreparedMessage};
 use crate::error::{Error, TrySendError, UsageError};
 use crate::message::Message;
-use crate::room::{MemberEnd, LAG_CLOSE_REASON};
+use crate::room::{Cursor, MemberEnd, Publisher, RoomEvent, LAG_CLOSE_REASON};
+
+/// Locks `m`. A panic while locked leaves nothing half-done that matters
+/// more than the panic itself, so a poisoned lock is taken over.
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
+}
 
 /// The core plus the wakers of whoever waits on it. Hold it in an `Arc`.
 #[derive(Debug)]
@@ -152,9 +158,7 @@ impl Shared {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // A panic while locked leaves nothing half-done that matters more
-        // than the panic itself, so a poisoned lock is taken over.
-        self.state.lock().unwrap_or_else(|p| p.into_inner())
+        lock(&self.state)
     }
 
     // ---------------------------------------------------------- receiving
@@ -378,6 +382,64 @@ impl Shared {
         MemberEnd::Evicted(code)
     }
 
+    // ------------------------------------------------------- room members
+    //
+    // A member's loop, on every runtime: wait with `poll_member_ready`,
+    // take the next event from the room's channel (or stop once
+    // `poll_send_closed` is ready), hand it to `deliver`; when either says
+    // stop, `end_member`.
+
+    /// A room member may take the room's next message once this is ready
+    /// with `Ok`: its queued output is under the write limit. `Err(None)`:
+    /// the connection can no longer send. `Err(Some(code))`: under
+    /// [`LagPolicy::Disconnect`](crate::room::LagPolicy::Disconnect) the
+    /// room overwrote a message the member had not taken while it waited
+    /// (its socket is stalled), so it must be evicted now.
+    pub fn poll_member_ready(
+        &self,
+        cx: &mut Context<'_>,
+        cursor: &mut Cursor,
+        publisher: &Publisher,
+    ) -> Poll<Result<(), Option<CloseCode>>> {
+        loop {
+            let seen = publisher.published();
+            if let Some(code) = cursor.check_overflow(seen) {
+                return Poll::Ready(Err(Some(code)));
+            }
+            if let Poll::Ready(ready) = self.poll_ready(cx) {
+                return Poll::Ready(ready.map_err(|_| None));
+            }
+            // Waiting for the socket; a publish may overflow the room.
+            if publisher.poll_published(cx, seen).is_pending() {
+                return Poll::Pending;
+            }
+        }
+    }
+
+    /// Hands a member's next room event to the connection (after
+    /// [`Shared::poll_member_ready`]): queues a message, counts lost ones
+    /// in `skipped`. `Err` as for `poll_member_ready`.
+    pub fn deliver(&self, event: RoomEvent, skipped: &AtomicU64) -> Result<(), Option<CloseCode>> {
+        match event {
+            RoomEvent::Message(message) => self.send_prepared(message.prepared()).map_err(|_| None),
+            RoomEvent::Lagged(n) => {
+                skipped.fetch_add(n, Ordering::Relaxed);
+                Ok(())
+            }
+            RoomEvent::Evicted(code) => Err(Some(code)),
+        }
+    }
+
+    /// A member stopped for `why` (from [`Shared::poll_member_ready`],
+    /// [`Shared::deliver`], or `None` once the connection cannot send):
+    /// evicts it when `why` carries a code, and says how it ended.
+    pub fn end_member(&self, now: Instant, why: Option<CloseCode>) -> MemberEnd {
+        match why {
+            Some(code) => self.evict(now, code),
+            None => MemberEnd::Closed,
+        }
+    }
+
     /// Whether the connection still accepts messages.
     pub fn is_open(&self) -> bool {
         let s = self.lock();
@@ -508,7 +570,7 @@ impl Tracker {
     /// Registers an accepted connection. During shutdown it is closed at
     /// once.
     pub fn track(&self, shared: &Arc<Shared>, now: Instant) {
-        let mut guard = self.inner.conns.lock().unwrap_or_else(|p| p.into_inner());
+        let mut guard = lock(&self.inner.conns);
         let (conns, prune_at) = &mut *guard;
         if conns.len() >= *prune_at {
             conns.retain(|w| w.strong_count() > 0);
@@ -528,7 +590,7 @@ impl Tracker {
 
     /// Ready once shutdown has begun; otherwise registers the waker.
     pub fn poll_shutting_down(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut waiters = self.inner.waiters.lock().unwrap_or_else(|p| p.into_inner());
+        let mut waiters = lock(&self.inner.waiters);
         if self.is_shutting_down() {
             return Poll::Ready(());
         }
@@ -542,7 +604,7 @@ impl Tracker {
     /// connection with `1001 Going Away`.
     pub fn begin_shutdown(&self, now: Instant) {
         let waiters = {
-            let mut w = self.inner.waiters.lock().unwrap_or_else(|p| p.into_inner());
+            let mut w = lock(&self.inner.waiters);
             self.inner.shutting_down.store(true, Ordering::Release);
             std::mem::take(&mut *w)
         };
@@ -554,7 +616,7 @@ impl Tracker {
 
     fn close_all(&self, now: Instant) {
         let conns: Vec<_> = {
-            let guard = self.inner.conns.lock().unwrap_or_else(|p| p.into_inner());
+            let guard = lock(&self.inner.conns);
             guard.0.iter().filter_map(Weak::upgrade).collect()
         };
         for shared in conns {

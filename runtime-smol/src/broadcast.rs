@@ -35,6 +35,7 @@ use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::task::Poll;
+use std::time::Instant;
 
 use async_broadcast::{InactiveReceiver, RecvError};
 use wavecast_core::room::{Cursor, Lease, Publisher, Rooms};
@@ -269,30 +270,6 @@ impl Subscription {
         let pending = self.cursor.pending(self.publisher.published());
         usize::try_from(pending).unwrap_or(usize::MAX)
     }
-
-    /// Waits until `sender` can queue a message. Under
-    /// [`LagPolicy::Disconnect`] a member whose room overflowed meanwhile is
-    /// evicted at once, without waiting for its socket to drain.
-    async fn ready_for(&mut self, sender: &Sender) -> Result<(), Option<CloseCode>> {
-        let mut seen = self.publisher.published();
-        loop {
-            if let Some(code) = self.cursor.check_overflow(seen) {
-                return Err(Some(code));
-            }
-            let ready = poll_fn(|cx| {
-                if let Poll::Ready(result) = sender.poll_ready(cx) {
-                    return Poll::Ready(Some(result));
-                }
-                self.publisher.poll_published(cx, seen).map(|_| None)
-            })
-            .await;
-            match ready {
-                Some(Ok(())) => return Ok(()),
-                Some(Err(_)) => return Err(None),
-                None => seen = self.publisher.published(),
-            }
-        }
-    }
 }
 
 /// A connection forwarded from a room (see [`Room::join`]). Dropping it
@@ -320,14 +297,17 @@ impl Member {
     }
 }
 
-/// The member loop: wait for room in the output queue, then take one
-/// message; stop when the connection can no longer send.
+/// The member loop (the policy is the core's, see
+/// [`Shared::poll_member_ready`](wavecast_core::Shared::poll_member_ready)):
+/// wait for room in the output queue, take one event, deliver it; stop when
+/// the connection can no longer send. `sender` keeps the connection open
+/// for the member.
 async fn forward(mut sub: Subscription, sender: Sender, skipped: Arc<AtomicU64>) -> MemberEnd {
-    loop {
-        match sub.ready_for(&sender).await {
-            Ok(()) => {}
-            Err(None) => return MemberEnd::Closed,
-            Err(Some(code)) => return sender.evict(code),
+    let shared = sender.shared();
+    let why = loop {
+        let ready = poll_fn(|cx| shared.poll_member_ready(cx, &mut sub.cursor, &sub.publisher));
+        if let Err(why) = ready.await {
+            break why;
         }
         let event = {
             let mut next = pin!(sub.recv());
@@ -336,23 +316,16 @@ async fn forward(mut sub: Subscription, sender: Sender, skipped: Arc<AtomicU64>)
                     return Poll::Ready(Some(event));
                 }
                 // Nothing to forward: stop once the connection cannot send.
-                sender.poll_closed(cx).map(|()| None)
+                shared.poll_send_closed(cx).map(|()| None)
             })
             .await
         };
-        match event {
-            None => return MemberEnd::Closed,
-            Some(RoomEvent::Message(message)) => {
-                // `ready_for` found the output under the write limit.
-                if sender.shared().send_prepared(message.prepared()).is_err() {
-                    return MemberEnd::Closed;
-                }
-            }
-            Some(RoomEvent::Lagged(n)) => {
-                skipped.fetch_add(n, Ordering::Relaxed);
-            }
-            Some(RoomEvent::Evicted(code)) => return sender.evict(code),
-            Some(_) => return MemberEnd::Closed,
+        let Some(event) = event else {
+            break None;
+        };
+        if let Err(why) = shared.deliver(event, &skipped) {
+            break why;
         }
-    }
+    };
+    shared.end_member(Instant::now(), why)
 }

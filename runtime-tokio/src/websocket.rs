@@ -282,21 +282,6 @@ impl Sender {
     pub(crate) fn shared(&self) -> &Arc<Shared> {
         &self.shared
     }
-
-    /// Closes this room member for falling behind (see [`Shared::evict`]).
-    pub(crate) fn evict(&self, code: CloseCode) -> wavecast_core::MemberEnd {
-        self.shared.evict(now(), code)
-    }
-
-    pub(crate) fn poll_ready_inner(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
-        self.shared.poll_ready(cx)
-    }
-
-    /// Ready once the connection can no longer send (closing, closed or
-    /// failed).
-    pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
-        self.shared.poll_send_closed(cx)
-    }
 }
 
 impl Drop for Receiver {
