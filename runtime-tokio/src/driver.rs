@@ -56,11 +56,9 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         }
     }
 
-    fn poll_write_out(
-        &mut self,
-        cx: &mut Context<'_>,
-        conn: &mut Connection,
-    ) -> Poll<std::io::Result<bool>> {
+    /// Writes what the connection queued until it has no more or the
+    /// transport is full (then the transport will wake the task).
+    fn write_out(&mut self, cx: &mut Context<'_>, conn: &mut Connection) -> std::io::Result<()> {
         let mut wrote = false;
         loop {
             if self.out.is_empty() {
@@ -77,13 +75,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 Pin::new(&mut self.stream).poll_write(cx, self.out.first())
             };
             let n = match res {
-                Poll::Ready(Ok(0)) => {
-                    return Poll::Ready(Err(std::io::ErrorKind::WriteZero.into()))
-                }
+                Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => n,
-                Poll::Ready(Err(e)) => return Poll::Ready(Err(e)),
-                Poll::Pending if wrote => return Poll::Ready(Ok(true)),
-                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Err(e)) => return Err(e),
+                Poll::Pending => return Ok(()),
             };
             wrote = true;
             POOL.with(|pool| self.out.advance(n, &mut pool.borrow_mut()));
@@ -91,10 +86,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         if wrote {
             // Buffered transports (TLS) need a flush to hit the wire.
             if let Poll::Ready(Err(e)) = Pin::new(&mut self.stream).poll_flush(cx) {
-                return Poll::Ready(Err(e));
+                return Err(e);
             }
         }
-        Poll::Ready(Ok(wrote))
+        Ok(())
     }
 
     fn has_unwritten(&self) -> bool {
@@ -189,18 +184,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
             let mut progress = false;
 
             let was_blocked = state.conn().is_write_blocked();
-            match this.poll_write_out(cx, state.conn()) {
-                // Writing alone needs no second round: the output was
-                // written until the connection had no more or the socket
-                // was full, and nothing can queue more while we hold the
-                // state.
-                Poll::Ready(Ok(_)) => {}
-                Poll::Ready(Err(e)) => {
-                    state.finish(Some(e));
-                    this.release();
-                    return Poll::Ready(());
-                }
-                Poll::Pending => {}
+            // Writing alone needs no second round: the output is written
+            // until the connection has no more or the socket is full, and
+            // nothing can queue more while we hold the state.
+            if let Err(e) = this.write_out(cx, state.conn()) {
+                state.finish(Some(e));
+                this.release();
+                return Poll::Ready(());
             }
             state.after_write(was_blocked, this.has_unwritten());
 
