@@ -29,7 +29,7 @@
 use std::future::Future;
 use std::time::Duration;
 
-use wavecast_core::HandshakeError;
+use crate::rt::ws::HandshakeError;
 
 use crate::rt::ws::{
     connect_with, ClientRequest, CloseCode, Config, Error, Message, Outcome, Response, WebSocket,

@@ -1,6 +1,6 @@
 //! Connection and handshake configuration.
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Where a connection's random generator gets its seed.
 ///
@@ -42,12 +42,22 @@ pub struct Config {
     /// Send a ping when the peer has been silent this long. Default `None`.
     pub heartbeat_interval: Option<Duration>,
     /// Fail the connection with 1011 when nothing arrives for this long
-    /// (time with reads paused by our own backpressure does not count).
+    /// (time with reads paused because the application has not taken its
+    /// events does not count; time with output over the write limit does).
     /// Default `None`.
     pub idle_timeout: Option<Duration>,
     /// How long to wait for the peer to finish a close handshake. Default 10 s.
     pub close_timeout: Duration,
-    /// How long a peer may take to complete the opening handshake. Default 10 s.
+    /// How long the peer may leave our output unread. Once the transport
+    /// accepted no byte of pending output for this long, the connection
+    /// queues a close frame with 1011 and fails with
+    /// [`TimeoutKind::Write`](crate::TimeoutKind::Write); the driver reports
+    /// its writes with [`Connection::record_output`](crate::Connection::record_output).
+    /// Default 30 s.
+    pub write_timeout: Duration,
+    /// How long a peer may take to complete the opening handshake: for a
+    /// client the whole connect (TCP connect, TLS handshake and HTTP upgrade
+    /// together, see [`Config::connect_deadline`]). Default 10 s.
     pub handshake_timeout: Duration,
     /// Cap on the HTTP head of the handshake, in bytes. Default 8 KiB.
     pub max_head_size: usize,
@@ -74,6 +84,7 @@ impl Default for Config {
             heartbeat_interval: None,
             idle_timeout: None,
             close_timeout: Duration::from_secs(10),
+            write_timeout: Duration::from_secs(30),
             handshake_timeout: Duration::from_secs(10),
             max_head_size: 8 << 10,
             max_headers: 64,
@@ -130,6 +141,12 @@ impl Config {
         self.close_timeout = after;
         self
     }
+    /// Sets [`Config::write_timeout`]: how long pending output may go
+    /// without the transport accepting a byte before the connection fails.
+    pub fn with_write_timeout(mut self, after: Duration) -> Self {
+        self.write_timeout = after;
+        self
+    }
     /// Sets [`Config::handshake_timeout`].
     pub fn with_handshake_timeout(mut self, after: Duration) -> Self {
         self.handshake_timeout = after;
@@ -155,5 +172,18 @@ impl Config {
     pub fn with_deflate(mut self, deflate: Option<crate::deflate::DeflateConfig>) -> Self {
         self.deflate = deflate;
         self
+    }
+
+    /// The instant by which a client connect started at `started` must have
+    /// finished: `started +` [`Config::handshake_timeout`]. The one deadline
+    /// covers the TCP connect, the TLS handshake and the HTTP upgrade
+    /// together, so a slow step early on leaves less time for the later ones.
+    ///
+    /// Call it once when the connect starts (before resolving or dialing),
+    /// give the same instant to every step, and pass it to
+    /// [`ClientHandshake::set_deadline`](crate::ClientHandshake::set_deadline)
+    /// for the upgrade, whose `poll_timeout` then reports it.
+    pub fn connect_deadline(&self, started: Instant) -> Instant {
+        started + self.handshake_timeout
     }
 }

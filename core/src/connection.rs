@@ -2,30 +2,49 @@
 //!
 //! # Drive loop
 //!
-//! An adapter owns the transport and a clock and calls, in this order:
+//! An adapter (the driver) owns the transport and a clock and, on every
+//! wake-up, calls in this order:
 //!
-//! 1. an input: [`Connection::receive`] with bytes read,
-//!    [`Connection::receive_eof`] when the peer closed its write side, or
-//!    [`Connection::handle_timeout`] when [`Connection::poll_timeout`] passed;
-//! 2. [`Connection::poll_transmit`] until it yields nothing, writing what it
-//!    returns in order;
-//! 3. [`Connection::poll_timeout`] to learn when to wake up next;
-//! 4. [`Connection::poll_event`] whenever the application wants its next
-//!    event. Events are produced lazily: a protocol violation found in frame
-//!    N+1 is answered (close frame queued, error reported) only when the
-//!    application asks for the event after message N, so anything it sent
-//!    in reply to message N goes out first. After `poll_event`, drain
-//!    [`Connection::poll_transmit`] again.
+//! 1. feed input: [`Connection::receive`] with bytes read (only while
+//!    [`Connection::wants_read`]), [`Connection::receive_eof`] when the peer
+//!    closed its write side, or [`Connection::handle_timeout`] when
+//!    [`Connection::poll_timeout`] passed;
+//! 2. drain [`Connection::poll_transmit`] until it yields nothing, keeping
+//!    what it returns in order;
+//! 3. write as much of that as the transport accepts now;
+//! 4. [`Connection::record_output`] with the bytes accepted and whether any
+//!    are still pending: this runs the write-stall deadline
+//!    ([`Config::write_timeout`]) and tells the core when the last frames
+//!    are out;
+//! 5. check [`Connection::is_finished`]: when true, shut the transport down
+//!    and stop (the connection is closed and its output flushed, or the
+//!    linger after closing ran out);
+//! 6. sleep until [`Connection::poll_timeout`], readable or writable
+//!    transport, or a command from the application, then start again.
 //!
-//! Before reading, check [`Connection::wants_read`]: it turns false while
-//! unread events or queued output exceed their limits (backpressure), or
-//! once the peer's input no longer matters.
+//! [`Connection::poll_event`] is called whenever the application wants its
+//! next event. Events are produced lazily: a protocol violation found in
+//! frame N+1 is answered (close frame queued, error reported) only when the
+//! application asks for the event after message N, so anything it sent in
+//! reply to message N goes out first. After `poll_event` (and after any
+//! `send_*` or `close`), drain [`Connection::poll_transmit`] again.
+//!
+//! [`Connection::wants_read`] turns false while unread events or queued
+//! output exceed their limits (backpressure), or once the peer's input no
+//! longer matters. Only the application's unread events suspend the idle
+//! and heartbeat clocks; output over the write limit does not, since then
+//! it is the peer that is not reading.
+//!
+//! Once [`Connection::is_closed`], the driver keeps writing the last frames
+//! for at most [`Config::close_timeout`] (at least 1 ms): the core reports
+//! that linger deadline through `poll_timeout` and decides the end through
+//! `is_finished`, so drivers need no timer of their own.
 //!
 //! Large messages (the adapters do this): ask [`Connection::direct_read`]
 //! before each read; inside a large payload it offers the message buffer
 //! itself as the read target, so the bytes are copied once, by the kernel.
 //! Keep a [`BufferPool`] per thread, hand it the payloads written out
-//! ([`Outbox`](crate::Outbox) does, or call [`BufferPool::recycle`]), and
+//! (the runtime layer's outbox does, or call [`BufferPool::recycle`]), and
 //! pass it to `direct_read` and [`Connection::receive_pooled`]: the next
 //! large message then reuses a buffer instead of faulting in fresh pages.
 
@@ -249,6 +268,93 @@ impl Assembly {
     }
 }
 
+/// Where the close handshake stands (RFC 6455 §7). Each state holds what
+/// only it needs, so impossible combinations (a deadline without a close
+/// sent, an outcome while open) cannot be represented.
+#[derive(Debug)]
+enum CloseState {
+    /// No close frame sent or received.
+    Open,
+    /// We sent a close frame; the peer's must arrive by `deadline` (§7.1.2).
+    CloseSent { deadline: Instant },
+    /// The peer's close frame arrived; ours is queued when the application
+    /// reads the `Close` event (or calls `close`), so it may still send.
+    CloseReceived { remote: Box<CloseFrame> },
+    /// Both close frames are exchanged and `outcome` (always clean) is
+    /// known; a client waits until `deadline` for the server to close the
+    /// transport first (§7.1.1). A server goes straight to `Closed`.
+    Closing {
+        outcome: Box<Outcome>,
+        deadline: Instant,
+    },
+    /// The connection ended.
+    Closed {
+        outcome: Box<Outcome>,
+        /// The peer's close frame, if it arrived.
+        remote: Option<Box<CloseFrame>>,
+        /// Whether we sent (or queued) a close frame.
+        close_sent: bool,
+    },
+}
+
+impl CloseState {
+    fn is_closed(&self) -> bool {
+        matches!(self, CloseState::Closed { .. })
+    }
+
+    fn is_close_sent(&self) -> bool {
+        match self {
+            CloseState::Open | CloseState::CloseReceived { .. } => false,
+            CloseState::CloseSent { .. } | CloseState::Closing { .. } => true,
+            CloseState::Closed { close_sent, .. } => *close_sent,
+        }
+    }
+
+    fn remote(&self) -> Option<&CloseFrame> {
+        match self {
+            CloseState::CloseReceived { remote } => Some(remote),
+            CloseState::Closing { outcome, .. } => match &**outcome {
+                Outcome::Clean { remote, .. } => Some(remote),
+                Outcome::Failed(_) => None,
+            },
+            CloseState::Closed { remote, .. } => remote.as_deref(),
+            CloseState::Open | CloseState::CloseSent { .. } => None,
+        }
+    }
+
+    fn outcome(&self) -> Option<&Outcome> {
+        match self {
+            CloseState::Closing { outcome, .. } | CloseState::Closed { outcome, .. } => {
+                Some(outcome)
+            }
+            _ => None,
+        }
+    }
+
+    /// When an unfinished close handshake gives up.
+    fn deadline(&self) -> Option<Instant> {
+        match self {
+            CloseState::CloseSent { deadline } | CloseState::Closing { deadline, .. } => {
+                Some(*deadline)
+            }
+            _ => None,
+        }
+    }
+
+    /// The clean outcome if the transport ended now: the peer's close frame
+    /// arrived (whether or not we answered it).
+    fn clean_outcome(&self) -> Option<Outcome> {
+        match self {
+            CloseState::CloseReceived { remote } => Some(Outcome::Clean {
+                remote: (**remote).clone(),
+                locally_initiated: false,
+            }),
+            CloseState::Closing { outcome, .. } => Some((**outcome).clone()),
+            _ => None,
+        }
+    }
+}
+
 /// A WebSocket connection for either role, after the opening handshake.
 ///
 /// See the [module docs](self) for the order of calls.
@@ -290,13 +396,7 @@ pub struct Connection {
     out_bytes: usize,
     pending_pongs: VecDeque<Bytes>,
 
-    // Close state.
-    close_sent: bool,
-    close_received: Option<Box<CloseFrame>>,
-    locally_initiated: bool,
-    closed: bool,
-    outcome: Option<Box<Outcome>>,
-
+    close: CloseState,
     timers: Timers,
 }
 
@@ -331,11 +431,7 @@ impl Connection {
             out: VecDeque::new(),
             out_bytes: 0,
             pending_pongs: VecDeque::new(),
-            close_sent: false,
-            close_received: None,
-            locally_initiated: false,
-            closed: false,
-            outcome: None,
+            close: CloseState::Open,
             timers: Timers::new(now),
         }
     }
@@ -404,7 +500,8 @@ impl Connection {
     /// [`Connection::receive`], taking the buffer of a new large message
     /// from `pool` when one fits (see [`BufferPool`]).
     pub fn receive_pooled(&mut self, now: Instant, mut data: &[u8], pool: &mut BufferPool) {
-        if !data.is_empty() && !self.closed {
+        self.timers.tell(now);
+        if !data.is_empty() && !self.close.is_closed() {
             self.timers.last_heard = now;
         }
         while !data.is_empty() && !self.input_stopped {
@@ -427,7 +524,7 @@ impl Connection {
     /// already decoded.
     pub fn receive_eof(&mut self, now: Instant) {
         self.observe(now);
-        if self.closed {
+        if self.close.is_closed() {
             return;
         }
         self.input_stopped = true;
@@ -435,14 +532,11 @@ impl Connection {
             // The violation found earlier is the cause: it is still reported
             // when `poll_event` reaches it, and nothing is reported after it.
             self.finish(Outcome::Failed(ConnectionError::Protocol(error)));
-        } else if let Some(remote) = self.close_received.as_deref().cloned() {
+        } else if let Some(clean) = self.close.clean_outcome() {
             // The peer's close frame arrived (its code is the close code,
             // §7.1.5), even if the application has not read it yet: no
             // `Eof` error may follow the `Close` event.
-            self.finish(Outcome::Clean {
-                remote,
-                locally_initiated: self.locally_initiated,
-            });
+            self.finish(clean);
         } else {
             self.fail(ConnectionError::Eof);
         }
@@ -711,6 +805,7 @@ impl Connection {
 
     /// Processes `n` payload bytes that a [`DirectRead`] appended at `start`.
     fn accept_direct(&mut self, now: Instant, start: usize, n: usize) {
+        self.timers.tell(now);
         let (Some(frame), Some(msg)) = (self.frame.as_mut(), self.message.as_mut()) else {
             return;
         };
@@ -720,7 +815,7 @@ impl Connection {
         frame.seen += n;
         frame.remaining -= n as u64;
         let done = frame.remaining == 0;
-        if n > 0 && !self.closed {
+        if n > 0 && !self.close.is_closed() {
             self.timers.last_heard = now;
         }
         if msg.text {
@@ -744,7 +839,7 @@ impl Connection {
         match frame.header.opcode {
             OpCode::Ping => {
                 let payload = Bytes::from(std::mem::take(&mut self.control));
-                if self.config.auto_pong && !self.close_sent {
+                if self.config.auto_pong && !self.close.is_close_sent() {
                     // Pings are answered in order, but past a few unwritten
                     // pongs only the latest is (§5.5.3), so a peer that pings
                     // without reading cannot grow our output.
@@ -766,10 +861,18 @@ impl Connection {
             OpCode::Close => match CloseFrame::parse(&std::mem::take(&mut self.control)) {
                 Ok(frame) => {
                     self.input_stopped = true;
-                    self.close_received = Some(Box::new(frame.clone()));
-                    if self.close_sent {
+                    match self.close {
                         // We started the close; the handshake is now done.
-                        self.close_handshake_done();
+                        CloseState::CloseSent { .. } => {
+                            self.close_handshake_done(frame.clone(), true);
+                        }
+                        CloseState::Open => {
+                            self.close = CloseState::CloseReceived {
+                                remote: Box::new(frame.clone()),
+                            }
+                        }
+                        // Input stops at the first close frame.
+                        _ => {}
                     }
                     self.push_event(Event::Close(frame));
                 }
@@ -846,7 +949,7 @@ impl Connection {
         if let Some(event) = self.events.pop_front() {
             match &event {
                 Event::Message(m) => self.event_bytes -= m.len(),
-                Event::Close(frame) if !self.close_sent && !self.closed => {
+                Event::Close(frame) if matches!(self.close, CloseState::CloseReceived { .. }) => {
                     // Echo the peer's code (§5.5.1); an empty close gets an
                     // empty close back.
                     let echo = if frame.code == CloseCode::NO_STATUS {
@@ -855,7 +958,7 @@ impl Connection {
                         Bytes::copy_from_slice(&frame.code.0.to_be_bytes())
                     };
                     self.queue_close_payload(echo);
-                    self.close_handshake_done();
+                    self.close_handshake_done(frame.clone(), false);
                 }
                 _ => {}
             }
@@ -865,16 +968,12 @@ impl Connection {
             return Some(event);
         }
         let error = *self.held_error.take()?;
-        if !self.closed {
-            if !self.close_sent {
-                let reason = short_reason(&error.to_string());
-                let frame = CloseFrame {
-                    code: error.close_code(),
-                    reason,
-                };
-                self.queue_close_payload(frame.encode());
-            }
-            self.finish(Outcome::Failed(ConnectionError::Protocol(error.clone())));
+        if !self.close.is_closed() {
+            let frame = CloseFrame {
+                code: error.close_code(),
+                reason: short_reason(&error.to_string()),
+            };
+            self.close_and_fail(frame, ConnectionError::Protocol(error.clone()), false);
         }
         Some(Event::Error(ConnectionError::Protocol(error)))
     }
@@ -970,21 +1069,23 @@ impl Connection {
     /// delivered until its close frame arrives or the close timeout passes.
     pub fn close(&mut self, now: Instant, code: CloseCode, reason: &str) -> Result<(), UsageError> {
         let frame = CloseFrame::new(code, reason)?;
-        if self.close_sent || self.closed {
-            return Err(UsageError::SendAfterClose);
-        }
-        self.locally_initiated = self.close_received.is_none();
+        self.check_can_send()?;
+        self.timers.tell(now);
         self.queue_close_payload(frame.encode());
-        if self.close_received.is_some() {
-            self.close_handshake_done();
-        } else {
-            self.timers.close_deadline = Some(now + self.config.close_timeout);
+        match std::mem::replace(&mut self.close, CloseState::Open) {
+            // Answering the peer's close: the handshake is done.
+            CloseState::CloseReceived { remote } => self.close_handshake_done(*remote, false),
+            _ => {
+                self.close = CloseState::CloseSent {
+                    deadline: now + self.config.close_timeout,
+                }
+            }
         }
         Ok(())
     }
 
     fn check_can_send(&self) -> Result<(), UsageError> {
-        if self.close_sent || self.closed {
+        if !self.is_open() {
             Err(UsageError::SendAfterClose)
         } else {
             Ok(())
@@ -1053,35 +1154,51 @@ impl Connection {
         self.out.push_back(item);
     }
 
+    /// Queues our close frame; the caller moves the close state on. Pongs
+    /// not yet written are dropped: nothing may follow a close (§5.5.1).
     fn queue_close_payload(&mut self, payload: Bytes) {
-        self.close_sent = true;
         self.pending_pongs = VecDeque::new();
         self.push_frame(true, 0, OpCode::Close, payload);
     }
 
     /// Both close frames are exchanged (or ours answers theirs).
-    fn close_handshake_done(&mut self) {
+    fn close_handshake_done(&mut self, remote: CloseFrame, locally_initiated: bool) {
         self.input_stopped = true;
-        let Some(remote) = self.close_received.as_deref().cloned() else {
-            return;
-        };
         let outcome = Outcome::Clean {
             remote,
-            locally_initiated: self.locally_initiated,
+            locally_initiated,
         };
         match self.role {
             // The server closes the TCP connection first (§7.1.1).
-            Role::Server => self.finish(outcome),
+            Role::Server => self.finish_with(outcome, true),
             // The client waits for the server to close, up to the close
-            // timeout; the outcome is already known.
+            // timeout (still the one from our close, if we started it); the
+            // outcome is already known.
             Role::Client => {
-                self.outcome = Some(Box::new(outcome));
-                if self.timers.close_deadline.is_none() {
-                    self.timers.close_deadline =
-                        Some(self.timers.last_now + self.config.close_timeout);
-                }
+                let deadline = self
+                    .close
+                    .deadline()
+                    .unwrap_or(self.timers.last_now + self.config.close_timeout);
+                self.close = CloseState::Closing {
+                    outcome: Box::new(outcome),
+                    deadline,
+                };
             }
         }
+    }
+
+    /// Ends the connection on our side: queues `frame` unless a close frame
+    /// was already sent, and records `error` as the outcome, also as an
+    /// event when `report` (a held violation is returned by `poll_event`
+    /// directly instead).
+    fn close_and_fail(&mut self, frame: CloseFrame, error: ConnectionError, report: bool) {
+        if !self.close.is_close_sent() {
+            self.queue_close_payload(frame.encode());
+        }
+        if report {
+            self.push_event(Event::Error(error.clone()));
+        }
+        self.finish_with(Outcome::Failed(error), true);
     }
 
     fn fail(&mut self, error: ConnectionError) {
@@ -1090,14 +1207,37 @@ impl Connection {
     }
 
     fn finish(&mut self, outcome: Outcome) {
-        self.closed = true;
+        let close_sent = self.close.is_close_sent();
+        self.finish_with(outcome, close_sent);
+    }
+
+    /// Moves to `Closed`. A clean outcome already known (a client waiting
+    /// for the server to close) stands, unless this is a failure.
+    fn finish_with(&mut self, outcome: Outcome, close_sent: bool) {
+        let remote = match (self.close.remote(), &outcome) {
+            (Some(remote), _) | (None, Outcome::Clean { remote, .. }) => {
+                Some(Box::new(remote.clone()))
+            }
+            (None, Outcome::Failed(_)) => None,
+        };
+        let outcome = match std::mem::replace(&mut self.close, CloseState::Open) {
+            CloseState::Closing { outcome: known, .. }
+            | CloseState::Closed { outcome: known, .. }
+                if !matches!(outcome, Outcome::Failed(_)) =>
+            {
+                known
+            }
+            _ => Box::new(outcome),
+        };
+        self.close = CloseState::Closed {
+            outcome,
+            remote,
+            close_sent,
+        };
+        self.timers.start_linger(self.config.close_timeout);
         self.input_stopped = true;
         self.frame = None;
         self.message = None;
-        self.timers.close_deadline = None;
-        if self.outcome.is_none() || matches!(outcome, Outcome::Failed(_)) {
-            self.outcome = Some(Box::new(outcome));
-        }
     }
 
     // ---------------------------------------------------------------- output
@@ -1111,7 +1251,7 @@ impl Connection {
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Bytes> {
         if !self.pending_pongs.is_empty() {
             for payload in std::mem::take(&mut self.pending_pongs) {
-                if !self.close_sent {
+                if !self.close.is_close_sent() {
                     self.encode_frame_into(buf, OpCode::Pong, payload);
                 }
             }
@@ -1190,7 +1330,7 @@ impl Connection {
 
     /// Whether there is output to drain.
     pub fn has_transmit(&self) -> bool {
-        !self.out.is_empty() || (!self.pending_pongs.is_empty() && !self.close_sent)
+        !self.out.is_empty() || (!self.pending_pongs.is_empty() && !self.close.is_close_sent())
     }
 
     /// Whether queued output is at or over the write limit: senders should
@@ -1204,11 +1344,11 @@ impl Connection {
     /// Whether the adapter should read from the transport now.
     ///
     /// False while unread events or queued output exceed their limits (our
-    /// own backpressure: the idle clock stops meanwhile), or once input no
-    /// longer matters. A client after the close handshake still reads, to
-    /// see the server close the transport.
+    /// own backpressure; the idle clock stops only while it is unread
+    /// events), or once input no longer matters. A client after the close
+    /// handshake still reads, to see the server close the transport.
     pub fn wants_read(&self) -> bool {
-        if self.closed {
+        if self.close.is_closed() {
             return false;
         }
         if self.input_stopped {
@@ -1219,57 +1359,76 @@ impl Connection {
     }
 
     fn reads_paused(&self) -> bool {
-        self.is_write_blocked()
-            || self.events.len() >= MAX_PENDING_EVENTS
+        self.is_write_blocked() || self.app_paused()
+    }
+
+    /// Reads pause because the application has not taken its events. Only
+    /// this pause suspends the idle clock and heartbeats: a pause because
+    /// our output is over the write limit means the peer is not reading,
+    /// which the idle and write-stall deadlines must still catch.
+    fn app_paused(&self) -> bool {
+        self.events.len() >= MAX_PENDING_EVENTS
             || (self.event_bytes > 0 && self.event_bytes >= self.config.max_message_size)
     }
 
     /// Whether data may still be sent (no close frame sent yet, not closed).
     pub fn is_open(&self) -> bool {
-        !self.close_sent && !self.closed
+        matches!(
+            self.close,
+            CloseState::Open | CloseState::CloseReceived { .. }
+        )
     }
 
-    /// Whether the transport should be shut down now (after flushing
-    /// `poll_transmit`): the connection has ended and nothing more will be read.
+    /// Whether the connection has ended: nothing more will be read or
+    /// sent, and its outcome is known. Queued output (a last close frame)
+    /// may still be waiting: keep draining [`Connection::poll_transmit`]
+    /// and writing until [`Connection::is_finished`], then shut the
+    /// transport down.
     pub fn is_closed(&self) -> bool {
-        self.closed
+        self.close.is_closed()
     }
 
     /// Whether we have sent a close frame.
     pub fn is_close_sent(&self) -> bool {
-        self.close_sent
+        self.close.is_close_sent()
     }
 
     /// The peer's close frame, once it has arrived.
     pub fn close_received(&self) -> Option<&CloseFrame> {
-        self.close_received.as_deref()
+        self.close.remote()
     }
 
     /// How the connection ended, once known. A client that finished the
     /// close handshake knows its outcome before the server closes the
     /// transport.
     pub fn outcome(&self) -> Option<&Outcome> {
-        self.outcome.as_deref()
+        self.close.outcome()
     }
 
     // ------------------------------------------------------------------ time
 
     /// The next instant at which [`Connection::handle_timeout`] must be
     /// called, if any. Recompute after every input.
+    ///
+    /// While open: the close, heartbeat, idle and write-stall deadlines.
+    /// Once [`Connection::is_closed`]: the end of the linger, after which
+    /// [`Connection::is_finished`] turns true even if the last frames could
+    /// not be written.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.closed {
-            return None;
+        if self.close.is_closed() {
+            return self.timers.linger_until;
         }
         if let Some(since) = self.timers.paused_since {
-            if !self.reads_paused() {
+            if !self.app_paused() {
                 // Reads resumed since we last saw the time: wake at once so
                 // the pause is credited.
                 return Some(since);
             }
         }
-        let live = !self.input_stopped && !self.close_sent;
+        let live = !self.input_stopped && !self.close.is_close_sent();
         earliest([
-            self.timers.close_deadline,
+            self.close.deadline(),
+            self.timers.stall.deadline(self.config.write_timeout),
             live.then(|| self.timers.heartbeat_at(self.config.heartbeat_interval))
                 .flatten(),
             (!self.input_stopped)
@@ -1279,18 +1438,34 @@ impl Connection {
     }
 
     /// Tells the connection the time; fires due deadlines: heartbeat pings,
-    /// the idle timeout (close 1011), the close timeout.
+    /// the idle timeout (close 1011), the write-stall timeout (close 1011,
+    /// [`TimeoutKind::Write`]), the close timeout, and the linger after the
+    /// connection closed. Then drain [`Connection::poll_transmit`] and check
+    /// [`Connection::is_finished`].
     pub fn handle_timeout(&mut self, now: Instant) {
         self.observe(now);
-        if self.closed {
-            return;
+        match &self.close {
+            CloseState::Closed { .. } => return,
+            CloseState::Closing { outcome, deadline } if now >= *deadline => {
+                let clean = (**outcome).clone();
+                self.finish(clean);
+                return;
+            }
+            CloseState::CloseSent { deadline } if now >= *deadline => {
+                self.fail(ConnectionError::Timeout(TimeoutKind::Close));
+                return;
+            }
+            _ => {}
         }
-        if let Some(deadline) = self.timers.close_deadline {
-            if now >= deadline {
-                match self.outcome.as_deref().cloned() {
-                    Some(clean @ Outcome::Clean { .. }) => self.finish(clean),
-                    _ => self.fail(ConnectionError::Timeout(TimeoutKind::Close)),
-                }
+        if let Some(at) = self.timers.stall.deadline(self.config.write_timeout) {
+            if now >= at {
+                let frame = CloseFrame {
+                    code: CloseCode::INTERNAL_ERROR,
+                    reason: Utf8Bytes::from_static("write timeout"),
+                };
+                // If even the close frame cannot be written, the linger
+                // that starts now ends the connection.
+                self.close_and_fail(frame, ConnectionError::Timeout(TimeoutKind::Write), true);
                 return;
             }
         }
@@ -1299,18 +1474,15 @@ impl Connection {
         }
         if let Some(at) = self.timers.idle_at(self.config.idle_timeout) {
             if now >= at {
-                if !self.close_sent {
-                    let frame = CloseFrame {
-                        code: CloseCode::INTERNAL_ERROR,
-                        reason: Utf8Bytes::from_static("idle timeout"),
-                    };
-                    self.queue_close_payload(frame.encode());
-                }
-                self.fail(ConnectionError::Timeout(TimeoutKind::Idle));
+                let frame = CloseFrame {
+                    code: CloseCode::INTERNAL_ERROR,
+                    reason: Utf8Bytes::from_static("idle timeout"),
+                };
+                self.close_and_fail(frame, ConnectionError::Timeout(TimeoutKind::Idle), true);
                 return;
             }
         }
-        if !self.close_sent {
+        if !self.close.is_close_sent() {
             if let Some(at) = self.timers.heartbeat_at(self.config.heartbeat_interval) {
                 if now >= at {
                     self.timers.last_ping = Some(now);
@@ -1320,15 +1492,40 @@ impl Connection {
         }
     }
 
+    /// Reports one attempt to write to the transport: `wrote` is how many
+    /// bytes the transport accepted in this attempt, `pending` whether the
+    /// driver still holds bytes (taken from [`Connection::poll_transmit`])
+    /// that it did not accept yet, i.e. the write returned "pending".
+    ///
+    /// Call it after every write attempt, including ones that wrote
+    /// nothing, then check [`Connection::is_finished`] and
+    /// [`Connection::poll_timeout`]. Output that stays pending without
+    /// progress for [`Config::write_timeout`] fails the connection
+    /// ([`TimeoutKind::Write`]); any progress restarts that clock, and
+    /// `pending == false` stops it. Bytes still inside the core
+    /// ([`Connection::has_transmit`]) are not the driver's to report.
+    pub fn record_output(&mut self, now: Instant, wrote: usize, pending: bool) {
+        self.observe(now);
+        self.timers.stall.record(now, wrote, pending);
+    }
+
+    /// Whether the driver should shut the transport down and stop: the
+    /// connection is closed ([`Connection::is_closed`]) and either all its
+    /// output was written (nothing left in the core, and the last
+    /// [`Connection::record_output`] said nothing pending) or the linger
+    /// deadline from [`Connection::poll_timeout`] has passed as of the
+    /// latest time the connection was told (then drop the transport
+    /// without flushing). Check it after `record_output` and after
+    /// [`Connection::handle_timeout`].
+    pub fn is_finished(&self) -> bool {
+        self.close.is_closed()
+            && ((!self.has_transmit() && !self.timers.stall.pending) || self.timers.linger_over())
+    }
+
     fn observe(&mut self, now: Instant) {
-        self.timers.last_now = now;
-        let paused = !self.input_stopped && self.reads_paused();
+        self.timers.tell(now);
+        let paused = !self.input_stopped && self.app_paused();
         self.timers.observe_pause(now, paused);
-        if self.close_sent && !self.closed && self.timers.close_deadline.is_none() {
-            // The peer started the close and we answered (client side, waiting
-            // for the server to close the transport).
-            self.timers.close_deadline = Some(now + self.config.close_timeout);
-        }
     }
 }
 
@@ -1418,11 +1615,8 @@ impl PreparedMessage {
     /// takeover that compress with `key`; computed once, then shared.
     #[cfg(feature = "deflate")]
     pub(crate) fn deflated(&self, key: crate::deflate::SharedKey) -> Option<Bytes> {
-        let mut cache = self
-            .deflated
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        if let Some((_, frame)) = cache.iter().find(|(k, _)| *k == key) {
+        let cached = self.deflated.iter().filter_map(std::sync::OnceLock::get);
+        if let Some((_, frame)) = cached.clone().find(|(k, _)| *k == key) {
             return frame.clone();
         }
         let frame = crate::deflate::compress_fresh(key, self.message.as_bytes()).map(|payload| {
@@ -1442,7 +1636,11 @@ impl PreparedMessage {
             frame.extend_from_slice(&payload);
             Bytes::from(frame)
         });
-        cache.push((key, frame.clone()));
+        // The first free slot; a racing thread that filled it first (with
+        // this key or another) only means this result is not the cached one.
+        if let Some(slot) = self.deflated.iter().find(|slot| slot.get().is_none()) {
+            let _ = slot.set((key, frame.clone()));
+        }
         frame
     }
 

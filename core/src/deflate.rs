@@ -543,8 +543,10 @@ fn compress_message(c: &mut Compress, payload: &[u8]) -> Vec<u8> {
     out
 }
 
-/// A prepared message's compressed frames by key (`None`: sent plain).
-pub(crate) type PreparedFrames = std::sync::Mutex<Vec<(SharedKey, Option<Bytes>)>>;
+/// A prepared message's compressed frames by key (`None`: sent plain), in
+/// write-once slots: a server normally uses one key (one config), rarely a
+/// few; a key that finds no free slot is compressed without being cached.
+pub(crate) type PreparedFrames = [std::sync::OnceLock<(SharedKey, Option<Bytes>)>; 4];
 
 /// What a compressed prepared frame depends on: connections with the same
 /// key and no context takeover can share one.

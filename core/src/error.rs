@@ -8,6 +8,9 @@
 //! - [`UsageError`]: the caller's own bug (sending after close, a reason over
 //!   123 bytes); returned as `Err` from the command that was misused.
 
+use std::fmt;
+use std::sync::Arc;
+
 use crate::close::CloseCode;
 
 /// The peer violated the protocol. The connection answers with a close frame
@@ -101,12 +104,14 @@ impl ProtocolError {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum TimeoutKind {
-    /// The opening handshake did not finish in time.
-    Handshake,
     /// Nothing arrived from the peer for the idle timeout.
     Idle,
     /// The peer did not finish the close handshake in time.
     Close,
+    /// Our output stayed pending, with no byte accepted by the transport,
+    /// for longer than [`Config::write_timeout`](crate::Config::write_timeout):
+    /// the peer stopped reading.
+    Write,
 }
 
 /// Why a connection failed rather than closing cleanly. Reported in
@@ -119,9 +124,9 @@ pub enum ConnectionError {
     Protocol(#[from] ProtocolError),
     /// A deadline expired.
     #[error("{}", match .0 {
-        TimeoutKind::Handshake => "the opening handshake timed out",
         TimeoutKind::Idle => "the peer was silent for longer than the idle timeout",
         TimeoutKind::Close => "the peer did not finish the close handshake in time",
+        TimeoutKind::Write => "peer stopped reading for longer than the write timeout",
     })]
     Timeout(TimeoutKind),
     /// The transport ended before a close frame arrived (reported as 1006).
@@ -134,7 +139,9 @@ impl ConnectionError {
     pub fn close_code(&self) -> CloseCode {
         match self {
             ConnectionError::Protocol(e) => e.close_code(),
-            ConnectionError::Timeout(TimeoutKind::Idle) => CloseCode::INTERNAL_ERROR,
+            ConnectionError::Timeout(TimeoutKind::Idle | TimeoutKind::Write) => {
+                CloseCode::INTERNAL_ERROR
+            }
             ConnectionError::Timeout(_) | ConnectionError::Eof => CloseCode::ABNORMAL,
         }
     }
@@ -274,52 +281,98 @@ pub enum UsageError {
     /// A ping or pong payload over 125 bytes.
     #[error("control frame payload is {0} bytes; the limit is 125")]
     ControlPayloadTooLong(usize),
-    /// A prepared message built for the other role.
-    #[error("prepared message was built for the other role")]
-    WrongRole,
 }
 
 /// Why an operation on a connection failed, as every runtime adapter
 /// reports it: the errors above plus the transport's.
-#[derive(Debug, Clone, thiserror::Error)]
+///
+/// `Display` and `source` are written by hand (not derived) so that
+/// [`Error::Tls`] hands out the TLS library's own error as its source,
+/// where callers can downcast it.
+#[derive(Debug, Clone)]
 #[non_exhaustive]
 pub enum Error {
     /// The transport failed (reset, broken pipe, ...).
-    #[error("i/o error: {0}")]
-    Io(std::sync::Arc<std::io::Error>),
+    Io(Arc<std::io::Error>),
     /// The opening handshake failed.
-    #[error("handshake failed: {0}")]
-    Handshake(#[from] HandshakeError),
+    Handshake(HandshakeError),
     /// The peer violated the protocol; we closed with the matching code.
-    #[error("protocol error: {0}")]
-    Protocol(#[from] ProtocolError),
-    /// A deadline passed (handshake, idle, or close).
-    #[error("timed out: {}", match .0 {
-        TimeoutKind::Handshake => "the opening handshake took too long",
-        TimeoutKind::Idle => "the peer was silent for longer than the idle timeout",
-        TimeoutKind::Close => "the peer did not finish the close handshake",
-    })]
+    Protocol(ProtocolError),
+    /// A deadline passed (idle, close, or write stall; a handshake that took
+    /// too long is [`HandshakeError::Timeout`]).
     Timeout(TimeoutKind),
     /// The connection ended without a close frame (reported as 1006).
-    #[error("the connection ended without a close frame")]
     Eof,
     /// The caller misused the API (sending after close, a bad close code, ...).
-    #[error(transparent)]
-    Usage(#[from] UsageError),
+    Usage(UsageError),
     /// The request hook rejected the request with this HTTP status.
-    #[error("request rejected with status {0}")]
     Rejected(u16),
     /// A URL could not be used to connect.
-    #[error("invalid url: {0}")]
     Url(String),
-    /// TLS was requested but is not available or failed.
-    #[error("tls: {0}")]
-    Tls(String),
+    /// TLS was requested but is not available or failed. The cause is the
+    /// error's [`source`](std::error::Error::source); build it with
+    /// [`Error::tls`].
+    Tls(Arc<dyn std::error::Error + Send + Sync>),
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Io(e) => write!(f, "i/o error: {e}"),
+            Error::Handshake(e) => write!(f, "handshake failed: {e}"),
+            Error::Protocol(e) => write!(f, "protocol error: {e}"),
+            Error::Timeout(kind) => f.write_str(match kind {
+                TimeoutKind::Idle => {
+                    "timed out: the peer was silent for longer than the idle timeout"
+                }
+                TimeoutKind::Close => "timed out: the peer did not finish the close handshake",
+                TimeoutKind::Write => {
+                    "timed out: peer stopped reading for longer than the write timeout"
+                }
+            }),
+            Error::Eof => f.write_str("the connection ended without a close frame"),
+            Error::Usage(e) => fmt::Display::fmt(e, f),
+            Error::Rejected(status) => write!(f, "request rejected with status {status}"),
+            Error::Url(e) => write!(f, "invalid url: {e}"),
+            Error::Tls(e) => write!(f, "tls: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Handshake(e) => Some(e),
+            Error::Protocol(e) => Some(e),
+            // Shown in place of this error, so its source is the next link.
+            Error::Usage(e) => std::error::Error::source(e),
+            Error::Tls(e) => Some(&**e),
+            _ => None,
+        }
+    }
+}
+
+impl From<HandshakeError> for Error {
+    fn from(e: HandshakeError) -> Self {
+        Error::Handshake(e)
+    }
+}
+
+impl From<ProtocolError> for Error {
+    fn from(e: ProtocolError) -> Self {
+        Error::Protocol(e)
+    }
+}
+
+impl From<UsageError> for Error {
+    fn from(e: UsageError) -> Self {
+        Error::Usage(e)
+    }
 }
 
 impl From<std::io::Error> for Error {
     fn from(e: std::io::Error) -> Self {
-        Error::Io(std::sync::Arc::new(e))
+        Error::Io(Arc::new(e))
     }
 }
 
@@ -334,6 +387,12 @@ impl From<ConnectionError> for Error {
 }
 
 impl Error {
+    /// A [`Error::Tls`] from the TLS library's error, or from a message
+    /// (`String` and `&str` convert too) when there is no error value.
+    pub fn tls(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Error {
+        Error::Tls(Arc::from(cause.into()))
+    }
+
     /// Whether this is an abnormal end of a working connection (reset,
     /// timeout, missing close frame), as opposed to a usage error.
     pub fn is_abnormal_close(&self) -> bool {
@@ -342,11 +401,13 @@ impl Error {
 
     /// The close code to report locally for this failure, if it ended a
     /// connection: the code we sent for a protocol error, 1006 for an
-    /// abrupt end, 1011 for an idle timeout.
+    /// abrupt end, 1011 for an idle or write timeout.
     pub fn close_code(&self) -> Option<CloseCode> {
         match self {
             Error::Protocol(p) => Some(p.close_code()),
-            Error::Timeout(TimeoutKind::Idle) => Some(CloseCode::INTERNAL_ERROR),
+            Error::Timeout(TimeoutKind::Idle | TimeoutKind::Write) => {
+                Some(CloseCode::INTERNAL_ERROR)
+            }
             Error::Io(_) | Error::Eof | Error::Timeout(_) => Some(CloseCode::ABNORMAL),
             _ => None,
         }
@@ -382,5 +443,46 @@ mod tests {
         );
         assert_eq!(HandshakeError::UnsupportedVersion.status(), 426);
         assert_eq!(HandshakeError::HeadTooLarge { limit: 1 }.status(), 431);
+    }
+
+    #[test]
+    fn write_timeout_reports_1011() {
+        let e = ConnectionError::Timeout(TimeoutKind::Write);
+        assert_eq!(e.close_code(), CloseCode::INTERNAL_ERROR);
+        assert_eq!(
+            e.to_string(),
+            "peer stopped reading for longer than the write timeout"
+        );
+        assert_eq!(Error::from(e).close_code(), Some(CloseCode::INTERNAL_ERROR));
+    }
+
+    #[test]
+    fn tls_error_keeps_its_source() {
+        use std::error::Error as _;
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, "bad certificate");
+        let e = Error::tls(io);
+        assert_eq!(e.to_string(), "tls: bad certificate");
+        let source = e.source().expect("the cause is the source");
+        assert!(source.downcast_ref::<std::io::Error>().is_some());
+        let from_text = Error::tls("wss:// needs the `rustls` feature");
+        assert_eq!(
+            from_text.to_string(),
+            "tls: wss:// needs the `rustls` feature"
+        );
+        assert!(from_text.clone().source().is_some());
+        let handshake = Error::from(HandshakeError::Timeout);
+        assert_eq!(
+            handshake.to_string(),
+            "handshake failed: the opening handshake timed out"
+        );
+        assert!(handshake.source().is_some());
+        assert_eq!(
+            Error::from(UsageError::SendAfterClose).to_string(),
+            UsageError::SendAfterClose.to_string()
+        );
+        assert_eq!(
+            Error::Timeout(TimeoutKind::Idle).to_string(),
+            "timed out: the peer was silent for longer than the idle timeout"
+        );
     }
 }

@@ -10,11 +10,15 @@
 //! [`handshake::negotiate`] for hyper/axum), frame coding and masking
 //! ([`frame`]), a [`Connection`] per peer that reassembles and validates
 //! messages, answers pings, runs the close handshake and turns every
-//! protocol violation into the right close code; heartbeat, idle, close and
-//! handshake deadlines; [`PreparedMessage`]s framed once for broadcast;
+//! protocol violation into the right close code; heartbeat, idle, close,
+//! write-stall, linger and handshake deadlines; [`PreparedMessage`]s framed once for broadcast;
 //! Server-Sent Events ([`sse`]); and the policy types adapters share
-//! ([`Admission`], [`Backoff`]). What it does not do: I/O, TLS, DNS, task
-//! spawning, or HTTP beyond the upgrade and one-shot plain responses.
+//! ([`Admission`], [`Backoff`], the room [`room::Cursor`] with its lag
+//! policy) and the [`SseSession`] that runs an event stream. What it does
+//! not do: I/O, TLS, DNS, task spawning, waiting, or HTTP beyond the
+//! upgrade and one-shot plain responses — `wavecast-runtime` drives it for
+//! every async runtime, and `wavecast-tokio`, `wavecast-smol` and
+//! `wavecast-async-std` plug a runtime in.
 //!
 //! With the `deflate` cargo feature (off by default here, on by default in
 //! the adapters) it also negotiates and runs permessage-deflate (RFC 7692)
@@ -65,58 +69,55 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod admission;
+pub mod backoff;
 pub mod close;
 pub mod config;
+pub mod connection;
+#[cfg(feature = "deflate")]
+pub mod deflate;
 pub mod error;
+pub mod extension;
 pub mod frame;
 pub mod handshake;
 pub mod http;
 pub mod message;
+pub mod origin;
+pub mod pool;
 pub mod rng;
+pub mod room;
+pub mod sse;
+mod timer;
 
+// The connection: the state machine, its messages, close codes, settings.
 pub use close::{CloseCode, CloseFrame};
 pub use config::{Config, SeedSource};
-pub use error::{ConnectionError, HandshakeError, ProtocolError, TimeoutKind, UsageError};
+pub use connection::{
+    Connection, DirectRead, Event, Outcome, PreparedMessage, Role, DIRECT_READ_MIN,
+};
+pub use message::{Message, Utf8Bytes};
+pub use pool::BufferPool;
+
+// Extensions.
+#[cfg(feature = "deflate")]
+pub use deflate::{DeflateConfig, DeflateParams};
+pub use extension::Extension;
+
+// The opening handshake and plain HTTP answers.
 pub use handshake::{
     Accept, Accepted, ClientAccepted, ClientHandshake, ClientRequest, Negotiated, Request,
     ServerHandshake, Target, UpgradeMode,
 };
 pub use http::HttpResponse;
-pub use message::{Message, Utf8Bytes};
-pub mod connection;
-#[cfg(feature = "deflate")]
-pub mod deflate;
-pub mod extension;
-mod timer;
+pub use origin::OriginAllowList;
 
-pub use connection::{
-    Connection, DirectRead, Event, Outcome, PreparedMessage, Role, DIRECT_READ_MIN,
+// Errors, split by who is at fault.
+pub use error::{
+    ConnectionError, Error, HandshakeError, ProtocolError, TimeoutKind, TrySendError, UsageError,
 };
-#[cfg(feature = "deflate")]
-pub use deflate::{DeflateConfig, DeflateParams};
-pub use extension::Extension;
-pub mod admission;
-pub mod backoff;
-pub mod sse;
 
+// Policy shared by every runtime: admission, reconnect backoff, rooms, SSE.
 pub use admission::{Admission, Permit, Rejected, ServeConfig};
 pub use backoff::{Backoff, Jitter, Reconnecting};
-pub use sse::{SseConfig, SseEnd, SseError, SseEvent, SseParser};
-pub mod room;
-
-pub use room::{
-    LagAction, LagPolicy, MemberEnd, Registry, RoomConfig, RoomError, RoomEvent, RoomMessage,
-};
-pub mod attach;
-pub mod origin;
-pub mod outbox;
-pub mod pool;
-pub mod shared;
-
-pub use origin::OriginAllowList;
-pub use outbox::Outbox;
-pub use pool::BufferPool;
-
-pub use attach::Attachment;
-pub use error::{Error, TrySendError};
-pub use shared::{DriverState, Shared, Tracker};
+pub use room::{LagAction, LagPolicy, MemberEnd, RoomConfig, RoomError, RoomEvent, RoomMessage};
+pub use sse::{SseConfig, SseEnd, SseError, SseEvent, SseParser, SseSession};

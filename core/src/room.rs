@@ -21,17 +21,13 @@
 //! encoded at most once, on first use; every member shares the same bytes.
 //! Binary messages have no SSE form and are not sent to SSE subscribers.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
-use std::task::{Context, Poll, Waker};
+use std::sync::{Arc, OnceLock};
 
 use bytes::Bytes;
 
 use crate::close::CloseCode;
 use crate::connection::PreparedMessage;
 use crate::message::Message;
-use crate::shared::lock;
 use crate::sse::SseEvent;
 
 /// The close code a member gets under [`LagPolicy::Disconnect`]:
@@ -231,94 +227,6 @@ pub fn validate_room_name(name: &str) -> Result<(), RoomError> {
     Ok(())
 }
 
-/// Named rooms with a count of holders each (members and publisher
-/// handles); a room is removed when its count drops to zero.
-///
-/// `T` is the adapter's per-room state (its channel). The registry is not
-/// synchronised; adapters keep it behind their own lock.
-#[derive(Debug)]
-pub struct Registry<T> {
-    rooms: HashMap<String, (T, usize)>,
-}
-
-impl<T> Default for Registry<T> {
-    fn default() -> Self {
-        Registry {
-            rooms: HashMap::new(),
-        }
-    }
-}
-
-impl<T> Registry<T> {
-    /// An empty registry.
-    pub fn new() -> Registry<T> {
-        Registry::default()
-    }
-
-    /// Takes a hold on room `name`, creating it with `make` if it does not
-    /// exist; release it with [`Registry::release`].
-    ///
-    /// # Errors
-    ///
-    /// [`RoomError::InvalidName`] (see [`validate_room_name`]).
-    pub fn acquire(&mut self, name: &str, make: impl FnOnce() -> T) -> Result<&T, RoomError> {
-        validate_room_name(name)?;
-        let entry = self
-            .rooms
-            .entry(name.to_owned())
-            .or_insert_with(|| (make(), 0));
-        entry.1 += 1;
-        Ok(&entry.0)
-    }
-
-    /// Takes one more hold on an existing room; false if there is none.
-    pub fn retain(&mut self, name: &str) -> bool {
-        match self.rooms.get_mut(name) {
-            Some(entry) => {
-                entry.1 += 1;
-                true
-            }
-            None => false,
-        }
-    }
-
-    /// Gives back one hold; returns the room's state when that was the last
-    /// hold and the room was removed.
-    pub fn release(&mut self, name: &str) -> Option<T> {
-        let entry = self.rooms.get_mut(name)?;
-        entry.1 = entry.1.saturating_sub(1);
-        if entry.1 == 0 {
-            return self.rooms.remove(name).map(|(t, _)| t);
-        }
-        None
-    }
-
-    /// The state of room `name`, if it exists.
-    pub fn get(&self, name: &str) -> Option<&T> {
-        self.rooms.get(name).map(|(t, _)| t)
-    }
-
-    /// How many holds room `name` has (0 if it does not exist).
-    pub fn holders(&self, name: &str) -> usize {
-        self.rooms.get(name).map_or(0, |(_, n)| *n)
-    }
-
-    /// How many rooms exist.
-    pub fn len(&self) -> usize {
-        self.rooms.len()
-    }
-
-    /// Whether no room exists.
-    pub fn is_empty(&self) -> bool {
-        self.rooms.is_empty()
-    }
-
-    /// The names of the rooms.
-    pub fn names(&self) -> impl Iterator<Item = &str> {
-        self.rooms.keys().map(String::as_str)
-    }
-}
-
 /// What a member's subscription yields.
 #[derive(Clone, Debug)]
 #[non_exhaustive]
@@ -344,90 +252,74 @@ pub enum MemberEnd {
     Evicted(CloseCode),
 }
 
-/// A room's publishing side without its channel: numbers each message and
-/// wakes members that wait for their output queue to drain, so a stalled
-/// member under [`LagPolicy::Disconnect`] is evicted as soon as the room
-/// overwrites a message it had not taken. Share it in an `Arc`.
-#[derive(Debug, Default)]
-pub struct Publisher {
-    seq: AtomicU64,
-    waiters: Mutex<Vec<Waker>>,
-}
-
-impl Publisher {
-    /// A publisher that has published nothing.
-    pub fn new() -> Publisher {
-        Publisher::default()
-    }
-
-    /// Numbers `prepared` as the room's next message. Send the result on
-    /// the channel, then call [`Publisher::notify`].
-    pub fn next(&self, prepared: PreparedMessage) -> Arc<RoomMessage> {
-        // Concurrent publishers may put numbers on the channel slightly out
-        // of order; each number is still unique.
-        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
-        Arc::new(RoomMessage::new(seq, prepared))
-    }
-
-    /// How many messages have been numbered.
-    pub fn published(&self) -> u64 {
-        self.seq.load(Ordering::Relaxed)
-    }
-
-    /// Wakes every task waiting in [`Publisher::poll_published`].
-    pub fn notify(&self) {
-        let waiters = std::mem::take(&mut *lock(&self.waiters));
-        for w in waiters {
-            w.wake();
-        }
-    }
-
-    /// Ready once more than `seen` messages were published; otherwise
-    /// registers the waker for the next [`Publisher::notify`].
-    pub fn poll_published(&self, cx: &mut Context<'_>, seen: u64) -> Poll<u64> {
-        let mut waiters = lock(&self.waiters);
-        let now = self.published();
-        if now > seen {
-            return Poll::Ready(now);
-        }
-        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
-            waiters.push(cx.waker().clone());
-        }
-        Poll::Pending
-    }
-}
-
 /// One member's place in a room's sequence: which message it took last and
 /// its [`Lag`] accounting. Adapters turn channel results into [`RoomEvent`]s
 /// through it, so every runtime applies the lag policy the same way.
+///
+/// The capacity is applied here, exactly: a channel may hold more than the
+/// room's capacity (tokio rounds it up to a power of two), and a message the
+/// member reaches only after `capacity` newer ones were published counts as
+/// lost, as it would in a ring of exactly `capacity`.
 #[derive(Clone, Debug)]
 pub struct Cursor {
     lag: Lag,
     taken: u64,
     capacity: u64,
+    /// Messages found too old since the last event, not reported yet.
+    behind: u64,
+    /// A message held back while the lag before it is reported.
+    held: Option<Arc<RoomMessage>>,
 }
 
 impl Cursor {
     /// A member that subscribed after `published` messages, in a room
-    /// whose channel holds `capacity` messages.
+    /// that holds `capacity` messages for each member.
     pub fn new(policy: LagPolicy, capacity: usize, published: u64) -> Cursor {
         Cursor {
             lag: Lag::new(policy),
             taken: published,
-            capacity: capacity as u64,
+            capacity: capacity.max(1) as u64,
+            behind: 0,
+            held: None,
         }
     }
 
-    /// The channel delivered `message`.
-    pub fn on_message(&mut self, message: Arc<RoomMessage>) -> RoomEvent {
+    /// The event to hand on before asking the channel again: a message held
+    /// back while the lag before it was reported.
+    pub fn take_held(&mut self) -> Option<RoomEvent> {
+        self.held.take().map(RoomEvent::Message)
+    }
+
+    /// The channel delivered `message` while `published` messages exist.
+    /// Returns the event to hand on, or `None` when the message is older
+    /// than the room's capacity allows (it is counted as lost and reported
+    /// with the next event). Call [`Cursor::take_held`] before the channel
+    /// next time.
+    pub fn on_message(&mut self, message: Arc<RoomMessage>, published: u64) -> Option<RoomEvent> {
         self.taken = self.taken.max(message.seq());
-        RoomEvent::Message(message)
+        if published.saturating_sub(message.seq()) >= self.capacity {
+            self.behind += 1;
+            if self.lag.policy() == LagPolicy::Disconnect {
+                return Some(self.report_lag(0));
+            }
+            return None;
+        }
+        if self.behind > 0 {
+            self.held = Some(message);
+            return Some(self.report_lag(0));
+        }
+        Some(RoomEvent::Message(message))
     }
 
     /// The channel says `missed` messages were overwritten before this
     /// member took them.
     pub fn on_lagged(&mut self, missed: u64) -> RoomEvent {
         self.taken = self.taken.saturating_add(missed);
+        self.report_lag(missed)
+    }
+
+    fn report_lag(&mut self, missed: u64) -> RoomEvent {
+        let missed = missed + std::mem::take(&mut self.behind);
         match self.lag.on_lagged(missed) {
             LagAction::SkipAhead { skipped } => RoomEvent::Lagged(skipped),
             LagAction::Disconnect { code } => RoomEvent::Evicted(code),
@@ -457,103 +349,6 @@ impl Cursor {
     /// Messages this member has lost so far.
     pub fn skipped(&self) -> u64 {
         self.lag.skipped()
-    }
-}
-
-/// A [`Registry`] behind a lock, shared by a hub's clones, handing out
-/// [`Lease`]s that release their room on drop.
-#[derive(Debug)]
-pub struct Rooms<T> {
-    inner: Arc<Mutex<Registry<T>>>,
-}
-
-impl<T> Clone for Rooms<T> {
-    fn clone(&self) -> Self {
-        Rooms {
-            inner: self.inner.clone(),
-        }
-    }
-}
-
-impl<T> Default for Rooms<T> {
-    fn default() -> Self {
-        Rooms {
-            inner: Arc::new(Mutex::new(Registry::new())),
-        }
-    }
-}
-
-impl<T> Rooms<T> {
-    fn lock(&self) -> MutexGuard<'_, Registry<T>> {
-        lock(&self.inner)
-    }
-
-    /// Takes a hold on room `name` (created with `make` if needed) and
-    /// returns what `view` takes from its state, with the lease.
-    ///
-    /// # Errors
-    ///
-    /// [`RoomError::InvalidName`] (see [`validate_room_name`]).
-    pub fn acquire<V>(
-        &self,
-        name: &str,
-        make: impl FnOnce() -> T,
-        view: impl FnOnce(&T) -> V,
-    ) -> Result<(V, Lease<T>), RoomError> {
-        let mut rooms = self.lock();
-        let v = view(rooms.acquire(name, make)?);
-        Ok((
-            v,
-            Lease {
-                rooms: self.clone(),
-                name: name.into(),
-            },
-        ))
-    }
-
-    /// How many rooms exist.
-    pub fn len(&self) -> usize {
-        self.lock().len()
-    }
-
-    /// Whether no room exists.
-    pub fn is_empty(&self) -> bool {
-        self.lock().is_empty()
-    }
-}
-
-/// A hold on one room of a [`Rooms`]; released on drop, retained again on
-/// clone. The room is removed when its last lease goes.
-#[derive(Debug)]
-pub struct Lease<T> {
-    rooms: Rooms<T>,
-    name: Arc<str>,
-}
-
-impl<T> Lease<T> {
-    /// The room's name.
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-}
-
-impl<T> Clone for Lease<T> {
-    fn clone(&self) -> Self {
-        let retained = self.rooms.lock().retain(&self.name);
-        debug_assert!(retained, "a room exists while a lease on it exists");
-        Lease {
-            rooms: self.rooms.clone(),
-            name: self.name.clone(),
-        }
-    }
-}
-
-impl<T> Drop for Lease<T> {
-    fn drop(&mut self) {
-        // The state is dropped after the guard: a channel's drop may wake
-        // tasks that take this lock.
-        let removed = self.rooms.lock().release(&self.name);
-        drop(removed);
     }
 }
 
@@ -588,32 +383,35 @@ mod tests {
     }
 
     #[test]
-    fn leases_release_rooms() {
-        let rooms: Rooms<u8> = Rooms::default();
-        let (v, lease) = rooms.acquire("a", || 5, |t| *t).unwrap();
-        assert_eq!(v, 5);
-        let again = lease.clone();
-        drop(lease);
-        assert_eq!(rooms.len(), 1);
-        drop(again);
-        assert!(rooms.is_empty());
-    }
-
-    #[test]
-    fn registry_removes_empty_rooms() {
-        let mut r: Registry<u32> = Registry::new();
-        assert_eq!(*r.acquire("a", || 7).unwrap(), 7);
-        assert_eq!(*r.acquire("a", || 9).unwrap(), 7);
-        assert!(r.retain("a"));
-        assert!(!r.retain("b"));
-        assert_eq!(r.holders("a"), 3);
-        assert_eq!(r.release("a"), None);
-        assert_eq!(r.release("a"), None);
-        assert_eq!(r.release("a"), Some(7));
-        assert!(r.is_empty());
-        assert!(r.acquire("", || 1).is_err());
-        assert!(r.acquire("a\nb", || 1).is_err());
-        assert!(r.acquire(&"x".repeat(129), || 1).is_err());
+    fn cursor_applies_the_capacity_exactly() {
+        let msg = |seq| Arc::new(RoomMessage::new(seq, PreparedMessage::new("m")));
+        // A ring that kept 8 messages for a room of capacity 4: the member
+        // reaches seq 1 after 8 were published, so 1..=4 are lost.
+        let mut c = Cursor::new(LagPolicy::SkipAhead, 4, 0);
+        for seq in 1..=4 {
+            assert!(c.on_message(msg(seq), 8).is_none(), "seq {seq} is too old");
+        }
+        assert!(matches!(
+            c.on_message(msg(5), 8),
+            Some(RoomEvent::Lagged(4))
+        ));
+        assert!(matches!(c.take_held(), Some(RoomEvent::Message(m)) if m.seq() == 5));
+        assert!(c.take_held().is_none());
+        assert!(matches!(
+            c.on_message(msg(6), 8),
+            Some(RoomEvent::Message(_))
+        ));
+        assert_eq!(c.skipped(), 4);
+        // Under Disconnect the first lost message evicts.
+        let mut d = Cursor::new(LagPolicy::Disconnect, 4, 0);
+        assert!(matches!(
+            c.on_message(msg(8), 8),
+            Some(RoomEvent::Message(_))
+        ));
+        assert!(matches!(
+            d.on_message(msg(1), 5),
+            Some(RoomEvent::Evicted(_))
+        ));
     }
 
     #[test]

@@ -11,6 +11,10 @@
 //! time it out. Binary WebSocket messages have no SSE form and are not sent to
 //! SSE subscribers.
 //!
+//! [`SseSession`] makes those decisions for one response stream as a
+//! sans-IO state machine (queued output, keep-alives, write stall, shutdown
+//! linger), so every runtime's SSE responder only reads, writes and sleeps.
+//!
 //! A client feeds the response body to an [`SseParser`] and drains
 //! [`SseParser::poll_event`] after each feed; on reconnect it sends
 //! [`SseParser::last_event_id`] as `Last-Event-ID`, waits
@@ -18,7 +22,7 @@
 //! [`SseParser::restart`] before feeding the new body.
 
 use std::collections::VecDeque;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 
@@ -271,12 +275,22 @@ pub struct SseConfig {
     /// Send a comment keep-alive after this long without an event, so
     /// proxies keep the stream open. Default 15 s.
     pub keep_alive: Duration,
+    /// How long queued output may stay pending without the transport
+    /// accepting a byte before [`SseSession`] gives the client up
+    /// ([`SseEnd::WriteTimeout`]). Default 30 s.
+    pub write_timeout: Duration,
+    /// After the stream ended on our side (shutdown, eviction), how long
+    /// [`SseSession`] keeps flushing what is queued before the transport is
+    /// dropped anyway. Default 5 s (at least 1 ms is used).
+    pub linger: Duration,
 }
 
 impl Default for SseConfig {
     fn default() -> Self {
         SseConfig {
             keep_alive: Duration::from_secs(15),
+            write_timeout: Duration::from_secs(30),
+            linger: Duration::from_secs(5),
         }
     }
 }
@@ -285,6 +299,16 @@ impl SseConfig {
     /// Sets [`SseConfig::keep_alive`].
     pub fn with_keep_alive(mut self, every: Duration) -> Self {
         self.keep_alive = every;
+        self
+    }
+    /// Sets [`SseConfig::write_timeout`].
+    pub fn with_write_timeout(mut self, after: Duration) -> Self {
+        self.write_timeout = after;
+        self
+    }
+    /// Sets [`SseConfig::linger`].
+    pub fn with_linger(mut self, at_most: Duration) -> Self {
+        self.linger = at_most;
         self
     }
 }
@@ -301,6 +325,9 @@ pub enum SseEnd {
     Evicted,
     /// The server is shutting down.
     Shutdown,
+    /// The client stopped reading: output stayed pending for longer than
+    /// [`SseConfig::write_timeout`].
+    WriteTimeout,
 }
 
 /// How to answer an SSE request: `Ok` with the `200 text/event-stream`
@@ -325,6 +352,294 @@ pub fn room_event_bytes(event: &crate::room::RoomEvent) -> Result<Option<Bytes>,
         RoomEvent::Message(message) => Ok(message.sse_bytes().cloned()),
         RoomEvent::Lagged(n) => Ok(Some(Bytes::from(format!(": skipped {n}\n\n")))),
         RoomEvent::Evicted(_) => Err(SseEnd::Evicted),
+    }
+}
+
+/// Largest chunk copied into the driver's buffer; larger shared event
+/// bytes come out on their own, for a vectored write without a copy.
+const COALESCE_LIMIT: usize = 2048;
+
+/// Most bytes coalesced into the driver's buffer per `poll_transmit` call.
+const COALESCE_BUDGET: usize = 64 << 10;
+
+/// One SSE response stream's decisions, without I/O: what to write and
+/// when (events, keep-alive comments), when the client is gone, when a
+/// stalled client is given up, and when a stream ended on our side has
+/// flushed enough. The sans-IO counterpart of [`crate::Connection`] for
+/// `text/event-stream` responses.
+///
+/// # Drive loop
+///
+/// Create it with [`SseSession::accept`] (which checks the request and
+/// queues the response head) or [`SseSession::new`] (the head was already
+/// written by another HTTP stack). Then, on every wake-up:
+///
+/// 1. feed input: bytes read go to [`SseSession::receive`] (they are
+///    ignored: the client sends nothing after its request), the end of the
+///    read side or a transport error to [`SseSession::receive_eof`];
+///    [`SseSession::handle_timeout`] when [`SseSession::poll_timeout`]
+///    passed; application events to [`SseSession::send_event`] or
+///    [`SseSession::send_bytes`], taking the next one from a room only
+///    while [`SseSession::wants_event`]; [`SseSession::begin_shutdown`] when
+///    the server shuts down, [`SseSession::close`] for another end;
+/// 2. drain [`SseSession::poll_transmit`] and write what it returns, in
+///    order;
+/// 3. report the write with [`SseSession::record_output`];
+/// 4. when [`SseSession::is_finished`], shut the transport down and stop;
+///    [`SseSession::end_reason`] says why;
+/// 5. sleep until [`SseSession::poll_timeout`], readable or writable
+///    transport, or the next event, then start again.
+#[derive(Debug)]
+pub struct SseSession {
+    keep_alive: Duration,
+    write_timeout: Duration,
+    linger: Duration,
+    out: VecDeque<Bytes>,
+    out_bytes: usize,
+    /// When a keep-alive is due if nothing else is queued before.
+    next_keep_alive: Instant,
+    stall: crate::timer::WriteStall,
+    /// Why the stream ended, once it did.
+    end: Option<SseEnd>,
+    /// When the driver stops flushing after the end.
+    linger_until: Option<Instant>,
+    /// The latest time any input told us.
+    last_now: Instant,
+}
+
+impl SseSession {
+    /// A session whose response head is already on the wire (written by
+    /// the caller or another HTTP stack). Queue events next; drain
+    /// [`SseSession::poll_transmit`] after each.
+    pub fn new(config: &SseConfig, now: Instant) -> SseSession {
+        SseSession {
+            keep_alive: config.keep_alive,
+            write_timeout: config.write_timeout,
+            linger: config.linger,
+            out: VecDeque::new(),
+            out_bytes: 0,
+            next_keep_alive: now + config.keep_alive,
+            stall: crate::timer::WriteStall::default(),
+            end: None,
+            linger_until: None,
+            last_now: now,
+        }
+    }
+
+    /// Answers an SSE request: a session with the `200 text/event-stream`
+    /// head queued as its first output, or (for a request with a body) the
+    /// `413` response to send instead (see [`answer`]). Read the client's
+    /// `Last-Event-ID` from the request to resume; then drain
+    /// [`SseSession::poll_transmit`].
+    pub fn accept(
+        config: &SseConfig,
+        request: &crate::handshake::Request,
+        now: Instant,
+    ) -> Result<SseSession, crate::HttpResponse> {
+        let head = answer(request)?;
+        let mut session = SseSession::new(config, now);
+        session.push(Bytes::from(head));
+        Ok(session)
+    }
+
+    // ----------------------------------------------------------------- input
+
+    /// Feeds bytes read from the client. They are ignored (a client sends
+    /// nothing after its request); reading only serves to notice that it
+    /// went away, through [`SseSession::receive_eof`].
+    pub fn receive(&mut self, now: Instant, _data: &[u8]) {
+        self.tell(now);
+    }
+
+    /// The client closed its side, or the transport failed (a read or write
+    /// error): the client is gone. Ends the stream with
+    /// [`SseEnd::Disconnected`] (unless it had already ended) and drops
+    /// the queued output: [`SseSession::is_finished`] is true at once.
+    pub fn receive_eof(&mut self, now: Instant) {
+        self.tell(now);
+        self.out.clear();
+        self.out_bytes = 0;
+        self.stall = crate::timer::WriteStall::default();
+        self.end.get_or_insert(SseEnd::Disconnected);
+        self.linger_until = Some(now);
+    }
+
+    /// Whether the driver should read from the client: while the stream
+    /// runs, to notice it leave.
+    pub fn wants_read(&self) -> bool {
+        self.end.is_none()
+    }
+
+    /// Tells the session the time; fires due deadlines: a keep-alive
+    /// comment when the stream has been quiet for [`SseConfig::keep_alive`],
+    /// the write timeout ([`SseEnd::WriteTimeout`]), the end of the linger.
+    /// Then drain [`SseSession::poll_transmit`] and check
+    /// [`SseSession::is_finished`].
+    pub fn handle_timeout(&mut self, now: Instant) {
+        self.tell(now);
+        if self.end.is_some() {
+            return;
+        }
+        if self
+            .stall
+            .deadline(self.write_timeout)
+            .is_some_and(|at| now >= at)
+        {
+            // There is no goodbye to send in an event stream, and the
+            // client is not reading it anyway: drop the transport now.
+            self.end = Some(SseEnd::WriteTimeout);
+            self.linger_until = Some(now);
+            return;
+        }
+        if now >= self.next_keep_alive {
+            // Anything already queued keeps the stream busy by itself.
+            if self.out.is_empty() && !self.stall.pending {
+                self.push(keep_alive());
+            } else {
+                self.next_keep_alive = now + self.keep_alive;
+            }
+        }
+    }
+
+    /// Reports one attempt to write to the transport: `wrote` is how many
+    /// bytes it accepted, `pending` whether the driver still holds bytes
+    /// from [`SseSession::poll_transmit`] it did not accept (the write
+    /// returned "pending"). Call it after every write attempt, then check
+    /// [`SseSession::is_finished`] and [`SseSession::poll_timeout`].
+    /// Pending output without progress for [`SseConfig::write_timeout`]
+    /// ends the stream; any progress restarts that clock.
+    pub fn record_output(&mut self, now: Instant, wrote: usize, pending: bool) {
+        self.tell(now);
+        self.stall.record(now, wrote, pending);
+    }
+
+    // -------------------------------------------------------------- commands
+
+    /// Queues one event, encoded now. For an event sent to many clients,
+    /// encode it once with [`SseEvent::encode`] and use
+    /// [`SseSession::send_bytes`] instead. Fails after the stream ended.
+    pub fn send_event(&mut self, event: &SseEvent) -> Result<(), crate::UsageError> {
+        self.send_bytes(event.encode())
+    }
+
+    /// Queues already-encoded event bytes (from [`SseEvent::encode`] or
+    /// [`room_event_bytes`]), shared and never copied when large. Fails
+    /// after the stream ended.
+    pub fn send_bytes(&mut self, bytes: Bytes) -> Result<(), crate::UsageError> {
+        if self.end.is_some() {
+            return Err(crate::UsageError::SendAfterClose);
+        }
+        if !bytes.is_empty() {
+            self.push(bytes);
+        }
+        Ok(())
+    }
+
+    /// Whether the driver should take the next event from its source (a
+    /// room subscription): the stream runs and all earlier output was
+    /// written. Waiting otherwise makes a slow client lag in the room,
+    /// where the room's lag policy applies, instead of growing this queue.
+    pub fn wants_event(&self) -> bool {
+        self.end.is_none() && self.out.is_empty() && !self.stall.pending
+    }
+
+    /// The server is shutting down: ends the stream with
+    /// [`SseEnd::Shutdown`]. What is queued is still flushed, for at most
+    /// [`SseConfig::linger`]; then [`SseSession::is_finished`].
+    pub fn begin_shutdown(&mut self, now: Instant) {
+        self.close(now, SseEnd::Shutdown);
+    }
+
+    /// Ends the stream on our side for `reason` (for example
+    /// [`SseEnd::Evicted`] when [`room_event_bytes`] says so). Queued
+    /// output is still flushed for at most [`SseConfig::linger`]; the
+    /// first reason given stands. Nothing may be sent afterwards.
+    pub fn close(&mut self, now: Instant, reason: SseEnd) {
+        self.tell(now);
+        if self.end.is_none() {
+            self.end = Some(reason);
+            self.linger_until = Some(crate::timer::linger_deadline(now, self.linger));
+        }
+    }
+
+    // ---------------------------------------------------------------- output
+
+    /// Moves queued output into `buf` and returns the next shared chunk, if
+    /// any, like [`crate::Connection::poll_transmit`]: small pieces are
+    /// copied into `buf`, a large one is returned to be written right after
+    /// `buf`. Call repeatedly until `buf` stays empty and `None` is
+    /// returned. Yields nothing once the client is gone.
+    pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Bytes> {
+        while let Some(bytes) = self.out.pop_front() {
+            self.out_bytes -= bytes.len();
+            if bytes.len() > COALESCE_LIMIT {
+                return Some(bytes);
+            }
+            buf.extend_from_slice(&bytes);
+            if buf.len() >= COALESCE_BUDGET {
+                break;
+            }
+        }
+        if self.out.is_empty() && self.out.capacity() > 0 {
+            // Quiet streams hold no buffers.
+            self.out = VecDeque::new();
+        }
+        None
+    }
+
+    /// Whether there is output to drain.
+    pub fn has_transmit(&self) -> bool {
+        !self.out.is_empty()
+    }
+
+    /// Bytes queued and not yet handed out by `poll_transmit`.
+    pub fn queued_bytes(&self) -> usize {
+        self.out_bytes
+    }
+
+    // ---------------------------------------------------------------- status
+
+    /// The next instant at which [`SseSession::handle_timeout`] must be
+    /// called: the next keep-alive and the write-stall deadline while the
+    /// stream runs; the end of the linger once it ended.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        if self.end.is_some() {
+            return self.linger_until;
+        }
+        crate::timer::earliest([
+            Some(self.next_keep_alive),
+            self.stall.deadline(self.write_timeout),
+        ])
+    }
+
+    /// Whether the driver should shut the transport down and stop: the
+    /// stream ended and either everything queued was written (nothing in
+    /// the session, and the last [`SseSession::record_output`] said nothing
+    /// pending) or the linger passed as of the latest time the session was
+    /// told. Check it after every input.
+    pub fn is_finished(&self) -> bool {
+        self.end.is_some()
+            && ((self.out.is_empty() && !self.stall.pending)
+                || self
+                    .linger_until
+                    .is_some_and(|until| self.last_now >= until))
+    }
+
+    /// Why the stream ended, once it did (see [`SseEnd`]).
+    pub fn end_reason(&self) -> Option<SseEnd> {
+        self.end
+    }
+
+    fn push(&mut self, bytes: Bytes) {
+        self.next_keep_alive = self.last_now + self.keep_alive;
+        self.out_bytes += bytes.len();
+        self.out.push_back(bytes);
+    }
+
+    fn tell(&mut self, now: Instant) {
+        if now > self.last_now {
+            self.last_now = now;
+        }
     }
 }
 
@@ -1136,5 +1451,174 @@ mod tests {
         ];
         expected[2].retry = Some(Duration::from_millis(250));
         assert_eq!(got, expected);
+    }
+}
+
+#[cfg(test)]
+mod session_tests {
+    use super::*;
+
+    const S: Duration = Duration::from_secs(1);
+
+    fn drain(session: &mut SseSession) -> Vec<u8> {
+        let mut all = Vec::new();
+        loop {
+            let mut buf = Vec::new();
+            let chunk = session.poll_transmit(&mut buf);
+            all.extend_from_slice(&buf);
+            match chunk {
+                Some(c) => all.extend_from_slice(&c),
+                None if buf.is_empty() => return all,
+                None => {}
+            }
+        }
+    }
+
+    fn request(head: &[u8]) -> crate::handshake::Request {
+        let t0 = Instant::now();
+        let mut hs = crate::ServerHandshake::new(&crate::Config::default(), t0);
+        hs.receive(t0, head)
+            .expect("valid request")
+            .expect("complete head")
+    }
+
+    fn config() -> SseConfig {
+        SseConfig::default()
+            .with_keep_alive(15 * S)
+            .with_write_timeout(30 * S)
+            .with_linger(5 * S)
+    }
+
+    #[test]
+    fn keep_alive_after_a_quiet_interval_only() {
+        let t0 = Instant::now();
+        let mut s = SseSession::new(&config(), t0);
+        assert_eq!(s.poll_timeout(), Some(t0 + 15 * S));
+        s.handle_timeout(t0 + 14 * S);
+        assert!(!s.has_transmit());
+        s.handle_timeout(t0 + 15 * S);
+        assert_eq!(drain(&mut s), b":\n\n");
+        s.record_output(t0 + 15 * S, 3, false);
+        assert_eq!(s.poll_timeout(), Some(t0 + 30 * S));
+        // An event restarts the quiet interval.
+        s.handle_timeout(t0 + 20 * S);
+        s.send_event(&SseEvent::data("hi")).unwrap();
+        assert_eq!(drain(&mut s), b"data: hi\n\n");
+        s.record_output(t0 + 20 * S, 10, false);
+        assert_eq!(s.poll_timeout(), Some(t0 + 35 * S));
+        s.handle_timeout(t0 + 30 * S);
+        assert!(!s.has_transmit());
+        assert_eq!(s.end_reason(), None);
+        assert!(!s.is_finished());
+    }
+
+    #[test]
+    fn accept_queues_the_head_or_refuses_a_body() {
+        let t0 = Instant::now();
+        let get = request(b"GET /events HTTP/1.1\r\nHost: h\r\nLast-Event-ID: 7\r\n\r\n");
+        assert_eq!(get.last_event_id(), Some("7"));
+        let mut s = SseSession::accept(&config(), &get, t0).expect("no body");
+        let out = drain(&mut s);
+        assert!(out.starts_with(b"HTTP/1.1 200 OK\r\n"));
+        assert!(out.ends_with(b"\r\n\r\n"));
+        let with_body = request(b"POST /events HTTP/1.1\r\nHost: h\r\nContent-Length: 1\r\n\r\n");
+        let refused = SseSession::accept(&config(), &with_body, t0).unwrap_err();
+        assert_eq!(refused.status(), 413);
+    }
+
+    #[test]
+    fn stalled_client_is_dropped_after_the_write_timeout() {
+        let t0 = Instant::now();
+        let mut s = SseSession::new(&config(), t0);
+        s.send_event(&SseEvent::data("x")).unwrap();
+        drain(&mut s);
+        s.record_output(t0, 0, true);
+        assert!(!s.wants_event());
+        // The keep-alive would come first, but pending output is not quiet.
+        s.handle_timeout(t0 + 15 * S);
+        assert!(!s.has_transmit());
+        assert_eq!(s.poll_timeout(), Some(t0 + 30 * S));
+        // Progress restarts the clock.
+        s.record_output(t0 + 20 * S, 1, true);
+        s.handle_timeout(t0 + 30 * S);
+        assert_eq!(s.end_reason(), None);
+        // The next keep-alive check, then the stall deadline.
+        assert_eq!(s.poll_timeout(), Some(t0 + 45 * S));
+        s.handle_timeout(t0 + 45 * S);
+        assert!(!s.has_transmit());
+        assert_eq!(s.poll_timeout(), Some(t0 + 50 * S));
+        s.handle_timeout(t0 + 50 * S - Duration::from_millis(1));
+        assert_eq!(s.end_reason(), None);
+        s.handle_timeout(t0 + 50 * S);
+        assert_eq!(s.end_reason(), Some(SseEnd::WriteTimeout));
+        assert!(s.is_finished());
+        assert_eq!(
+            s.send_event(&SseEvent::data("late")),
+            Err(crate::UsageError::SendAfterClose)
+        );
+    }
+
+    #[test]
+    fn shutdown_flushes_then_lingers_at_most() {
+        let t0 = Instant::now();
+        let mut s = SseSession::new(&config(), t0);
+        s.send_event(&SseEvent::data("last")).unwrap();
+        s.begin_shutdown(t0);
+        assert_eq!(s.end_reason(), Some(SseEnd::Shutdown));
+        assert!(!s.wants_read() && !s.wants_event());
+        assert!(!s.is_finished(), "the last event is still queued");
+        assert_eq!(drain(&mut s), b"data: last\n\n");
+        s.record_output(t0, 4, true);
+        assert!(!s.is_finished());
+        assert_eq!(s.poll_timeout(), Some(t0 + 5 * S));
+        s.handle_timeout(t0 + 5 * S - Duration::from_millis(1));
+        assert!(!s.is_finished());
+        s.handle_timeout(t0 + 5 * S);
+        assert!(s.is_finished());
+
+        // Written in full before the linger: finished at once.
+        let mut s = SseSession::new(&config(), t0);
+        s.send_event(&SseEvent::data("last")).unwrap();
+        s.close(t0, SseEnd::Evicted);
+        s.begin_shutdown(t0);
+        assert_eq!(
+            s.end_reason(),
+            Some(SseEnd::Evicted),
+            "the first reason stands"
+        );
+        drain(&mut s);
+        s.record_output(t0, 12, false);
+        assert!(s.is_finished());
+    }
+
+    #[test]
+    fn client_gone_ends_at_once() {
+        let t0 = Instant::now();
+        let mut s = SseSession::new(&config(), t0);
+        assert!(s.wants_read());
+        s.receive(t0, b"ignored");
+        assert_eq!(s.end_reason(), None);
+        s.send_event(&SseEvent::data("unsent")).unwrap();
+        s.receive_eof(t0 + S);
+        assert_eq!(s.end_reason(), Some(SseEnd::Disconnected));
+        assert!(s.is_finished());
+        assert!(drain(&mut s).is_empty());
+    }
+
+    #[test]
+    fn large_shared_events_are_not_copied() {
+        let t0 = Instant::now();
+        let mut s = SseSession::new(&config(), t0);
+        let big = SseEvent::data("x".repeat(10_000)).encode();
+        s.send_event(&SseEvent::data("small")).unwrap();
+        s.send_bytes(big.clone()).unwrap();
+        assert_eq!(s.queued_bytes(), big.len() + b"data: small\n\n".len());
+        let mut buf = Vec::new();
+        let chunk = s
+            .poll_transmit(&mut buf)
+            .expect("the large event on its own");
+        assert_eq!(buf, b"data: small\n\n");
+        assert_eq!(chunk.as_ptr(), big.as_ptr());
+        assert_eq!(s.queued_bytes(), 0);
     }
 }

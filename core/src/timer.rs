@@ -12,10 +12,15 @@ pub(crate) struct Timers {
     pub(crate) last_heard: Instant,
     /// When we last sent a heartbeat ping.
     pub(crate) last_ping: Option<Instant>,
-    /// When reads became paused, while they are.
+    /// When reads became paused because the application has not taken its
+    /// events, while they are. (A pause because our own output is over the
+    /// write limit does not count: the write-stall deadline covers that.)
     pub(crate) paused_since: Option<Instant>,
-    /// When an unfinished close handshake gives up.
-    pub(crate) close_deadline: Option<Instant>,
+    /// The write-stall clock.
+    pub(crate) stall: WriteStall,
+    /// After the connection closed: when the driver stops flushing the last
+    /// frames and drops the transport.
+    pub(crate) linger_until: Option<Instant>,
     /// The latest time any input told us.
     pub(crate) last_now: Instant,
 }
@@ -26,7 +31,8 @@ impl Timers {
             last_heard: now,
             last_ping: None,
             paused_since: None,
-            close_deadline: None,
+            stall: WriteStall::default(),
+            linger_until: None,
             last_now: now,
         }
     }
@@ -42,6 +48,27 @@ impl Timers {
             }
             _ => {}
         }
+    }
+
+    /// Moves the latest known time forward (never back).
+    pub(crate) fn tell(&mut self, now: Instant) {
+        if now > self.last_now {
+            self.last_now = now;
+        }
+    }
+
+    /// Starts the linger after the connection closed: the last frames may
+    /// be flushed for `close_timeout` (at least 1 ms) from the latest time.
+    pub(crate) fn start_linger(&mut self, close_timeout: Duration) {
+        if self.linger_until.is_none() {
+            self.linger_until = Some(linger_deadline(self.last_now, close_timeout));
+        }
+    }
+
+    /// Whether the linger deadline has passed as of the latest time.
+    pub(crate) fn linger_over(&self) -> bool {
+        self.linger_until
+            .is_some_and(|until| self.last_now >= until)
     }
 
     /// When the next heartbeat ping is due.
@@ -67,7 +94,82 @@ impl Timers {
     }
 }
 
+/// Whether output written by a driver is stuck: the peer stopped reading.
+/// Shared by [`crate::Connection`] and [`crate::sse::SseSession`].
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct WriteStall {
+    /// When pending output last stopped making progress, while the driver
+    /// holds bytes the transport has not accepted.
+    since: Option<Instant>,
+    /// Whether the last output report said bytes were still pending.
+    pub(crate) pending: bool,
+}
+
+impl WriteStall {
+    /// Records one write attempt: `wrote` bytes accepted, `pending` whether
+    /// the driver still holds bytes. Pending output with no progress starts
+    /// the stall clock; progress restarts it; nothing pending stops it.
+    pub(crate) fn record(&mut self, now: Instant, wrote: usize, pending: bool) {
+        self.pending = pending;
+        if !pending {
+            self.since = None;
+        } else if wrote > 0 || self.since.is_none() {
+            self.since = Some(now);
+        }
+    }
+
+    /// When stalled output becomes a write timeout.
+    pub(crate) fn deadline(&self, timeout: Duration) -> Option<Instant> {
+        self.since.map(|since| since + timeout)
+    }
+}
+
+/// When the driver stops flushing after the end: `close_timeout` (at least
+/// 1 ms) after `now`.
+pub(crate) fn linger_deadline(now: Instant, close_timeout: Duration) -> Instant {
+    now + close_timeout.max(Duration::from_millis(1))
+}
+
 /// The earliest of several optional deadlines.
 pub(crate) fn earliest(deadlines: impl IntoIterator<Item = Option<Instant>>) -> Option<Instant> {
     deadlines.into_iter().flatten().min()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stall_clock_starts_restarts_and_stops() {
+        let t0 = Instant::now();
+        let s = Duration::from_secs(1);
+        let timeout = Duration::from_secs(30);
+        let mut t = WriteStall::default();
+        assert_eq!(t.deadline(timeout), None);
+        t.record(t0, 0, true);
+        assert_eq!(t.deadline(timeout), Some(t0 + timeout));
+        // No progress: the clock keeps its start.
+        t.record(t0 + s, 0, true);
+        assert_eq!(t.deadline(timeout), Some(t0 + timeout));
+        // Progress, still pending: the clock restarts.
+        t.record(t0 + 2 * s, 10, true);
+        assert_eq!(t.deadline(timeout), Some(t0 + 2 * s + timeout));
+        t.record(t0 + 3 * s, 10, false);
+        assert_eq!(t.deadline(timeout), None);
+        assert!(!t.pending);
+    }
+
+    #[test]
+    fn linger_is_at_least_a_millisecond() {
+        let t0 = Instant::now();
+        let mut t = Timers::new(t0);
+        t.start_linger(Duration::ZERO);
+        assert_eq!(t.linger_until, Some(t0 + Duration::from_millis(1)));
+        assert!(!t.linger_over());
+        t.tell(t0 + Duration::from_millis(1));
+        assert!(t.linger_over());
+        // Time never moves back.
+        t.tell(t0);
+        assert!(t.linger_over());
+    }
 }

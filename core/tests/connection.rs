@@ -369,6 +369,68 @@ fn server_initiated_close() {
 }
 
 #[test]
+fn close_state_is_reported_through_every_step() {
+    let mut p = Pair::new();
+    assert!(p.server.is_open() && !p.server.is_close_sent());
+    p.server.close(p.now, CloseCode::GOING_AWAY, "bye").unwrap();
+    assert!(!p.server.is_open() && p.server.is_close_sent());
+    assert_eq!(p.server.close_received(), None);
+    assert_eq!(p.server.outcome(), None);
+    p.pump();
+    // The client has the server's close but has not answered yet: it may
+    // still send.
+    assert!(p.client.is_open());
+    assert_eq!(
+        p.client.close_received().map(|f| f.code),
+        Some(CloseCode::GOING_AWAY)
+    );
+    assert_eq!(p.client.outcome(), None);
+    drain_events(&mut p.client);
+    assert!(p.client.is_close_sent() && !p.client.is_closed());
+    // A client knows its outcome while it waits for the server's EOF.
+    let expected = Outcome::Clean {
+        remote: CloseFrame::new(CloseCode::GOING_AWAY, "bye").unwrap(),
+        locally_initiated: false,
+    };
+    assert_eq!(p.client.outcome(), Some(&expected));
+    p.pump();
+    assert!(p.server.is_closed() && p.server.is_close_sent());
+    assert_eq!(
+        p.server.close_received().map(|f| f.code),
+        Some(CloseCode::GOING_AWAY)
+    );
+    assert!(matches!(
+        p.server.outcome(),
+        Some(Outcome::Clean {
+            locally_initiated: true,
+            ..
+        })
+    ));
+    p.client.receive_eof(p.now);
+    assert!(p.client.is_closed());
+    assert_eq!(p.client.outcome(), Some(&expected));
+    assert!(p.client.close_received().is_some());
+}
+
+#[test]
+fn write_stall_while_waiting_for_the_close_reply() {
+    let cfg = config().with_write_timeout(Duration::from_secs(5));
+    let now = std::time::Instant::now();
+    let mut s = Connection::new(Role::Server, cfg, now);
+    s.close(now, CloseCode::NORMAL, "").unwrap();
+    drain_output(&mut s);
+    s.record_output(now, 0, true);
+    s.handle_timeout(now + Duration::from_secs(5));
+    assert!(s.is_closed());
+    assert_eq!(
+        drain_events(&mut s),
+        vec![Event::Error(ConnectionError::Timeout(TimeoutKind::Write))]
+    );
+    // Our close frame was already out: no second one.
+    assert!(drain_output(&mut s).is_empty());
+}
+
+#[test]
 fn data_after_our_close_still_delivered() {
     let mut p = Pair::new();
     p.client.send_text("in flight").unwrap();
@@ -646,4 +708,166 @@ fn direct_read_only_for_large_plain_payloads() {
     };
     assert_eq!(text.len(), 150_000);
     assert!(text.as_str().starts_with("xxx") && text.as_str().ends_with("yyy"));
+}
+
+/// A server whose peer never reads: the driver's write returns "pending"
+/// for everything (nothing accepted), starting at `now`.
+fn stalled_server(cfg: wavecast_core::Config) -> (Connection, std::time::Instant) {
+    let now = std::time::Instant::now();
+    let mut s = Connection::new(Role::Server, cfg, now);
+    s.send_text("unread").unwrap();
+    drain_output(&mut s);
+    s.record_output(now, 0, true);
+    (s, now)
+}
+
+#[test]
+fn write_stall_closes_1011_then_lingers_to_the_end() {
+    let cfg = config()
+        .with_write_timeout(Duration::from_secs(30))
+        .with_close_timeout(Duration::from_secs(2));
+    let (mut s, now) = stalled_server(cfg);
+    assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(30)));
+    s.handle_timeout(now + Duration::from_secs(29));
+    assert!(s.is_open());
+    assert!(drain_events(&mut s).is_empty());
+
+    let fired = now + Duration::from_secs(30);
+    s.handle_timeout(fired);
+    assert!(s.is_closed());
+    assert!(s.is_close_sent());
+    assert_eq!(
+        drain_events(&mut s),
+        vec![Event::Error(ConnectionError::Timeout(TimeoutKind::Write))]
+    );
+    assert_eq!(
+        s.outcome(),
+        Some(&Outcome::Failed(ConnectionError::Timeout(
+            TimeoutKind::Write
+        )))
+    );
+    // The 1011 close frame is queued behind the unread data.
+    let frames = parse_frames(&drain_output(&mut s));
+    assert_eq!(frames.len(), 1);
+    assert_eq!(frames[0].0.opcode, OpCode::Close);
+    assert_eq!(frames[0].1[..2], 1011u16.to_be_bytes());
+
+    // The close frame cannot be written either: the linger ends it.
+    s.record_output(fired, 0, true);
+    assert!(!s.is_finished());
+    let linger_end = fired + Duration::from_secs(2);
+    assert_eq!(s.poll_timeout(), Some(linger_end));
+    s.handle_timeout(linger_end - Duration::from_millis(1));
+    assert!(!s.is_finished());
+    s.handle_timeout(linger_end);
+    assert!(s.is_finished());
+}
+
+#[test]
+fn write_progress_restarts_the_stall_clock() {
+    let cfg = config().with_write_timeout(Duration::from_secs(10));
+    let (mut s, now) = stalled_server(cfg);
+    let t1 = now + Duration::from_secs(8);
+    s.record_output(t1, 100, true);
+    assert_eq!(s.poll_timeout(), Some(t1 + Duration::from_secs(10)));
+    // A write that accepts nothing keeps the clock where it was.
+    s.record_output(t1 + Duration::from_secs(1), 0, true);
+    assert_eq!(s.poll_timeout(), Some(t1 + Duration::from_secs(10)));
+    s.handle_timeout(now + Duration::from_secs(10));
+    assert!(s.is_open(), "progress at 8 s restarted the clock");
+    // Everything written: no write deadline at all.
+    s.record_output(t1 + Duration::from_secs(2), 100, false);
+    assert_eq!(s.poll_timeout(), None);
+    s.handle_timeout(t1 + Duration::from_secs(60));
+    assert!(s.is_open());
+    assert!(drain_events(&mut s).is_empty());
+}
+
+#[test]
+fn finished_once_closed_and_flushed() {
+    let (mut s, now) = server();
+    s.receive(
+        now,
+        &client_frame(true, 0, OpCode::Close, &1000u16.to_be_bytes()),
+    );
+    drain_events(&mut s);
+    assert!(s.is_closed());
+    // The echo is still in the core.
+    assert!(!s.is_finished());
+    assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(10)));
+    let out = drain_output(&mut s);
+    assert!(!out.is_empty());
+    // Written only in part: the driver still holds bytes.
+    s.record_output(now, 1, true);
+    assert!(!s.is_finished());
+    s.record_output(now, out.len() - 1, false);
+    assert!(s.is_finished());
+}
+
+#[test]
+fn linger_is_at_least_a_millisecond() {
+    let cfg = config().with_close_timeout(Duration::ZERO);
+    let now = std::time::Instant::now();
+    let mut s = Connection::new(Role::Server, cfg, now);
+    s.receive_eof(now);
+    assert!(s.is_closed());
+    s.send_text("x").unwrap_err();
+    // Nothing to write: finished at once, whatever the linger.
+    assert!(s.is_finished());
+
+    let mut s = Connection::new(
+        Role::Server,
+        config().with_close_timeout(Duration::ZERO),
+        now,
+    );
+    s.receive(now, &client_frame(true, 0, OpCode::Ping, b""));
+    s.receive_eof(now);
+    // The pong is still queued: linger 1 ms for it.
+    assert!(s.has_transmit());
+    assert!(!s.is_finished());
+    assert_eq!(s.poll_timeout(), Some(now + Duration::from_millis(1)));
+    s.handle_timeout(now + Duration::from_millis(1));
+    assert!(s.is_finished());
+}
+
+#[test]
+fn unread_events_suspend_idle_but_output_backpressure_does_not() {
+    let cfg = config()
+        .with_idle_timeout(Some(Duration::from_secs(10)))
+        .with_heartbeat_interval(Some(Duration::from_secs(4)))
+        .with_write_buffer_limit(1024)
+        .with_write_timeout(Duration::from_secs(3600));
+    let now = std::time::Instant::now();
+
+    // Output over the write limit pauses reads, but the peer that does
+    // not read us is still timed out as idle.
+    let mut s = Connection::new(Role::Server, cfg.clone(), now);
+    s.send_binary(vec![0u8; 4096]).unwrap();
+    assert!(s.is_write_blocked());
+    assert!(!s.wants_read());
+    s.handle_timeout(now);
+    assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(4)));
+    s.handle_timeout(now + Duration::from_secs(4));
+    s.handle_timeout(now + Duration::from_secs(8));
+    assert!(s.is_open());
+    s.handle_timeout(now + Duration::from_secs(10));
+    assert!(s.is_closed());
+    assert_eq!(
+        drain_events(&mut s),
+        vec![Event::Error(ConnectionError::Timeout(TimeoutKind::Idle))]
+    );
+
+    // Unread messages the application has not taken suspend the clock.
+    let mut s = Connection::new(Role::Server, cfg, now);
+    let mut input = Vec::new();
+    for _ in 0..70 {
+        input.extend(client_frame(true, 0, OpCode::Text, b"unread"));
+    }
+    s.receive(now, &input);
+    drain_output(&mut s);
+    assert!(!s.wants_read());
+    assert_eq!(s.poll_timeout(), None);
+    s.handle_timeout(now + Duration::from_secs(60));
+    assert!(s.is_open());
+    assert!(drain_output(&mut s).is_empty(), "no heartbeat while paused");
 }

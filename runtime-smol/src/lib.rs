@@ -1,7 +1,10 @@
 //! wavecast on smol: WebSocket servers and clients, broadcast rooms and
-//! Server-Sent Events, driving the sans-IO `wavecast-core`.
+//! Server-Sent Events.
 //!
-//! The same API as `wavecast-tokio`: switching runtime changes an import.
+//! This crate is smol's [`Runtime`] implementation (`smol::spawn`,
+//! `smol::net`, async-io timers, `async-broadcast` rooms) and the
+//! [`wavecast_runtime`] API with that runtime fixed; switching to
+//! `wavecast-tokio` or `wavecast-async-std` changes an import.
 //!
 //! - [`accept`], [`accept_with`], [`read_request`] / [`Incoming`]: serve one
 //!   stream; [`serve`]: an accept loop with a connection cap and graceful
@@ -9,70 +12,74 @@
 //!   requests on one port.
 //! - [`connect`], [`connect_with`], [`client_over`], and [`Reconnect`] for a
 //!   client that reconnects with backoff.
-//! - [`Hub`] and [`Room`]: broadcast rooms on `async-broadcast`;
-//!   [`SseStream`]: Server-Sent Events fed by the same rooms.
+//! - [`Hub`] and [`Room`]: broadcast rooms; [`SseStream`]: Server-Sent
+//!   Events fed by the same rooms.
 //!
-//! The driver runs on the async-io reactor; `wavecast-async-std` reuses it
-//! (and these rooms, `serve` and SSE) with async-std's executor and sockets.
-//! Types that spawn tasks or open sockets carry a runtime parameter that
-//! defaults to smol ([`runtime::Smol`]); smol users never name it.
-//!
-//! Not here: HTTP beyond one response per connection (use hyper), and TLS
-//! unless the `rustls` feature is on.
+//! ```no_run
+//! # fn main() -> Result<(), wavecast_smol::Error> { smol::block_on(async {
+//! let (mut ws, _) = wavecast_smol::connect("ws://127.0.0.1:9001/").await?;
+//! ws.send("hello").await?;
+//! if let Some(Ok(reply)) = ws.recv().await {
+//!     println!("{reply:?}");
+//! }
+//! # Ok(()) }) }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod broadcast;
-mod client;
-#[doc(hidden)]
-pub mod driver;
-mod reconnect;
-#[doc(hidden)]
-pub mod runtime;
-mod serve;
-mod server;
-mod sse;
-mod tls;
-mod websocket;
+use std::io;
+use std::net::SocketAddr;
+use std::time::Instant;
 
-pub use broadcast::{
-    Hub, LagPolicy, Member, MemberEnd, Room, RoomConfig, RoomError, RoomEvent, RoomMessage,
-    Subscription,
-};
-pub use client::{client_over, connect, connect_with, Response};
-#[doc(hidden)]
-pub use client::{client_over_on, connect_with_on};
-pub use reconnect::Reconnect;
-#[doc(hidden)]
-pub use serve::serve_on;
-pub use serve::{serve, ServeConfig, Server};
-pub use server::{accept, accept_with, read_request, Incoming, OriginAllowList};
-#[doc(hidden)]
-pub use server::{accept_with_on, default_config, read_request_on};
-pub use sse::{SseConfig, SseEnd, SseStream};
-#[cfg(feature = "rustls")]
-#[doc(hidden)]
-pub use tls::connect_tls_with_on;
-#[cfg(feature = "rustls")]
-pub use tls::{connect_tls_with, default_client_config};
-pub use wavecast_core::handshake::{Accept, ClientRequest, Request};
-pub use wavecast_core::{
-    Backoff, CloseCode, CloseFrame, Config, Error, HttpResponse, Jitter, Message, Negotiated,
-    Outcome, PreparedMessage, Role, SeedSource, SseEvent, SseParser, TrySendError, Utf8Bytes,
-};
-pub use websocket::{Receiver, Sender, WebSocket};
-/// Wraps an already-upgraded stream (from hyper or another HTTP stack) and
-/// starts its driver on smol's executor; the same as
-/// [`WebSocket::from_upgraded`].
-pub fn from_upgraded<S>(
-    stream: S,
-    role: Role,
-    config: impl Into<std::sync::Arc<Config>>,
-    negotiated: &Negotiated,
-    leftover: bytes::Bytes,
-) -> WebSocket
-where
-    S: futures_io::AsyncRead + futures_io::AsyncWrite + Unpin + Send + 'static,
-{
-    WebSocket::from_upgraded(stream, role, config, negotiated, leftover)
+pub use wavecast_runtime::*;
+
+/// smol: `smol::spawn` on its global executor, `smol::net` sockets and
+/// async-io timers.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Smol;
+
+impl Runtime for Smol {
+    type Tcp = smol::net::TcpStream;
+    type Listener = smol::net::TcpListener;
+    type Timer = async_io::Timer;
+    type Broadcast = AsyncBroadcast;
+
+    fn spawn(future: BoxFuture<'static, ()>) {
+        smol::spawn(future).detach();
+    }
+
+    fn now() -> Instant {
+        Instant::now()
+    }
+
+    fn timer(deadline: Instant) -> async_io::Timer {
+        async_io::Timer::at(deadline)
+    }
+
+    fn connect(host: String, port: u16) -> BoxFuture<'static, io::Result<Self::Tcp>> {
+        Box::pin(async move {
+            let tcp = smol::net::TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true).map(|()| tcp)
+        })
+    }
+
+    fn accept(listener: &Self::Listener) -> BoxFuture<'_, io::Result<Self::Tcp>> {
+        Box::pin(async move {
+            let (tcp, _) = listener.accept().await?;
+            tcp.set_nodelay(true).map(|()| tcp)
+        })
+    }
+
+    fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr> {
+        listener.local_addr()
+    }
 }
+
+/// smol streams are transports as they are.
+type Io<S> = S;
+
+fn io<S>(stream: S) -> S {
+    stream
+}
+
+wavecast_runtime::adapter!(Smol, smol::net::TcpStream, Transport);

@@ -1,5 +1,12 @@
 //! wavecast on tokio: WebSocket servers and clients, broadcast rooms and
-//! Server-Sent Events, driving the sans-IO `wavecast-core`.
+//! Server-Sent Events.
+//!
+//! This crate is tokio's [`Runtime`] implementation — `tokio::spawn`,
+//! `tokio::net`, `tokio::time` (so a paused test clock drives every
+//! deadline), rooms on `tokio::sync::broadcast` — and the
+//! [`wavecast_runtime`] API with that runtime fixed. Streams you pass in
+//! (`accept`, `client_over`, `from_upgraded`) are tokio `AsyncRead +
+//! AsyncWrite` types, hyper's `TokioIo<Upgraded>` included.
 //!
 //! - [`accept`], [`accept_with`], [`read_request`] / [`Incoming`]: serve one
 //!   stream; [`serve`]: an accept loop with a connection cap and graceful
@@ -7,40 +14,137 @@
 //!   requests on one port.
 //! - [`connect`], [`connect_with`], [`client_over`], and [`Reconnect`] for a
 //!   client that reconnects with backoff.
-//! - [`Hub`] and [`Room`]: broadcast rooms; [`SseStream`]: Server-Sent Events
-//!   fed by the same rooms.
+//! - [`Hub`] and [`Room`]: broadcast rooms; [`SseStream`]: Server-Sent
+//!   Events fed by the same rooms.
 //!
-//! Not here: HTTP beyond one response per connection (use hyper), and TLS
-//! unless the `rustls` feature is on.
+//! ```no_run
+//! # #[tokio::main] async fn main() -> Result<(), wavecast_tokio::Error> {
+//! let (mut ws, _) = wavecast_tokio::connect("ws://127.0.0.1:9001/").await?;
+//! ws.send("hello").await?;
+//! if let Some(Ok(reply)) = ws.recv().await {
+//!     println!("{reply:?}");
+//! }
+//! # Ok(()) }
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
-mod broadcast;
-mod client;
-mod driver;
-mod error;
-mod reconnect;
-mod serve;
-mod server;
-mod sse;
-mod tls;
-mod websocket;
+use std::io;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
 
-pub use broadcast::{
-    Hub, LagPolicy, Member, MemberEnd, Room, RoomConfig, RoomError, RoomEvent, RoomMessage,
-    Subscription,
-};
-pub use client::{client_over, connect, connect_with, Response};
-pub use error::{Error, TrySendError};
-pub use reconnect::Reconnect;
-pub use serve::{serve, ServeConfig, Server};
-pub use server::{accept, accept_with, read_request, Incoming, OriginAllowList};
-pub use sse::{SseConfig, SseEnd, SseStream};
-#[cfg(feature = "rustls")]
-pub use tls::{connect_tls_with, default_client_config};
-pub use wavecast_core::handshake::{Accept, ClientRequest, Request};
-pub use wavecast_core::{
-    Backoff, CloseCode, CloseFrame, Config, HttpResponse, Jitter, Message, Negotiated, Outcome,
-    PreparedMessage, Role, SeedSource, SseEvent, SseParser, Utf8Bytes,
-};
-pub use websocket::{Receiver, Sender, WebSocket};
+use tokio::sync::broadcast::{self, error::TryRecvError};
+use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
+pub use wavecast_runtime::*;
+
+/// tokio: `tokio::spawn`, `tokio::net` sockets, `tokio::time` and
+/// `tokio::sync::broadcast`.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Tokio;
+
+impl Runtime for Tokio {
+    type Tcp = Compat<tokio::net::TcpStream>;
+    type Listener = tokio::net::TcpListener;
+    type Timer = TokioTimer;
+    type Broadcast = TokioBroadcast;
+
+    fn spawn(future: BoxFuture<'static, ()>) {
+        tokio::spawn(future);
+    }
+
+    fn now() -> Instant {
+        tokio::time::Instant::now().into_std()
+    }
+
+    fn timer(deadline: Instant) -> TokioTimer {
+        TokioTimer(Box::pin(tokio::time::sleep_until(deadline.into())))
+    }
+
+    fn connect(host: String, port: u16) -> BoxFuture<'static, io::Result<Self::Tcp>> {
+        Box::pin(async move {
+            let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
+            tcp.set_nodelay(true)?;
+            Ok(tcp.compat())
+        })
+    }
+
+    fn accept(listener: &Self::Listener) -> BoxFuture<'_, io::Result<Self::Tcp>> {
+        Box::pin(async move {
+            let (tcp, _) = listener.accept().await?;
+            let _ = tcp.set_nodelay(true);
+            Ok(tcp.compat())
+        })
+    }
+
+    fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr> {
+        listener.local_addr()
+    }
+}
+
+/// tokio's timer: a boxed `Sleep`, moved with `reset`.
+#[derive(Debug)]
+pub struct TokioTimer(Pin<Box<tokio::time::Sleep>>);
+
+impl Timer for TokioTimer {
+    fn reset(&mut self, deadline: Instant) {
+        self.0.as_mut().reset(deadline.into());
+    }
+
+    fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
+        std::future::Future::poll(self.0.as_mut(), cx)
+    }
+}
+
+/// Rooms on `tokio::sync::broadcast` (which rounds the ring up to a power
+/// of two; the room applies its capacity exactly on top).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TokioBroadcast;
+
+impl Broadcast for TokioBroadcast {
+    type Sender = broadcast::Sender<Arc<RoomMessage>>;
+    type Receiver = broadcast::Receiver<Arc<RoomMessage>>;
+
+    fn channel(capacity: usize) -> Self::Sender {
+        broadcast::channel(capacity.max(1)).0
+    }
+
+    fn send(tx: &Self::Sender, message: Arc<RoomMessage>) -> usize {
+        tx.send(message).unwrap_or(0)
+    }
+
+    fn subscribe(tx: &Self::Sender) -> Self::Receiver {
+        tx.subscribe()
+    }
+
+    fn receivers(tx: &Self::Sender) -> usize {
+        tx.receiver_count()
+    }
+
+    fn queued(tx: &Self::Sender) -> usize {
+        tx.len()
+    }
+
+    fn try_recv(rx: &mut Self::Receiver) -> TryRecv {
+        match rx.try_recv() {
+            Ok(message) => TryRecv::Message(message),
+            Err(TryRecvError::Lagged(n)) => TryRecv::Lagged(n),
+            Err(TryRecvError::Empty | TryRecvError::Closed) => TryRecv::Empty,
+        }
+    }
+}
+
+/// A tokio stream seen through `futures-io`.
+type Io<S> = Compat<S>;
+
+fn io<S: tokio::io::AsyncRead + tokio::io::AsyncWrite>(stream: S) -> Compat<S> {
+    stream.compat()
+}
+
+wavecast_runtime::adapter!(
+    Tokio,
+    tokio::net::TcpStream,
+    tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static
+);

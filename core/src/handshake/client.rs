@@ -339,6 +339,20 @@ impl ClientHandshake {
         }
     }
 
+    /// Replaces the deadline (by default `now +` [`Config::handshake_timeout`]
+    /// from [`ClientHandshake::new`]) with one computed earlier, typically
+    /// [`Config::connect_deadline`] taken before the TCP connect, so that
+    /// connect, TLS and upgrade share one budget. Call it right after
+    /// `new`, before the first [`ClientHandshake::poll_timeout`].
+    pub fn set_deadline(&mut self, deadline: Instant) {
+        self.deadline = deadline;
+    }
+
+    /// The handshake deadline in force (see [`ClientHandshake::set_deadline`]).
+    pub fn deadline(&self) -> Instant {
+        self.deadline
+    }
+
     /// The complete HTTP request to write to the transport before reading.
     pub fn request_bytes(&self) -> &[u8] {
         &self.request
@@ -756,6 +770,30 @@ mod tests {
         let mut hs = ClientHandshake::new(&config, ClientRequest::new("h", "/").unwrap(), t0);
         assert_eq!(hs.receive(t0, b"HTTP/1.1 1"), Ok(None));
         assert_eq!(hs.receive_eof(t0), Err(HandshakeError::Eof));
+    }
+
+    #[test]
+    fn connect_deadline_is_shared_with_the_upgrade() {
+        let started = Instant::now();
+        let config = config().with_handshake_timeout(Duration::from_secs(5));
+        let deadline = config.connect_deadline(started);
+        assert_eq!(deadline, started + Duration::from_secs(5));
+        // TCP and TLS took 4 s: the upgrade has the last second only.
+        let t_upgrade = started + Duration::from_secs(4);
+        let mut hs =
+            ClientHandshake::new(&config, ClientRequest::new("h", "/").unwrap(), t_upgrade);
+        hs.set_deadline(deadline);
+        assert_eq!(hs.deadline(), deadline);
+        assert_eq!(hs.poll_timeout(), Some(deadline));
+        assert_eq!(
+            hs.handle_timeout(deadline - Duration::from_millis(1)),
+            Ok(())
+        );
+        assert_eq!(
+            hs.receive(deadline, b"HTTP/1.1 101"),
+            Err(HandshakeError::Timeout)
+        );
+        assert_eq!(hs.poll_timeout(), None);
     }
 
     #[test]

@@ -371,6 +371,17 @@ impl ServerHandshake {
         self.fail(HandshakeError::Eof)
     }
 
+    /// Takes the bytes that arrived after the request head (the start of
+    /// the next protocol: WebSocket frames, a request body), for a caller
+    /// that hands the stream to another protocol instead of calling
+    /// [`ServerHandshake::accept`]. Empty before the head is complete.
+    pub fn take_leftover(&mut self) -> Vec<u8> {
+        match &mut self.state {
+            State::Received { leftover } => std::mem::take(leftover),
+            _ => Vec::new(),
+        }
+    }
+
     /// The handshake deadline (`now` given to [`ServerHandshake::new`] plus
     /// [`Config::handshake_timeout`]); sleep until it, then call
     /// [`ServerHandshake::handle_timeout`].

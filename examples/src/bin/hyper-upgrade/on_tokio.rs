@@ -43,7 +43,7 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
                                 // hyper hands back any bytes it read past the
                                 // request through the stream itself, so
                                 // there is no leftover to pass.
-                                let ws = WebSocket::from_upgraded(
+                                let ws = wavecast_tokio::from_upgraded(
                                     TokioIo::new(upgraded),
                                     Role::Server,
                                     config(),

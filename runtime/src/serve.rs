@@ -6,31 +6,31 @@
 //! connection, `Connection: close`). Anything more belongs in hyper.
 //!
 //! [`Server::shutdown`] stops accepting, closes every WebSocket accepted
-//! through it with `1001 Going Away` (core [`Tracker`]), ends SSE streams,
-//! and waits for the handlers to finish, at most
-//! [`ServeConfig::shutdown_timeout`]; handlers still running then are
-//! cancelled.
+//! through it with `1001 Going Away`, ends SSE streams, and waits for the
+//! handlers to finish, at most [`ServeConfig::shutdown_timeout`]; handlers
+//! still running then are cancelled.
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use smol::channel;
-use wavecast_core::{Admission, Tracker};
+use futures_channel::{mpsc, oneshot};
+use futures_core::Stream;
+use wavecast_core::{Admission, ServeConfig};
 
-pub use wavecast_core::ServeConfig;
-
-use crate::runtime::{sleep, until, Runtime, Smol};
-use crate::server::{read_request_on, Incoming};
+use crate::runtime::{race, sleep, until, Runtime};
+use crate::server::{read_request, Incoming};
+use crate::shared::{Tracker, Watch};
 
 /// A running [`serve`] loop. Dropping it leaves the loop running.
 #[derive(Debug)]
 pub struct Server {
     addr: SocketAddr,
     admission: Admission,
-    stop: channel::Sender<()>,
-    done: channel::Receiver<bool>,
+    stop: Tracker,
+    done: oneshot::Receiver<bool>,
 }
 
 impl Server {
@@ -50,33 +50,24 @@ impl Server {
     /// [`ServeConfig::shutdown_timeout`]. Returns whether every handler
     /// finished in time (the rest were cancelled).
     pub async fn shutdown(self) -> bool {
-        let _ = self.stop.send(()).await;
-        self.done.recv().await.unwrap_or(false)
+        self.stop.begin_shutdown(std::time::Instant::now());
+        self.done.await.unwrap_or(false)
     }
 }
 
-/// Serves `listener` on smol: per accepted connection, admits it under
-/// [`ServeConfig::max_connections`], reads its request head, and spawns
-/// `handler(incoming)`. A connection counts against the cap while its
-/// handler runs.
+/// Waits until `watch`'s tracker begins shutting down.
+async fn signalled(watch: &Watch) {
+    poll_fn(|cx| watch.poll_shutting_down(cx)).await;
+}
+
+/// Serves `listener` on runtime `R`: per accepted connection, admits it
+/// under [`ServeConfig::max_connections`], reads its request head, and
+/// spawns `handler(incoming)`. A connection counts against the cap while
+/// its handler runs.
 ///
 /// Over the cap (or during shutdown) the request is answered with `503
 /// Service Unavailable` and `Retry-After`, and the stream closed.
-pub fn serve<H, F>(
-    listener: smol::net::TcpListener,
-    options: ServeConfig,
-    handler: H,
-) -> std::io::Result<Server>
-where
-    H: Fn(Incoming<smol::net::TcpStream>) -> F + Send + Sync + 'static,
-    F: Future<Output = ()> + Send + 'static,
-{
-    serve_on::<Smol, H, F>(listener, options, handler)
-}
-
-/// [`serve`] on runtime `R`.
-#[doc(hidden)]
-pub fn serve_on<R, H, F>(
+pub fn serve<R, H, F>(
     listener: R::Listener,
     options: ServeConfig,
     handler: H,
@@ -88,12 +79,13 @@ where
 {
     let addr = R::local_addr(&listener)?;
     let admission = Admission::new(options.max_connections);
-    let (stop, stopped) = channel::bounded(1);
-    let (finished, done) = channel::bounded(1);
+    let stop = Tracker::new();
+    let (finished, done) = oneshot::channel();
     let counted = admission.clone();
+    let stopped = stop.watch();
     R::spawn(Box::pin(async move {
         let drained = accept_loop::<R, H, F>(listener, options, handler, counted, stopped).await;
-        let _ = finished.try_send(drained);
+        let _ = finished.send(drained);
     }));
     Ok(Server {
         addr,
@@ -108,7 +100,7 @@ async fn accept_loop<R, H, F>(
     options: ServeConfig,
     handler: H,
     admission: Admission,
-    stopped: channel::Receiver<()>,
+    stopped: Watch,
 ) -> bool
 where
     R: Runtime,
@@ -118,16 +110,14 @@ where
     let handler = Arc::new(handler);
     let tracker = Tracker::new();
     let refusals = Admission::new(options.refusal_limit());
-    // Every handler holds `alive`: `drained` closes when the last one ends.
-    // Dropping `abort` cancels handlers still running after the timeout.
-    let (alive, drained) = channel::bounded::<()>(1);
-    let (abort, aborted) = channel::bounded::<()>(1);
+    // Every handler holds a clone of `alive`: the stream `drained` ends
+    // when the last one is gone. `abort` cancels handlers still running
+    // after the timeout.
+    let (alive, mut drained) = mpsc::channel::<()>(0);
+    let abort = Tracker::new();
     loop {
-        let accepted = smol::future::or(async { Some(R::accept(&listener).await) }, async {
-            // A dropped `Server` keeps the loop running; only `shutdown` stops it.
-            if stopped.recv().await.is_err() {
-                std::future::pending::<()>().await;
-            }
+        let accepted = race(async { Some(R::accept(&listener).await) }, async {
+            signalled(&stopped).await;
             None
         })
         .await;
@@ -137,7 +127,7 @@ where
             Some(Err(_)) => {
                 // Out of file descriptors and the like: give handlers a
                 // moment to release some instead of spinning.
-                sleep(Duration::from_millis(10)).await;
+                sleep::<R>(Duration::from_millis(10)).await;
                 continue;
             }
         };
@@ -147,20 +137,17 @@ where
                 let handler = handler.clone();
                 let tracker = tracker.clone();
                 let alive = alive.clone();
-                let aborted = aborted.clone();
+                let cancelled = abort.watch();
                 R::spawn(Box::pin(async move {
                     let _alive = alive;
                     let _permit = permit;
                     let run = async move {
-                        if let Ok(mut incoming) = read_request_on::<_, R>(tcp, config).await {
+                        if let Ok(mut incoming) = read_request::<R, _>(tcp, config).await {
                             incoming.set_tracker(tracker);
                             handler(incoming).await;
                         }
                     };
-                    let cancel = async move {
-                        let _ = aborted.recv().await;
-                    };
-                    smol::future::or(run, cancel).await;
+                    race(run, signalled(&cancelled)).await;
                 }));
             }
             Err(rejected) => {
@@ -170,7 +157,7 @@ where
                 let response = rejected.response(options.retry_after);
                 R::spawn(Box::pin(async move {
                     let _permit = permit;
-                    if let Ok(incoming) = read_request_on::<_, R>(tcp, config).await {
+                    if let Ok(incoming) = read_request::<R, _>(tcp, config).await {
                         let _ = incoming.respond(response).await;
                     }
                 }));
@@ -179,10 +166,11 @@ where
     }
     drop(listener);
     admission.begin_shutdown();
-    tracker.begin_shutdown(Instant::now());
+    tracker.begin_shutdown(R::now());
     drop(alive);
-    let deadline = Instant::now() + options.shutdown_timeout;
-    let finished = until(deadline, drained.recv()).await.is_some();
-    drop(abort);
+    let deadline = R::now() + options.shutdown_timeout;
+    let all_ended = poll_fn(|cx| Pin::new(&mut drained).poll_next(cx));
+    let finished = until::<R, _>(deadline, all_ended).await.is_some();
+    abort.begin_shutdown(R::now());
     finished
 }

@@ -1,26 +1,38 @@
 //! Accepting connections: read the upgrade request, let the application
 //! decide, answer, and hand the stream to the driver.
+//!
+//! Every decision is the core's: the handshake deadline
+//! ([`ServerHandshake::poll_timeout`]), which failure gets which HTTP
+//! answer ([`HttpResponse::from_handshake_error`]), `HEAD` and body
+//! handling. This module only reads, writes and waits.
 
 use std::future::Future;
 use std::marker::PhantomData;
 use std::sync::Arc;
-use std::time::Instant;
 
-use futures_io::{AsyncRead, AsyncWrite};
-use smol::io::{AsyncReadExt, AsyncWriteExt};
+use bytes::Bytes;
 use wavecast_core::handshake::{Accept, Request, ServerHandshake};
-use wavecast_core::{Config, Error, HandshakeError, HttpResponse, Role, Tracker};
+use wavecast_core::{Config, Error, HandshakeError, HttpResponse, Role};
 
-pub use wavecast_core::OriginAllowList;
-
-use crate::runtime::{until, Runtime, Smol};
+use crate::io::{read, write_and_close};
+use crate::runtime::{until, Runtime, Transport};
+use crate::shared::Tracker;
 use crate::websocket::WebSocket;
 
 /// A request that has been read but not yet answered: inspect it, then
 /// [`Incoming::accept`], [`Incoming::reject`], [`Incoming::respond`] with
-/// plain HTTP, or take the stream with [`Incoming::into_parts`] (for SSE).
-#[derive(Debug)]
-pub struct Incoming<S, R: Runtime = Smol> {
+/// plain HTTP, or take the stream with [`Incoming::into_parts`] (for SSE or
+/// another protocol).
+///
+/// Its state lives in one heap allocation (freed when the request is
+/// answered), so a task that holds an `Incoming` and then the [`WebSocket`]
+/// stays small for the connection's whole life.
+pub struct Incoming<S, R: Runtime> {
+    inner: Box<Parts<S>>,
+    runtime: PhantomData<fn() -> R>,
+}
+
+struct Parts<S> {
     stream: S,
     request: Request,
     handshake: ServerHandshake,
@@ -28,7 +40,21 @@ pub struct Incoming<S, R: Runtime = Smol> {
     /// Set by `serve`: accepted connections are closed with 1001 on
     /// graceful shutdown.
     tracker: Option<Tracker>,
-    runtime: PhantomData<R>,
+}
+
+impl<S, R: Runtime> std::fmt::Debug for Incoming<S, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Incoming")
+            .field("request", &self.inner.request)
+            .finish_non_exhaustive()
+    }
+}
+
+/// One `Config::default()` shared by every connection that asks for the
+/// default (`accept`, `connect`), instead of an allocation each.
+pub fn default_config() -> Arc<Config> {
+    static DEFAULT: std::sync::OnceLock<Arc<Config>> = std::sync::OnceLock::new();
+    DEFAULT.get_or_init(|| Arc::new(Config::default())).clone()
 }
 
 /// Reads one HTTP request head from `stream`, within the handshake timeout
@@ -40,64 +66,61 @@ pub struct Incoming<S, R: Runtime = Smol> {
 /// The handshake's state is boxed and freed once it ends: the returned
 /// future is one pointer wide, so awaiting it does not grow the caller's
 /// task for the rest of the connection.
-pub fn read_request<S>(
+pub fn read_request<R: Runtime, S: Transport>(
     stream: S,
     config: impl Into<Arc<Config>>,
-) -> impl Future<Output = Result<Incoming<S, Smol>, Error>>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    read_request_on(stream, config)
+) -> impl Future<Output = Result<Incoming<S, R>, Error>> + Send {
+    Box::pin(read_request_inner::<R, S>(stream, config.into()))
 }
 
-#[doc(hidden)]
-pub fn read_request_on<S, R: Runtime>(
-    stream: S,
-    config: impl Into<Arc<Config>>,
-) -> impl Future<Output = Result<Incoming<S, R>, Error>>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    Box::pin(read_request_inner(stream, config.into()))
-}
-
-async fn read_request_inner<S, R: Runtime>(
+async fn read_request_inner<R: Runtime, S: Transport>(
     mut stream: S,
     config: Arc<Config>,
-) -> Result<Incoming<S, R>, Error>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    let mut handshake = ServerHandshake::new(&config, Instant::now());
-    let deadline = Instant::now() + config.handshake_timeout;
+) -> Result<Incoming<S, R>, Error> {
+    let mut handshake = ServerHandshake::new(&config, R::now());
+    let deadline = handshake
+        .poll_timeout()
+        .expect("a new handshake has a deadline");
     let mut buf = vec![0u8; 2048];
-    let read = until(deadline, async {
+    let result = until::<R, _>(deadline, async {
         loop {
-            let n = stream.read(&mut buf).await?;
+            let n = read(&mut stream, &mut buf).await?;
             if n == 0 {
-                let e = handshake.receive_eof(Instant::now()).err();
+                let e = handshake.receive_eof(R::now()).err();
                 return Err(Error::Handshake(e.unwrap_or(HandshakeError::Eof)));
             }
-            if let Some(request) = handshake.receive(Instant::now(), &buf[..n])? {
+            if let Some(request) = handshake.receive(R::now(), &buf[..n])? {
                 return Ok(request);
             }
         }
     })
-    .await
-    .unwrap_or(Err(Error::Handshake(HandshakeError::Timeout)));
-    match read {
+    .await;
+    let result = match result {
+        Some(result) => result,
+        None => match handshake.handle_timeout(R::now()) {
+            Err(e) => Err(Error::Handshake(e)),
+            Ok(()) => Err(Error::Handshake(HandshakeError::Timeout)),
+        },
+    };
+    match result {
         Ok(request) => Ok(Incoming {
-            stream,
-            request,
-            handshake,
-            config,
-            tracker: None,
+            inner: Box::new(Parts {
+                stream,
+                request,
+                handshake,
+                config,
+                tracker: None,
+            }),
             runtime: PhantomData,
         }),
         Err(Error::Handshake(e)) => {
             if !matches!(e, HandshakeError::Eof) {
                 let response = HttpResponse::from_handshake_error(&e).encode(false);
-                let _ = write_and_close(&mut stream, &response).await;
+                let _ = until::<R, _>(
+                    R::now() + config.write_timeout,
+                    write_and_close(&mut stream, &response),
+                )
+                .await;
             }
             Err(Error::Handshake(e))
         }
@@ -105,28 +128,15 @@ where
     }
 }
 
-async fn write_and_close<S: AsyncWrite + Unpin>(
-    stream: &mut S,
-    bytes: &[u8],
-) -> std::io::Result<()> {
-    stream.write_all(bytes).await?;
-    stream.flush().await?;
-    stream.close().await
-}
-
-impl<S, R> Incoming<S, R>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    R: Runtime,
-{
+impl<S: Transport, R: Runtime> Incoming<S, R> {
     /// The request head.
     pub fn request(&self) -> &Request {
-        &self.request
+        &self.inner.request
     }
 
     /// Whether this is a WebSocket upgrade (as opposed to plain HTTP).
     pub fn is_websocket_upgrade(&self) -> bool {
-        self.request.is_websocket_upgrade()
+        self.inner.request.is_websocket_upgrade()
     }
 
     /// Accepts the upgrade: validates the request (answering 400/426/...
@@ -144,40 +154,36 @@ where
         accept: Accept,
         setup: impl FnOnce(&WebSocket),
     ) -> Result<WebSocket, Error> {
-        let Incoming {
+        let Parts {
             mut stream,
             request,
             handshake,
             config,
             tracker,
-            ..
-        } = self;
+        } = *self.inner;
         match handshake.accept(&request, accept) {
             Ok(accepted) => {
-                let mut driver = None;
-                let ws = WebSocket::start(
+                let (ws, driver) = WebSocket::start::<R, S>(
                     stream,
                     Role::Server,
                     config,
                     &accepted.negotiated,
                     accepted.leftover,
                     accepted.response,
-                    |d| driver = Some(d),
                 );
                 if let Some(tracker) = &tracker {
-                    tracker.track(ws.shared(), Instant::now());
+                    tracker.track(ws.shared(), R::now());
                 }
                 setup(&ws);
-                if let Some(d) = driver {
-                    R::spawn(d);
-                }
+                R::spawn(driver);
                 Ok(ws)
             }
             Err(e) => {
                 let response =
                     HttpResponse::from_handshake_error(&e).encode(request.method() == "HEAD");
+                let deadline = R::now() + config.write_timeout;
                 R::spawn(Box::pin(async move {
-                    let _ = write_and_close(&mut stream, &response).await;
+                    let _ = until::<R, _>(deadline, write_and_close(&mut stream, &response)).await;
                 }));
                 Err(Error::Handshake(e))
             }
@@ -191,59 +197,58 @@ where
 
     /// Answers with a plain HTTP response and closes (one response per
     /// connection, `Connection: close`). `HEAD` gets the head only; a request
-    /// that carries a body gets 413 instead.
+    /// that carries a body gets 413 instead. Writing is bounded by
+    /// [`Config::write_timeout`]: a client that does not read is dropped.
     pub async fn respond(self, response: HttpResponse) -> Result<(), Error> {
-        let Incoming {
+        let Parts {
             mut stream,
             request,
             handshake,
+            config,
             ..
-        } = self;
+        } = *self.inner;
         let response = if request.has_body() {
             HttpResponse::from_handshake_error(&HandshakeError::BodyNotAllowed)
         } else {
             response
         };
         let bytes = handshake.reject(&response);
-        write_and_close(&mut stream, &bytes).await?;
-        Ok(())
+        let deadline = R::now() + config.write_timeout;
+        match until::<R, _>(deadline, write_and_close(&mut stream, &bytes)).await {
+            Some(written) => Ok(written?),
+            None => Err(Error::Io(Arc::new(std::io::ErrorKind::TimedOut.into()))),
+        }
     }
 
-    /// The stream and the request, for protocols this crate does not drive
-    /// itself.
-    pub fn into_parts(self) -> (S, Request) {
-        (self.stream, self.request)
+    /// The stream, the request and the bytes that arrived after the request
+    /// head (the start of whatever the client sent next), for protocols
+    /// this crate does not drive itself.
+    pub fn into_parts(self) -> (S, Request, Bytes) {
+        let mut parts = *self.inner;
+        let leftover = Bytes::from(parts.handshake.take_leftover());
+        (parts.stream, parts.request, leftover)
     }
 
     /// The configuration this request was read with.
     pub fn config(&self) -> &Arc<Config> {
-        &self.config
+        &self.inner.config
     }
 
     pub(crate) fn set_tracker(&mut self, tracker: Tracker) {
-        self.tracker = Some(tracker);
+        self.inner.tracker = Some(tracker);
     }
 
     pub(crate) fn tracker(&self) -> Option<&Tracker> {
-        self.tracker.as_ref()
+        self.inner.tracker.as_ref()
     }
 }
 
 /// Accepts a WebSocket on `stream` with the default configuration and no
 /// checks beyond RFC 6455 (any path, any origin).
-pub fn accept<S>(stream: S) -> impl Future<Output = Result<WebSocket, Error>>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    accept_with(stream, default_config(), |_| Ok(Accept::new()))
-}
-
-/// One `Config::default()` shared by every connection that asks for the
-/// default (`accept`, `connect`), instead of an allocation each.
-#[doc(hidden)]
-pub fn default_config() -> Arc<Config> {
-    static DEFAULT: std::sync::OnceLock<Arc<Config>> = std::sync::OnceLock::new();
-    DEFAULT.get_or_init(|| Arc::new(Config::default())).clone()
+pub fn accept<R: Runtime, S: Transport>(
+    stream: S,
+) -> impl Future<Output = Result<WebSocket, Error>> + Send {
+    accept_with::<R, S, _>(stream, default_config(), |_| Ok(Accept::new()))
 }
 
 /// Accepts with a hook that sees the request and decides: `Ok(Accept)` (a
@@ -255,43 +260,30 @@ pub fn default_config() -> Arc<Config> {
 /// one pointer wide, so a task that awaits it and then serves the
 /// connection stays small. Pass one `Arc<Config>` (cloned per connection)
 /// rather than a `Config` by value to share the configuration too.
-pub fn accept_with<S, F>(
+pub fn accept_with<R, S, F>(
     stream: S,
     config: impl Into<Arc<Config>>,
     hook: F,
-) -> impl Future<Output = Result<WebSocket, Error>>
+) -> impl Future<Output = Result<WebSocket, Error>> + Send
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    F: FnOnce(&Request) -> Result<Accept, HttpResponse>,
-{
-    accept_with_on::<S, F, Smol>(stream, config, hook)
-}
-
-#[doc(hidden)]
-pub fn accept_with_on<S, F, R>(
-    stream: S,
-    config: impl Into<Arc<Config>>,
-    hook: F,
-) -> impl Future<Output = Result<WebSocket, Error>>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    F: FnOnce(&Request) -> Result<Accept, HttpResponse>,
     R: Runtime,
+    S: Transport,
+    F: FnOnce(&Request) -> Result<Accept, HttpResponse> + Send,
 {
-    Box::pin(accept_with_inner::<S, F, R>(stream, config.into(), hook))
+    Box::pin(accept_with_inner::<R, S, F>(stream, config.into(), hook))
 }
 
-async fn accept_with_inner<S, F, R>(
+async fn accept_with_inner<R, S, F>(
     stream: S,
     config: Arc<Config>,
     hook: F,
 ) -> Result<WebSocket, Error>
 where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    F: FnOnce(&Request) -> Result<Accept, HttpResponse>,
     R: Runtime,
+    S: Transport,
+    F: FnOnce(&Request) -> Result<Accept, HttpResponse>,
 {
-    let incoming = read_request_inner::<S, R>(stream, config).await?;
+    let incoming = read_request_inner::<R, S>(stream, config).await?;
     match hook(incoming.request()) {
         Ok(accept) => incoming.accept(accept).await,
         Err(response) => {

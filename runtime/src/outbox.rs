@@ -18,18 +18,17 @@ use std::io::IoSlice;
 
 use bytes::Bytes;
 
-use crate::connection::Connection;
-use crate::pool::BufferPool;
+use wavecast_core::{BufferPool, Connection};
 
 /// Chunks staged at most per fill (each adds two slices to a write).
-pub const MAX_CHUNKS: usize = 16;
+pub(crate) const MAX_CHUNKS: usize = 16;
 
 /// Slices [`Outbox::io_slices`] may fill: enough for a full outbox.
-pub const MAX_SLICES: usize = 2 * MAX_CHUNKS + 1;
+pub(crate) const MAX_SLICES: usize = 2 * MAX_CHUNKS + 1;
 
 /// Staged output: `buf[..at₀]`, chunk₀, `buf[at₀..at₁]`, chunk₁, …, `buf[atₙ..]`.
 #[derive(Debug, Default)]
-pub struct Outbox {
+pub(crate) struct Outbox {
     buf: Vec<u8>,
     /// Each chunk with the buffer offset it follows.
     chunks: VecDeque<(usize, Bytes)>,
@@ -42,7 +41,7 @@ pub struct Outbox {
 impl Outbox {
     /// An outbox that starts with `prefix` (a server's `101` response, say),
     /// written before anything the connection queues.
-    pub fn with_prefix(prefix: Vec<u8>) -> Outbox {
+    pub(crate) fn with_prefix(prefix: Vec<u8>) -> Outbox {
         Outbox {
             buf: prefix,
             ..Outbox::default()
@@ -50,7 +49,7 @@ impl Outbox {
     }
 
     /// Whether everything staged has been written.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.chunks.is_empty() && self.buf_pos == self.buf.len()
     }
 
@@ -58,7 +57,7 @@ impl Outbox {
     /// chunks until the connection has nothing more, [`MAX_CHUNKS`] chunks
     /// are staged, or the staged bytes reach the connection's write buffer
     /// limit.
-    pub fn fill(&mut self, conn: &mut Connection) {
+    pub(crate) fn fill(&mut self, conn: &mut Connection) {
         debug_assert!(self.is_empty(), "fill an outbox only once it is written");
         self.buf.clear();
         self.buf_pos = 0;
@@ -80,7 +79,7 @@ impl Outbox {
 
     /// The unwritten output as slices, in order, into `out`; returns how
     /// many were filled (0 when empty).
-    pub fn io_slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
+    pub(crate) fn io_slices<'a>(&'a self, out: &mut [IoSlice<'a>]) -> usize {
         let mut n = 0;
         let mut from = self.buf_pos;
         let mut chunk_pos = self.chunk_pos;
@@ -105,7 +104,8 @@ impl Outbox {
     }
 
     /// The first unwritten slice (for transports that write one at a time).
-    pub fn first(&self) -> &[u8] {
+    #[cfg(test)]
+    pub(crate) fn first(&self) -> &[u8] {
         match self.chunks.front() {
             Some((at, _)) if self.buf_pos < *at => &self.buf[self.buf_pos..*at],
             Some((_, chunk)) => &chunk[self.chunk_pos..],
@@ -114,7 +114,7 @@ impl Outbox {
     }
 
     /// Marks `n` more bytes written; chunks written completely go to `pool`.
-    pub fn advance(&mut self, mut n: usize, pool: &mut BufferPool) {
+    pub(crate) fn advance(&mut self, mut n: usize, pool: &mut BufferPool) {
         while n > 0 {
             match self.chunks.front() {
                 Some((at, _)) if self.buf_pos < *at => {
@@ -148,7 +148,7 @@ impl Outbox {
 
     /// Drops the buffers once written, so that an idle connection holds no
     /// output memory.
-    pub fn release(&mut self) {
+    pub(crate) fn release(&mut self) {
         if self.is_empty() {
             self.buf = Vec::new();
             self.buf_pos = 0;
@@ -157,7 +157,7 @@ impl Outbox {
     }
 
     /// Drops everything staged (the transport is gone).
-    pub fn clear(&mut self) {
+    pub(crate) fn clear(&mut self) {
         *self = Outbox::default();
     }
 }
@@ -167,7 +167,7 @@ mod tests {
     use std::time::Instant;
 
     use super::*;
-    use crate::{Config, Message, Role};
+    use wavecast_core::{Config, Message, Role};
 
     fn server_with_output(messages: &[Message]) -> Connection {
         let config = Config::default().with_write_buffer_limit(1 << 30);

@@ -22,11 +22,11 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::task::{Context, Poll, Wake, Waker};
 
-use crate::room::MemberEnd;
 use crate::shared::{lock, Shared};
+use wavecast_core::room::MemberEnd;
 
 /// A future the driver runs for the connection (see the module docs).
-pub type AttachedFuture = Pin<Box<dyn Future<Output = MemberEnd> + Send + 'static>>;
+pub(crate) type AttachedFuture = Pin<Box<dyn Future<Output = MemberEnd> + Send + 'static>>;
 
 /// What an attached future and its [`Attachment`] handle share. It is also
 /// the future's waker: waking it marks the future for polling and wakes
@@ -102,7 +102,7 @@ impl Tasks {
 /// The handle of an attached future: whether and how it ended. Dropping it
 /// cancels the future (the driver drops it at its next poll).
 #[derive(Debug)]
-pub struct Attachment {
+pub(crate) struct Attachment {
     slot: Arc<Slot>,
 }
 
@@ -116,13 +116,13 @@ impl fmt::Debug for Slot {
 
 impl Attachment {
     /// Whether the future has ended (returned, or dropped with its driver).
-    pub fn is_finished(&self) -> bool {
+    pub(crate) fn is_finished(&self) -> bool {
         lock(&self.slot.end).0.is_some()
     }
 
     /// Ready with how the future ended; [`MemberEnd::Closed`] when it was
     /// dropped because the connection's driver stopped.
-    pub fn poll_end(&self, cx: &mut Context<'_>) -> Poll<MemberEnd> {
+    pub(crate) fn poll_end(&self, cx: &mut Context<'_>) -> Poll<MemberEnd> {
         let mut e = lock(&self.slot.end);
         match e.0 {
             Some(end) => Poll::Ready(end),
@@ -153,7 +153,7 @@ impl Shared {
 
     /// Runs `future` inside this connection's driver task until it ends,
     /// the returned [`Attachment`] is dropped, or the driver stops.
-    pub fn attach(self: &Arc<Self>, future: AttachedFuture) -> Attachment {
+    pub(crate) fn attach(self: &Arc<Self>, future: AttachedFuture) -> Attachment {
         let slot = Arc::new(Slot {
             woken: AtomicBool::new(true),
             cancelled: AtomicBool::new(false),
@@ -180,7 +180,7 @@ impl Shared {
     /// Driver: polls the attached futures woken since the last call and
     /// drops cancelled ones. Call at the start of every poll, before
     /// [`Shared::driver`] (which must not be held while futures run).
-    pub fn poll_attached(&self, cx: &mut Context<'_>) {
+    pub(crate) fn poll_attached(&self, cx: &mut Context<'_>) {
         let mut list = {
             let mut tasks = self.tasks();
             if tasks.list.is_empty() {
@@ -229,7 +229,7 @@ impl Shared {
     /// Driver: drops every attached future (each ends as
     /// [`MemberEnd::Closed`]) and those attached later. Call when the
     /// driver stops, including when it is dropped unfinished.
-    pub fn end_attached(&self) {
+    pub(crate) fn end_attached(&self) {
         let list = {
             let mut tasks = self.tasks();
             tasks.ended = true;
@@ -252,11 +252,10 @@ fn end_all(list: Vec<Entry>) {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::connection::Connection;
-    use crate::{Config, Role};
     use std::future::poll_fn;
     use std::sync::atomic::AtomicUsize;
     use std::time::Instant;
+    use wavecast_core::{Config, Connection, Role};
 
     /// Counts wake-ups of the driver.
     #[derive(Default)]
@@ -282,7 +281,9 @@ mod tests {
         Box::pin(poll_fn(move |cx| {
             polls.fetch_add(1, Ordering::SeqCst);
             if stop.load(Ordering::SeqCst) {
-                return Poll::Ready(MemberEnd::Evicted(crate::CloseCode::TRY_AGAIN_LATER));
+                return Poll::Ready(MemberEnd::Evicted(
+                    wavecast_core::CloseCode::TRY_AGAIN_LATER,
+                ));
             }
             *waker.lock().unwrap() = Some(cx.waker().clone());
             Poll::Pending
@@ -329,7 +330,9 @@ mod tests {
         assert_eq!(finished.0.load(Ordering::SeqCst), 1, "the waiter is woken");
         assert_eq!(
             attached.poll_end(&mut Context::from_waker(&waiter)),
-            Poll::Ready(MemberEnd::Evicted(crate::CloseCode::TRY_AGAIN_LATER))
+            Poll::Ready(MemberEnd::Evicted(
+                wavecast_core::CloseCode::TRY_AGAIN_LATER
+            ))
         );
         shared.poll_attached(&mut cx);
         assert_eq!(polls.load(Ordering::SeqCst), 3, "an ended future is gone");
@@ -382,7 +385,7 @@ mod tests {
         drop(shared.driver(&driver, Instant::now()));
         let sender = shared.clone();
         let _attached = shared.attach(Box::pin(poll_fn(move |_| {
-            sender.send(crate::Message::from("hi")).unwrap();
+            sender.send(wavecast_core::Message::from("hi")).unwrap();
             Poll::<MemberEnd>::Pending
         })));
         let before = counter.0.load(Ordering::SeqCst);
@@ -392,7 +395,7 @@ mod tests {
         assert!(state.conn().has_transmit(), "the message is queued");
         drop(state);
         // Once the driver registered again, a send from elsewhere wakes it.
-        shared.send(crate::Message::from("there")).unwrap();
+        shared.send(wavecast_core::Message::from("there")).unwrap();
         assert_eq!(counter.0.load(Ordering::SeqCst), before + 1);
     }
 }

@@ -1,9 +1,10 @@
-//! An opt-in reconnecting client: the core's [`Backoff`] schedule (time and
-//! randomness as inputs) with tokio's timer.
+//! An opt-in reconnecting client: the core's [`Reconnecting`] schedule
+//! (time and randomness as inputs) with the runtime's timer. Each attempt
+//! is bounded by the connect deadline (TCP, TLS and upgrade together).
 //!
 //! ```no_run
-//! # async fn run() -> Result<(), wavecast_tokio::Error> {
-//! let mut client = wavecast_tokio::Reconnect::new("ws://127.0.0.1:9000/chat")?;
+//! # async fn run() -> Result<(), wavecast_smol::Error> {
+//! let mut client = wavecast_smol::Reconnect::new("ws://127.0.0.1:9000/chat")?;
 //! loop {
 //!     // Waits out the backoff after a loss; errors once attempts run out.
 //!     let (mut ws, _) = client.connect().await?;
@@ -14,13 +15,14 @@
 //! # }
 //! ```
 
+use std::marker::PhantomData;
 use std::sync::Arc;
 
 use wavecast_core::handshake::ClientRequest;
-use wavecast_core::{Backoff, Config, Reconnecting};
+use wavecast_core::{Backoff, Config, Error, Reconnecting};
 
 use crate::client::{connect_with, Response};
-use crate::error::Error;
+use crate::runtime::{sleep, Runtime};
 use crate::websocket::WebSocket;
 
 /// Connects to one URL again and again, waiting per the [`Backoff`] schedule
@@ -28,20 +30,17 @@ use crate::websocket::WebSocket;
 /// no limit on attempts (see [`Backoff`] for the table; set a limit with
 /// [`Backoff::with_max_attempts`]).
 #[derive(Debug)]
-pub struct Reconnect {
+pub struct Reconnect<R: Runtime> {
     url: String,
     request: ClientRequest,
     config: Arc<Config>,
     plan: Reconnecting,
+    runtime: PhantomData<fn() -> R>,
 }
 
-impl Reconnect {
-    /// A reconnecting client for `url` with the default config and schedule.
-    ///
-    /// # Errors
-    ///
-    /// [`Error::Handshake`] when the URL cannot be used.
-    pub fn new(url: &str) -> Result<Reconnect, Error> {
+impl<R: Runtime> Reconnect<R> {
+    /// A reconnecting client whose connections run on runtime `R`.
+    pub fn new(url: &str) -> Result<Reconnect<R>, Error> {
         let (request, _) = ClientRequest::from_url(url)?;
         let config = Arc::new(Config::default());
         Ok(Reconnect {
@@ -49,24 +48,25 @@ impl Reconnect {
             request,
             plan: Reconnecting::new(Backoff::new(), config.seed),
             config,
+            runtime: PhantomData,
         })
     }
 
     /// Sets the schedule.
-    pub fn with_backoff(mut self, backoff: Backoff) -> Reconnect {
+    pub fn with_backoff(mut self, backoff: Backoff) -> Self {
         self.plan.set_backoff(backoff);
         self
     }
 
     /// Sets the connection config (its seed also drives the jitter).
-    pub fn with_config(mut self, config: impl Into<Arc<Config>>) -> Reconnect {
+    pub fn with_config(mut self, config: impl Into<Arc<Config>>) -> Self {
         self.config = config.into();
         self.plan.reseed(self.config.seed);
         self
     }
 
     /// Sets the request (subprotocols, headers) sent on every attempt.
-    pub fn with_request(mut self, request: ClientRequest) -> Reconnect {
+    pub fn with_request(mut self, request: ClientRequest) -> Self {
         self.request = request;
         self
     }
@@ -84,11 +84,12 @@ impl Reconnect {
         let mut last_error = None;
         loop {
             match self.plan.next_wait() {
-                Some(delay) if !delay.is_zero() => tokio::time::sleep(delay).await,
+                Some(delay) if !delay.is_zero() => sleep::<R>(delay).await,
                 Some(_) => {}
                 None => return Err(last_error.unwrap_or(Error::Eof)),
             }
-            match connect_with(&self.url, self.request.clone(), self.config.clone()).await {
+            let config = self.config.clone();
+            match connect_with::<R>(&self.url, self.request.clone(), config).await {
                 Ok(connected) => {
                     self.plan.connected();
                     return Ok(connected);

@@ -20,11 +20,12 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::attach::Tasks;
-use crate::close::{CloseCode, CloseFrame};
-use crate::connection::{Connection, Event, Outcome, PreparedMessage};
-use crate::error::{Error, TrySendError, UsageError};
-use crate::message::Message;
-use crate::room::{Cursor, MemberEnd, Publisher, RoomEvent, LAG_CLOSE_REASON};
+use crate::registry::Publisher;
+use wavecast_core::room::{Cursor, MemberEnd, RoomEvent, LAG_CLOSE_REASON};
+use wavecast_core::{
+    CloseCode, CloseFrame, Connection, Error, Event, Message, Outcome, PreparedMessage,
+    TrySendError, UsageError,
+};
 
 /// Locks `m`. A panic while locked leaves nothing half-done that matters
 /// more than the panic itself, so a poisoned lock is taken over.
@@ -34,10 +35,12 @@ pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 
 /// The core plus the wakers of whoever waits on it. Hold it in an `Arc`.
 #[derive(Debug)]
-pub struct Shared {
+pub(crate) struct Shared {
     state: Mutex<State>,
     /// Futures run by the driver (see [`crate::attach`]).
     pub(crate) tasks: Mutex<Tasks>,
+    /// The runtime's clock (a paused test clock included).
+    clock: fn() -> Instant,
 }
 
 #[derive(Debug)]
@@ -139,8 +142,15 @@ impl State {
 
 impl Shared {
     /// Shares `conn`, with one sending and one receiving handle counted.
-    pub fn new(conn: Connection) -> Arc<Shared> {
+    #[cfg(test)]
+    pub(crate) fn new(conn: Connection) -> Arc<Shared> {
+        Shared::with_clock(conn, Instant::now)
+    }
+
+    /// Shares `conn`; handles read the time from `clock`.
+    pub(crate) fn with_clock(conn: Connection, clock: fn() -> Instant) -> Arc<Shared> {
         Arc::new(Shared {
+            clock,
             state: Mutex::new(State {
                 conn,
                 driver: None,
@@ -157,6 +167,11 @@ impl Shared {
         })
     }
 
+    /// The current time on the runtime's clock.
+    pub(crate) fn now(&self) -> Instant {
+        (self.clock)()
+    }
+
     fn lock(&self) -> MutexGuard<'_, State> {
         lock(&self.state)
     }
@@ -167,7 +182,7 @@ impl Shared {
     /// frame is in [`Shared::close_frame`]); `Ready(Some(Err(..)))` once,
     /// as the last item, when the connection failed. Cancel-safe: a message
     /// leaves the core only in the poll that returns it.
-    pub fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
         let mut s = self.lock();
         if s.receiver_finished {
             return Poll::Ready(None);
@@ -216,13 +231,13 @@ impl Shared {
     }
 
     /// The peer's close frame, once it arrived.
-    pub fn close_frame(&self) -> Option<CloseFrame> {
+    pub(crate) fn close_frame(&self) -> Option<CloseFrame> {
         self.lock().conn.close_received().cloned()
     }
 
     /// The receiving handle is gone: switch to discard mode (data dropped
     /// and counted, control frames still handled, so heartbeats go on).
-    pub fn drop_receiver(&self) {
+    pub(crate) fn drop_receiver(&self) {
         let mut s = self.lock();
         s.receiver_alive = false;
         s.receiver = None;
@@ -234,7 +249,7 @@ impl Shared {
 
     /// Ready when a message may be queued: queued output is under the write
     /// limit. Fails once the connection can no longer send.
-    pub fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+    pub(crate) fn poll_ready(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let mut s = self.lock();
         if let Some(e) = s.terminal_error() {
             return Poll::Ready(Err(e));
@@ -251,7 +266,7 @@ impl Shared {
     }
 
     /// Queues a message whole (after [`Shared::poll_ready`]).
-    pub fn send(&self, message: Message) -> Result<(), Error> {
+    pub(crate) fn send(&self, message: Message) -> Result<(), Error> {
         let mut s = self.lock();
         if let Some(e) = s.terminal_error() {
             return Err(e);
@@ -262,7 +277,7 @@ impl Shared {
     }
 
     /// Queues a message now, or hands it back when the write buffer is full.
-    pub fn try_send(&self, message: Message) -> Result<(), TrySendError> {
+    pub(crate) fn try_send(&self, message: Message) -> Result<(), TrySendError> {
         let mut s = self.lock();
         if let Some(e) = s.terminal_error() {
             return Err(TrySendError::Closed(e));
@@ -279,7 +294,7 @@ impl Shared {
     }
 
     /// Queues a prepared (broadcast) message.
-    pub fn send_prepared(&self, prepared: &PreparedMessage) -> Result<(), Error> {
+    pub(crate) fn send_prepared(&self, prepared: &PreparedMessage) -> Result<(), Error> {
         let mut s = self.lock();
         if let Some(e) = s.terminal_error() {
             return Err(e);
@@ -290,7 +305,7 @@ impl Shared {
     }
 
     /// Queues a ping.
-    pub fn send_ping(&self, payload: Bytes) -> Result<(), Error> {
+    pub(crate) fn send_ping(&self, payload: Bytes) -> Result<(), Error> {
         let mut s = self.lock();
         if let Some(e) = s.terminal_error() {
             return Err(e);
@@ -302,7 +317,7 @@ impl Shared {
 
     /// Ready once everything queued has been written to the transport (or
     /// the connection ended).
-    pub fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
+    pub(crate) fn poll_flush(&self, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         let mut s = self.lock();
         if s.is_flushed() || s.done {
             return match (&s.io_error, s.done) {
@@ -317,7 +332,7 @@ impl Shared {
 
     /// Starts the close handshake (if it has not started) after checking the
     /// arguments; then wait with [`Shared::poll_closed`].
-    pub fn close(&self, now: Instant, code: CloseCode, reason: &str) -> Result<(), Error> {
+    pub(crate) fn close(&self, now: Instant, code: CloseCode, reason: &str) -> Result<(), Error> {
         let mut s = self.lock();
         CloseFrame::new(code, reason)?;
         if s.conn.is_open() && !s.done {
@@ -331,7 +346,7 @@ impl Shared {
 
     /// Ready when the close handshake has ended: with the clean outcome, or
     /// the failure (timeout, reset).
-    pub fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<Result<Outcome, Error>> {
+    pub(crate) fn poll_closed(&self, cx: &mut Context<'_>) -> Poll<Result<Outcome, Error>> {
         let mut s = self.lock();
         let clean = matches!(s.conn.outcome(), Some(Outcome::Clean { .. }));
         if !(s.done || clean) {
@@ -349,7 +364,7 @@ impl Shared {
 
     /// Ready once the connection can no longer send (closing, closed or
     /// failed); for tasks that feed a connection until it goes away.
-    pub fn poll_send_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
+    pub(crate) fn poll_send_closed(&self, cx: &mut Context<'_>) -> Poll<()> {
         let mut s = self.lock();
         if s.done || !s.conn.is_open() {
             return Poll::Ready(());
@@ -359,13 +374,13 @@ impl Shared {
     }
 
     /// Another sending handle exists.
-    pub fn add_sender(&self) {
+    pub(crate) fn add_sender(&self) {
         self.lock().senders += 1;
     }
 
     /// A sending handle is gone; when none remain and the receiver is gone
     /// too, the driver closes the connection (1001).
-    pub fn drop_sender(&self) {
+    pub(crate) fn drop_sender(&self) {
         let mut s = self.lock();
         s.senders -= 1;
         if s.senders == 0 {
@@ -377,7 +392,7 @@ impl Shared {
     /// and [`LAG_CLOSE_REASON`]. Its socket is stalled, so this queues the
     /// close frame and returns without waiting for the peer's answer (the
     /// close timeout bounds the handshake).
-    pub fn evict(&self, now: Instant, code: CloseCode) -> MemberEnd {
+    pub(crate) fn evict(&self, now: Instant, code: CloseCode) -> MemberEnd {
         let _ = self.close(now, code, LAG_CLOSE_REASON);
         MemberEnd::Evicted(code)
     }
@@ -395,7 +410,7 @@ impl Shared {
     /// [`LagPolicy::Disconnect`](crate::room::LagPolicy::Disconnect) the
     /// room overwrote a message the member had not taken while it waited
     /// (its socket is stalled), so it must be evicted now.
-    pub fn poll_member_ready(
+    pub(crate) fn poll_member_ready(
         &self,
         cx: &mut Context<'_>,
         cursor: &mut Cursor,
@@ -419,7 +434,11 @@ impl Shared {
     /// Hands a member's next room event to the connection (after
     /// [`Shared::poll_member_ready`]): queues a message, counts lost ones
     /// in `skipped`. `Err` as for `poll_member_ready`.
-    pub fn deliver(&self, event: RoomEvent, skipped: &AtomicU64) -> Result<(), Option<CloseCode>> {
+    pub(crate) fn deliver(
+        &self,
+        event: RoomEvent,
+        skipped: &AtomicU64,
+    ) -> Result<(), Option<CloseCode>> {
         match event {
             RoomEvent::Message(message) => self.send_prepared(message.prepared()).map_err(|_| None),
             RoomEvent::Lagged(n) => {
@@ -427,13 +446,15 @@ impl Shared {
                 Ok(())
             }
             RoomEvent::Evicted(code) => Err(Some(code)),
+            // Events added later carry nothing to deliver.
+            _ => Ok(()),
         }
     }
 
     /// A member stopped for `why` (from [`Shared::poll_member_ready`],
     /// [`Shared::deliver`], or `None` once the connection cannot send):
     /// evicts it when `why` carries a code, and says how it ended.
-    pub fn end_member(&self, now: Instant, why: Option<CloseCode>) -> MemberEnd {
+    pub(crate) fn end_member(&self, now: Instant, why: Option<CloseCode>) -> MemberEnd {
         match why {
             Some(code) => self.evict(now, code),
             None => MemberEnd::Closed,
@@ -441,18 +462,18 @@ impl Shared {
     }
 
     /// Whether the connection still accepts messages.
-    pub fn is_open(&self) -> bool {
+    pub(crate) fn is_open(&self) -> bool {
         let s = self.lock();
         s.conn.is_open() && !s.done
     }
 
     /// The negotiated subprotocol.
-    pub fn subprotocol(&self) -> Option<String> {
+    pub(crate) fn subprotocol(&self) -> Option<String> {
         self.lock().conn.subprotocol().map(str::to_owned)
     }
 
     /// Runs `f` on the locked connection (for adapter-specific queries).
-    pub fn with_connection<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
+    pub(crate) fn with_connection<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
         let mut s = self.lock();
         let r = f(&mut s.conn);
         s.wake_driver();
@@ -470,7 +491,7 @@ impl Shared {
     /// Locks the state for the driver and registers its waker. Call at the
     /// start of every driver poll; the guard must not be held across an
     /// await.
-    pub fn driver(&self, waker: &Waker, now: Instant) -> DriverState<'_> {
+    pub(crate) fn driver(&self, waker: &Waker, now: Instant) -> DriverState<'_> {
         let mut s = self.lock();
         match &s.driver {
             Some(w) if w.will_wake(waker) => {}
@@ -486,20 +507,20 @@ impl Shared {
 
 /// The driver's view of a [`Shared`] connection while it polls its I/O.
 #[derive(Debug)]
-pub struct DriverState<'a> {
+pub(crate) struct DriverState<'a> {
     s: MutexGuard<'a, State>,
 }
 
 impl DriverState<'_> {
     /// The core, to feed input and take output.
-    pub fn conn(&mut self) -> &mut Connection {
+    pub(crate) fn conn(&mut self) -> &mut Connection {
         &mut self.s.conn
     }
 
     /// Call after `receive`, `receive_eof` or `handle_timeout`: hands new
     /// events to the receiver (or drops them in discard mode) and wakes a
     /// waiting `close`.
-    pub fn after_input(&mut self) {
+    pub(crate) fn after_input(&mut self) {
         let s = &mut *self.s;
         if !s.receiver_alive {
             while s.conn.poll_event().is_some() {}
@@ -514,7 +535,7 @@ impl DriverState<'_> {
     /// Call after writing: `was_blocked` is `is_write_blocked()` from before
     /// the write, `unflushed` whether the driver still holds unwritten bytes.
     /// Wakes senders waiting for room and flushers waiting for the wire.
-    pub fn after_write(&mut self, was_blocked: bool, unflushed: bool) {
+    pub(crate) fn after_write(&mut self, was_blocked: bool, unflushed: bool) {
         let s = &mut *self.s;
         s.unflushed = unflushed;
         if (was_blocked && !s.conn.is_write_blocked()) || s.is_flushed() {
@@ -524,7 +545,7 @@ impl DriverState<'_> {
 
     /// The driver stops: records an I/O error (unless the connection had
     /// already ended) and wakes everyone.
-    pub fn finish(&mut self, error: Option<io::Error>) {
+    pub(crate) fn finish(&mut self, error: Option<io::Error>) {
         let s = &mut *self.s;
         if let Some(e) = error {
             if !s.conn.is_closed() {
@@ -538,7 +559,7 @@ impl DriverState<'_> {
     }
 
     /// Wakes the receiver if events are waiting (after the core closed).
-    pub fn wake_receiver_if_events(&mut self) {
+    pub(crate) fn wake_receiver_if_events(&mut self) {
         if self.s.conn.has_events() {
             self.s.wake_receiver();
         }
@@ -547,10 +568,10 @@ impl DriverState<'_> {
 
 /// The connections a server accepted, for graceful shutdown: a registry of
 /// weak [`Shared`] references that closes them all with `1001 Going Away`,
-/// and a flag (with wakers) that SSE streams and handlers watch. Cloning is
-/// cheap; clones share the registry.
+/// and a flag that SSE streams and handlers watch through a [`Watch`].
+/// Cloning is cheap; clones share the registry.
 #[derive(Clone, Debug, Default)]
-pub struct Tracker {
+pub(crate) struct Tracker {
     inner: Arc<TrackerInner>,
 }
 
@@ -558,18 +579,34 @@ pub struct Tracker {
 struct TrackerInner {
     conns: Mutex<(Vec<Weak<Shared>>, usize)>,
     shutting_down: AtomicBool,
-    waiters: Mutex<Vec<Waker>>,
+    watchers: Mutex<Watchers>,
+}
+
+/// One waker slot per live [`Watch`]; a dropped watch frees its slot, so
+/// what is held is bounded by the watches alive, not by those ever made.
+#[derive(Debug, Default)]
+struct Watchers {
+    slots: Vec<Option<Waker>>,
+    free: Vec<usize>,
+}
+
+/// A watcher of one [`Tracker`]'s shutdown flag, for one task. Polling it
+/// costs O(1); dropping it releases its waker.
+#[derive(Debug)]
+pub(crate) struct Watch {
+    tracker: Tracker,
+    slot: usize,
 }
 
 impl Tracker {
     /// An empty registry.
-    pub fn new() -> Tracker {
+    pub(crate) fn new() -> Tracker {
         Tracker::default()
     }
 
     /// Registers an accepted connection. During shutdown it is closed at
     /// once.
-    pub fn track(&self, shared: &Arc<Shared>, now: Instant) {
+    pub(crate) fn track(&self, shared: &Arc<Shared>, now: Instant) {
         let mut guard = lock(&self.inner.conns);
         let (conns, prune_at) = &mut *guard;
         if conns.len() >= *prune_at {
@@ -584,31 +621,42 @@ impl Tracker {
     }
 
     /// Whether [`Tracker::begin_shutdown`] was called.
-    pub fn is_shutting_down(&self) -> bool {
+    pub(crate) fn is_shutting_down(&self) -> bool {
         self.inner.shutting_down.load(Ordering::Acquire)
     }
 
-    /// Ready once shutdown has begun; otherwise registers the waker.
-    pub fn poll_shutting_down(&self, cx: &mut Context<'_>) -> Poll<()> {
-        let mut waiters = lock(&self.inner.waiters);
-        if self.is_shutting_down() {
-            return Poll::Ready(());
+    /// A watcher for one task that waits for shutdown.
+    pub(crate) fn watch(&self) -> Watch {
+        let mut w = lock(&self.inner.watchers);
+        let slot = match w.free.pop() {
+            Some(slot) => slot,
+            None => {
+                w.slots.push(None);
+                w.slots.len() - 1
+            }
+        };
+        Watch {
+            tracker: self.clone(),
+            slot,
         }
-        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
-            waiters.push(cx.waker().clone());
-        }
-        Poll::Pending
+    }
+
+    /// How many wakers watchers hold right now (for tests and metrics).
+    #[cfg(test)]
+    pub(crate) fn watchers(&self) -> usize {
+        let w = lock(&self.inner.watchers);
+        w.slots.iter().filter(|s| s.is_some()).count()
     }
 
     /// Starts graceful shutdown: wakes the watchers and closes every live
     /// connection with `1001 Going Away`.
-    pub fn begin_shutdown(&self, now: Instant) {
-        let waiters = {
-            let mut w = lock(&self.inner.waiters);
+    pub(crate) fn begin_shutdown(&self, now: Instant) {
+        let wakers: Vec<Waker> = {
+            let mut w = lock(&self.inner.watchers);
             self.inner.shutting_down.store(true, Ordering::Release);
-            std::mem::take(&mut *w)
+            w.slots.iter_mut().filter_map(Option::take).collect()
         };
-        for w in waiters {
+        for w in wakers {
             w.wake();
         }
         self.close_all(now);
@@ -625,12 +673,35 @@ impl Tracker {
     }
 }
 
+impl Watch {
+    /// Ready once shutdown has begun; otherwise keeps this task's waker in
+    /// the watch's own slot (replacing the previous one).
+    pub(crate) fn poll_shutting_down(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut w = lock(&self.tracker.inner.watchers);
+        if self.tracker.is_shutting_down() {
+            return Poll::Ready(());
+        }
+        match &mut w.slots[self.slot] {
+            Some(old) if old.will_wake(cx.waker()) => {}
+            slot => *slot = Some(cx.waker().clone()),
+        }
+        Poll::Pending
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        let mut w = lock(&self.tracker.inner.watchers);
+        w.slots[self.slot] = None;
+        w.free.push(self.slot);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-    use crate::connection::Role;
     use std::task::Wake;
+    use wavecast_core::{Config, Role};
 
     struct Flag(AtomicBool);
 
@@ -652,15 +723,34 @@ mod tests {
         let flag = Arc::new(Flag(AtomicBool::new(false)));
         let waker = Waker::from(flag.clone());
         let mut cx = Context::from_waker(&waker);
-        assert!(tracker.poll_shutting_down(&mut cx).is_pending());
+        let watch = tracker.watch();
+        assert!(watch.poll_shutting_down(&mut cx).is_pending());
         tracker.begin_shutdown(now);
         assert!(flag.0.load(Ordering::SeqCst));
-        assert!(tracker.poll_shutting_down(&mut cx).is_ready());
+        assert!(watch.poll_shutting_down(&mut cx).is_ready());
         assert!(!live.is_open(), "closing with 1001");
         // Connections accepted during shutdown are closed at once.
         let late = Shared::new(Connection::new(Role::Server, Config::default(), now));
         tracker.track(&late, now);
         assert!(!late.is_open());
+    }
+
+    /// Watches that come and go leave no waker behind, however many there
+    /// were, and polling one does not scan the others.
+    #[test]
+    fn dropped_watches_release_their_wakers() {
+        let tracker = Tracker::new();
+        let waker = Waker::from(Arc::new(Flag(AtomicBool::new(false))));
+        let mut cx = Context::from_waker(&waker);
+        for _ in 0..1000 {
+            let watch = tracker.watch();
+            assert!(watch.poll_shutting_down(&mut cx).is_pending());
+            assert!(watch.poll_shutting_down(&mut cx).is_pending());
+            assert_eq!(tracker.watchers(), 1);
+        }
+        assert_eq!(tracker.watchers(), 0);
+        let w = lock(&tracker.inner.watchers);
+        assert_eq!(w.slots.len(), 1, "slots are reused");
     }
 
     /// A task waiting only for the connection to stop sending (a room

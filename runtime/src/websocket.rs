@@ -2,7 +2,7 @@
 //! [`Receiver`] for use from different tasks.
 //!
 //! Handles never touch the socket: they go through the core's
-//! [`Shared`] connection and wake the driver task that does the I/O.
+//! shared connection state and wake the driver task that does the I/O.
 //!
 //! - `send(..).await` returning `Ok` means the message is **queued** in the
 //!   core (framed, in order), not yet written; [`Sender::flush`] waits until
@@ -16,18 +16,18 @@ use std::future::{poll_fn, Future};
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 
 use bytes::Bytes;
 use futures_core::Stream;
-use futures_io::{AsyncRead, AsyncWrite};
 use futures_sink::Sink;
 use wavecast_core::{
     CloseCode, CloseFrame, Config, Connection, Error, Message, Negotiated, Outcome,
-    PreparedMessage, Role, Shared, TrySendError, Utf8Bytes,
+    PreparedMessage, Role, TrySendError, Utf8Bytes,
 };
 
 use crate::driver::Driver;
+use crate::runtime::{BoxFuture, Runtime, Transport};
+use crate::shared::Shared;
 
 /// A WebSocket connection. Send and receive directly, or [`WebSocket::split`]
 /// into halves for separate tasks.
@@ -53,59 +53,54 @@ pub struct Receiver {
 }
 
 impl WebSocket {
-    /// Wraps a stream that has already been upgraded and starts its driver
-    /// on smol's executor. `leftover` holds bytes that arrived after the
-    /// HTTP head; they are fed to the core first.
-    pub fn from_upgraded<S>(
+    /// Wraps a stream that has already been upgraded (by hyper or another
+    /// HTTP stack) and starts its driver on `R`'s executor. `leftover` holds
+    /// bytes that arrived after the HTTP head; they are fed to the core
+    /// first. The adapter crates offer this as `from_upgraded`.
+    pub fn from_upgraded<R: Runtime, S: Transport>(
         stream: S,
         role: Role,
         config: impl Into<Arc<Config>>,
         negotiated: &Negotiated,
         leftover: Bytes,
-    ) -> WebSocket
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        Self::start(
+    ) -> WebSocket {
+        let (ws, driver) = Self::start::<R, S>(
             stream,
             role,
-            config,
+            config.into(),
             negotiated,
             leftover,
             Vec::new(),
-            |d| smol::spawn(d).detach(),
-        )
+        );
+        R::spawn(driver);
+        ws
     }
 
-    /// Builds the handles and hands the driver future to `spawn`; `prefix`
-    /// (a `101` response) is written before any frame. The async-std
-    /// adapter uses this with its own executor.
-    #[doc(hidden)]
-    pub fn start<S>(
+    /// Builds the handles and the driver future (for the caller to spawn);
+    /// `prefix` (a `101` response) is written before any frame.
+    pub(crate) fn start<R: Runtime, S: Transport>(
         stream: S,
         role: Role,
-        config: impl Into<Arc<Config>>,
+        config: Arc<Config>,
         negotiated: &Negotiated,
         leftover: Bytes,
         prefix: Vec<u8>,
-        spawn: impl FnOnce(Pin<Box<dyn Future<Output = ()> + Send>>),
-    ) -> WebSocket
-    where
-        S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    {
-        let now = Instant::now();
+    ) -> (WebSocket, BoxFuture<'static, ()>) {
+        let now = R::now();
         let mut conn = Connection::with_negotiated(role, config, negotiated, now);
         if !leftover.is_empty() {
             conn.receive(now, &leftover);
         }
-        let shared = Shared::new(conn);
-        spawn(Box::pin(Driver::new(shared.clone(), stream, prefix)));
-        WebSocket {
+        let shared = Shared::with_clock(conn, R::now);
+        let driver: BoxFuture<'static, ()> =
+            Box::pin(Driver::<R, S>::new(shared.clone(), stream, prefix));
+        let ws = WebSocket {
             sender: Sender {
                 shared: shared.clone(),
             },
             receiver: Receiver { shared },
-        }
+        };
+        (ws, driver)
     }
 
     /// The shared state, for connection tracking (graceful shutdown).
@@ -261,7 +256,7 @@ impl Sender {
     /// (a clean [`Outcome`]) or the close timeout passes. Messages that
     /// arrive meanwhile are still delivered to the receiver.
     pub async fn close(&self, code: CloseCode, reason: &str) -> Result<Outcome, Error> {
-        self.shared.close(Instant::now(), code, reason)?;
+        self.shared.close(self.shared.now(), code, reason)?;
         poll_fn(|cx| self.shared.poll_closed(cx)).await
     }
 
@@ -349,7 +344,8 @@ impl Sink<Message> for Sender {
     }
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         if self.shared.is_open() {
-            self.shared.close(Instant::now(), CloseCode::NORMAL, "")?;
+            self.shared
+                .close(self.shared.now(), CloseCode::NORMAL, "")?;
         }
         self.shared.poll_flush(cx)
     }

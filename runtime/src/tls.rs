@@ -1,6 +1,9 @@
-//! TLS for `wss://`, behind the `rustls` feature.
+//! TLS for `wss://`, behind the `rustls` feature: `futures-rustls` over the
+//! runtime's TCP stream, written once for every runtime. The TLS handshake
+//! runs under the same deadline as the TCP connect and the HTTP upgrade.
 
 use std::sync::Arc;
+use std::time::Instant;
 
 use wavecast_core::handshake::ClientRequest;
 use wavecast_core::{Config, Error};
@@ -8,6 +11,11 @@ use wavecast_core::{Config, Error};
 use crate::client::Response;
 use crate::runtime::Runtime;
 use crate::websocket::WebSocket;
+
+/// Why a `wss://` connect could not even start.
+fn tls_error(message: String) -> Error {
+    Error::tls(message)
+}
 
 // Same signature as with the feature, which connects through `R`.
 #[cfg(not(feature = "rustls"))]
@@ -17,8 +25,9 @@ pub(crate) async fn connect_tls<R: Runtime>(
     _port: u16,
     _request: ClientRequest,
     _config: Arc<Config>,
+    _deadline: Instant,
 ) -> Result<(WebSocket, Response), Error> {
-    Err(Error::Tls("wss:// needs the `rustls` feature".to_owned()))
+    Err(tls_error("wss:// needs the `rustls` feature".to_owned()))
 }
 
 #[cfg(feature = "rustls")]
@@ -27,8 +36,10 @@ pub(crate) async fn connect_tls<R: Runtime>(
     port: u16,
     request: ClientRequest,
     config: Arc<Config>,
+    deadline: Instant,
 ) -> Result<(WebSocket, Response), Error> {
-    connect_tls_over::<R>(host, port, request, config, default_client_config()).await
+    let tls = default_client_config();
+    connect_tls_over::<R>(host, port, request, config, tls, deadline).await
 }
 
 #[cfg(feature = "rustls")]
@@ -38,17 +49,26 @@ async fn connect_tls_over<R: Runtime>(
     request: ClientRequest,
     config: Arc<Config>,
     tls: Arc<futures_rustls::rustls::ClientConfig>,
+    deadline: Instant,
 ) -> Result<(WebSocket, Response), Error> {
-    let tcp = R::connect(host.clone(), port).await?;
+    use crate::runtime::until;
+    use wavecast_core::HandshakeError;
+
+    let timeout = || Error::Handshake(HandshakeError::Timeout);
+    let tcp = until::<R, _>(deadline, R::connect(host.clone(), port))
+        .await
+        .ok_or_else(timeout)??;
     let name = rustls_pki_types::ServerName::try_from(host.clone())
-        .map_err(|e| Error::Tls(format!("invalid server name {host:?}: {e}")))?;
-    let stream = futures_rustls::TlsConnector::from(tls)
-        .connect(name, tcp)
-        .await?;
-    crate::client::client_over_inner::<_, R>(stream, request, config).await
+        .map_err(|e| tls_error(format!("invalid server name {host:?}: {e}")))?;
+    let connecting = futures_rustls::TlsConnector::from(tls).connect(name, tcp);
+    let stream = until::<R, _>(deadline, connecting)
+        .await
+        .ok_or_else(timeout)??;
+    crate::client::client_over_inner::<R, _>(stream, request, config, deadline).await
 }
 
-/// A rustls client config trusting the webpki roots, with the ring provider.
+/// A rustls client config with the webpki roots and the ring provider:
+/// what `connect` uses for `wss://`.
 #[cfg(feature = "rustls")]
 pub fn default_client_config() -> Arc<futures_rustls::rustls::ClientConfig> {
     use futures_rustls::rustls;
@@ -63,31 +83,19 @@ pub fn default_client_config() -> Arc<futures_rustls::rustls::ClientConfig> {
     Arc::new(config)
 }
 
-/// Connects over TLS with a caller-supplied rustls config (custom roots,
-/// client certificates). The handshake's state is boxed and freed once it
-/// ends, as with [`crate::connect_with`].
+/// Connects to a `wss://` URL with your own rustls config (private roots,
+/// client certificates).
 #[cfg(feature = "rustls")]
-pub fn connect_tls_with<'a>(
+pub fn connect_tls_with<'a, R: Runtime>(
     url: &'a str,
     request: ClientRequest,
     config: impl Into<Arc<Config>>,
     tls: Arc<futures_rustls::rustls::ClientConfig>,
-) -> impl std::future::Future<Output = Result<(WebSocket, Response), Error>> + 'a {
-    connect_tls_with_on::<crate::runtime::Smol>(url, request, config, tls)
-}
-
-/// [`connect_tls_with`] on runtime `R`.
-#[cfg(feature = "rustls")]
-#[doc(hidden)]
-pub fn connect_tls_with_on<'a, R: Runtime>(
-    url: &'a str,
-    request: ClientRequest,
-    config: impl Into<Arc<Config>>,
-    tls: Arc<futures_rustls::rustls::ClientConfig>,
-) -> impl std::future::Future<Output = Result<(WebSocket, Response), Error>> + 'a {
+) -> impl std::future::Future<Output = Result<(WebSocket, Response), Error>> + Send + 'a {
     let config = config.into();
     Box::pin(async move {
         let (_, target) = ClientRequest::from_url(url)?;
-        connect_tls_over::<R>(target.host, target.port, request, config, tls).await
+        let deadline = crate::client::connect_deadline::<R>(&config);
+        connect_tls_over::<R>(target.host, target.port, request, config, tls, deadline).await
     })
 }

@@ -1,15 +1,20 @@
-//! Connecting: from a `ws://` URL or over a stream you already have.
+//! Connecting: from a `ws://` (or `wss://`) URL or over a stream you
+//! already have.
+//!
+//! One deadline covers the whole connect — TCP, TLS and the HTTP upgrade —
+//! as the core computes it ([`Config::handshake_timeout`] from the start):
+//! a server that accepts and then says nothing fails the connect in time.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures_io::{AsyncRead, AsyncWrite};
-use smol::io::{AsyncReadExt, AsyncWriteExt};
 use wavecast_core::handshake::{ClientAccepted, ClientHandshake, ClientRequest, Headers};
 use wavecast_core::{Config, Error, HandshakeError, Role};
 
-use crate::runtime::{until, Runtime, Smol};
+use crate::io::{read, write_all};
+use crate::runtime::{until, Runtime, Transport};
+use crate::server::default_config;
 use crate::websocket::WebSocket;
 
 /// The server's answer to a successful upgrade.
@@ -26,9 +31,9 @@ pub struct Response {
 ///
 /// `wss://` needs the `rustls` feature; without it this fails at once with
 /// [`Error::Tls`].
-pub async fn connect(url: &str) -> Result<(WebSocket, Response), Error> {
+pub async fn connect<R: Runtime>(url: &str) -> Result<(WebSocket, Response), Error> {
     let (request, _) = ClientRequest::from_url(url)?;
-    connect_with(url, request, crate::server::default_config()).await
+    connect_with::<R>(url, request, default_config()).await
 }
 
 /// Connects to `url` with a prepared request (subprotocols, extra headers
@@ -37,20 +42,11 @@ pub async fn connect(url: &str) -> Result<(WebSocket, Response), Error> {
 /// The handshake's state is boxed and freed once it ends: the returned
 /// future is one pointer wide, so awaiting it does not grow the caller's
 /// task for the rest of the connection.
-pub fn connect_with<'a>(
+pub fn connect_with<'a, R: Runtime>(
     url: &'a str,
     request: ClientRequest,
     config: impl Into<Arc<Config>>,
-) -> impl Future<Output = Result<(WebSocket, Response), Error>> + 'a {
-    connect_with_on::<Smol>(url, request, config)
-}
-
-#[doc(hidden)]
-pub fn connect_with_on<'a, R: Runtime>(
-    url: &'a str,
-    request: ClientRequest,
-    config: impl Into<Arc<Config>>,
-) -> impl Future<Output = Result<(WebSocket, Response), Error>> + 'a {
+) -> impl Future<Output = Result<(WebSocket, Response), Error>> + Send + 'a {
     Box::pin(connect_with_inner::<R>(url, request, config.into()))
 }
 
@@ -60,14 +56,20 @@ async fn connect_with_inner<R: Runtime>(
     config: Arc<Config>,
 ) -> Result<(WebSocket, Response), Error> {
     let (_, target) = ClientRequest::from_url(url)?;
+    let deadline = connect_deadline::<R>(&config);
     if target.tls {
-        return crate::tls::connect_tls::<R>(target.host, target.port, request, config).await;
+        return crate::tls::connect_tls::<R>(target.host, target.port, request, config, deadline)
+            .await;
     }
-    let deadline = Instant::now() + config.handshake_timeout;
-    let tcp = until(deadline, R::connect(target.host.clone(), target.port))
+    let tcp = until::<R, _>(deadline, R::connect(target.host.clone(), target.port))
         .await
         .ok_or(Error::Handshake(HandshakeError::Timeout))??;
-    client_over_inner::<_, R>(tcp, request, config).await
+    client_over_inner::<R, _>(tcp, request, config, deadline).await
+}
+
+/// When a connect started now must have finished.
+pub(crate) fn connect_deadline<R: Runtime>(config: &Config) -> Instant {
+    R::now() + config.handshake_timeout
 }
 
 /// Runs the client handshake over an already-open stream (TCP, TLS, a
@@ -75,52 +77,37 @@ async fn connect_with_inner<R: Runtime>(
 ///
 /// Like [`connect_with`], the handshake's state is boxed and freed once it
 /// ends.
-pub fn client_over<S>(
+pub fn client_over<R: Runtime, S: Transport>(
     stream: S,
     request: ClientRequest,
     config: impl Into<Arc<Config>>,
-) -> impl Future<Output = Result<(WebSocket, Response), Error>>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-{
-    client_over_on::<S, Smol>(stream, request, config)
+) -> impl Future<Output = Result<(WebSocket, Response), Error>> + Send {
+    let config = config.into();
+    let deadline = connect_deadline::<R>(&config);
+    Box::pin(client_over_inner::<R, S>(stream, request, config, deadline))
 }
 
-#[doc(hidden)]
-pub fn client_over_on<S, R>(
-    stream: S,
-    request: ClientRequest,
-    config: impl Into<Arc<Config>>,
-) -> impl Future<Output = Result<(WebSocket, Response), Error>>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    R: Runtime,
-{
-    Box::pin(client_over_inner::<S, R>(stream, request, config.into()))
-}
-
-pub(crate) async fn client_over_inner<S, R>(
+pub(crate) async fn client_over_inner<R: Runtime, S: Transport>(
     mut stream: S,
     request: ClientRequest,
     config: Arc<Config>,
-) -> Result<(WebSocket, Response), Error>
-where
-    S: AsyncRead + AsyncWrite + Unpin + Send + 'static,
-    R: Runtime,
-{
-    let mut handshake = ClientHandshake::new(&config, request, Instant::now());
-    let deadline = Instant::now() + config.handshake_timeout;
-    let accepted: Result<ClientAccepted, Error> = until(deadline, async {
-        stream.write_all(handshake.request_bytes()).await?;
-        stream.flush().await?;
+    deadline: Instant,
+) -> Result<(WebSocket, Response), Error> {
+    let mut handshake = ClientHandshake::new(&config, request, R::now());
+    // The earlier of the whole connect's deadline and the handshake's own.
+    let deadline = handshake
+        .poll_timeout()
+        .map_or(deadline, |d| d.min(deadline));
+    let accepted: Result<ClientAccepted, Error> = until::<R, _>(deadline, async {
+        write_all(&mut stream, handshake.request_bytes()).await?;
         let mut buf = vec![0u8; 2048];
         loop {
-            let n = stream.read(&mut buf).await?;
+            let n = read(&mut stream, &mut buf).await?;
             if n == 0 {
-                let e = handshake.receive_eof(Instant::now()).err();
+                let e = handshake.receive_eof(R::now()).err();
                 return Err(Error::Handshake(e.unwrap_or(HandshakeError::Eof)));
             }
-            if let Some(accepted) = handshake.receive(Instant::now(), &buf[..n])? {
+            if let Some(accepted) = handshake.receive(R::now(), &buf[..n])? {
                 return Ok(accepted);
             }
         }
@@ -132,14 +119,14 @@ where
         headers: accepted.response_headers,
         subprotocol: accepted.negotiated.subprotocol.clone(),
     };
-    let ws = WebSocket::start(
+    let (ws, driver) = WebSocket::start::<R, S>(
         stream,
         Role::Client,
         config,
         &accepted.negotiated,
         accepted.leftover,
         Vec::new(),
-        R::spawn,
     );
+    R::spawn(driver);
     Ok((ws, response))
 }

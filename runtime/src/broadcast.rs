@@ -1,66 +1,89 @@
-//! Broadcast rooms on tokio's `broadcast` channel.
+//! Broadcast rooms over the runtime's broadcast channel.
 //!
 //! A [`Hub`] holds named [`Room`]s. A message published to a room is framed
 //! once ([`RoomMessage`]) and the same shared bytes go to every member. Each
-//! room's channel is a ring of [`RoomConfig::capacity`] messages: that ring
-//! is the bounded queue of every member, so memory does not grow with a slow
-//! member, and publishing never waits for one.
+//! room's channel ([`Runtime::Broadcast`]: tokio's `broadcast`, or
+//! `async-broadcast` on smol and async-std) is an overwriting ring of
+//! [`RoomConfig::capacity`] messages, applied exactly on every runtime: that
+//! ring is the bounded queue of every member, so memory does not grow with a
+//! slow member, and publishing never waits for one. Members run inside their
+//! connection's driver task.
 //!
 //! The policy (shared with every wavecast adapter, see
-//! [`wavecast_core::room`]):
+//! `wavecast_core::room`):
 //!
 //! - subscribe **before** the `101` is written (call [`Room::subscribe`] or
-//!   [`Room::join`] before [`crate::Incoming::accept`], or inside
-//!   [`crate::Incoming::accept_then`]): everything published after the client
+//!   [`Room::join`] before [`Incoming::accept`](crate::Incoming::accept), or inside
+//!   [`Incoming::accept_then`](crate::Incoming::accept_then)): everything published after the client
 //!   sees the handshake complete reaches it, without it sending anything;
 //! - a member takes the next message only while its connection's queued
 //!   output is under [`crate::Config::write_buffer_limit`], so a stalled
 //!   socket shows up as lag in the room, not as a growing output queue;
-//! - a member that fell more than `capacity` messages behind (tokio rounds
-//!   the capacity up to a power of two) gets the room's [`LagPolicy`]: skip
-//!   ahead — reported as [`RoomEvent::Lagged`] and counted in
-//!   [`Member::skipped`] when the member next takes a message, since a
-//!   stalled member loses nothing else meanwhile — or be closed with
-//!   [`wavecast_core::room::LAG_CLOSE_CODE`] (`1013`), as soon as the room
-//!   overwrites a message it had not taken;
+//! - a member that fell more than `capacity` messages behind gets the room's
+//!   [`LagPolicy`]: skip ahead — reported as [`RoomEvent::Lagged`] and
+//!   counted in [`Member::skipped`] when the member next takes a message —
+//!   or be closed with [`wavecast_core::room::LAG_CLOSE_CODE`] (`1013`), as
+//!   soon as the room overwrites a message it had not taken;
 //! - a room is removed from its hub when the last [`Room`] handle,
 //!   [`Subscription`] and [`Member`] for it are gone.
 
-use std::future::{poll_fn, Future};
-use std::pin::pin;
+use std::future::poll_fn;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
+use std::task::{Context, Poll};
 
-use tokio::sync::broadcast;
-use wavecast_core::room::{Cursor, Lease, Publisher, Rooms};
-use wavecast_core::{Attachment, CloseCode, Message, PreparedMessage};
+use wavecast_core::room::Cursor;
+use wavecast_core::{CloseCode, Error, Message, PreparedMessage};
 
-pub use wavecast_core::room::{
-    LagPolicy, MemberEnd, RoomConfig, RoomError, RoomEvent, RoomMessage,
-};
+pub(crate) use wavecast_core::room::{LagPolicy, MemberEnd, RoomConfig, RoomError, RoomEvent};
 
-use crate::driver::now;
-use crate::error::Error;
+use crate::attach::Attachment;
+use crate::registry::{Lease, Publisher, Rooms};
+use crate::runtime::{Broadcast, Runtime, TryRecv};
 use crate::websocket::{Sender, WebSocket};
 
-#[derive(Debug)]
-struct RoomState {
-    tx: broadcast::Sender<Arc<RoomMessage>>,
+type Tx<R> = <<R as Runtime>::Broadcast as Broadcast>::Sender;
+type Rx<R> = <<R as Runtime>::Broadcast as Broadcast>::Receiver;
+
+struct RoomState<R: Runtime> {
+    tx: Tx<R>,
     publisher: Arc<Publisher>,
 }
 
 /// Named rooms sharing one [`RoomConfig`]. Cloning is cheap and clones
 /// share the rooms.
-#[derive(Clone, Debug, Default)]
-pub struct Hub {
-    rooms: Rooms<RoomState>,
+pub struct Hub<R: Runtime> {
+    rooms: Rooms<RoomState<R>>,
     config: RoomConfig,
 }
 
-impl Hub {
+impl<R: Runtime> Clone for Hub<R> {
+    fn clone(&self) -> Self {
+        Hub {
+            rooms: self.rooms.clone(),
+            config: self.config,
+        }
+    }
+}
+
+impl<R: Runtime> std::fmt::Debug for Hub<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Hub")
+            .field("rooms", &self.rooms.len())
+            .field("config", &self.config)
+            .finish()
+    }
+}
+
+impl<R: Runtime> Default for Hub<R> {
+    fn default() -> Self {
+        Hub::new(RoomConfig::default())
+    }
+}
+
+impl<R: Runtime> Hub<R> {
     /// A hub whose rooms use `config`.
-    pub fn new(config: RoomConfig) -> Hub {
+    pub fn new(config: RoomConfig) -> Hub<R> {
         Hub {
             rooms: Rooms::default(),
             config,
@@ -72,20 +95,19 @@ impl Hub {
     /// # Errors
     ///
     /// [`RoomError::InvalidName`]: empty, over 128 bytes, or control characters.
-    pub fn room(&self, name: &str) -> Result<Room, RoomError> {
+    pub fn room(&self, name: &str) -> Result<Room<R>, RoomError> {
         let capacity = self.config.capacity.max(1);
-        let ((tx, publisher), lease) = self.rooms.acquire(
-            name,
-            || RoomState {
-                tx: broadcast::channel(capacity).0,
-                publisher: Arc::default(),
-            },
-            |state| (state.tx.clone(), state.publisher.clone()),
-        )?;
+        let make = || RoomState::<R> {
+            tx: R::Broadcast::channel(capacity),
+            publisher: Arc::default(),
+        };
+        let ((tx, publisher), lease) = self.rooms.acquire(name, make, |state| {
+            (state.tx.clone(), state.publisher.clone())
+        })?;
         Ok(Room {
             tx,
             publisher,
-            capacity: capacity.next_power_of_two(),
+            capacity,
             policy: self.config.lag_policy,
             lease,
         })
@@ -104,17 +126,37 @@ impl Hub {
 
 /// A handle on one room: publish to it and subscribe connections. Cloning
 /// is cheap; the room lives while a handle, subscription or member does.
-#[derive(Clone, Debug)]
-pub struct Room {
-    tx: broadcast::Sender<Arc<RoomMessage>>,
+pub struct Room<R: Runtime> {
+    tx: Tx<R>,
     publisher: Arc<Publisher>,
-    /// The ring's real size: tokio rounds the capacity up to a power of two.
     capacity: usize,
     policy: LagPolicy,
-    lease: Lease<RoomState>,
+    lease: Lease<RoomState<R>>,
 }
 
-impl Room {
+impl<R: Runtime> Clone for Room<R> {
+    fn clone(&self) -> Self {
+        Room {
+            tx: self.tx.clone(),
+            publisher: self.publisher.clone(),
+            capacity: self.capacity,
+            policy: self.policy,
+            lease: self.lease.clone(),
+        }
+    }
+}
+
+impl<R: Runtime> std::fmt::Debug for Room<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Room")
+            .field("name", &self.name())
+            .field("capacity", &self.capacity)
+            .field("published", &self.published())
+            .finish()
+    }
+}
+
+impl<R: Runtime> Room<R> {
     /// The room's name.
     pub fn name(&self) -> &str {
         self.lease.name()
@@ -128,21 +170,24 @@ impl Room {
 
     /// Publishes a message already framed with [`PreparedMessage::new`].
     pub fn publish_prepared(&self, prepared: PreparedMessage) -> usize {
-        let delivered = self.tx.send(self.publisher.next(prepared)).unwrap_or(0);
-        // Members blocked on a full output queue check for overflow.
+        // A full ring drops its oldest message instead of waiting; no
+        // member means nothing to deliver.
+        let delivered = R::Broadcast::send(&self.tx, self.publisher.next(prepared));
+        // Members waiting for a message, or blocked on a full output queue
+        // (checking for overflow), look again.
         self.publisher.notify();
         delivered
     }
 
     /// How many members (subscriptions) the room has.
     pub fn members(&self) -> usize {
-        self.tx.receiver_count()
+        R::Broadcast::receivers(&self.tx)
     }
 
     /// How many messages the room holds for its slowest member (at most
-    /// [`RoomConfig::capacity`]): the length of the longest member queue.
+    /// [`RoomConfig::capacity`]).
     pub fn queued(&self) -> usize {
-        self.tx.len()
+        R::Broadcast::queued(&self.tx).min(self.capacity)
     }
 
     /// How many messages have been published.
@@ -152,9 +197,9 @@ impl Room {
 
     /// Subscribes now: the subscription receives every message published
     /// from this call on. Drive it yourself with [`Subscription::recv`].
-    pub fn subscribe(&self) -> Subscription {
+    pub fn subscribe(&self) -> Subscription<R> {
         Subscription {
-            rx: self.tx.subscribe(),
+            rx: R::Broadcast::subscribe(&self.tx),
             cursor: Cursor::new(self.policy, self.capacity, self.publisher.published()),
             publisher: self.publisher.clone(),
             _lease: self.lease.clone(),
@@ -163,8 +208,8 @@ impl Room {
 
     /// Subscribes now and forwards the room to `sender` under the room's
     /// lag policy, until the connection ends or the returned [`Member`] is
-    /// dropped. The forwarding runs inside the connection's own task (see
-    /// [`wavecast_core::attach`]), not a task of its own.
+    /// dropped. The forwarding runs inside the connection's own task, not a
+    /// task of its own.
     pub fn join(&self, sender: Sender) -> Member {
         let sub = self.subscribe();
         let skipped = Arc::new(AtomicU64::new(0));
@@ -203,26 +248,51 @@ impl Room {
 
 /// One member's place in a room: a bounded queue (the room's ring) and its
 /// lag accounting.
-#[derive(Debug)]
-pub struct Subscription {
-    rx: broadcast::Receiver<Arc<RoomMessage>>,
+pub struct Subscription<R: Runtime> {
+    rx: Rx<R>,
     cursor: Cursor,
     publisher: Arc<Publisher>,
-    _lease: Lease<RoomState>,
+    _lease: Lease<RoomState<R>>,
 }
 
-impl Subscription {
+impl<R: Runtime> std::fmt::Debug for Subscription<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Subscription")
+            .field("cursor", &self.cursor)
+            .finish()
+    }
+}
+
+impl<R: Runtime> Subscription<R> {
     /// The next event; cancel-safe. Never ends while the subscription lives
     /// (it keeps its room alive).
     pub async fn recv(&mut self) -> RoomEvent {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// Polls for the next event: the channel is looked at without waiting,
+    /// and the room's publisher wakes the task when something is published.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<RoomEvent> {
         loop {
-            match self.rx.recv().await {
-                Ok(message) => return self.cursor.on_message(message),
-                Err(broadcast::error::RecvError::Lagged(n)) => return self.cursor.on_lagged(n),
-                // Unreachable while we hold the lease (the state keeps a
-                // sender), but waiting forever is the right answer anyway.
-                Err(broadcast::error::RecvError::Closed) => {
-                    std::future::pending::<()>().await;
+            if let Some(event) = self.cursor.take_held() {
+                return Poll::Ready(event);
+            }
+            // Read before looking, so a publish in between is not missed.
+            let seen = self.publisher.published();
+            match R::Broadcast::try_recv(&mut self.rx) {
+                TryRecv::Message(message) => {
+                    if let Some(event) = self
+                        .cursor
+                        .on_message(message, seen.max(self.publisher.published()))
+                    {
+                        return Poll::Ready(event);
+                    }
+                }
+                TryRecv::Lagged(missed) => return Poll::Ready(self.cursor.on_lagged(missed)),
+                TryRecv::Empty => {
+                    if self.publisher.poll_published(cx, seen).is_pending() {
+                        return Poll::Pending;
+                    }
                 }
             }
         }
@@ -236,7 +306,8 @@ impl Subscription {
     /// Messages waiting for this member (more than the room holds once it
     /// has fallen behind).
     pub fn pending(&self) -> usize {
-        self.rx.len()
+        let pending = self.cursor.pending(self.publisher.published());
+        usize::try_from(pending).unwrap_or(usize::MAX)
     }
 }
 
@@ -265,29 +336,30 @@ impl Member {
     }
 }
 
-/// The member loop (the policy is the core's, see
-/// [`Shared::poll_member_ready`](wavecast_core::Shared::poll_member_ready)):
+/// The member loop (the policy is the core's cursor plus
+/// [`Shared::poll_member_ready`](crate::shared::Shared::poll_member_ready)):
 /// wait for room in the output queue, take one event, deliver it; stop when
 /// the connection can no longer send. `sender` keeps the connection open
 /// for the member.
-async fn forward(mut sub: Subscription, sender: Sender, skipped: Arc<AtomicU64>) -> MemberEnd {
+async fn forward<R: Runtime>(
+    mut sub: Subscription<R>,
+    sender: Sender,
+    skipped: Arc<AtomicU64>,
+) -> MemberEnd {
     let shared = sender.shared();
     let why = loop {
         let ready = poll_fn(|cx| shared.poll_member_ready(cx, &mut sub.cursor, &sub.publisher));
         if let Err(why) = ready.await {
             break why;
         }
-        let event = {
-            let mut next = pin!(sub.recv());
-            poll_fn(|cx| {
-                if let Poll::Ready(event) = next.as_mut().poll(cx) {
-                    return Poll::Ready(Some(event));
-                }
-                // Nothing to forward: stop once the connection cannot send.
-                shared.poll_send_closed(cx).map(|()| None)
-            })
-            .await
-        };
+        let event = poll_fn(|cx| {
+            if let Poll::Ready(event) = sub.poll_recv(cx) {
+                return Poll::Ready(Some(event));
+            }
+            // Nothing to forward: stop once the connection cannot send.
+            shared.poll_send_closed(cx).map(|()| None)
+        })
+        .await;
         let Some(event) = event else {
             break None;
         };
@@ -295,5 +367,5 @@ async fn forward(mut sub: Subscription, sender: Sender, skipped: Arc<AtomicU64>)
             break why;
         }
     };
-    shared.end_member(now(), why)
+    shared.end_member(shared.now(), why)
 }

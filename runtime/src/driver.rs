@@ -1,6 +1,5 @@
-//! The I/O loop over `futures-io` streams and async-io timers: read into
-//! the core, write what it queued, sleep until its next deadline. smol and
-//! async-std both run on this reactor, so both adapters use this driver.
+//! The I/O loop, once for every runtime: read into the core, write what it
+//! queued, sleep until its next deadline on the runtime's timer.
 
 use std::cell::RefCell;
 use std::future::Future;
@@ -8,16 +7,21 @@ use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{ready, Context, Poll};
-use std::time::{Duration, Instant};
 
-use async_io::Timer;
-use futures_io::{AsyncRead, AsyncWrite};
-use wavecast_core::outbox::MAX_SLICES;
-use wavecast_core::{BufferPool, Connection, Outbox, Shared};
+use wavecast_core::{BufferPool, Connection};
+
+use crate::outbox::{Outbox, MAX_SLICES};
+use crate::runtime::{Alarm, Runtime, Transport};
+use crate::shared::Shared;
 
 /// Bytes read per `poll_read`. The buffer is per thread, not per
 /// connection, so idle connections hold no read buffer.
 const SCRATCH_LEN: usize = 128 << 10;
+
+/// The most a direct read zeroes ahead of the reader: `futures-io` reads
+/// need initialized memory, and zeroing the whole remaining payload before
+/// every read would cost more than the read.
+const ZEROED_WINDOW: usize = 64 << 10;
 
 /// Reads per wake before yielding to other tasks.
 const READS_PER_POLL: usize = 16;
@@ -29,34 +33,32 @@ thread_local! {
 }
 
 /// The task that owns the transport. Spawn it on the runtime's executor.
-#[doc(hidden)]
-pub struct Driver<S> {
+pub(crate) struct Driver<R: Runtime, S> {
     shared: Arc<Shared>,
     stream: S,
     out: Outbox,
-    timer: Option<(Instant, Timer)>,
+    timer: Alarm<R>,
     read_eof: bool,
-    linger_until: Option<Instant>,
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
+impl<R: Runtime, S: Transport> Driver<R, S> {
     /// A driver for `stream`; `prefix` (the server's `101` response) is
     /// written before anything the core queues.
-    pub fn new(shared: Arc<Shared>, stream: S, prefix: Vec<u8>) -> Driver<S> {
+    pub(crate) fn new(shared: Arc<Shared>, stream: S, prefix: Vec<u8>) -> Driver<R, S> {
         Driver {
             shared,
             stream,
             out: Outbox::with_prefix(prefix),
-            timer: None,
+            timer: Alarm::new(),
             read_eof: false,
-            linger_until: None,
         }
     }
 
     /// Writes what the connection queued until it has no more or the
-    /// transport is full (then the transport will wake the task).
-    fn write_out(&mut self, cx: &mut Context<'_>, conn: &mut Connection) -> std::io::Result<()> {
-        let mut wrote = false;
+    /// transport is full (then the transport will wake the task); returns
+    /// how many bytes the transport took.
+    fn write_out(&mut self, cx: &mut Context<'_>, conn: &mut Connection) -> std::io::Result<usize> {
+        let mut wrote = 0;
         loop {
             if self.out.is_empty() {
                 self.out.fill(conn);
@@ -71,18 +73,18 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => n,
                 Poll::Ready(Err(e)) => return Err(e),
-                Poll::Pending => return Ok(()),
+                Poll::Pending => return Ok(wrote),
             };
-            wrote = true;
+            wrote += n;
             POOL.with(|pool| self.out.advance(n, &mut pool.borrow_mut()));
         }
-        if wrote {
+        if wrote > 0 {
             // Buffered transports (TLS) need a flush to hit the wire.
             if let Poll::Ready(Err(e)) = Pin::new(&mut self.stream).poll_flush(cx) {
                 return Err(e);
             }
         }
-        Ok(())
+        Ok(wrote)
     }
 
     fn has_unwritten(&self) -> bool {
@@ -97,11 +99,11 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         conn: &mut Connection,
     ) -> Option<Poll<std::io::Result<usize>>> {
         let mut direct = POOL.with(|pool| conn.direct_read(&mut pool.borrow_mut()))?;
-        // futures-io reads need initialized memory: zero a piece at a time.
-        let target = direct.zeroed(SCRATCH_LEN * 2);
+        // futures-io reads need initialized memory: zero a window at a time.
+        let target = direct.zeroed(ZEROED_WINDOW);
         let read = Pin::new(&mut self.stream).poll_read(cx, target);
         if let Poll::Ready(Ok(n)) = read {
-            direct.commit(Instant::now(), n);
+            direct.commit(R::now(), n);
         }
         Some(read)
     }
@@ -118,7 +120,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
                 let read = Pin::new(&mut self.stream).poll_read(cx, &mut scratch[..]);
                 if let Poll::Ready(Ok(n @ 1..)) = read {
                     POOL.with(|pool| {
-                        conn.receive_pooled(Instant::now(), &scratch[..n], &mut pool.borrow_mut());
+                        conn.receive_pooled(R::now(), &scratch[..n], &mut pool.borrow_mut());
                     });
                 }
                 read
@@ -126,51 +128,36 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Driver<S> {
         };
         if ready!(read)? == 0 {
             self.read_eof = true;
-            conn.receive_eof(Instant::now());
+            conn.receive_eof(R::now());
         }
         Poll::Ready(Ok(()))
     }
 
-    /// Arms the timer for `deadline` and polls it; true when it has fired.
-    fn poll_timer(&mut self, cx: &mut Context<'_>, deadline: Instant) -> bool {
-        match &mut self.timer {
-            Some((at, timer)) if *at == deadline => Pin::new(timer).poll(cx).is_ready(),
-            Some((at, timer)) => {
-                *at = deadline;
-                timer.set_at(deadline);
-                Pin::new(timer).poll(cx).is_ready()
-            }
-            None => {
-                let mut timer = Timer::at(deadline);
-                let fired = Pin::new(&mut timer).poll(cx).is_ready();
-                self.timer = Some((deadline, timer));
-                fired
-            }
-        }
-    }
-
     fn release(&mut self) {
-        self.timer = None;
+        self.timer.clear();
         self.out.clear();
     }
 }
 
-impl<S> Drop for Driver<S> {
+impl<R: Runtime, S> Drop for Driver<R, S> {
     fn drop(&mut self) {
         // Attached futures hold handles of this connection: end them with it.
         self.shared.end_attached();
     }
 }
 
-impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
+impl<R: Runtime, S: Transport> Future for Driver<R, S> {
     type Output = ();
 
+    /// One round of the core's drive loop (see `wavecast_core::connection`):
+    /// write what is queued and report it, read and feed, then stop if the
+    /// core says the connection is finished, or sleep until its deadline.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         let shared = this.shared.clone();
         // Room members run here, so a delivery costs one wake-up.
         shared.poll_attached(cx);
-        let mut state = shared.driver(cx.waker(), Instant::now());
+        let mut state = shared.driver(cx.waker(), R::now());
         let mut reads = 0;
         loop {
             let mut progress = false;
@@ -179,12 +166,17 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
             // Writing alone needs no second round: the output is written
             // until the connection has no more or the socket is full, and
             // nothing can queue more while we hold the state.
-            if let Err(e) = this.write_out(cx, state.conn()) {
-                state.finish(Some(e));
-                this.release();
-                return Poll::Ready(());
-            }
-            state.after_write(was_blocked, this.has_unwritten());
+            let wrote = match this.write_out(cx, state.conn()) {
+                Ok(wrote) => wrote,
+                Err(e) => {
+                    state.finish(Some(e));
+                    this.release();
+                    return Poll::Ready(());
+                }
+            };
+            let pending = this.has_unwritten();
+            state.conn().record_output(R::now(), wrote, pending);
+            state.after_write(was_blocked, pending);
 
             if state.conn().wants_read() && !this.read_eof {
                 if reads >= READS_PER_POLL {
@@ -209,34 +201,26 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Future for Driver<S> {
 
             if state.conn().is_closed() {
                 state.wake_receiver_if_events();
-                if !this.has_unwritten() && !state.conn().has_transmit() {
+            }
+            // The core decides when the transport goes: everything written
+            // after the close, or the linger (close timeout) passed.
+            if state.conn().is_finished() {
+                if !pending {
                     let _ = Pin::new(&mut this.stream).poll_close(cx);
-                    state.finish(None);
-                    this.release();
-                    return Poll::Ready(());
                 }
-                // Flushing the last frames is bounded by the close timeout.
-                let linger = state
-                    .conn()
-                    .config()
-                    .close_timeout
-                    .max(Duration::from_millis(1));
-                let until = *this
-                    .linger_until
-                    .get_or_insert_with(|| Instant::now() + linger);
-                if this.poll_timer(cx, until) {
-                    state.finish(None);
-                    this.release();
-                    return Poll::Ready(());
-                }
-            } else if let Some(deadline) = state.conn().poll_timeout() {
-                if deadline <= Instant::now() || this.poll_timer(cx, deadline) {
-                    state.conn().handle_timeout(Instant::now());
+                state.finish(None);
+                this.release();
+                return Poll::Ready(());
+            }
+            if let Some(deadline) = state.conn().poll_timeout() {
+                let now = R::now();
+                if deadline <= now || this.timer.poll_at(cx, deadline) {
+                    state.conn().handle_timeout(R::now());
                     state.after_input();
                     progress = true;
                 }
             } else {
-                this.timer = None;
+                this.timer.clear();
             }
 
             if !progress {

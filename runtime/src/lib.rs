@@ -1,0 +1,248 @@
+//! wavecast-runtime: everything async in wavecast that no particular
+//! runtime owns, written once over a small [`Runtime`] trait.
+//!
+//! wavecast has three layers, each with one job:
+//!
+//! ```text
+//!  wavecast-core      decides: handshake, frames, every deadline, HTTP answers,
+//!                     room ring semantics, SSE encoding (sans-IO, no async)
+//!        ▲
+//!  wavecast-runtime   waits and wakes: the driver task, WebSocket/Sender/Receiver,
+//!                     accept/connect, rooms, SSE, serve, reconnect, TLS
+//!        ▲            (this crate, generic over `R: Runtime`)
+//!  wavecast-tokio     one `Runtime` impl each, its broadcast channel and
+//!  wavecast-smol      re-exports with the runtime fixed
+//!  wavecast-async-std
+//! ```
+//!
+//! Applications depend on an adapter crate (`wavecast-tokio`, ...), which
+//! re-exports this API with its runtime fixed: `wavecast_tokio::connect(url)`
+//! is [`connect::<Tokio>`](connect). Use this crate directly to run wavecast
+//! on another runtime: implement [`Runtime`] (spawn, clock, a resettable
+//! [`Timer`], TCP connect and accept, a [`Broadcast`] channel) for a unit
+//! type and call the generic functions, or generate the same fixed-runtime
+//! API an adapter has with [`adapter!`].
+//!
+//! ```ignore
+//! struct MyRuntime;
+//! impl wavecast_runtime::Runtime for MyRuntime {
+//!     type Tcp = my_rt::TcpStream;            // futures-io AsyncRead + AsyncWrite
+//!     type Listener = my_rt::TcpListener;
+//!     type Timer = MyTimer;                   // wavecast_runtime::Timer
+//!     type Broadcast = wavecast_runtime::AsyncBroadcast;
+//!     fn spawn(future: BoxFuture<'static, ()>) { my_rt::spawn(future); }
+//!     fn now() -> Instant { Instant::now() }
+//!     // timer, connect, accept, local_addr ...
+//! }
+//! let (ws, _) = wavecast_runtime::connect::<MyRuntime>("ws://127.0.0.1:9001/").await?;
+//! ```
+//!
+//! `runtime/tests/custom_runtime.rs` does exactly this with a runtime of
+//! its own (threads as the executor).
+//!
+//! # How a connection runs
+//!
+//! Each connection has one driver task that owns the transport: it reads
+//! into the core, writes what the core queued, and sleeps until the core's
+//! next deadline. Handles ([`WebSocket`], [`Sender`], [`Receiver`]) reach
+//! the connection through a shared lock plus wakers, never the socket.
+//! Room members run inside their connection's driver task.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+mod attach;
+mod broadcast;
+mod client;
+mod driver;
+mod io;
+mod outbox;
+mod reconnect;
+mod registry;
+mod runtime;
+mod serve;
+mod server;
+mod shared;
+mod sse;
+mod tls;
+mod websocket;
+
+// The runtime contract.
+#[cfg(feature = "async-broadcast")]
+pub use runtime::AsyncBroadcast;
+pub use runtime::{BoxFuture, Broadcast, Runtime, Timer, Transport, TryRecv};
+
+// Connections.
+pub use client::{client_over, connect, connect_with, Response};
+pub use reconnect::Reconnect;
+pub use server::{accept, accept_with, default_config, read_request, Incoming};
+#[cfg(feature = "rustls")]
+pub use tls::{connect_tls_with, default_client_config};
+pub use websocket::{Receiver, Sender, WebSocket};
+
+// Rooms, SSE and the server loop.
+pub use broadcast::{Hub, Member, Room, Subscription};
+pub use serve::{serve, Server};
+pub use sse::SseStream;
+
+// The core's types an application names.
+pub use wavecast_core::handshake::{Accept, ClientRequest, Request};
+pub use wavecast_core::room::{
+    LagPolicy, MemberEnd, RoomConfig, RoomError, RoomEvent, RoomMessage,
+};
+pub use wavecast_core::{
+    Backoff, CloseCode, CloseFrame, Config, Error, HandshakeError, HttpResponse, Jitter, Message,
+    Negotiated, OriginAllowList, Outcome, PreparedMessage, Role, SeedSource, ServeConfig,
+    SseConfig, SseEnd, SseEvent, SseParser, TrySendError, Utf8Bytes,
+};
+
+/// Writes the fixed-runtime API of an adapter crate: type aliases
+/// (`Hub`, `Room`, `Incoming`, ...) and functions (`accept`, `connect`,
+/// `serve`, ...) with the runtime chosen, so users never name it.
+///
+/// The invoking crate must have, in scope:
+/// - `type Io<S>`: what a user's stream `S` becomes to be a [`Transport`]
+///   (`S` itself, or a compat wrapper), and `fn io<S>(stream: S) -> Io<S>`;
+///
+/// and passes the runtime type, its TCP stream type as users know it, and
+/// the bounds on a user's stream:
+///
+/// ```ignore
+/// wavecast_runtime::adapter!(Smol, smol::net::TcpStream, wavecast_runtime::Transport);
+/// ```
+#[macro_export]
+macro_rules! adapter {
+    ($rt:ty, $tcp:ty, $($bound:tt)+) => {
+        /// Named broadcast rooms (see [`wavecast_runtime::Hub`]).
+        pub type Hub = $crate::Hub<$rt>;
+        /// One room (see [`wavecast_runtime::Room`]).
+        pub type Room = $crate::Room<$rt>;
+        /// A room subscription (see [`wavecast_runtime::Subscription`]).
+        pub type Subscription = $crate::Subscription<$rt>;
+        /// The reconnecting client (see [`wavecast_runtime::Reconnect`]).
+        pub type Reconnect = $crate::Reconnect<$rt>;
+        /// A request read but not answered yet (see
+        /// [`wavecast_runtime::Incoming`]).
+        pub type Incoming<S = $tcp> = $crate::Incoming<Io<S>, $rt>;
+        /// A Server-Sent Events stream (see [`wavecast_runtime::SseStream`]).
+        pub type SseStream<S = $tcp> = $crate::SseStream<Io<S>, $rt>;
+
+        /// Accepts a WebSocket on `stream` with the default configuration
+        /// and no checks beyond RFC 6455 (see [`wavecast_runtime::accept`]).
+        pub fn accept<S: $($bound)+>(
+            stream: S,
+        ) -> impl ::std::future::Future<Output = Result<$crate::WebSocket, $crate::Error>> + Send {
+            $crate::accept::<$rt, Io<S>>(io(stream))
+        }
+
+        /// Accepts with a hook that sees the request and decides (see
+        /// [`wavecast_runtime::accept_with`]).
+        pub fn accept_with<S, F>(
+            stream: S,
+            config: impl Into<::std::sync::Arc<$crate::Config>>,
+            hook: F,
+        ) -> impl ::std::future::Future<Output = Result<$crate::WebSocket, $crate::Error>> + Send
+        where
+            S: $($bound)+,
+            F: FnOnce(&$crate::Request) -> Result<$crate::Accept, $crate::HttpResponse> + Send,
+        {
+            $crate::accept_with::<$rt, Io<S>, F>(io(stream), config, hook)
+        }
+
+        /// Reads one request head, within the handshake timeout (see
+        /// [`wavecast_runtime::read_request`]).
+        pub fn read_request<S: $($bound)+>(
+            stream: S,
+            config: impl Into<::std::sync::Arc<$crate::Config>>,
+        ) -> impl ::std::future::Future<Output = Result<Incoming<S>, $crate::Error>> + Send {
+            $crate::read_request::<$rt, Io<S>>(io(stream), config)
+        }
+
+        /// Connects to a `ws://` or `wss://` URL with the default config
+        /// (see [`wavecast_runtime::connect`]).
+        pub fn connect(
+            url: &str,
+        ) -> impl ::std::future::Future<
+            Output = Result<($crate::WebSocket, $crate::Response), $crate::Error>,
+        > + Send + '_ {
+            $crate::connect::<$rt>(url)
+        }
+
+        /// Connects with a prepared request and a config (see
+        /// [`wavecast_runtime::connect_with`]).
+        pub fn connect_with(
+            url: &str,
+            request: $crate::ClientRequest,
+            config: impl Into<::std::sync::Arc<$crate::Config>>,
+        ) -> impl ::std::future::Future<
+            Output = Result<($crate::WebSocket, $crate::Response), $crate::Error>,
+        > + Send + '_ {
+            $crate::connect_with::<$rt>(url, request, config)
+        }
+
+        /// Runs the client handshake over a stream you opened (see
+        /// [`wavecast_runtime::client_over`]).
+        pub fn client_over<S: $($bound)+>(
+            stream: S,
+            request: $crate::ClientRequest,
+            config: impl Into<::std::sync::Arc<$crate::Config>>,
+        ) -> impl ::std::future::Future<
+            Output = Result<($crate::WebSocket, $crate::Response), $crate::Error>,
+        > + Send {
+            $crate::client_over::<$rt, Io<S>>(io(stream), request, config)
+        }
+
+        /// Wraps a stream another HTTP stack already upgraded (hyper,
+        /// axum) and starts its driver (see
+        /// [`wavecast_runtime::WebSocket::from_upgraded`]).
+        pub fn from_upgraded<S: $($bound)+>(
+            stream: S,
+            role: $crate::Role,
+            config: impl Into<::std::sync::Arc<$crate::Config>>,
+            negotiated: &$crate::Negotiated,
+            leftover: $crate::Bytes,
+        ) -> $crate::WebSocket {
+            $crate::WebSocket::from_upgraded::<$rt, Io<S>>(
+                io(stream),
+                role,
+                config,
+                negotiated,
+                leftover,
+            )
+        }
+
+        /// Serves `listener`: admission, request heads, the handler per
+        /// connection, graceful shutdown (see [`wavecast_runtime::serve`]).
+        pub fn serve<H, F>(
+            listener: <$rt as $crate::Runtime>::Listener,
+            options: $crate::ServeConfig,
+            handler: H,
+        ) -> ::std::io::Result<$crate::Server>
+        where
+            H: Fn(Incoming) -> F + Send + Sync + 'static,
+            F: ::std::future::Future<Output = ()> + Send + 'static,
+        {
+            $crate::serve::<$rt, H, F>(listener, options, handler)
+        }
+
+        /// Connects to a `wss://` URL with your own rustls config (see
+        /// [`wavecast_runtime::connect_tls_with`]).
+        #[cfg(feature = "rustls")]
+        pub fn connect_tls_with(
+            url: &str,
+            request: $crate::ClientRequest,
+            config: impl Into<::std::sync::Arc<$crate::Config>>,
+            tls: ::std::sync::Arc<$crate::rustls::ClientConfig>,
+        ) -> impl ::std::future::Future<
+            Output = Result<($crate::WebSocket, $crate::Response), $crate::Error>,
+        > + Send + '_ {
+            $crate::connect_tls_with::<$rt>(url, request, config, tls)
+        }
+    };
+}
+
+/// The rustls crate wavecast's TLS uses, for building client configs.
+#[cfg(feature = "rustls")]
+pub use futures_rustls::rustls;
+
+/// Shared byte buffers, as messages and leftover handshake bytes use them.
+pub use bytes::Bytes;
