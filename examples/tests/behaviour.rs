@@ -58,6 +58,52 @@ mod raw {
         tcp
     }
 
+    /// Opens a TCP connection with a small receive buffer (socket2), so a
+    /// peer that never reads stalls the other side's writes quickly.
+    pub(crate) fn connect_small(addr: &str) -> TcpStream {
+        use socket2::{Domain, Socket, Type};
+        let socket = Socket::new(Domain::IPV4, Type::STREAM, None).expect("socket");
+        socket.set_recv_buffer_size(4096).expect("SO_RCVBUF");
+        let sock_addr: std::net::SocketAddr = addr.parse().expect("an ip:port");
+        socket.connect(&sock_addr.into()).expect("connect");
+        let tcp = TcpStream::from(socket);
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        tcp
+    }
+
+    /// Completes an upgrade to `path` over a small-buffer socket, then
+    /// leaves the reading to the caller (who usually never reads).
+    pub(crate) fn upgrade_small(addr: &str, path: &str) -> TcpStream {
+        let mut tcp = connect_small(addr);
+        tcp.write_all(upgrade_request(addr, path, "").as_bytes())
+            .unwrap();
+        let head = read_head(&mut tcp);
+        assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+        tcp
+    }
+
+    /// Reads and drops everything until the peer closes (EOF or reset);
+    /// true if that happened within `limit`.
+    pub(crate) fn drains_to_close(tcp: &mut TcpStream, limit: Duration) -> bool {
+        let deadline = std::time::Instant::now() + limit;
+        tcp.set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut sink = vec![0u8; 64 << 10];
+        while std::time::Instant::now() < deadline {
+            match tcp.read(&mut sink) {
+                Ok(0) => return true,
+                Ok(_) => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(_) => return true,
+            }
+        }
+        false
+    }
+
     /// A masked client frame.
     pub(crate) fn frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
         assert!(payload.len() < 126);
@@ -105,6 +151,7 @@ mod rt_tokio {
 
     pub(crate) use tokio::net::TcpListener;
     pub(crate) use wavecast_tokio as ws;
+    pub(crate) type Rt = ws::Tokio;
 
     pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
         tokio::runtime::Builder::new_multi_thread()
@@ -130,6 +177,7 @@ mod rt_smol {
 
     pub(crate) use smol::net::TcpListener;
     pub(crate) use wavecast_smol as ws;
+    pub(crate) type Rt = ws::Smol;
 
     pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
         smol::block_on(f)
@@ -150,6 +198,7 @@ mod rt_async_std {
 
     pub(crate) use async_std::net::TcpListener;
     pub(crate) use wavecast_async_std as ws;
+    pub(crate) type Rt = ws::AsyncStd;
 
     pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
         async_std::task::block_on(f)
@@ -164,6 +213,20 @@ mod rt_async_std {
     }
 }
 
+// More scenarios, one `macro_rules!` per theme, expanded inside every
+// runtime's module below (they use its `ws`, `block_on`, `spawn`, ...).
+#[macro_use]
+mod behaviour {
+    #[macro_use]
+    mod rooms;
+    #[macro_use]
+    mod serving;
+    #[macro_use]
+    mod deadlines;
+    #[macro_use]
+    mod streams;
+}
+
 /// The scenarios. `$rt` names one of the glue modules above.
 macro_rules! behaviour_suite {
     ($suite:ident, $rt:ident) => {
@@ -174,10 +237,72 @@ macro_rules! behaviour_suite {
             use futures_util::future::{select, Either};
             use futures_util::pin_mut;
 
+            use std::future::Future;
+            use std::sync::{mpsc, Arc, Mutex};
+            use std::time::Instant;
+
             use super::raw;
             use super::wait;
-            use super::$rt::{block_on, sleep, spawn, ws, TcpListener};
+            use super::$rt::{block_on, sleep, spawn, ws, Rt, TcpListener};
             use ws::{Accept, CloseCode, Config, Error, HttpResponse, Message, OriginAllowList};
+
+            /// Runs `future` to completion, failing the test after `limit`.
+            async fn within<T>(limit: Duration, future: impl Future<Output = T>) -> T {
+                let timer = sleep(limit);
+                pin_mut!(future, timer);
+                match select(future, timer).await {
+                    Either::Left((value, _)) => value,
+                    Either::Right(_) => panic!("timed out after {limit:?}"),
+                }
+            }
+
+            /// Waits (up to 5 s) until `cond` holds.
+            async fn wait_for(mut cond: impl FnMut() -> bool) {
+                within(Duration::from_secs(5), async {
+                    while !cond() {
+                        sleep(Duration::from_millis(2)).await;
+                    }
+                })
+                .await
+            }
+
+            /// Lets other tasks run once.
+            async fn yield_now() {
+                let mut yielded = false;
+                std::future::poll_fn(|cx| {
+                    if yielded {
+                        return std::task::Poll::Ready(());
+                    }
+                    yielded = true;
+                    cx.waker().wake_by_ref();
+                    std::task::Poll::Pending
+                })
+                .await
+            }
+
+            /// Binds a listener on a thread of its own running this
+            /// runtime, runs `serve(listener)` there (for as long as it
+            /// likes), and returns the address.
+            fn background<F, Fut>(serve: F) -> String
+            where
+                F: FnOnce(TcpListener) -> Fut + Send + 'static,
+                Fut: Future<Output = ()>,
+            {
+                let (tx, rx) = mpsc::channel();
+                std::thread::spawn(move || {
+                    block_on(async move {
+                        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+                        tx.send(listener.local_addr().unwrap().to_string()).unwrap();
+                        serve(listener).await;
+                    })
+                });
+                wait(&rx, 5)
+            }
+
+            rooms_scenarios!();
+            serving_scenarios!();
+            deadlines_scenarios!();
+            streams_scenarios!();
 
             /// Starts an echo server in a background thread on this runtime
             /// and returns its address. Paths: `/missing` is 404, a foreign

@@ -23,18 +23,56 @@
 //! type and call the generic functions, or generate the same fixed-runtime
 //! API an adapter has with [`adapter!`].
 //!
-//! ```ignore
-//! struct MyRuntime;
-//! impl wavecast_runtime::Runtime for MyRuntime {
-//!     type Tcp = my_rt::TcpStream;            // futures-io AsyncRead + AsyncWrite
-//!     type Listener = my_rt::TcpListener;
-//!     type Timer = MyTimer;                   // wavecast_runtime::Timer
-//!     type Broadcast = wavecast_runtime::AsyncBroadcast;
-//!     fn spawn(future: BoxFuture<'static, ()>) { my_rt::spawn(future); }
-//!     fn now() -> Instant { Instant::now() }
-//!     // timer, connect, accept, local_addr ...
+//! ```no_run
+//! use std::io;
+//! use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+//! use std::time::Instant;
+//!
+//! use async_io::{Async, Timer};
+//! use wavecast_runtime::{AsyncBroadcast, BoxFuture, Runtime};
+//!
+//! /// A runtime of our own: a thread per task, async-io sockets and timers.
+//! struct Threads;
+//!
+//! impl Runtime for Threads {
+//!     type Tcp = Async<TcpStream>;
+//!     type Listener = Async<TcpListener>;
+//!     type Timer = Timer; // a `wavecast_runtime::Timer` with the `async-io` feature
+//!     type Broadcast = AsyncBroadcast; // with the `async-broadcast` feature
+//!
+//!     fn spawn(future: BoxFuture<'static, ()>) {
+//!         std::thread::spawn(move || async_io::block_on(future));
+//!     }
+//!     fn now() -> Instant {
+//!         Instant::now()
+//!     }
+//!     fn timer(deadline: Instant) -> Timer {
+//!         Timer::at(deadline)
+//!     }
+//!     fn connect(host: String, port: u16) -> BoxFuture<'static, io::Result<Self::Tcp>> {
+//!         Box::pin(async move {
+//!             let addr = (host.as_str(), port).to_socket_addrs()?.next();
+//!             let addr = addr.ok_or(io::ErrorKind::NotFound)?;
+//!             let tcp = Async::<TcpStream>::connect(addr).await?;
+//!             tcp.get_ref().set_nodelay(true)?;
+//!             Ok(tcp)
+//!         })
+//!     }
+//!     fn accept(listener: &Self::Listener) -> BoxFuture<'_, io::Result<Self::Tcp>> {
+//!         Box::pin(async move { Ok(listener.accept().await?.0) })
+//!     }
+//!     fn local_addr(listener: &Self::Listener) -> io::Result<SocketAddr> {
+//!         listener.get_ref().local_addr()
+//!     }
 //! }
-//! let (ws, _) = wavecast_runtime::connect::<MyRuntime>("ws://127.0.0.1:9001/").await?;
+//!
+//! # fn main() -> Result<(), wavecast_runtime::Error> {
+//! async_io::block_on(async {
+//!     let (mut ws, _) = wavecast_runtime::connect::<Threads>("ws://127.0.0.1:9001/").await?;
+//!     ws.send("hello").await?;
+//!     Ok(())
+//! })
+//! # }
 //! ```
 //!
 //! `runtime/tests/custom_runtime.rs` does exactly this with a runtime of
@@ -106,9 +144,12 @@ pub use wavecast_core::{
 /// and passes the runtime type, its TCP stream type as users know it, and
 /// the bounds on a user's stream:
 ///
-/// ```ignore
-/// wavecast_runtime::adapter!(Smol, smol::net::TcpStream, wavecast_runtime::Transport);
+/// ```text
+/// wavecast_runtime::adapter!(Smol, smol::net::TcpStream, Transport);
 /// ```
+///
+/// (`wavecast-smol`'s whole `lib.rs` is that line, its `Runtime` impl and
+/// `type Io<S> = S; fn io<S>(s: S) -> S { s }`.)
 #[macro_export]
 macro_rules! adapter {
     ($rt:ty, $tcp:ty, $($bound:tt)+) => {

@@ -1,19 +1,6 @@
 //! An opt-in reconnecting client: the core's [`Reconnecting`] schedule
 //! (time and randomness as inputs) with the runtime's timer. Each attempt
 //! is bounded by the connect deadline (TCP, TLS and upgrade together).
-//!
-//! ```no_run
-//! # async fn run() -> Result<(), wavecast_smol::Error> {
-//! let mut client = wavecast_smol::Reconnect::new("ws://127.0.0.1:9000/chat")?;
-//! loop {
-//!     // Waits out the backoff after a loss; errors once attempts run out.
-//!     let (mut ws, _) = client.connect().await?;
-//!     while let Some(Ok(message)) = ws.recv().await {
-//!         println!("{message:?}");
-//!     }
-//! }
-//! # }
-//! ```
 
 use std::marker::PhantomData;
 use std::sync::Arc;
@@ -29,6 +16,20 @@ use crate::websocket::WebSocket;
 /// between attempts: by default 500 ms doubling up to 30 s, equal jitter,
 /// no limit on attempts (see [`Backoff`] for the table; set a limit with
 /// [`Backoff::with_max_attempts`]).
+///
+/// ```no_run
+/// # async fn run<R: wavecast_runtime::Runtime>() -> Result<(), wavecast_runtime::Error> {
+/// // With an adapter: `wavecast_tokio::Reconnect::new(url)`.
+/// let mut client = wavecast_runtime::Reconnect::<R>::new("ws://127.0.0.1:9000/chat")?;
+/// loop {
+///     // Waits out the backoff after a loss; errors once attempts run out.
+///     let (mut ws, _) = client.connect().await?;
+///     while let Some(Ok(message)) = ws.recv().await {
+///         println!("{message:?}");
+///     }
+/// }
+/// # }
+/// ```
 #[derive(Debug)]
 pub struct Reconnect<R: Runtime> {
     url: String,

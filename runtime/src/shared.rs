@@ -120,6 +120,11 @@ impl State {
         if let Some(e) = &self.io_error {
             return Some(Error::Io(e.clone()));
         }
+        // A connection the peer made fail (a write stall, a protocol error)
+        // reports that failure, also while its close frame still lingers.
+        if let Some(Outcome::Failed(e)) = self.conn.outcome() {
+            return Some(e.clone().into());
+        }
         if self.done {
             return match self.conn.outcome() {
                 Some(Outcome::Failed(e)) => Some(e.clone().into()),

@@ -1,0 +1,203 @@
+//! A fourth runtime, plugged in the way a user would: threads as the
+//! executor (one OS thread per task, each parked until woken), async-io
+//! sockets and timers, async-broadcast rooms. Nothing here is wavecast's;
+//! the generic API runs on it unchanged.
+
+use std::future::{poll_fn, Future};
+use std::io;
+use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
+use std::pin::pin;
+use std::sync::{mpsc, Arc};
+use std::task::{Context, Poll, Wake, Waker};
+use std::thread::{self, Thread};
+use std::time::{Duration, Instant};
+
+use async_io::Async;
+use wavecast_runtime::{Accept, AsyncBroadcast, BoxFuture, Config, Hub, Message, Runtime, Timer};
+
+/// Wakes a parked thread.
+struct Unpark(Thread);
+
+impl Wake for Unpark {
+    fn wake(self: Arc<Self>) {
+        self.0.unpark();
+    }
+
+    fn wake_by_ref(self: &Arc<Self>) {
+        self.0.unpark();
+    }
+}
+
+/// Runs `future` on this thread, parking it while the future waits.
+fn block_on<F: Future>(future: F) -> F::Output {
+    let mut future = pin!(future);
+    let waker = Waker::from(Arc::new(Unpark(thread::current())));
+    let mut cx = Context::from_waker(&waker);
+    loop {
+        if let Poll::Ready(value) = future.as_mut().poll(&mut cx) {
+            return value;
+        }
+        thread::park();
+    }
+}
+
+/// The test's runtime: a thread per task.
+struct Threads;
+
+impl Runtime for Threads {
+    type Tcp = Async<TcpStream>;
+    type Listener = Async<TcpListener>;
+    type Timer = async_io::Timer;
+    type Broadcast = AsyncBroadcast;
+
+    fn spawn(future: BoxFuture<'static, ()>) {
+        thread::spawn(move || block_on(future));
+    }
+
+    fn now() -> Instant {
+        Instant::now()
+    }
+
+    fn timer(deadline: Instant) -> async_io::Timer {
+        async_io::Timer::at(deadline)
+    }
+
+    fn connect(host: String, port: u16) -> BoxFuture<'static, io::Result<Async<TcpStream>>> {
+        Box::pin(async move {
+            let addr = (host.as_str(), port)
+                .to_socket_addrs()?
+                .next()
+                .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "no address"))?;
+            let tcp = Async::<TcpStream>::connect(addr).await?;
+            tcp.get_ref().set_nodelay(true)?;
+            Ok(tcp)
+        })
+    }
+
+    fn accept(listener: &Async<TcpListener>) -> BoxFuture<'_, io::Result<Async<TcpStream>>> {
+        Box::pin(async move {
+            let (tcp, _) = listener.accept().await?;
+            tcp.get_ref().set_nodelay(true)?;
+            Ok(tcp)
+        })
+    }
+
+    fn local_addr(listener: &Async<TcpListener>) -> io::Result<SocketAddr> {
+        listener.get_ref().local_addr()
+    }
+}
+
+/// Runs `future`, failing the test after `limit`.
+async fn within<T>(limit: Duration, future: impl Future<Output = T>) -> T {
+    let mut future = pin!(future);
+    let mut timer = Threads::timer(Threads::now() + limit);
+    poll_fn(|cx| {
+        if let Poll::Ready(value) = future.as_mut().poll(cx) {
+            return Poll::Ready(value);
+        }
+        if timer.poll_fired(cx).is_ready() {
+            panic!("timed out after {limit:?}");
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+fn listener() -> (Async<TcpListener>, SocketAddr) {
+    let listener = Async::<TcpListener>::bind(([127, 0, 0, 1], 0)).unwrap();
+    let addr = Threads::local_addr(&listener).unwrap();
+    (listener, addr)
+}
+
+#[test]
+fn echo_on_a_runtime_of_our_own() {
+    let (listener, addr) = listener();
+    Threads::spawn(Box::pin(async move {
+        while let Ok(tcp) = Threads::accept(&listener).await {
+            Threads::spawn(Box::pin(async move {
+                let Ok(mut ws) = wavecast_runtime::accept::<Threads, _>(tcp).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.recv().await {
+                    if ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+    }));
+    block_on(within(Duration::from_secs(20), async {
+        let url = format!("ws://{addr}/");
+        let (mut ws, _) = wavecast_runtime::connect::<Threads>(&url).await.unwrap();
+        for i in 0..20 {
+            ws.send(format!("hello {i}")).await.unwrap();
+            assert_eq!(
+                ws.recv().await.unwrap().unwrap(),
+                Message::from(format!("hello {i}"))
+            );
+        }
+        let big: Vec<u8> = (0..300_000).map(|i| (i % 253) as u8).collect();
+        ws.send(big.clone()).await.unwrap();
+        assert_eq!(ws.recv().await.unwrap().unwrap(), Message::from(big));
+        let outcome = ws
+            .close(wavecast_runtime::CloseCode::NORMAL, "done")
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, wavecast_runtime::Outcome::Clean { .. }),
+            "{outcome:?}"
+        );
+    }));
+}
+
+#[test]
+fn room_publish_on_a_runtime_of_our_own() {
+    let hub = Hub::<Threads>::default();
+    let room = hub.room("news").unwrap();
+    let server_room = room.clone();
+    let (listener, addr) = listener();
+    let (joined_tx, joined) = mpsc::channel();
+    Threads::spawn(Box::pin(async move {
+        while let Ok(tcp) = Threads::accept(&listener).await {
+            let room = server_room.clone();
+            let joined_tx = joined_tx.clone();
+            Threads::spawn(Box::pin(async move {
+                let Ok(incoming) =
+                    wavecast_runtime::read_request::<Threads, _>(tcp, Config::default()).await
+                else {
+                    return;
+                };
+                let mut member = None;
+                let Ok(ws) =
+                    incoming.accept_then(Accept::new(), |ws| member = Some(room.join(ws.sender())))
+                else {
+                    return;
+                };
+                joined_tx.send(()).unwrap();
+                let (_sender, mut receiver) = ws.split();
+                while let Some(Ok(_)) = receiver.recv().await {}
+                drop(member);
+            }));
+        }
+    }));
+    block_on(within(Duration::from_secs(20), async {
+        let url = format!("ws://{addr}/");
+        let (mut a, _) = wavecast_runtime::connect::<Threads>(&url).await.unwrap();
+        let (mut b, _) = wavecast_runtime::connect::<Threads>(&url).await.unwrap();
+        for _ in 0..2 {
+            joined.recv_timeout(Duration::from_secs(5)).unwrap();
+        }
+        assert_eq!(room.members(), 2);
+        for i in 0..10 {
+            assert_eq!(room.publish(format!("news {i}")), 2);
+        }
+        for ws in [&mut a, &mut b] {
+            for i in 0..10 {
+                assert_eq!(
+                    ws.recv().await.unwrap().unwrap(),
+                    Message::from(format!("news {i}"))
+                );
+            }
+        }
+    }));
+}
