@@ -123,7 +123,9 @@ table() {
 
 if [[ -n $REPORT ]]; then table "$REPORT"; exit 0; fi
 
-SERVERS=(wavecast-echo wavecast-smol-echo wavecast-async-std-echo fastwebsockets-echo tungstenite-echo)
+# BENCH_SERVERS (space-separated binary names) replaces the list, e.g. to
+# compare builds of two revisions side by side.
+read -r -a SERVERS <<< "${BENCH_SERVERS:-wavecast-echo wavecast-smol-echo wavecast-async-std-echo fastwebsockets-echo tungstenite-echo}"
 # Single-threaded executors for the async-io adapters (tokio servers use a
 # current-thread runtime in code).
 export SMOL_THREADS=1 ASYNC_STD_THREAD_COUNT=1

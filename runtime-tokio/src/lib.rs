@@ -6,7 +6,7 @@
 //! deadline), rooms on `tokio::sync::broadcast` — and the
 //! [`wavecast_runtime`] API with that runtime fixed. Streams you pass in
 //! (`accept`, `client_over`, `from_upgraded`) are tokio `AsyncRead +
-//! AsyncWrite` types, hyper's `TokioIo<Upgraded>` included.
+//! AsyncWrite` types, hyper's `FuturesIo<Upgraded>` included.
 //!
 //! - [`accept`], [`accept_with`], [`read_request`] / [`Incoming`]: serve one
 //!   stream; [`serve`]: an accept loop with a connection cap and graceful
@@ -36,8 +36,8 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Instant;
 
+use tokio::io::ReadBuf;
 use tokio::sync::broadcast::{self, error::TryRecvError};
-use tokio_util::compat::{Compat, TokioAsyncReadCompatExt};
 pub use wavecast_runtime::*;
 
 /// tokio: `tokio::spawn`, `tokio::net` sockets, `tokio::time` and
@@ -46,7 +46,7 @@ pub use wavecast_runtime::*;
 pub struct Tokio;
 
 impl Runtime for Tokio {
-    type Tcp = Compat<tokio::net::TcpStream>;
+    type Tcp = FuturesIo<tokio::net::TcpStream>;
     type Listener = tokio::net::TcpListener;
     type Timer = TokioTimer;
     type Broadcast = TokioBroadcast;
@@ -67,7 +67,7 @@ impl Runtime for Tokio {
         Box::pin(async move {
             let tcp = tokio::net::TcpStream::connect((host.as_str(), port)).await?;
             tcp.set_nodelay(true)?;
-            Ok(tcp.compat())
+            Ok(FuturesIo(tcp))
         })
     }
 
@@ -75,7 +75,7 @@ impl Runtime for Tokio {
         Box::pin(async move {
             let (tcp, _) = listener.accept().await?;
             let _ = tcp.set_nodelay(true);
-            Ok(tcp.compat())
+            Ok(FuturesIo(tcp))
         })
     }
 
@@ -136,11 +136,53 @@ impl Broadcast for TokioBroadcast {
     }
 }
 
-/// A tokio stream seen through `futures-io`.
-type Io<S> = Compat<S>;
+/// A tokio stream seen through `futures-io`, vectored writes included
+/// (a frame header and its payload leave in one system call).
+#[derive(Debug)]
+pub struct FuturesIo<S>(pub S);
 
-fn io<S: tokio::io::AsyncRead + tokio::io::AsyncWrite>(stream: S) -> Compat<S> {
-    stream.compat()
+impl<S: tokio::io::AsyncRead + Unpin> futures_io::AsyncRead for FuturesIo<S> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut [u8],
+    ) -> Poll<io::Result<usize>> {
+        let mut buf = ReadBuf::new(buf);
+        std::task::ready!(Pin::new(&mut self.0).poll_read(cx, &mut buf))?;
+        Poll::Ready(Ok(buf.filled().len()))
+    }
+}
+
+impl<S: tokio::io::AsyncWrite + Unpin> futures_io::AsyncWrite for FuturesIo<S> {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write(cx, buf)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        Pin::new(&mut self.0).poll_write_vectored(cx, bufs)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_flush(cx)
+    }
+
+    fn poll_close(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.0).poll_shutdown(cx)
+    }
+}
+
+type Io<S> = FuturesIo<S>;
+
+fn io<S>(stream: S) -> FuturesIo<S> {
+    FuturesIo(stream)
 }
 
 wavecast_runtime::adapter!(
