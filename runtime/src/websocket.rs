@@ -25,7 +25,7 @@ use wavecast_core::{
     PreparedMessage, Role, TrySendError, Utf8Bytes,
 };
 
-use crate::driver::Driver;
+use crate::driver::{Driver, DriverTask};
 use crate::runtime::{BoxFuture, Runtime, Transport};
 use crate::shared::Shared;
 
@@ -91,9 +91,8 @@ impl WebSocket {
         if !leftover.is_empty() {
             conn.receive(now, &leftover);
         }
-        let shared = Shared::with_clock(conn, R::now);
-        let driver: BoxFuture<'static, ()> =
-            Box::pin(Driver::<R, S>::new(shared.clone(), stream, prefix));
+        let shared = Shared::with_io(conn, R::now, Driver::<R, S>::new(stream, prefix));
+        let driver: BoxFuture<'static, ()> = Box::pin(DriverTask::new(shared.clone()));
         let ws = WebSocket {
             sender: Sender {
                 shared: shared.clone(),
@@ -295,10 +294,10 @@ impl Drop for Receiver {
 }
 
 impl Receiver {
-    /// Polls for the next message; the `Stream` impl and [`Receiver::recv`]
-    /// use this.
+    /// Polls for the next message (the `Stream` impl uses this). Unlike
+    /// [`Receiver::recv`], the connection's driver task does the reading.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
-        self.shared.poll_recv(cx)
+        self.shared.poll_recv(cx, false)
     }
 
     /// Receives the next message.
@@ -307,8 +306,15 @@ impl Receiver {
     /// [`Receiver::close_frame`] for the peer's code and reason);
     /// `Some(Err(..))` means it failed (protocol error, timeout, reset) and
     /// is the last item. Cancel-safe.
-    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
-        poll_fn(|cx| self.shared.poll_recv(cx)).await
+    ///
+    /// While it waits, the calling task reads the connection itself, so a
+    /// task that receives and replies costs no wake-up of another task per
+    /// message; once the future is dropped, the connection's driver task
+    /// reads (and answers pings) again.
+    pub fn recv(&mut self) -> impl Future<Output = Option<Result<Message, Error>>> + '_ {
+        Recv {
+            shared: &self.shared,
+        }
     }
 
     /// The peer's close frame, once it arrived.
@@ -364,5 +370,25 @@ impl Sink<Message> for WebSocket {
     }
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         Sink::poll_close(Pin::new(&mut self.get_mut().sender), cx)
+    }
+}
+
+/// [`Receiver::recv`]'s future: receives with the caller's task driving the
+/// I/O, and hands the I/O back to the driver task when dropped.
+struct Recv<'a> {
+    shared: &'a Shared,
+}
+
+impl Future for Recv<'_> {
+    type Output = Option<Result<Message, Error>>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        self.shared.poll_recv(cx, true)
+    }
+}
+
+impl Drop for Recv<'_> {
+    fn drop(&mut self) {
+        self.shared.stop_driving();
     }
 }

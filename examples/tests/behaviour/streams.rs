@@ -53,6 +53,38 @@ macro_rules! streams_scenarios {
             assert_eq!(leftover, frame, "exactly the frame that followed the head");
         }
 
+        /// The application's task reads the connection itself only while it
+        /// waits in `recv`: once that future is dropped (a `select!` that
+        /// took the other branch) and the task goes on with other work, the
+        /// connection's driver task answers pings again.
+        #[test]
+        fn pings_are_answered_while_the_application_is_busy_elsewhere() {
+            let (tx, rx) = mpsc::channel::<()>();
+            let addr = background(move |listener| async move {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let mut socket = ws::accept(tcp).await.unwrap();
+                // One cancelled recv: its task polled the I/O itself.
+                {
+                    let recv = socket.recv();
+                    let tick = sleep(Duration::from_millis(100));
+                    pin_mut!(recv, tick);
+                    assert!(matches!(select(recv, tick).await, Either::Right(_)));
+                }
+                // Busy with something else, never receiving, until told.
+                let _ = tx.send(());
+                sleep(Duration::from_secs(5)).await;
+                drop(socket);
+            });
+            let mut tcp = raw::upgrade(&addr);
+            wait(&rx, 5);
+            tcp.write_all(&raw::frame(0x89, b"are you there")).unwrap();
+            let (opcode, payload) = raw::read_frame(&mut tcp).expect("a pong within 5 s");
+            assert_eq!(
+                (opcode & 0x0f, payload.as_slice()),
+                (0xA, b"are you there".as_slice())
+            );
+        }
+
         /// A raw server writes 1,000 text frames one byte per write, so
         /// frames and messages are split everywhere, while the client's
         /// `recv` is cancelled by a timer over and over: none is lost,
