@@ -294,6 +294,9 @@ enum CloseState {
         remote: Option<Box<CloseFrame>>,
         /// Whether we sent (or queued) a close frame.
         close_sent: bool,
+        /// When the driver stops flushing the last frames (close timeout,
+        /// at least 1 ms, after the close).
+        linger_until: Instant,
     },
 }
 
@@ -369,7 +372,7 @@ pub struct Connection {
     /// takeover on our side: prepared messages compressed once can be shared.
     #[cfg(feature = "deflate")]
     shared_deflate: Option<crate::deflate::SharedKey>,
-    subprotocol: Option<String>,
+    subprotocol: Option<Box<str>>,
 
     // Input.
     head: [u8; MAX_HEADER_LEN],
@@ -377,7 +380,10 @@ pub struct Connection {
     frame: Option<InFrame>,
     /// The payload of the control frame being read (at most 125 bytes),
     /// allocated only while one is in progress.
-    control: Vec<u8>,
+    // Boxed (clippy's box_collection disagrees): an idle connection then
+    // holds 8 bytes for it instead of 24; control frames are rare.
+    #[allow(clippy::box_collection)]
+    control: Option<Box<Vec<u8>>>,
     message: Option<Assembly>,
     /// Input is no longer processed: the peer's close arrived, a violation
     /// was found, or the connection ended.
@@ -394,7 +400,9 @@ pub struct Connection {
     // Output.
     out: VecDeque<OutItem>,
     out_bytes: usize,
-    pending_pongs: VecDeque<Bytes>,
+    /// Pongs not written yet, boxed: most connections never hold one.
+    #[allow(clippy::box_collection)]
+    pending_pongs: Option<Box<VecDeque<Bytes>>>,
 
     close: CloseState,
     timers: Timers,
@@ -420,7 +428,7 @@ impl Connection {
             head: [0; MAX_HEADER_LEN],
             head_len: 0,
             frame: None,
-            control: Vec::new(),
+            control: None,
             message: None,
             input_stopped: false,
             held_error: None,
@@ -430,7 +438,7 @@ impl Connection {
             event_bytes: 0,
             out: VecDeque::new(),
             out_bytes: 0,
-            pending_pongs: VecDeque::new(),
+            pending_pongs: None,
             close: CloseState::Open,
             timers: Timers::new(now),
         }
@@ -448,7 +456,7 @@ impl Connection {
         now: Instant,
     ) -> Connection {
         let mut conn = Connection::new(role, config, now);
-        conn.subprotocol = negotiated.subprotocol.clone();
+        conn.subprotocol = negotiated.subprotocol.as_deref().map(Box::from);
         #[cfg(feature = "deflate")]
         if let Some(params) = negotiated.deflate {
             let defaults = crate::deflate::DeflateConfig::default();
@@ -585,7 +593,7 @@ impl Connection {
                 return;
             }
         } else {
-            self.control = Vec::with_capacity(header.payload_len as usize);
+            self.control = Some(Box::new(Vec::with_capacity(header.payload_len as usize)));
         }
         self.frame = Some(InFrame {
             header,
@@ -705,10 +713,11 @@ impl Connection {
         frame.remaining -= take as u64;
         let done = frame.remaining == 0;
         if frame.header.opcode.is_control() {
-            let at = self.control.len();
-            self.control.extend_from_slice(chunk);
+            let control = self.control.get_or_insert_with(Box::default);
+            let at = control.len();
+            control.extend_from_slice(chunk);
             if let Some(key) = key {
-                apply_mask(&mut self.control[at..], key, offset);
+                apply_mask(&mut control[at..], key, offset);
             }
         } else if let Err(e) = self.append_data(chunk, key, offset, pool) {
             self.violation(e);
@@ -838,27 +847,28 @@ impl Connection {
         };
         match frame.header.opcode {
             OpCode::Ping => {
-                let payload = Bytes::from(std::mem::take(&mut self.control));
+                let payload = Bytes::from(self.take_control());
                 if self.config.auto_pong && !self.close.is_close_sent() {
                     // Pings are answered in order, but past a few unwritten
                     // pongs only the latest is (§5.5.3), so a peer that pings
                     // without reading cannot grow our output.
-                    if self.pending_pongs.len() >= MAX_PENDING_PONGS {
-                        self.pending_pongs.pop_back();
+                    let pongs = self.pending_pongs.get_or_insert_with(Box::default);
+                    if pongs.len() >= MAX_PENDING_PONGS {
+                        pongs.pop_back();
                     }
-                    self.pending_pongs.push_back(payload.clone());
+                    pongs.push_back(payload.clone());
                 }
                 if !self.discard {
                     self.push_event(Event::Ping(payload));
                 }
             }
             OpCode::Pong => {
-                let payload = Bytes::from(std::mem::take(&mut self.control));
+                let payload = Bytes::from(self.take_control());
                 if !self.discard {
                     self.push_event(Event::Pong(payload));
                 }
             }
-            OpCode::Close => match CloseFrame::parse(&std::mem::take(&mut self.control)) {
+            OpCode::Close => match CloseFrame::parse(&self.take_control()) {
                 Ok(frame) => {
                     self.input_stopped = true;
                     match self.close {
@@ -933,7 +943,7 @@ impl Connection {
         self.input_stopped = true;
         self.frame = None;
         self.message = None;
-        self.control = Vec::new();
+        self.control = None;
         self.head_len = 0;
         if self.held_error.is_none() {
             self.held_error = Some(Box::new(error));
@@ -1157,7 +1167,7 @@ impl Connection {
     /// Queues our close frame; the caller moves the close state on. Pongs
     /// not yet written are dropped: nothing may follow a close (§5.5.1).
     fn queue_close_payload(&mut self, payload: Bytes) {
-        self.pending_pongs = VecDeque::new();
+        self.pending_pongs = None;
         self.push_frame(true, 0, OpCode::Close, payload);
     }
 
@@ -1220,6 +1230,10 @@ impl Connection {
             }
             (None, Outcome::Failed(_)) => None,
         };
+        let linger_until = match &self.close {
+            CloseState::Closed { linger_until, .. } => *linger_until,
+            _ => crate::timer::linger_deadline(self.timers.last_now, self.config.close_timeout),
+        };
         let outcome = match std::mem::replace(&mut self.close, CloseState::Open) {
             CloseState::Closing { outcome: known, .. }
             | CloseState::Closed { outcome: known, .. }
@@ -1233,8 +1247,8 @@ impl Connection {
             outcome,
             remote,
             close_sent,
+            linger_until,
         };
-        self.timers.start_linger(self.config.close_timeout);
         self.input_stopped = true;
         self.frame = None;
         self.message = None;
@@ -1249,8 +1263,8 @@ impl Connection {
     /// right after `buf`. Call repeatedly, writing `buf` then the chunk each
     /// time, until `buf` stays empty and `None` is returned.
     pub fn poll_transmit(&mut self, buf: &mut Vec<u8>) -> Option<Bytes> {
-        if !self.pending_pongs.is_empty() {
-            for payload in std::mem::take(&mut self.pending_pongs) {
+        if let Some(pongs) = self.pending_pongs.take() {
+            for payload in *pongs {
                 if !self.close.is_close_sent() {
                     self.encode_frame_into(buf, OpCode::Pong, payload);
                 }
@@ -1324,13 +1338,14 @@ impl Connection {
             + self
                 .pending_pongs
                 .iter()
+                .flat_map(|pongs| pongs.iter())
                 .map(|p| p.len() + 6)
                 .sum::<usize>()
     }
 
     /// Whether there is output to drain.
     pub fn has_transmit(&self) -> bool {
-        !self.out.is_empty() || (!self.pending_pongs.is_empty() && !self.close.is_close_sent())
+        !self.out.is_empty() || (self.pending_pongs.is_some() && !self.close.is_close_sent())
     }
 
     /// Whether queued output is at or over the write limit: senders should
@@ -1415,8 +1430,8 @@ impl Connection {
     /// [`Connection::is_finished`] turns true even if the last frames could
     /// not be written.
     pub fn poll_timeout(&self) -> Option<Instant> {
-        if self.close.is_closed() {
-            return self.timers.linger_until;
+        if let CloseState::Closed { linger_until, .. } = &self.close {
+            return Some(*linger_until);
         }
         if let Some(since) = self.timers.paused_since {
             if !self.app_paused() {
@@ -1516,10 +1531,21 @@ impl Connection {
     /// deadline from [`Connection::poll_timeout`] has passed as of the
     /// latest time the connection was told (then drop the transport
     /// without flushing). Check it after `record_output` and after
+    /// The payload of the control frame just read.
+    fn take_control(&mut self) -> Vec<u8> {
+        self.control.take().map(|c| *c).unwrap_or_default()
+    }
+
+    /// Whether the linger after the close has passed, as of the latest time.
+    fn linger_over(&self) -> bool {
+        matches!(&self.close, CloseState::Closed { linger_until, .. }
+            if self.timers.last_now >= *linger_until)
+    }
+
     /// [`Connection::handle_timeout`].
     pub fn is_finished(&self) -> bool {
         self.close.is_closed()
-            && ((!self.has_transmit() && !self.timers.stall.pending) || self.timers.linger_over())
+            && ((!self.has_transmit() && !self.timers.stall.is_pending()) || self.linger_over())
     }
 
     fn observe(&mut self, now: Instant) {

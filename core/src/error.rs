@@ -307,8 +307,6 @@ pub enum Error {
     Usage(UsageError),
     /// The request hook rejected the request with this HTTP status.
     Rejected(u16),
-    /// A URL could not be used to connect.
-    Url(String),
     /// TLS was requested but is not available or failed. The cause is the
     /// error's [`source`](std::error::Error::source); build it with
     /// [`Error::tls`].
@@ -333,7 +331,6 @@ impl fmt::Display for Error {
             Error::Eof => f.write_str("the connection ended without a close frame"),
             Error::Usage(e) => fmt::Display::fmt(e, f),
             Error::Rejected(status) => write!(f, "request rejected with status {status}"),
-            Error::Url(e) => write!(f, "invalid url: {e}"),
             Error::Tls(e) => write!(f, "tls: {e}"),
         }
     }

@@ -493,7 +493,7 @@ impl SseSession {
         }
         if now >= self.next_keep_alive {
             // Anything already queued keeps the stream busy by itself.
-            if self.out.is_empty() && !self.stall.pending {
+            if self.out.is_empty() && !self.stall.is_pending() {
                 self.push(keep_alive());
             } else {
                 self.next_keep_alive = now + self.keep_alive;
@@ -540,7 +540,7 @@ impl SseSession {
     /// written. Waiting otherwise makes a slow client lag in the room,
     /// where the room's lag policy applies, instead of growing this queue.
     pub fn wants_event(&self) -> bool {
-        self.end.is_none() && self.out.is_empty() && !self.stall.pending
+        self.end.is_none() && self.out.is_empty() && !self.stall.is_pending()
     }
 
     /// The server is shutting down: ends the stream with
@@ -619,7 +619,7 @@ impl SseSession {
     /// told. Check it after every input.
     pub fn is_finished(&self) -> bool {
         self.end.is_some()
-            && ((self.out.is_empty() && !self.stall.pending)
+            && ((self.out.is_empty() && !self.stall.is_pending())
                 || self
                     .linger_until
                     .is_some_and(|until| self.last_now >= until))

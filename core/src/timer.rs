@@ -18,9 +18,6 @@ pub(crate) struct Timers {
     pub(crate) paused_since: Option<Instant>,
     /// The write-stall clock.
     pub(crate) stall: WriteStall,
-    /// After the connection closed: when the driver stops flushing the last
-    /// frames and drops the transport.
-    pub(crate) linger_until: Option<Instant>,
     /// The latest time any input told us.
     pub(crate) last_now: Instant,
 }
@@ -32,7 +29,6 @@ impl Timers {
             last_ping: None,
             paused_since: None,
             stall: WriteStall::default(),
-            linger_until: None,
             last_now: now,
         }
     }
@@ -55,20 +51,6 @@ impl Timers {
         if now > self.last_now {
             self.last_now = now;
         }
-    }
-
-    /// Starts the linger after the connection closed: the last frames may
-    /// be flushed for `close_timeout` (at least 1 ms) from the latest time.
-    pub(crate) fn start_linger(&mut self, close_timeout: Duration) {
-        if self.linger_until.is_none() {
-            self.linger_until = Some(linger_deadline(self.last_now, close_timeout));
-        }
-    }
-
-    /// Whether the linger deadline has passed as of the latest time.
-    pub(crate) fn linger_over(&self) -> bool {
-        self.linger_until
-            .is_some_and(|until| self.last_now >= until)
     }
 
     /// When the next heartbeat ping is due.
@@ -101,8 +83,6 @@ pub(crate) struct WriteStall {
     /// When pending output last stopped making progress, while the driver
     /// holds bytes the transport has not accepted.
     since: Option<Instant>,
-    /// Whether the last output report said bytes were still pending.
-    pub(crate) pending: bool,
 }
 
 impl WriteStall {
@@ -110,12 +90,17 @@ impl WriteStall {
     /// the driver still holds bytes. Pending output with no progress starts
     /// the stall clock; progress restarts it; nothing pending stops it.
     pub(crate) fn record(&mut self, now: Instant, wrote: usize, pending: bool) {
-        self.pending = pending;
         if !pending {
             self.since = None;
         } else if wrote > 0 || self.since.is_none() {
             self.since = Some(now);
         }
+    }
+
+    /// Whether the last output report said bytes were still pending (the
+    /// stall clock runs exactly then).
+    pub(crate) fn is_pending(&self) -> bool {
+        self.since.is_some()
     }
 
     /// When stalled output becomes a write timeout.
@@ -156,20 +141,19 @@ mod tests {
         assert_eq!(t.deadline(timeout), Some(t0 + 2 * s + timeout));
         t.record(t0 + 3 * s, 10, false);
         assert_eq!(t.deadline(timeout), None);
-        assert!(!t.pending);
+        assert!(!t.is_pending());
     }
 
     #[test]
     fn linger_is_at_least_a_millisecond() {
         let t0 = Instant::now();
-        let mut t = Timers::new(t0);
-        t.start_linger(Duration::ZERO);
-        assert_eq!(t.linger_until, Some(t0 + Duration::from_millis(1)));
-        assert!(!t.linger_over());
-        t.tell(t0 + Duration::from_millis(1));
-        assert!(t.linger_over());
-        // Time never moves back.
-        t.tell(t0);
-        assert!(t.linger_over());
+        assert_eq!(
+            linger_deadline(t0, Duration::ZERO),
+            t0 + Duration::from_millis(1)
+        );
+        assert_eq!(
+            linger_deadline(t0, Duration::from_secs(2)),
+            t0 + Duration::from_secs(2)
+        );
     }
 }

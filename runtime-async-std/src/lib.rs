@@ -25,6 +25,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -42,7 +43,7 @@ impl Runtime for AsyncStd {
     type Timer = async_io::Timer;
     type Broadcast = AsyncBroadcast;
 
-    fn spawn(future: BoxFuture<'static, ()>) {
+    fn spawn<F: Future<Output = ()> + Send + 'static>(future: F) {
         async_std::task::spawn(future);
     }
 

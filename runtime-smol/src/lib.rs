@@ -27,6 +27,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::time::Instant;
@@ -44,7 +45,7 @@ impl Runtime for Smol {
     type Timer = async_io::Timer;
     type Broadcast = AsyncBroadcast;
 
-    fn spawn(future: BoxFuture<'static, ()>) {
+    fn spawn<F: Future<Output = ()> + Send + 'static>(future: F) {
         smol::spawn(future).detach();
     }
 

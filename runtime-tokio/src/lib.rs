@@ -29,6 +29,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+use std::future::Future;
 use std::io;
 use std::net::SocketAddr;
 use std::pin::Pin;
@@ -51,7 +52,7 @@ impl Runtime for Tokio {
     type Timer = TokioTimer;
     type Broadcast = TokioBroadcast;
 
-    fn spawn(future: BoxFuture<'static, ()>) {
+    fn spawn<F: Future<Output = ()> + Send + 'static>(future: F) {
         tokio::spawn(future);
     }
 
@@ -94,7 +95,7 @@ impl Timer for TokioTimer {
     }
 
     fn poll_fired(&mut self, cx: &mut Context<'_>) -> Poll<()> {
-        std::future::Future::poll(self.0.as_mut(), cx)
+        Future::poll(self.0.as_mut(), cx)
     }
 }
 

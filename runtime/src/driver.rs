@@ -6,13 +6,13 @@ use std::future::Future;
 use std::io::IoSlice;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{ready, Context, Poll, Waker};
+use std::task::{ready, Context, Poll};
 
 use wavecast_core::{BufferPool, Connection};
 
 use crate::outbox::{Outbox, MAX_SLICES};
 use crate::runtime::{Alarm, Runtime, Transport};
-use crate::shared::{DriveIo, Shared};
+use crate::shared::Shared;
 
 /// Bytes read per `poll_read`. The buffer is per thread, not per
 /// connection, so idle connections hold no read buffer.
@@ -32,12 +32,10 @@ thread_local! {
     static POOL: RefCell<BufferPool> = const { RefCell::new(BufferPool::new()) };
 }
 
-/// A connection's I/O: the transport (`None` once released), the output
-/// on its way to it, and the timer for the core's next deadline. It lives
-/// in the connection's shared state (see [`DriveIo`]); [`DriverTask`] runs
-/// it in the background.
+/// The task that owns the transport. Spawn it on the runtime's executor.
 pub(crate) struct Driver<R: Runtime, S> {
-    stream: Option<S>,
+    shared: Arc<Shared>,
+    stream: S,
     out: Outbox,
     timer: Alarm<R>,
     read_eof: bool,
@@ -46,9 +44,10 @@ pub(crate) struct Driver<R: Runtime, S> {
 impl<R: Runtime, S: Transport> Driver<R, S> {
     /// A driver for `stream`; `prefix` (the server's `101` response) is
     /// written before anything the core queues.
-    pub(crate) fn new(stream: S, prefix: Vec<u8>) -> Driver<R, S> {
+    pub(crate) fn new(shared: Arc<Shared>, stream: S, prefix: Vec<u8>) -> Driver<R, S> {
         Driver {
-            stream: Some(stream),
+            shared,
+            stream,
             out: Outbox::with_prefix(prefix),
             timer: Alarm::new(),
             read_eof: false,
@@ -69,8 +68,7 @@ impl<R: Runtime, S: Transport> Driver<R, S> {
             }
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
             let n = self.out.io_slices(&mut slices);
-            let res = Pin::new(self.stream.as_mut().expect("polled after release"))
-                .poll_write_vectored(cx, &slices[..n]);
+            let res = Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..n]);
             let n = match res {
                 Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => n,
@@ -82,9 +80,7 @@ impl<R: Runtime, S: Transport> Driver<R, S> {
         }
         if wrote > 0 {
             // Buffered transports (TLS) need a flush to hit the wire.
-            if let Poll::Ready(Err(e)) =
-                Pin::new(self.stream.as_mut().expect("polled after release")).poll_flush(cx)
-            {
+            if let Poll::Ready(Err(e)) = Pin::new(&mut self.stream).poll_flush(cx) {
                 return Err(e);
             }
         }
@@ -105,8 +101,7 @@ impl<R: Runtime, S: Transport> Driver<R, S> {
         let mut direct = POOL.with(|pool| conn.direct_read(&mut pool.borrow_mut()))?;
         // futures-io reads need initialized memory: zero a window at a time.
         let target = direct.zeroed(ZEROED_WINDOW);
-        let read =
-            Pin::new(self.stream.as_mut().expect("polled after release")).poll_read(cx, target);
+        let read = Pin::new(&mut self.stream).poll_read(cx, target);
         if let Poll::Ready(Ok(n)) = read {
             direct.commit(R::now(), n);
         }
@@ -122,8 +117,7 @@ impl<R: Runtime, S: Transport> Driver<R, S> {
             Some(read) => read,
             None => SCRATCH.with(|scratch| {
                 let mut scratch = scratch.borrow_mut();
-                let read = Pin::new(self.stream.as_mut().expect("polled after release"))
-                    .poll_read(cx, &mut scratch[..]);
+                let read = Pin::new(&mut self.stream).poll_read(cx, &mut scratch[..]);
                 if let Poll::Ready(Ok(n @ 1..)) = read {
                     POOL.with(|pool| {
                         conn.receive_pooled(R::now(), &scratch[..n], &mut pool.borrow_mut());
@@ -139,62 +133,31 @@ impl<R: Runtime, S: Transport> Driver<R, S> {
         Poll::Ready(Ok(()))
     }
 
-    /// The connection is over: frees the transport (closing it), the
-    /// timer and the buffers.
     fn release(&mut self) {
-        self.stream = None;
         self.timer.clear();
         self.out.clear();
     }
 }
 
-/// The connection's background task: runs its attached futures (room
-/// members) and its I/O whenever no handle does, until the connection is
-/// finished. Spawn it on the runtime's executor.
-pub(crate) struct DriverTask {
-    shared: Arc<Shared>,
-}
-
-impl DriverTask {
-    pub(crate) fn new(shared: Arc<Shared>) -> DriverTask {
-        DriverTask { shared }
-    }
-}
-
-impl Drop for DriverTask {
+impl<R: Runtime, S> Drop for Driver<R, S> {
     fn drop(&mut self) {
         // Attached futures hold handles of this connection: end them with it.
         self.shared.end_attached();
     }
 }
 
-impl Future for DriverTask {
+impl<R: Runtime, S: Transport> Future for Driver<R, S> {
     type Output = ();
 
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
-        let shared = &self.shared;
-        // Room members run here, so a delivery costs one wake-up.
-        shared.poll_attached(cx);
-        shared.run_io(cx.waker())
-    }
-}
-
-impl<R: Runtime, S: Transport> DriveIo for Driver<R, S> {
     /// One round of the core's drive loop (see `wavecast_core::connection`):
     /// write what is queued and report it, read and feed, then stop if the
     /// core says the connection is finished, or sleep until its deadline.
-    fn poll_io(
-        &mut self,
-        shared: &Shared,
-        cx: &mut Context<'_>,
-        task: Option<&Waker>,
-        write_only: bool,
-    ) -> Poll<()> {
-        if self.stream.is_none() {
-            return Poll::Ready(());
-        }
-        let this = self;
-        let mut state = shared.driver(task, R::now());
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.get_mut();
+        let shared = this.shared.clone();
+        // Room members run here, so a delivery costs one wake-up.
+        shared.poll_attached(cx);
+        let mut state = shared.driver(cx.waker(), R::now());
         let mut reads = 0;
         loop {
             let mut progress = false;
@@ -214,19 +177,11 @@ impl<R: Runtime, S: Transport> DriveIo for Driver<R, S> {
             let pending = this.has_unwritten();
             state.conn().record_output(R::now(), wrote, pending);
             state.after_write(was_blocked, pending);
-            if write_only {
-                this.out.release();
-                return Poll::Pending;
-            }
 
             if state.conn().wants_read() && !this.read_eof {
                 if reads >= READS_PER_POLL {
-                    // Let other connections run; come back at once (the
-                    // driver task; a handle has its events to return).
-                    match task {
-                        Some(task) => task.wake_by_ref(),
-                        None => state.wake_driver(),
-                    }
+                    // Let other connections run; come back at once.
+                    cx.waker().wake_by_ref();
                     break;
                 }
                 match this.poll_read_in(cx, state.conn()) {
@@ -251,8 +206,7 @@ impl<R: Runtime, S: Transport> DriveIo for Driver<R, S> {
             // after the close, or the linger (close timeout) passed.
             if state.conn().is_finished() {
                 if !pending {
-                    let stream = this.stream.as_mut().expect("released only below");
-                    let _ = Pin::new(stream).poll_close(cx);
+                    let _ = Pin::new(&mut this.stream).poll_close(cx);
                 }
                 state.finish(None);
                 this.release();

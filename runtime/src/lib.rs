@@ -24,6 +24,7 @@
 //! API an adapter has with [`adapter!`].
 //!
 //! ```no_run
+//! use std::future::Future;
 //! use std::io;
 //! use std::net::{SocketAddr, TcpListener, TcpStream, ToSocketAddrs};
 //! use std::time::Instant;
@@ -40,7 +41,7 @@
 //!     type Timer = Timer; // a `wavecast_runtime::Timer` with the `async-io` feature
 //!     type Broadcast = AsyncBroadcast; // with the `async-broadcast` feature
 //!
-//!     fn spawn(future: BoxFuture<'static, ()>) {
+//!     fn spawn<F: Future<Output = ()> + Send + 'static>(future: F) {
 //!         std::thread::spawn(move || async_io::block_on(future));
 //!     }
 //!     fn now() -> Instant {

@@ -45,8 +45,10 @@ pub trait Runtime: Send + Sync + Sized + 'static {
     /// The broadcast channel rooms carry their messages on.
     type Broadcast: Broadcast;
 
-    /// Spawns a detached task on the runtime's executor.
-    fn spawn(future: BoxFuture<'static, ()>);
+    /// Spawns a detached task on the runtime's executor. Generic, so a
+    /// runtime that stores the future in its task allocation (all of them)
+    /// needs no second allocation per connection.
+    fn spawn<F: Future<Output = ()> + Send + 'static>(future: F);
 
     /// The current time on the runtime's clock (a paused or mocked clock
     /// included: every deadline wavecast computes starts here).

@@ -83,10 +83,10 @@ where
     let (finished, done) = oneshot::channel();
     let counted = admission.clone();
     let stopped = stop.watch();
-    R::spawn(Box::pin(async move {
+    R::spawn(async move {
         let drained = accept_loop::<R, H, F>(listener, options, handler, counted, stopped).await;
         let _ = finished.send(drained);
-    }));
+    });
     Ok(Server {
         addr,
         admission,
@@ -138,7 +138,7 @@ where
                 let tracker = tracker.clone();
                 let alive = alive.clone();
                 let cancelled = abort.watch();
-                R::spawn(Box::pin(async move {
+                R::spawn(async move {
                     let _alive = alive;
                     let _permit = permit;
                     let run = async move {
@@ -148,19 +148,19 @@ where
                         }
                     };
                     race(run, signalled(&cancelled)).await;
-                }));
+                });
             }
             Err(rejected) => {
                 let Ok(permit) = refusals.try_admit() else {
                     continue;
                 };
                 let response = rejected.response(options.retry_after);
-                R::spawn(Box::pin(async move {
+                R::spawn(async move {
                     let _permit = permit;
                     if let Ok(incoming) = read_request::<R, _>(tcp, config).await {
                         let _ = incoming.respond(response).await;
                     }
-                }));
+                });
             }
         }
     }

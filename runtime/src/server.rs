@@ -182,9 +182,9 @@ impl<S: Transport, R: Runtime> Incoming<S, R> {
                 let response =
                     HttpResponse::from_handshake_error(&e).encode(request.method() == "HEAD");
                 let deadline = R::now() + config.write_timeout;
-                R::spawn(Box::pin(async move {
+                R::spawn(async move {
                     let _ = until::<R, _>(deadline, write_and_close(&mut stream, &response)).await;
-                }));
+                });
                 Err(Error::Handshake(e))
             }
         }

@@ -29,86 +29,25 @@ use wavecast_core::{
 
 /// Locks `m`. A panic while locked leaves nothing half-done that matters
 /// more than the panic itself, so a poisoned lock is taken over.
-pub(crate) fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+pub(crate) fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
-/// A connection's I/O: the transport, its output buffer and its timer
-/// (the driver, [`crate::driver`]). It lives in the shared state so that
-/// either the connection's driver task or the application's task (while it
-/// waits in `recv` or after a `send`) can run it.
-pub(crate) trait DriveIo: Send {
-    /// One round of I/O: write what the core queued, read and feed it, fire
-    /// due deadlines. `task` is the driver task's waker when the driver
-    /// task runs it (registered for commands); `None` from a handle. With
-    /// `write_only`, only writes. `Ready` once the connection is finished
-    /// and the transport released (and at every call after that).
-    fn poll_io(
-        &mut self,
-        shared: &Shared,
-        cx: &mut Context<'_>,
-        task: Option<&Waker>,
-        write_only: bool,
-    ) -> Poll<()>;
-}
-
-/// The core plus the wakers of whoever waits on it, and the I/O that
-/// drives it (`D`, a [`DriveIo`]; [`Shared`] with the type erased). Hold it
-/// in an `Arc`.
-pub(crate) struct Conn<D: ?Sized> {
+/// The core plus the wakers of whoever waits on it. Hold it in an `Arc`.
+#[derive(Debug)]
+pub(crate) struct Shared {
     state: Mutex<State>,
     /// Futures run by the driver (see [`crate::attach`]).
     pub(crate) tasks: Mutex<Tasks>,
     /// The runtime's clock (a paused test clock included).
     clock: fn() -> Instant,
-    wakers: Mutex<Wakers>,
-    /// The waker every transport and timer poll registers: it wakes the
-    /// application's task while it waits in `recv` and runs the I/O itself,
-    /// the driver task otherwise (see [`Shared::dispatch`]).
-    io_waker: Waker,
-    io: Mutex<D>,
-}
-
-/// A connection's shared state, whatever its transport.
-pub(crate) type Shared = Conn<dyn DriveIo>;
-
-impl std::fmt::Debug for Shared {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Shared")
-            .field("state", &self.state)
-            .finish_non_exhaustive()
-    }
-}
-
-/// The I/O waker's target: the connection it dispatches for.
-struct Dispatch(Weak<Shared>);
-
-impl std::task::Wake for Dispatch {
-    fn wake(self: Arc<Self>) {
-        self.wake_by_ref();
-    }
-
-    fn wake_by_ref(self: &Arc<Self>) {
-        if let Some(shared) = self.0.upgrade() {
-            shared.dispatch();
-        }
-    }
-}
-
-/// The I/O of a connection made without one (unit tests of the state).
-#[cfg(test)]
-pub(crate) struct NoIo;
-
-#[cfg(test)]
-impl DriveIo for NoIo {
-    fn poll_io(&mut self, _: &Shared, _: &mut Context<'_>, _: Option<&Waker>, _: bool) -> Poll<()> {
-        Poll::Pending
-    }
 }
 
 #[derive(Debug)]
 struct State {
     conn: Connection,
+    driver: Option<Waker>,
+    receiver: Option<Waker>,
     /// Tasks waiting to send or flush (`false`), or only for the connection
     /// to stop sending or end (`true`: not woken by every flush).
     writers: Vec<(Waker, bool)>,
@@ -120,19 +59,19 @@ struct State {
     unflushed: bool,
 }
 
-/// Who to wake: behind a lock of its own, never held while the state lock
-/// is taken, so a transport or timer may call the I/O waker from inside a
-/// poll that holds the state (tokio's cooperative budget does).
-#[derive(Debug, Default)]
-struct Wakers {
-    driver: Option<Waker>,
-    receiver: Option<Waker>,
-    /// The receiver runs the I/O itself while it waits (`recv`): I/O
-    /// readiness wakes it rather than the driver task.
-    receiver_drives: bool,
-}
-
 impl State {
+    fn wake_driver(&mut self) {
+        if let Some(w) = &self.driver {
+            w.wake_by_ref();
+        }
+    }
+
+    fn wake_receiver(&mut self) {
+        if let Some(w) = self.receiver.take() {
+            w.wake();
+        }
+    }
+
     /// Wakes every waiting sender, flusher and closer.
     fn wake_writers(&mut self) {
         for (w, _) in self.writers.drain(..) {
@@ -199,28 +138,28 @@ impl State {
     fn is_flushed(&self) -> bool {
         !self.unflushed && !self.conn.has_transmit()
     }
+
+    /// Wakes the driver if the application's call changed what it must do.
+    fn after_command(&mut self) {
+        self.wake_driver();
+    }
 }
 
 impl Shared {
     /// Shares `conn`, with one sending and one receiving handle counted.
     #[cfg(test)]
     pub(crate) fn new(conn: Connection) -> Arc<Shared> {
-        Shared::with_io(conn, Instant::now, NoIo)
+        Shared::with_clock(conn, Instant::now)
     }
 
-    /// Shares `conn`, driven by `io`; handles read the time from `clock`.
-    pub(crate) fn with_io<D: DriveIo + 'static>(
-        conn: Connection,
-        clock: fn() -> Instant,
-        io: D,
-    ) -> Arc<Shared> {
-        Arc::<Conn<D>>::new_cyclic(|weak| Conn {
-            io_waker: Waker::from(Arc::new(Dispatch(weak.clone() as Weak<Shared>))),
-            io: Mutex::new(io),
-            wakers: Mutex::default(),
+    /// Shares `conn`; handles read the time from `clock`.
+    pub(crate) fn with_clock(conn: Connection, clock: fn() -> Instant) -> Arc<Shared> {
+        Arc::new(Shared {
             clock,
             state: Mutex::new(State {
                 conn,
+                driver: None,
+                receiver: None,
                 writers: Vec::new(),
                 receiver_alive: true,
                 receiver_finished: false,
@@ -242,98 +181,13 @@ impl Shared {
         lock(&self.state)
     }
 
-    // ----------------------------------------------------------------- I/O
-
-    /// I/O readiness (the transport or the timer): wakes the receiver if
-    /// it waits in `recv` and runs the I/O itself, else the driver task.
-    fn dispatch(&self) {
-        let mut w = lock(&self.wakers);
-        let target = match w.receiver.take() {
-            Some(receiver) if w.receiver_drives => receiver,
-            receiver => {
-                w.receiver = receiver;
-                match &w.driver {
-                    Some(driver) => driver.clone(),
-                    None => return,
-                }
-            }
-        };
-        drop(w);
-        target.wake();
-    }
-
-    /// Wakes the driver task (a command changed what it must do).
-    fn wake_driver(&self) {
-        let driver = lock(&self.wakers).driver.clone();
-        if let Some(w) = driver {
-            w.wake();
-        }
-    }
-
-    /// Wakes the receiver (events are waiting, or the connection ended).
-    fn wake_receiver(&self) {
-        let receiver = lock(&self.wakers).receiver.take();
-        if let Some(w) = receiver {
-            w.wake();
-        }
-    }
-
-    /// The driver task: runs a round of I/O (waiting for the lock if a
-    /// handle holds it). `Ready` once the connection is finished.
-    pub(crate) fn run_io(&self, task: &Waker) -> Poll<()> {
-        let mut io = lock(&self.io);
-        let mut cx = Context::from_waker(&self.io_waker);
-        io.poll_io(self, &mut cx, Some(task), false)
-    }
-
-    /// A handle: runs a round of I/O in the caller's task unless the driver
-    /// task is running it now (`false` then: it will see what changed).
-    fn try_run_io(&self, write_only: bool) -> bool {
-        let Ok(mut io) = self.io.try_lock() else {
-            return false;
-        };
-        let mut cx = Context::from_waker(&self.io_waker);
-        if io.poll_io(self, &mut cx, None, write_only).is_ready() {
-            drop(io);
-            // The driver task ends (and ends attached futures) too.
-            self.wake_driver();
-        }
-        true
-    }
-
-    /// Holds the I/O as a running driver task would.
-    #[cfg(test)]
-    pub(crate) fn hold_io(&self) -> MutexGuard<'_, dyn DriveIo> {
-        lock(&self.io)
-    }
-
-    /// The receiver stopped waiting in `recv` (it got a message, or its
-    /// future was dropped): I/O readiness goes to the driver task again.
-    pub(crate) fn stop_driving(&self) {
-        let mut w = lock(&self.wakers);
-        if w.receiver_drives {
-            w.receiver_drives = false;
-            w.receiver = None;
-        }
-    }
-
     // ---------------------------------------------------------- receiving
 
     /// Takes the next message. `Ready(None)` after a clean close (the peer's
     /// frame is in [`Shared::close_frame`]); `Ready(Some(Err(..)))` once,
     /// as the last item, when the connection failed. Cancel-safe: a message
     /// leaves the core only in the poll that returns it.
-    ///
-    /// With `drive` (the `recv` future, which calls [`Shared::stop_driving`]
-    /// when dropped), the caller's task runs the I/O itself when nothing is
-    /// waiting, and I/O readiness wakes it directly: receiving a message
-    /// then costs no hop through the driver task.
-    pub(crate) fn poll_recv(
-        &self,
-        cx: &mut Context<'_>,
-        drive: bool,
-    ) -> Poll<Option<Result<Message, Error>>> {
-        let mut ran_io = !drive;
+    pub(crate) fn poll_recv(&self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
         let mut s = self.lock();
         if s.receiver_finished {
             return Poll::Ready(None);
@@ -346,7 +200,7 @@ impl Shared {
                     || (was_paused && s.conn.wants_read())
                     || s.conn.is_closed())
             {
-                self.wake_driver();
+                s.wake_driver();
             }
             match event {
                 Some(Event::Message(m)) => return Poll::Ready(Some(Ok(m))),
@@ -373,19 +227,10 @@ impl Shared {
                     None => Some(Err(Error::Eof)),
                 });
             }
-            if !ran_io {
-                ran_io = true;
-                drop(s);
-                self.try_run_io(false);
-                s = self.lock();
-                continue;
+            match &s.receiver {
+                Some(w) if w.will_wake(cx.waker()) => {}
+                _ => s.receiver = Some(cx.waker().clone()),
             }
-            let mut w = lock(&self.wakers);
-            match &w.receiver {
-                Some(old) if old.will_wake(cx.waker()) => {}
-                _ => w.receiver = Some(cx.waker().clone()),
-            }
-            w.receiver_drives = drive;
             return Poll::Pending;
         }
     }
@@ -400,13 +245,9 @@ impl Shared {
     pub(crate) fn drop_receiver(&self) {
         let mut s = self.lock();
         s.receiver_alive = false;
-        {
-            let mut w = lock(&self.wakers);
-            w.receiver = None;
-            w.receiver_drives = false;
-        }
+        s.receiver = None;
         s.conn.set_discard(true);
-        self.wake_driver();
+        s.wake_driver();
     }
 
     // ------------------------------------------------------------ sending
@@ -423,7 +264,7 @@ impl Shared {
         }
         if s.conn.is_write_blocked() {
             s.register_writer(cx.waker());
-            self.wake_driver();
+            s.wake_driver();
             return Poll::Pending;
         }
         Poll::Ready(Ok(()))
@@ -436,12 +277,7 @@ impl Shared {
             return Err(e);
         }
         s.conn.send(message)?;
-        drop(s);
-        // Write it from the caller's task; the driver task only if it is
-        // busy with the I/O right now (it then writes this too).
-        if !self.try_run_io(true) {
-            self.wake_driver();
-        }
+        s.after_command();
         Ok(())
     }
 
@@ -452,13 +288,13 @@ impl Shared {
             return Err(TrySendError::Closed(e));
         }
         if s.conn.is_write_blocked() {
-            self.wake_driver();
+            s.wake_driver();
             return Err(TrySendError::Full(message));
         }
         s.conn
             .send(message)
             .map_err(|e| TrySendError::Closed(e.into()))?;
-        self.wake_driver();
+        s.after_command();
         Ok(())
     }
 
@@ -469,7 +305,7 @@ impl Shared {
             return Err(e);
         }
         s.conn.send_prepared(prepared)?;
-        self.wake_driver();
+        s.after_command();
         Ok(())
     }
 
@@ -480,7 +316,7 @@ impl Shared {
             return Err(e);
         }
         s.conn.send_ping(payload)?;
-        self.wake_driver();
+        s.after_command();
         Ok(())
     }
 
@@ -495,7 +331,7 @@ impl Shared {
             };
         }
         s.register_writer(cx.waker());
-        self.wake_driver();
+        s.wake_driver();
         Poll::Pending
     }
 
@@ -506,7 +342,7 @@ impl Shared {
         CloseFrame::new(code, reason)?;
         if s.conn.is_open() && !s.done {
             s.conn.close(now, code, reason)?;
-            self.wake_driver();
+            s.after_command();
             // Tasks waiting for the connection to stop sending move on.
             s.wake_writers();
         }
@@ -553,7 +389,7 @@ impl Shared {
         let mut s = self.lock();
         s.senders -= 1;
         if s.senders == 0 {
-            self.wake_driver();
+            s.wake_driver();
         }
     }
 
@@ -645,7 +481,7 @@ impl Shared {
     pub(crate) fn with_connection<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
         let mut s = self.lock();
         let r = f(&mut s.conn);
-        self.wake_driver();
+        s.wake_driver();
         r
     }
 
@@ -654,26 +490,23 @@ impl Shared {
     /// Forgets the driver's waker until [`Shared::driver`] registers it
     /// again (while the driver runs attached futures).
     pub(crate) fn forget_driver_waker(&self) {
-        lock(&self.wakers).driver = None;
+        self.lock().driver = None;
     }
 
     /// Locks the state for the driver and registers its waker. Call at the
     /// start of every driver poll; the guard must not be held across an
     /// await.
-    pub(crate) fn driver(&self, waker: Option<&Waker>, now: Instant) -> DriverState<'_> {
+    pub(crate) fn driver(&self, waker: &Waker, now: Instant) -> DriverState<'_> {
         let mut s = self.lock();
-        if let Some(waker) = waker {
-            let mut w = lock(&self.wakers);
-            match &w.driver {
-                Some(old) if old.will_wake(waker) => {}
-                _ => w.driver = Some(waker.clone()),
-            }
+        match &s.driver {
+            Some(w) if w.will_wake(waker) => {}
+            _ => s.driver = Some(waker.clone()),
         }
         if s.senders == 0 && !s.receiver_alive && s.conn.is_open() {
             // Every handle is gone: say goodbye instead of lingering.
             let _ = s.conn.close(now, CloseCode::GOING_AWAY, "");
         }
-        DriverState { s, shared: self }
+        DriverState { s }
     }
 }
 
@@ -681,7 +514,6 @@ impl Shared {
 #[derive(Debug)]
 pub(crate) struct DriverState<'a> {
     s: MutexGuard<'a, State>,
-    shared: &'a Shared,
 }
 
 impl DriverState<'_> {
@@ -698,7 +530,7 @@ impl DriverState<'_> {
         if !s.receiver_alive {
             while s.conn.poll_event().is_some() {}
         } else if s.conn.has_events() {
-            self.shared.wake_receiver();
+            s.wake_receiver();
         }
         if s.conn.outcome().is_some() {
             s.wake_writers();
@@ -727,19 +559,14 @@ impl DriverState<'_> {
         }
         s.done = true;
         s.unflushed = false;
-        self.shared.wake_receiver();
+        s.wake_receiver();
         s.wake_writers();
-    }
-
-    /// Wakes the driver task (to come back for more input).
-    pub(crate) fn wake_driver(&self) {
-        self.shared.wake_driver();
     }
 
     /// Wakes the receiver if events are waiting (after the core closed).
     pub(crate) fn wake_receiver_if_events(&mut self) {
         if self.s.conn.has_events() {
-            self.shared.wake_receiver();
+            self.s.wake_receiver();
         }
     }
 }
@@ -951,7 +778,7 @@ mod tests {
             .poll_flush(&mut Context::from_waker(&flusher_waker))
             .is_pending());
         {
-            let mut state = shared.driver(Some(&driver_waker), now);
+            let mut state = shared.driver(&driver_waker, now);
             let mut out = Vec::new();
             while state.conn().poll_transmit(&mut out).is_some() {}
             state.after_write(false, false);

@@ -25,8 +25,8 @@ use wavecast_core::{
     PreparedMessage, Role, TrySendError, Utf8Bytes,
 };
 
-use crate::driver::{Driver, DriverTask};
-use crate::runtime::{BoxFuture, Runtime, Transport};
+use crate::driver::Driver;
+use crate::runtime::{Runtime, Transport};
 use crate::shared::Shared;
 
 /// A WebSocket connection. Send and receive directly, or [`WebSocket::split`]
@@ -85,14 +85,14 @@ impl WebSocket {
         negotiated: &Negotiated,
         leftover: Bytes,
         prefix: Vec<u8>,
-    ) -> (WebSocket, BoxFuture<'static, ()>) {
+    ) -> (WebSocket, Driver<R, S>) {
         let now = R::now();
         let mut conn = Connection::with_negotiated(role, config, negotiated, now);
         if !leftover.is_empty() {
             conn.receive(now, &leftover);
         }
-        let shared = Shared::with_io(conn, R::now, Driver::<R, S>::new(stream, prefix));
-        let driver: BoxFuture<'static, ()> = Box::pin(DriverTask::new(shared.clone()));
+        let shared = Shared::with_clock(conn, R::now);
+        let driver = Driver::<R, S>::new(shared.clone(), stream, prefix);
         let ws = WebSocket {
             sender: Sender {
                 shared: shared.clone(),
@@ -294,10 +294,10 @@ impl Drop for Receiver {
 }
 
 impl Receiver {
-    /// Polls for the next message (the `Stream` impl uses this). Unlike
-    /// [`Receiver::recv`], the connection's driver task does the reading.
+    /// Polls for the next message; the `Stream` impl and [`Receiver::recv`]
+    /// use this.
     pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Message, Error>>> {
-        self.shared.poll_recv(cx, false)
+        self.shared.poll_recv(cx)
     }
 
     /// Receives the next message.
@@ -306,15 +306,8 @@ impl Receiver {
     /// [`Receiver::close_frame`] for the peer's code and reason);
     /// `Some(Err(..))` means it failed (protocol error, timeout, reset) and
     /// is the last item. Cancel-safe.
-    ///
-    /// While it waits, the calling task reads the connection itself, so a
-    /// task that receives and replies costs no wake-up of another task per
-    /// message; once the future is dropped, the connection's driver task
-    /// reads (and answers pings) again.
-    pub fn recv(&mut self) -> impl Future<Output = Option<Result<Message, Error>>> + '_ {
-        Recv {
-            shared: &self.shared,
-        }
+    pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
+        poll_fn(|cx| self.shared.poll_recv(cx)).await
     }
 
     /// The peer's close frame, once it arrived.
@@ -370,25 +363,5 @@ impl Sink<Message> for WebSocket {
     }
     fn poll_close(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Result<(), Error>> {
         Sink::poll_close(Pin::new(&mut self.get_mut().sender), cx)
-    }
-}
-
-/// [`Receiver::recv`]'s future: receives with the caller's task driving the
-/// I/O, and hands the I/O back to the driver task when dropped.
-struct Recv<'a> {
-    shared: &'a Shared,
-}
-
-impl Future for Recv<'_> {
-    type Output = Option<Result<Message, Error>>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        self.shared.poll_recv(cx, true)
-    }
-}
-
-impl Drop for Recv<'_> {
-    fn drop(&mut self) {
-        self.shared.stop_driving();
     }
 }

@@ -50,7 +50,7 @@ impl Runtime for Threads {
     type Timer = async_io::Timer;
     type Broadcast = AsyncBroadcast;
 
-    fn spawn(future: BoxFuture<'static, ()>) {
+    fn spawn<F: Future<Output = ()> + Send + 'static>(future: F) {
         thread::spawn(move || block_on(future));
     }
 

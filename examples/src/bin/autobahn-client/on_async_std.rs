@@ -43,5 +43,8 @@ async fn case_count(url: &str, config: &Config) -> Result<u32, Error> {
             count = text.trim().parse().ok();
         }
     }
-    count.ok_or_else(|| Error::Url(format!("{url} did not answer with a case count")))
+    count.ok_or_else(|| {
+        let why = format!("{url} did not answer with a case count");
+        Error::Io(std::sync::Arc::new(std::io::Error::other(why)))
+    })
 }
