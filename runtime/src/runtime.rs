@@ -158,11 +158,14 @@ pub(crate) async fn until<R: Runtime, T>(
     future: impl Future<Output = T>,
 ) -> Option<T> {
     let mut future = std::pin::pin!(future);
-    let mut timer = R::timer(deadline);
+    // Armed only once the future has to wait: a handshake whose request is
+    // already in the socket needs no timer at all.
+    let mut timer = None;
     poll_fn(|cx| {
         if let Poll::Ready(v) = future.as_mut().poll(cx) {
             return Poll::Ready(Some(v));
         }
+        let timer = timer.get_or_insert_with(|| R::timer(deadline));
         timer.poll_fired(cx).map(|()| None)
     })
     .await
