@@ -41,6 +41,7 @@ impl Runtime for AsyncStd {
     type Tcp = TcpStream;
     type Listener = TcpListener;
     type Timer = async_io::Timer;
+    type Sleep = async_io::Timer;
     type Broadcast = AsyncBroadcast;
 
     fn spawn<F: Future<Output = ()> + Send + 'static>(future: F) {
@@ -53,6 +54,10 @@ impl Runtime for AsyncStd {
 
     fn timer(deadline: Instant) -> async_io::Timer {
         async_io::Timer::at(deadline)
+    }
+
+    fn sleep_until(deadline: Instant) -> async_io::Timer {
+        Self::timer(deadline)
     }
 
     fn connect(host: String, port: u16) -> BoxFuture<'static, io::Result<TcpStream>> {

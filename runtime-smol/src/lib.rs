@@ -43,6 +43,7 @@ impl Runtime for Smol {
     type Tcp = smol::net::TcpStream;
     type Listener = smol::net::TcpListener;
     type Timer = async_io::Timer;
+    type Sleep = async_io::Timer;
     type Broadcast = AsyncBroadcast;
 
     fn spawn<F: Future<Output = ()> + Send + 'static>(future: F) {
@@ -55,6 +56,10 @@ impl Runtime for Smol {
 
     fn timer(deadline: Instant) -> async_io::Timer {
         async_io::Timer::at(deadline)
+    }
+
+    fn sleep_until(deadline: Instant) -> async_io::Timer {
+        Self::timer(deadline)
     }
 
     fn connect(host: String, port: u16) -> BoxFuture<'static, io::Result<Self::Tcp>> {

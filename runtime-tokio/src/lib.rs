@@ -50,6 +50,7 @@ impl Runtime for Tokio {
     type Tcp = FuturesIo<tokio::net::TcpStream>;
     type Listener = tokio::net::TcpListener;
     type Timer = TokioTimer;
+    type Sleep = tokio::time::Sleep;
     type Broadcast = TokioBroadcast;
 
     fn spawn<F: Future<Output = ()> + Send + 'static>(future: F) {
@@ -61,7 +62,11 @@ impl Runtime for Tokio {
     }
 
     fn timer(deadline: Instant) -> TokioTimer {
-        TokioTimer(Box::pin(tokio::time::sleep_until(deadline.into())))
+        TokioTimer(Box::pin(Self::sleep_until(deadline)))
+    }
+
+    fn sleep_until(deadline: Instant) -> tokio::time::Sleep {
+        tokio::time::sleep_until(deadline.into())
     }
 
     fn connect(host: String, port: u16) -> BoxFuture<'static, io::Result<Self::Tcp>> {

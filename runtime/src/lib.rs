@@ -39,6 +39,7 @@
 //!     type Tcp = Async<TcpStream>;
 //!     type Listener = Async<TcpListener>;
 //!     type Timer = Timer; // a `wavecast_runtime::Timer` with the `async-io` feature
+//!     type Sleep = Timer;
 //!     type Broadcast = AsyncBroadcast; // with the `async-broadcast` feature
 //!
 //!     fn spawn<F: Future<Output = ()> + Send + 'static>(future: F) {
@@ -48,6 +49,9 @@
 //!         Instant::now()
 //!     }
 //!     fn timer(deadline: Instant) -> Timer {
+//!         Timer::at(deadline)
+//!     }
+//!     fn sleep_until(deadline: Instant) -> Timer {
 //!         Timer::at(deadline)
 //!     }
 //!     fn connect(host: String, port: u16) -> BoxFuture<'static, io::Result<Self::Tcp>> {

@@ -40,8 +40,13 @@ pub trait Runtime: Send + Sync + Sized + 'static {
     type Tcp: Transport;
     /// The runtime's TCP listener, for [`crate::serve`].
     type Listener: Send + Sync + 'static;
-    /// A resettable one-shot timer.
+    /// A resettable one-shot timer (a connection keeps one while it has a
+    /// deadline).
     type Timer: Timer;
+    /// A one-shot sleep that lives inside the future awaiting it, for
+    /// handshake and write deadlines (no allocation of its own). Its
+    /// output is ignored.
+    type Sleep: Future + Send + 'static;
     /// The broadcast channel rooms carry their messages on.
     type Broadcast: Broadcast;
 
@@ -56,6 +61,9 @@ pub trait Runtime: Send + Sync + Sized + 'static {
 
     /// A timer that fires at `deadline`.
     fn timer(deadline: Instant) -> Self::Timer;
+
+    /// A sleep until `deadline`.
+    fn sleep_until(deadline: Instant) -> Self::Sleep;
 
     /// Opens a TCP connection (resolving `host`) with `TCP_NODELAY` set.
     fn connect(host: String, port: u16) -> BoxFuture<'static, io::Result<Self::Tcp>>;
@@ -148,8 +156,7 @@ impl<R: Runtime> Alarm<R> {
 
 /// Sleeps for `delay` on `R`'s timer.
 pub(crate) async fn sleep<R: Runtime>(delay: Duration) {
-    let mut timer = R::timer(R::now() + delay);
-    poll_fn(|cx| timer.poll_fired(cx)).await;
+    let _ = R::sleep_until(R::now() + delay).await;
 }
 
 /// Runs `future` until it finishes or `deadline` passes (`None` then).
@@ -158,15 +165,12 @@ pub(crate) async fn until<R: Runtime, T>(
     future: impl Future<Output = T>,
 ) -> Option<T> {
     let mut future = std::pin::pin!(future);
-    // Armed only once the future has to wait: a handshake whose request is
-    // already in the socket needs no timer at all.
-    let mut timer = None;
+    let mut sleep = std::pin::pin!(R::sleep_until(deadline));
     poll_fn(|cx| {
         if let Poll::Ready(v) = future.as_mut().poll(cx) {
             return Poll::Ready(Some(v));
         }
-        let timer = timer.get_or_insert_with(|| R::timer(deadline));
-        timer.poll_fired(cx).map(|()| None)
+        sleep.as_mut().poll(cx).map(|_| None)
     })
     .await
 }

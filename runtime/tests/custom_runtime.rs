@@ -48,6 +48,7 @@ impl Runtime for Threads {
     type Tcp = Async<TcpStream>;
     type Listener = Async<TcpListener>;
     type Timer = async_io::Timer;
+    type Sleep = async_io::Timer;
     type Broadcast = AsyncBroadcast;
 
     fn spawn<F: Future<Output = ()> + Send + 'static>(future: F) {
@@ -59,6 +60,10 @@ impl Runtime for Threads {
     }
 
     fn timer(deadline: Instant) -> async_io::Timer {
+        async_io::Timer::at(deadline)
+    }
+
+    fn sleep_until(deadline: Instant) -> async_io::Timer {
         async_io::Timer::at(deadline)
     }
 
