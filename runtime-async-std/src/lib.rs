@@ -48,10 +48,6 @@ impl Runtime for AsyncStd {
         async_std::task::spawn(future);
     }
 
-    fn now() -> Instant {
-        Instant::now()
-    }
-
     fn timer(deadline: Instant) -> async_io::Timer {
         async_io::Timer::at(deadline)
     }

@@ -50,10 +50,6 @@ impl Runtime for Smol {
         smol::spawn(future).detach();
     }
 
-    fn now() -> Instant {
-        Instant::now()
-    }
-
     fn timer(deadline: Instant) -> async_io::Timer {
         async_io::Timer::at(deadline)
     }

@@ -45,9 +45,6 @@
 //!     fn spawn<F: Future<Output = ()> + Send + 'static>(future: F) {
 //!         std::thread::spawn(move || async_io::block_on(future));
 //!     }
-//!     fn now() -> Instant {
-//!         Instant::now()
-//!     }
 //!     fn timer(deadline: Instant) -> Timer {
 //!         Timer::at(deadline)
 //!     }

@@ -56,8 +56,11 @@ pub trait Runtime: Send + Sync + Sized + 'static {
     fn spawn<F: Future<Output = ()> + Send + 'static>(future: F);
 
     /// The current time on the runtime's clock (a paused or mocked clock
-    /// included: every deadline wavecast computes starts here).
-    fn now() -> Instant;
+    /// included: every deadline wavecast computes starts here). The system
+    /// clock unless the runtime has a clock of its own (tokio's can pause).
+    fn now() -> Instant {
+        Instant::now()
+    }
 
     /// A timer that fires at `deadline`.
     fn timer(deadline: Instant) -> Self::Timer;

@@ -55,10 +55,6 @@ impl Runtime for Threads {
         thread::spawn(move || block_on(future));
     }
 
-    fn now() -> Instant {
-        Instant::now()
-    }
-
     fn timer(deadline: Instant) -> async_io::Timer {
         async_io::Timer::at(deadline)
     }
