@@ -169,22 +169,13 @@ macro_rules! deadlines_scenarios {
                     .with_lag_policy(ws::LagPolicy::SkipAhead),
             );
             let room = hub.room("busy").unwrap();
-            let server_room = room.clone();
-            let (ended_tx, ended) = mpsc::channel();
-            let ended_tx = Mutex::new(ended_tx);
-            let server = serve_in_background(ws::ServeConfig::default(), move |incoming| {
-                let room = server_room.clone();
-                let ended_tx = ended_tx.lock().unwrap().clone();
-                async move {
-                    let mut sub = room.subscribe();
-                    let config = ws::SseConfig::default()
-                        .with_write_timeout(Duration::from_millis(500))
-                        .with_linger(Duration::from_millis(500));
-                    if let Ok(mut sse) = ws::SseStream::respond(incoming, config).await {
-                        let _ = ended_tx.send(sse.forward(&mut sub).await);
-                    }
-                }
-            });
+            let (server, ended) = serve_room_as_sse(
+                &room,
+                ws::SseConfig::default()
+                    .with_write_timeout(Duration::from_millis(500))
+                    .with_linger(Duration::from_millis(500)),
+                false,
+            );
             let addr = server.local_addr().to_string();
             let mut tcp = raw::connect_small(&addr);
             tcp.write_all(b"GET /events HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -24,6 +24,38 @@ macro_rules! serving_scenarios {
             wait(&rx, 5)
         }
 
+        /// `serve` answering every request with an SSE stream that forwards
+        /// `room` under `config` (after a `hello` event naming the client's
+        /// `Last-Event-ID` when `greet`); each stream's end is sent back.
+        fn serve_room_as_sse(
+            room: &ws::Room,
+            config: ws::SseConfig,
+            greet: bool,
+        ) -> (ws::Server, mpsc::Receiver<ws::SseEnd>) {
+            let server_room = room.clone();
+            let (ended_tx, ended) = mpsc::channel();
+            let ended_tx = Mutex::new(ended_tx);
+            let server = serve_in_background(ws::ServeConfig::default(), move |incoming| {
+                let room = server_room.clone();
+                let ended_tx = ended_tx.lock().unwrap().clone();
+                let config = config.clone();
+                async move {
+                    // Subscribed before the response head is written.
+                    let mut sub = room.subscribe();
+                    let Ok(mut sse) = ws::SseStream::respond(incoming, config).await else {
+                        return;
+                    };
+                    if greet {
+                        let resume = sse.last_event_id().unwrap_or("none").to_owned();
+                        let hello = ws::SseEvent::data(format!("resume after {resume}")).event("hello");
+                        sse.send(&hello).await.unwrap();
+                    }
+                    let _ = ended_tx.send(sse.forward(&mut sub).await);
+                }
+            });
+            (server, ended)
+        }
+
         /// An echo server under `serve` that also answers plain HTTP (`/`
         /// is a page, anything else 404) and refuses foreign origins.
         fn serve_echo(max: usize) -> ws::Server {
@@ -170,26 +202,8 @@ macro_rules! serving_scenarios {
         fn sse_client_parses_room_events_and_shutdown_ends_the_stream() {
             let hub = ws::Hub::default();
             let room = hub.room("feed").unwrap();
-            let server_room = room.clone();
-            let (ended_tx, ended) = mpsc::channel();
-            let ended_tx = Mutex::new(ended_tx);
-            let server = serve_in_background(ws::ServeConfig::default(), move |incoming| {
-                let room = server_room.clone();
-                let ended_tx = ended_tx.lock().unwrap().clone();
-                async move {
-                    // Subscribed before the response head is written.
-                    let mut sub = room.subscribe();
-                    let config = ws::SseConfig::default().with_keep_alive(Duration::from_millis(100));
-                    let Ok(mut sse) = ws::SseStream::respond(incoming, config).await else {
-                        return;
-                    };
-                    let resume = sse.last_event_id().unwrap_or("none").to_owned();
-                    sse.send(&ws::SseEvent::data(format!("resume after {resume}")).event("hello"))
-                        .await
-                        .unwrap();
-                    let _ = ended_tx.send(sse.forward(&mut sub).await);
-                }
-            });
+            let config = ws::SseConfig::default().with_keep_alive(Duration::from_millis(100));
+            let (server, ended) = serve_room_as_sse(&room, config, true);
             let mut tcp = raw::send_head(
                 &server.local_addr().to_string(),
                 "GET /events HTTP/1.1\r\nHost: x\r\nAccept: text/event-stream\r\nLast-Event-ID: 41\r\n\r\n",
@@ -230,19 +244,7 @@ macro_rules! serving_scenarios {
         fn sse_client_leaving_ends_the_subscription() {
             let hub = ws::Hub::default();
             let room = hub.room("feed").unwrap();
-            let server_room = room.clone();
-            let (ended_tx, ended) = mpsc::channel();
-            let ended_tx = Mutex::new(ended_tx);
-            let server = serve_in_background(ws::ServeConfig::default(), move |incoming| {
-                let room = server_room.clone();
-                let ended_tx = ended_tx.lock().unwrap().clone();
-                async move {
-                    let mut sub = room.subscribe();
-                    if let Ok(mut sse) = ws::SseStream::respond(incoming, ws::SseConfig::default()).await {
-                        let _ = ended_tx.send(sse.forward(&mut sub).await);
-                    }
-                }
-            });
+            let (server, ended) = serve_room_as_sse(&room, ws::SseConfig::default(), false);
             let mut tcp = raw::send_head(
                 &server.local_addr().to_string(),
                 "GET /events HTTP/1.1\r\nHost: x\r\n\r\n",
