@@ -281,9 +281,7 @@ impl<R: Runtime> Subscription<R> {
             let seen = self.publisher.published();
             match R::Broadcast::try_recv(&mut self.rx) {
                 TryRecv::Message(message) => {
-                    if let Some(event) = self
-                        .cursor
-                        .on_message(message, seen.max(self.publisher.published()))
+                    if let Some(event) = self.cursor.on_message(message, self.publisher.published())
                     {
                         return Poll::Ready(event);
                     }
