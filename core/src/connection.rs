@@ -5,9 +5,9 @@
 //! An adapter (the driver) owns the transport and a clock and, on every
 //! wake-up, calls in this order:
 //!
-//! 1. feed input: [`Connection::receive`] with bytes read (only while
-//!    [`Connection::wants_read`]), [`Connection::receive_eof`] when the peer
-//!    closed its write side, or [`Connection::handle_timeout`] when
+//! 1. feed input (only while [`Connection::wants_read`]): read into
+//!    [`Connection::read_target`] and commit the count (0 when the peer
+//!    closed its write side), or [`Connection::handle_timeout`] when
 //!    [`Connection::poll_timeout`] passed;
 //! 2. drain [`Connection::poll_transmit`] until it yields nothing, keeping
 //!    what it returns in order;
@@ -40,20 +40,20 @@
 //! that linger deadline through `poll_timeout` and decides the end through
 //! `is_finished`, so drivers need no timer of their own.
 //!
-//! Large messages (the adapters do this): ask [`Connection::direct_read`]
-//! before each read; inside a large payload it offers the message buffer
-//! itself as the read target, so the bytes are copied once, by the kernel.
-//! Keep a [`BufferPool`] per thread, hand it the payloads written out
-//! (the runtime layer's outbox does, or call [`BufferPool::recycle`]), and
-//! pass it to `direct_read` and [`Connection::receive_pooled`]: the next
-//! large message then reuses a buffer instead of faulting in fresh pages.
+//! Bytes come in one way: [`Connection::read_target`] lends the memory the
+//! next read fills, either the caller's scratch buffer or, inside a large
+//! payload, the message buffer itself (one copy, by the kernel). Keep a
+//! [`BufferPool`] per thread, hand it the payloads written out (the runtime
+//! layer's outbox does, or call [`BufferPool::recycle`]), and pass it to
+//! `read_target`: the next large message then reuses a buffer instead of
+//! faulting in fresh pages. Bytes already in hand (tests, a handshake's
+//! leftover) go through [`Connection::receive`], the same decoder.
 
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::buf::Limit;
-use bytes::{BufMut, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 
 use crate::close::{CloseCode, CloseFrame, MAX_REASON_LEN};
 use crate::config::Config;
@@ -123,79 +123,103 @@ const MAX_PENDING_PONGS: usize = 16;
 /// First allocation for a message whose final size is not yet known.
 const MIN_MESSAGE_ALLOC: usize = 256;
 
-/// Remaining payload from which [`Connection::direct_read`] offers the
-/// message buffer as the read target.
-pub const DIRECT_READ_MIN: usize = 64 << 10;
+/// Remaining payload from which [`Connection::read_target`] lends the
+/// message buffer itself as the read target.
+const IN_PLACE_MIN: usize = 64 << 10;
 
-/// The unfilled rest of a large frame's payload in the message buffer,
-/// from [`Connection::direct_read`].
+/// The most of the message buffer one in-place read is given: it must be
+/// zeroed first (reads want initialized memory), and zeroing the whole
+/// remaining payload before every read would cost more than the read.
+const IN_PLACE_WINDOW: usize = 64 << 10;
+
+/// Where the next transport read puts its bytes: the one way bytes read
+/// from a transport go into a [`Connection`] (from
+/// [`Connection::read_target`]).
 ///
-/// Read into it with [`DirectRead::buf`] (for readers that fill uninitialized
-/// memory through [`BufMut`]) or [`DirectRead::zeroed`] (for readers that
-/// want a `&mut [u8]`), then hand over the count with [`DirectRead::commit`].
-/// Dropped without `commit` (the read was pending or failed), anything
-/// written is discarded.
+/// Read into [`ReadTarget::buf`], then hand over the count with
+/// [`ReadTarget::commit`]; a count of 0 is the end of the stream. Dropped
+/// without `commit` (the read was pending or failed), nothing is taken in
+/// and anything written is discarded.
 #[derive(Debug)]
-pub struct DirectRead<'a> {
+pub struct ReadTarget<'a> {
     conn: &'a mut Connection,
-    start: usize,
-    limit: usize,
-    committed: bool,
+    pool: &'a mut BufferPool,
+    place: Place<'a>,
 }
 
-impl DirectRead<'_> {
-    fn msg(&mut self) -> &mut Assembly {
-        self.conn
-            .message
-            .as_mut()
-            .expect("a direct read is only offered inside a message")
+/// The memory a [`ReadTarget`] lends.
+#[derive(Debug)]
+enum Place<'a> {
+    /// The caller's buffer: its bytes are decoded on commit.
+    Scratch(&'a mut [u8]),
+    /// The message buffer from `start`, at most `limit` bytes: the rest of a
+    /// large payload, read where it will stay.
+    InPlace {
+        start: usize,
+        limit: usize,
+        committed: bool,
+    },
+}
+
+impl ReadTarget<'_> {
+    /// The memory to read into: the caller's scratch buffer, or (inside a
+    /// large payload) the next window of the message buffer, never more than
+    /// the frame's remaining payload.
+    pub fn buf(&mut self) -> &mut [u8] {
+        match &mut self.place {
+            Place::Scratch(scratch) => scratch,
+            Place::InPlace { start, limit, .. } => {
+                let (start, len) = (*start, (*limit).min(IN_PLACE_WINDOW));
+                let buf = &mut self.conn.in_place_message().buf;
+                buf.resize(start + len, 0);
+                &mut buf[start..]
+            }
+        }
     }
 
-    /// Payload bytes this read may take (the frame's remaining payload).
-    pub fn len(&self) -> usize {
-        self.limit
+    /// Whether the read goes straight into the message buffer (one copy
+    /// less: the kernel's).
+    pub fn is_in_place(&self) -> bool {
+        matches!(self.place, Place::InPlace { .. })
     }
 
-    /// Always false: a direct read is only offered for a large remainder.
-    pub fn is_empty(&self) -> bool {
-        self.limit == 0
-    }
-
-    /// The spare capacity, capped at the frame's remaining payload, as a
-    /// [`BufMut`]; whatever is put into it counts as read.
-    pub fn buf(&mut self) -> Limit<&mut BytesMut> {
-        let limit = self.limit;
-        (&mut self.msg().buf).limit(limit)
-    }
-
-    /// Up to `max` zeroed bytes to read into; pass the count read to
-    /// [`DirectRead::commit`].
-    pub fn zeroed(&mut self, max: usize) -> &mut [u8] {
-        let (start, len) = (self.start, self.limit.min(max));
-        let buf = &mut self.msg().buf;
-        buf.resize(start + len, 0);
-        &mut buf[start..]
-    }
-
-    /// Hands over the `n` bytes the read produced (after [`DirectRead::buf`]
-    /// that is how much it grew; after [`DirectRead::zeroed`] the count the
-    /// reader returned): they are unmasked, checked and accounted exactly
-    /// as [`Connection::receive`] would. `n` is 0 at end of stream; then
-    /// call [`Connection::receive_eof`].
+    /// Takes in the first `n` bytes of [`ReadTarget::buf`]: they are
+    /// unmasked, checked and decoded exactly as [`Connection::receive`]
+    /// would. `n` of 0 means the peer closed its side of the transport
+    /// ([`Connection::receive_eof`]).
     pub fn commit(mut self, now: Instant, n: usize) {
-        let start = self.start;
-        let written = self.msg().buf.len() - start;
-        let n = n.min(written).min(self.limit);
-        self.msg().buf.truncate(start + n);
-        self.committed = true;
-        self.conn.accept_direct(now, start, n);
+        match &mut self.place {
+            Place::Scratch(scratch) => {
+                let data = &scratch[..n.min(scratch.len())];
+                self.conn.feed(now, data, self.pool);
+            }
+            Place::InPlace {
+                start,
+                limit,
+                committed,
+            } => {
+                *committed = true;
+                let start = *start;
+                let buf = &mut self.conn.in_place_message().buf;
+                let n = n.min(buf.len() - start).min(*limit);
+                buf.truncate(start + n);
+                self.conn.accept_in_place(now, start, n);
+            }
+        }
+        if n == 0 {
+            self.conn.receive_eof(now);
+        }
     }
 }
 
-impl Drop for DirectRead<'_> {
+impl Drop for ReadTarget<'_> {
     fn drop(&mut self) {
-        if !self.committed {
-            let start = self.start;
+        if let Place::InPlace {
+            start,
+            committed: false,
+            ..
+        } = self.place
+        {
             if let Some(msg) = self.conn.message.as_mut() {
                 msg.buf.truncate(start);
             }
@@ -250,7 +274,7 @@ struct Assembly {
     utf8_checked: usize,
     fragments: usize,
     /// Capacity to allocate when the first payload byte arrives (a large
-    /// first frame waits, so that [`Connection::direct_read`] can bring a
+    /// first frame waits, so that [`Connection::read_target`] can bring a
     /// recycled buffer); 0 once allocated.
     pending_alloc: usize,
 }
@@ -495,19 +519,52 @@ impl Connection {
 
     // ----------------------------------------------------------------- input
 
-    /// Feeds bytes read from the transport (RFC 6455 §5.2, §6.2).
+    /// Feeds bytes already in hand (RFC 6455 §5.2, §6.2): from a test, a
+    /// handshake's leftover, or a transport that hands out its own buffers.
+    /// Reading from a transport, prefer [`Connection::read_target`].
     ///
     /// Frames are decoded as far as the bytes go: control frames are handled,
     /// text is validated as it arrives, and the first violation is held
     /// until [`Connection::poll_event`] reaches it. A peer's fault never
     /// returns an error here. Then drain [`Connection::poll_transmit`].
     pub fn receive(&mut self, now: Instant, data: &[u8]) {
-        self.receive_pooled(now, data, &mut BufferPool::new());
+        self.feed(now, data, &mut BufferPool::new());
     }
 
-    /// [`Connection::receive`], taking the buffer of a new large message
-    /// from `pool` when one fits (see [`BufferPool`]).
-    pub fn receive_pooled(&mut self, now: Instant, mut data: &[u8], pool: &mut BufferPool) {
+    /// Where the next read from the transport should put its bytes: the
+    /// caller's `scratch` buffer, or, inside a large payload that is kept
+    /// as it arrives (no extension transforms it), the message buffer
+    /// itself, so the payload is copied once, by the kernel, in reads as
+    /// large as the frame. A new large message takes its buffer from `pool`
+    /// when one fits (see [`BufferPool`]).
+    ///
+    /// Read into [`ReadTarget::buf`] and [`ReadTarget::commit`] the count;
+    /// a dropped target takes nothing in. `scratch` must not be empty (a
+    /// read of 0 bytes is the end of the stream); 64 KiB or more makes the
+    /// in-place reads worthwhile.
+    pub fn read_target<'a>(
+        &'a mut self,
+        scratch: &'a mut [u8],
+        pool: &'a mut BufferPool,
+    ) -> ReadTarget<'a> {
+        debug_assert!(!scratch.is_empty(), "a read target needs room");
+        let place = match self.in_place_remaining(pool) {
+            Some((start, limit)) => Place::InPlace {
+                start,
+                limit,
+                committed: false,
+            },
+            None => Place::Scratch(scratch),
+        };
+        ReadTarget {
+            conn: self,
+            pool,
+            place,
+        }
+    }
+
+    /// Decodes `data`, taking the buffer of a new large message from `pool`.
+    fn feed(&mut self, now: Instant, mut data: &[u8], pool: &mut BufferPool) {
         self.timers.tell(now);
         if !data.is_empty() && !self.close.is_closed() {
             self.timers.last_heard = now;
@@ -692,7 +749,7 @@ impl Connection {
             } else {
                 need.max((msg.buf.capacity() * 2).min(limit))
             };
-            if msg.buf.capacity() == 0 && h.payload_len >= DIRECT_READ_MIN as u64 {
+            if msg.buf.capacity() == 0 && h.payload_len >= IN_PLACE_MIN as u64 {
                 msg.pending_alloc = want;
             } else {
                 reserve_exact(&mut msg.buf, want);
@@ -775,23 +832,16 @@ impl Connection {
         Ok(())
     }
 
-    /// When the next input bytes are the payload of a large data frame that
-    /// is kept as it arrives (no extension transforms it), a place to read
-    /// them straight into the message buffer instead of passing them to
-    /// [`Connection::receive`]: one copy less, and reads as large as the
-    /// frame. A new message takes its buffer from `pool` when one fits.
-    ///
-    /// `None` when the next bytes may be anything else (a header, a control
-    /// frame, a compressed or small payload): read into your own buffer and
-    /// call `receive`. Worth asking only for reads into buffers of at most
-    /// [`DIRECT_READ_MIN`] bytes, which is when a frame's remaining payload
-    /// is at least that large.
-    pub fn direct_read(&mut self, pool: &mut BufferPool) -> Option<DirectRead<'_>> {
+    /// The start and length of the message buffer a read may fill in place:
+    /// only inside a large data frame's payload that is kept as it arrives,
+    /// while input is wanted. Makes the message's deferred allocation (from
+    /// `pool`) and reserves the frame's remaining payload.
+    fn in_place_remaining(&mut self, pool: &mut BufferPool) -> Option<(usize, usize)> {
         if self.input_stopped || self.reads_paused() {
             return None;
         }
         let frame = self.frame.as_ref()?;
-        if frame.header.opcode.is_control() || frame.remaining < DIRECT_READ_MIN as u64 {
+        if frame.header.opcode.is_control() || frame.remaining < IN_PLACE_MIN as u64 {
             return None;
         }
         let remaining = frame.remaining as usize;
@@ -804,16 +854,18 @@ impl Connection {
         if msg.buf.capacity() - start < remaining {
             reserve_exact(&mut msg.buf, start + remaining);
         }
-        Some(DirectRead {
-            conn: self,
-            start,
-            limit: remaining,
-            committed: false,
-        })
+        Some((start, remaining))
     }
 
-    /// Processes `n` payload bytes that a [`DirectRead`] appended at `start`.
-    fn accept_direct(&mut self, now: Instant, start: usize, n: usize) {
+    /// The message an in-place read fills.
+    fn in_place_message(&mut self) -> &mut Assembly {
+        self.message
+            .as_mut()
+            .expect("an in-place read is only offered inside a message")
+    }
+
+    /// Processes `n` payload bytes that an in-place read appended at `start`.
+    fn accept_in_place(&mut self, now: Instant, start: usize, n: usize) {
         self.timers.tell(now);
         let (Some(frame), Some(msg)) = (self.frame.as_mut(), self.message.as_mut()) else {
             return;

@@ -92,9 +92,7 @@ mod timer;
 // The connection: the state machine, its messages, close codes, settings.
 pub use close::{CloseCode, CloseFrame};
 pub use config::{Config, SeedSource};
-pub use connection::{
-    Connection, DirectRead, Event, Outcome, PreparedMessage, Role, DIRECT_READ_MIN,
-};
+pub use connection::{Connection, Event, Outcome, PreparedMessage, ReadTarget, Role};
 pub use message::{Message, Utf8Bytes};
 pub use pool::BufferPool;
 

@@ -4,7 +4,7 @@
 //! past the allocator's mmap threshold that means page faults and zeroing
 //! on every message, and an unmap when it is freed. An adapter keeps one
 //! [`BufferPool`] per thread: it hands back the payloads it has finished
-//! writing ([`BufferPool::recycle`]), and [`Connection::direct_read`] takes
+//! writing ([`BufferPool::recycle`]), and [`Connection::read_target`] takes
 //! the buffer for the next large incoming message from it.
 //!
 //! The pool is small and bounded ([`MAX_POOLED`] buffers of at most
@@ -13,7 +13,7 @@
 //! out only for a message that needs at least half its capacity, so a
 //! message never holds more than twice its size.
 //!
-//! [`Connection::direct_read`]: crate::Connection::direct_read
+//! [`Connection::read_target`]: crate::Connection::read_target
 
 use bytes::{Bytes, BytesMut};
 

@@ -5,10 +5,10 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::{BufMut, Bytes};
+use bytes::Bytes;
 use common::*;
 use wavecast_core::frame::OpCode;
-use wavecast_core::{BufferPool, DIRECT_READ_MIN};
+use wavecast_core::BufferPool;
 use wavecast_core::{
     CloseCode, CloseFrame, Connection, ConnectionError, Event, Message, Outcome, ProtocolError,
     Role, TimeoutKind, UsageError,
@@ -625,49 +625,67 @@ fn byte_at_a_time_gives_same_events() {
     assert_eq!(drain_events(&mut s), whole);
 }
 
+/// One read the way a driver makes it: `src` plays the transport and fills
+/// at most `max` bytes of what the read target lends. Returns whether the
+/// read went in place (into the message buffer).
+fn read_from(
+    s: &mut Connection,
+    scratch: &mut [u8],
+    pool: &mut BufferPool,
+    src: &mut &[u8],
+    max: usize,
+) -> bool {
+    let now = std::time::Instant::now();
+    let mut target = s.read_target(scratch, pool);
+    let in_place = target.is_in_place();
+    let buf = target.buf();
+    let n = buf.len().min(src.len()).min(max);
+    assert!(n > 0, "a read of 0 bytes is the end of the stream");
+    buf[..n].copy_from_slice(&src[..n]);
+    target.commit(now, n);
+    *src = &src[n..];
+    in_place
+}
+
 /// A large message goes straight into a recycled buffer: the event's bytes
-/// live in the buffer the pool held, and the whole frame arrives in reads
-/// no larger than the frame's remaining payload.
+/// live in the buffer the pool held, and while a large part of the frame
+/// remains, reads land in place.
 #[test]
-fn direct_read_fills_a_recycled_buffer() {
-    let (mut s, now) = server();
+fn large_payloads_are_read_in_place_into_a_recycled_buffer() {
+    let (mut s, _) = server();
     let mut pool = BufferPool::new();
+    let mut scratch = vec![0; 64 << 10];
     pool.recycle(Bytes::from(vec![0xee; 150_000]));
     let payload: Vec<u8> = (0..100_000u32).map(|i| (i % 241) as u8).collect();
     let wire = client_frame(true, 0, OpCode::Binary, &payload);
-    // The header and a few payload bytes arrive with an ordinary read.
-    s.receive_pooled(now, &wire[..20], &mut pool);
+    // The header and a few payload bytes arrive in the scratch buffer.
+    let mut src = &wire[..];
+    assert!(!read_from(&mut s, &mut scratch, &mut pool, &mut src, 20));
     assert!(pool.is_empty(), "the new message took the pooled buffer");
-    let mut at = 20;
-    let mut direct_reads = 0;
-    while let Some(mut direct) = s.direct_read(&mut pool) {
-        assert_eq!(direct.len(), wire.len() - at);
-        let n = direct.len().min(30_000);
-        direct.buf().put_slice(&wire[at..at + n]);
-        direct.commit(now, n);
-        at += n;
-        direct_reads += 1;
+    let mut in_place = 0;
+    while !src.is_empty() {
+        if read_from(&mut s, &mut scratch, &mut pool, &mut src, 30_000) {
+            in_place += 1;
+        }
     }
-    // Offered while at least DIRECT_READ_MIN bytes remain.
-    assert_eq!(direct_reads, 2);
-    assert!(wire.len() - at < DIRECT_READ_MIN);
-    s.receive(now, &wire[at..]);
+    // In place while at least 64 KiB remain: 99,994 and 69,994 bytes.
+    assert_eq!(in_place, 2);
     let Some(Event::Message(Message::Binary(got))) = s.poll_event() else {
         panic!("expected the message");
     };
     assert_eq!(got, payload);
-    assert_eq!(got.len(), 100_000);
-    // Written out and recycled, the same buffer serves the next message.
+    // Written out and recycled, the same buffer serves the next message; a
+    // read that was abandoned (pending) leaves nothing behind.
     let ptr = got.as_ptr();
     pool.recycle(got);
     assert_eq!(pool.len(), 1);
-    s.receive_pooled(now, &wire[..20], &mut pool);
-    s.direct_read(&mut pool)
-        .expect("payload still to come")
-        .commit(now, 0);
-    let direct = s.direct_read(&mut pool).expect("payload still to come");
-    drop(direct);
-    s.receive(now, &wire[20..]);
+    let mut src = &wire[..];
+    read_from(&mut s, &mut scratch, &mut pool, &mut src, 20);
+    let mut abandoned = s.read_target(&mut scratch, &mut pool);
+    assert!(abandoned.is_in_place());
+    abandoned.buf().fill(0xff);
+    drop(abandoned);
+    s.receive(std::time::Instant::now(), src);
     let Some(Event::Message(Message::Binary(again))) = s.poll_event() else {
         panic!("expected the message");
     };
@@ -675,32 +693,46 @@ fn direct_read_fills_a_recycled_buffer() {
     assert_eq!(again.as_ptr(), ptr, "the recycled buffer was reused");
 }
 
-/// Small frames, control frames and compressed-looking payloads are never
-/// offered for a direct read.
+/// Small frames, control frames and the tail of a large one go through the
+/// scratch buffer; fragments of a large message are read in place too.
 #[test]
-fn direct_read_only_for_large_plain_payloads() {
-    let (mut s, now) = server();
+fn in_place_reads_only_for_large_plain_payloads() {
+    let (mut s, _) = server();
     let mut pool = BufferPool::new();
+    let mut scratch = vec![0; 64 << 10];
     let small = client_frame(true, 0, OpCode::Binary, &[1; 1000]);
-    s.receive_pooled(now, &small[..10], &mut pool);
-    assert!(s.direct_read(&mut pool).is_none());
-    s.receive(now, &small[10..]);
     let ping = client_frame(true, 0, OpCode::Ping, &[2; 100]);
-    s.receive(now, &ping[..8]);
-    assert!(s.direct_read(&mut pool).is_none());
-    s.receive(now, &ping[8..]);
-    // A fragmented large message: the second fragment is offered too.
     let first = client_frame(false, 0, OpCode::Text, &[b'x'; 70_000]);
     let second = client_frame(true, 0, OpCode::Continuation, &[b'y'; 80_000]);
-    s.receive(now, &first[..14]);
-    let mut d = s.direct_read(&mut pool).expect("first fragment");
-    d.zeroed(usize::MAX).copy_from_slice(&first[14..]);
-    d.commit(now, first.len() - 14);
-    s.receive(now, &second[..14]);
-    let mut d = s.direct_read(&mut pool).expect("second fragment");
-    assert_eq!(d.len(), 80_000);
-    d.buf().put_slice(&second[14..]);
-    d.commit(now, 80_000);
+    // (frame, header length, reads in place)
+    let frames = [
+        (&small, 8, 0),
+        (&ping, 6, 0),
+        (&first, 14, 1),
+        (&second, 14, 1),
+    ];
+    for (frame, header, in_place_reads) in frames {
+        let mut src = &frame[..];
+        // The header alone first, so that the payload may be offered in place.
+        assert!(!read_from(
+            &mut s,
+            &mut scratch,
+            &mut pool,
+            &mut src,
+            header
+        ));
+        let mut count = 0;
+        while !src.is_empty() {
+            count += usize::from(read_from(
+                &mut s,
+                &mut scratch,
+                &mut pool,
+                &mut src,
+                1 << 20,
+            ));
+        }
+        assert_eq!(count, in_place_reads, "frame of {} bytes", frame.len());
+    }
     let events = drain_events(&mut s);
     assert_eq!(events.len(), 3);
     let Event::Message(Message::Text(text)) = &events[2] else {
@@ -708,6 +740,28 @@ fn direct_read_only_for_large_plain_payloads() {
     };
     assert_eq!(text.len(), 150_000);
     assert!(text.as_str().starts_with("xxx") && text.as_str().ends_with("yyy"));
+}
+
+/// A read of 0 bytes is the end of the stream, in the scratch buffer and in
+/// place alike: an unfinished message ends as an abrupt end (1006).
+#[test]
+fn a_read_of_nothing_is_the_end_of_the_stream() {
+    for cut in [10, 30_000] {
+        let (mut s, now) = server();
+        let mut pool = BufferPool::new();
+        let mut scratch = vec![0; 64 << 10];
+        let wire = client_frame(true, 0, OpCode::Binary, &[7; 100_000]);
+        s.receive(now, &wire[..cut]);
+        let target = s.read_target(&mut scratch, &mut pool);
+        assert_eq!(target.is_in_place(), cut == 30_000);
+        target.commit(now, 0);
+        assert_eq!(
+            drain_events(&mut s),
+            vec![Event::Error(ConnectionError::Eof)],
+            "cut at {cut}"
+        );
+        assert!(!s.wants_read());
+    }
 }
 
 /// A server whose peer never reads: the driver's write returns "pending"

@@ -11,7 +11,7 @@ mod common;
 
 use std::time::Instant;
 
-use bytes::{BufMut, Bytes};
+use bytes::Bytes;
 use common::*;
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -612,38 +612,28 @@ fn feed_polling(chunks: &[&[u8]]) -> (Vec<Event>, Vec<u8>) {
     (events, drain_output(&mut s))
 }
 
-/// Feeds `chunks` the way an adapter with direct reads does: at each read,
-/// if the core offers the message buffer the piece goes there (through
-/// `buf()` or `zeroed()` in turn, in parts no larger than offered), else
-/// to `receive_pooled`. Before each read an abandoned direct read (a read
-/// that was pending) leaves junk that must be discarded. The pool starts
-/// with stale buffers and gets copies of the messages read.
+/// Feeds `chunks` the way a driver does: each read fills what
+/// [`Connection::read_target`] lends (a small scratch buffer, or the message
+/// buffer in place inside a large payload) as far as the chunk goes. Before
+/// each chunk an abandoned read (one that was pending) leaves junk that must
+/// be discarded. The pool starts with stale buffers and gets copies of the
+/// messages read.
 fn feed_direct(chunks: &[&[u8]]) -> (Vec<Event>, Vec<u8>) {
     let (mut s, now) = server();
     let mut pool = BufferPool::new();
+    let mut scratch = vec![0; 4096];
     pool.recycle(Bytes::from(vec![0xa5; 70_000]));
     pool.recycle(Bytes::from(vec![0x5a; 120_000]));
     let mut events = Vec::new();
-    let mut zeroed = false;
     for chunk in chunks {
-        if let Some(mut abandoned) = s.direct_read(&mut pool) {
-            abandoned.buf().put_slice(b"junk");
-            abandoned.zeroed(9)[0] = 0xff;
-        }
+        s.read_target(&mut scratch, &mut pool).buf().fill(0xff);
         let mut rest = *chunk;
         while !rest.is_empty() {
-            let Some(mut direct) = s.direct_read(&mut pool) else {
-                s.receive_pooled(now, rest, &mut pool);
-                break;
-            };
-            let n = rest.len().min(direct.len());
-            zeroed = !zeroed;
-            if zeroed {
-                direct.zeroed(n + 7)[..n].copy_from_slice(&rest[..n]);
-            } else {
-                direct.buf().put_slice(&rest[..n]);
-            }
-            direct.commit(now, n);
+            let mut target = s.read_target(&mut scratch, &mut pool);
+            let buf = target.buf();
+            let n = rest.len().min(buf.len());
+            buf[..n].copy_from_slice(&rest[..n]);
+            target.commit(now, n);
             rest = &rest[n..];
         }
         for event in drain_events(&mut s) {

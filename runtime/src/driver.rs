@@ -18,11 +18,6 @@ use crate::shared::Shared;
 /// connection, so idle connections hold no read buffer.
 const SCRATCH_LEN: usize = 128 << 10;
 
-/// The most a direct read zeroes ahead of the reader: `futures-io` reads
-/// need initialized memory, and zeroing the whole remaining payload before
-/// every read would cost more than the read.
-const ZEROED_WINDOW: usize = 64 << 10;
-
 /// Reads per wake before yielding to other tasks.
 const READS_PER_POLL: usize = 16;
 
@@ -91,46 +86,24 @@ impl<R: Runtime, S: Transport> Driver<R, S> {
         !self.out.is_empty()
     }
 
-    /// Reads a large payload straight into its message buffer, when the
-    /// connection expects one; `None` otherwise.
-    fn poll_direct_read(
-        &mut self,
-        cx: &mut Context<'_>,
-        conn: &mut Connection,
-    ) -> Option<Poll<std::io::Result<usize>>> {
-        let mut direct = POOL.with(|pool| conn.direct_read(&mut pool.borrow_mut()))?;
-        // futures-io reads need initialized memory: zero a window at a time.
-        let target = direct.zeroed(ZEROED_WINDOW);
-        let read = Pin::new(&mut self.stream).poll_read(cx, target);
-        if let Poll::Ready(Ok(n)) = read {
-            direct.commit(R::now(), n);
-        }
-        Some(read)
-    }
-
+    /// One read from the transport into the connection: into the read
+    /// target the core lends (the scratch buffer, or a large payload's
+    /// message buffer), committed when the read completes.
     fn poll_read_in(
         &mut self,
         cx: &mut Context<'_>,
         conn: &mut Connection,
     ) -> Poll<std::io::Result<()>> {
-        let read = match self.poll_direct_read(cx, conn) {
-            Some(read) => read,
-            None => SCRATCH.with(|scratch| {
-                let mut scratch = scratch.borrow_mut();
-                let read = Pin::new(&mut self.stream).poll_read(cx, &mut scratch[..]);
-                if let Poll::Ready(Ok(n @ 1..)) = read {
-                    POOL.with(|pool| {
-                        conn.receive_pooled(R::now(), &scratch[..n], &mut pool.borrow_mut());
-                    });
-                }
-                read
-            }),
-        };
-        if ready!(read)? == 0 {
-            self.read_eof = true;
-            conn.receive_eof(R::now());
-        }
-        Poll::Ready(Ok(()))
+        SCRATCH.with(|scratch| {
+            POOL.with(|pool| {
+                let (mut scratch, mut pool) = (scratch.borrow_mut(), pool.borrow_mut());
+                let mut target = conn.read_target(&mut scratch, &mut pool);
+                let n = ready!(Pin::new(&mut self.stream).poll_read(cx, target.buf()))?;
+                target.commit(R::now(), n);
+                self.read_eof = n == 0;
+                Poll::Ready(Ok(()))
+            })
+        })
     }
 
     fn release(&mut self) {
