@@ -29,7 +29,11 @@ pub struct Config {
     pub max_message_size: usize,
     /// Largest single frame accepted. Default 1 MiB.
     pub max_frame_size: usize,
-    /// Most fragments accepted in one message. Default 4096.
+    /// Most fragments accepted in one message. Default: no cap
+    /// (`usize::MAX`). Fragments need no cap of their own: each one after
+    /// the first counts [`FRAGMENT_COST`](crate::connection::FRAGMENT_COST)
+    /// bytes against [`Config::max_message_size`], so a flood of tiny or
+    /// empty continuation frames ends at the message limit.
     pub max_fragments: usize,
     /// Answer pings with pongs automatically. Default on.
     pub auto_pong: bool,
@@ -77,7 +81,7 @@ impl Default for Config {
         Config {
             max_message_size: 1 << 20,
             max_frame_size: 1 << 20,
-            max_fragments: 4096,
+            max_fragments: usize::MAX,
             auto_pong: true,
             write_buffer_limit: 64 << 10,
             fragment_size: None,

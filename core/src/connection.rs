@@ -120,8 +120,16 @@ const MAX_PENDING_EVENTS: usize = 64;
 /// Unwritten pongs kept in order; past this only the latest ping is answered.
 const MAX_PENDING_PONGS: usize = 16;
 
-/// First allocation for a message whose final size is not yet known.
+/// Smallest allocation for a message buffer.
 const MIN_MESSAGE_ALLOC: usize = 256;
+
+/// What each frame of a message after the first counts against
+/// [`Config::max_message_size`] on top of its payload. A fragment costs no
+/// memory of its own (fragments are appended to one buffer), so this only
+/// bounds the work a flood of empty continuation frames can cause; it is
+/// small enough that legitimate senders fragmenting at 64 bytes stay far
+/// from the limit (a 4 MiB message in 64-byte fragments counts 5 MiB).
+pub const FRAGMENT_COST: u64 = 16;
 
 /// Remaining payload from which [`Connection::read_target`] lends the
 /// message buffer itself as the read target.
@@ -272,23 +280,42 @@ struct Assembly {
     buf: BytesMut,
     /// Bytes at the front of `buf` known to be valid UTF-8.
     utf8_checked: usize,
+    /// Frames of this message seen so far.
     fragments: usize,
-    /// Capacity to allocate when the first payload byte arrives (a large
-    /// first frame waits, so that [`Connection::read_target`] can bring a
-    /// recycled buffer); 0 once allocated.
-    pending_alloc: usize,
 }
 
 impl Assembly {
-    /// Makes the allocation deferred at the first frame's header, from
-    /// `pool` when a pooled buffer fits.
-    fn allocate_pending(&mut self, pool: &mut BufferPool) {
-        if self.pending_alloc > 0 {
-            let want = std::mem::take(&mut self.pending_alloc);
-            self.buf = pool
-                .take(want)
-                .unwrap_or_else(|| BytesMut::with_capacity(want));
+    /// Bytes this message counts against [`Config::max_message_size`]
+    /// before its next frame: its payload so far plus [`FRAGMENT_COST`] for
+    /// every frame after the first.
+    fn counted(&self) -> u64 {
+        self.buf.len() as u64 + self.fragments.saturating_sub(1) as u64 * FRAGMENT_COST
+    }
+
+    /// Makes room for `incoming` more payload bytes, `frame_rest` more of
+    /// the current frame to follow them. Memory follows the bytes received,
+    /// never the length a header announces: the buffer grows by doubling
+    /// (to the end of the current frame when that is nearer), so it stays
+    /// within twice the bytes received, or [`MIN_MESSAGE_ALLOC`]. A new
+    /// message takes a pooled buffer for its whole first frame when one
+    /// fits: that memory is held already.
+    fn grow(&mut self, incoming: usize, frame_rest: usize, pool: &mut BufferPool) {
+        let need = self.buf.len() + incoming;
+        let capacity = self.buf.capacity();
+        if capacity >= need {
+            return;
         }
+        let frame_end = need.saturating_add(frame_rest);
+        if capacity == 0 {
+            if let Some(pooled) = pool.take(frame_end) {
+                self.buf = pooled;
+                return;
+            }
+        }
+        let want = need.max(frame_end.min((capacity * 2).max(MIN_MESSAGE_ALLOC)));
+        // A unique buffer grows through `Vec::reserve` (`realloc`, in place
+        // where it can); an empty one gets exactly `want`.
+        self.buf.reserve(want - self.buf.len());
     }
 }
 
@@ -700,7 +727,7 @@ impl Connection {
             });
         }
         let (so_far, fragments, transformed) = match &self.message {
-            Some(m) => (m.buf.len() as u64, m.fragments, m.transformed),
+            Some(m) => (m.counted() + FRAGMENT_COST, m.fragments, m.transformed),
             None => (0, 0, false),
         };
         if fragments + 1 > self.config.max_fragments {
@@ -709,10 +736,12 @@ impl Connection {
             });
         }
         // Untransformed payloads are their own size: fail before reading them.
-        // Transformed (compressed) sizes are checked on the output instead.
+        // Transformed (compressed) sizes are checked on the output instead,
+        // and here only what the message counted so far.
         let transforms = transformed
             || (h.opcode != OpCode::Continuation && h.rsv != 0 && self.extension.is_some());
-        if !transforms && so_far + h.payload_len > self.config.max_message_size as u64 {
+        let incoming = if transforms { 0 } else { h.payload_len };
+        if so_far + incoming > self.config.max_message_size as u64 {
             return Err(ProtocolError::MessageTooBig {
                 limit: self.config.max_message_size,
             });
@@ -732,28 +761,11 @@ impl Connection {
                 buf: BytesMut::new(),
                 utf8_checked: 0,
                 fragments: 0,
-                pending_alloc: 0,
             });
         }
-        let limit = self.config.max_message_size;
-        let Some(msg) = self.message.as_mut() else {
-            return;
-        };
-        msg.fragments += 1;
-        if !msg.transformed {
-            // The whole message so far plus this frame is known and within
-            // the limit: allocate it once, exactly.
-            let need = msg.buf.len() + h.payload_len as usize;
-            let want = if h.fin {
-                need
-            } else {
-                need.max((msg.buf.capacity() * 2).min(limit))
-            };
-            if msg.buf.capacity() == 0 && h.payload_len >= IN_PLACE_MIN as u64 {
-                msg.pending_alloc = want;
-            } else {
-                reserve_exact(&mut msg.buf, want);
-            }
+        // Memory is taken as the payload arrives (`Assembly::grow`), not here.
+        if let Some(msg) = self.message.as_mut() {
+            msg.fragments += 1;
         }
     }
 
@@ -769,6 +781,7 @@ impl Connection {
         frame.seen += take;
         frame.remaining -= take as u64;
         let done = frame.remaining == 0;
+        let frame_rest = frame.remaining as usize;
         if frame.header.opcode.is_control() {
             let control = self.control.get_or_insert_with(Box::default);
             let at = control.len();
@@ -776,7 +789,7 @@ impl Connection {
             if let Some(key) = key {
                 apply_mask(&mut control[at..], key, offset);
             }
-        } else if let Err(e) = self.append_data(chunk, key, offset, pool) {
+        } else if let Err(e) = self.append_data(chunk, frame_rest, key, offset, pool) {
             self.violation(e);
             return data.len();
         }
@@ -789,6 +802,7 @@ impl Connection {
     fn append_data(
         &mut self,
         chunk: &[u8],
+        frame_rest: usize,
         key: Option<[u8; 4]>,
         offset: usize,
         pool: &mut BufferPool,
@@ -814,13 +828,8 @@ impl Connection {
                 ext.decode(s, &mut msg.buf, limit)?;
             }
         } else {
-            msg.allocate_pending(pool);
+            msg.grow(chunk.len(), frame_rest, pool);
             let start = msg.buf.len();
-            if msg.buf.capacity() - start < chunk.len() {
-                // Only reached if the header-time reservation was skipped.
-                let want = (start + chunk.len()).max((msg.buf.capacity() * 2).min(limit));
-                reserve_exact(&mut msg.buf, want);
-            }
             msg.buf.extend_from_slice(chunk);
             if let Some(key) = key {
                 apply_mask(&mut msg.buf[start..], key, offset);
@@ -849,12 +858,9 @@ impl Connection {
         if msg.transformed {
             return None;
         }
-        msg.allocate_pending(pool);
-        let start = msg.buf.len();
-        if msg.buf.capacity() - start < remaining {
-            reserve_exact(&mut msg.buf, start + remaining);
-        }
-        Some((start, remaining))
+        let window = remaining.min(IN_PLACE_WINDOW);
+        msg.grow(window, remaining - window, pool);
+        Some((msg.buf.len(), remaining))
     }
 
     /// The message an in-place read fills.
@@ -1610,19 +1616,6 @@ impl Connection {
 /// Grows `buf` to hold exactly `capacity` bytes in total, so that the bytes
 /// allocated for a message never exceed what its frames announced (the
 /// limits count backing buffers, not payload bytes).
-fn reserve_exact(buf: &mut BytesMut, capacity: usize) {
-    if buf.capacity() >= capacity {
-        return;
-    }
-    if buf.is_empty() {
-        *buf = BytesMut::with_capacity(capacity.max(MIN_MESSAGE_ALLOC.min(capacity)));
-        return;
-    }
-    let mut grown = BytesMut::with_capacity(capacity);
-    grown.extend_from_slice(buf);
-    *buf = grown;
-}
-
 /// Validates the unchecked tail of a text message; a code point cut off at
 /// the end is fine until more bytes arrive.
 fn check_utf8(msg: &mut Assembly) -> Result<(), ProtocolError> {

@@ -92,7 +92,9 @@ mod timer;
 // The connection: the state machine, its messages, close codes, settings.
 pub use close::{CloseCode, CloseFrame};
 pub use config::{Config, SeedSource};
-pub use connection::{Connection, Event, Outcome, PreparedMessage, ReadTarget, Role};
+pub use connection::{
+    Connection, Event, Outcome, PreparedMessage, ReadTarget, Role, FRAGMENT_COST,
+};
 pub use message::{Message, Utf8Bytes};
 pub use pool::BufferPool;
 

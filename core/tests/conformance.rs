@@ -1,4 +1,5 @@
-//! The Autobahn|Testsuite "fuzzingclient" cases of sections 1–7, case by case,
+//! The Autobahn|Testsuite "fuzzingclient" cases of sections 1–7 and the
+//! fragmented-message cases of section 9 (9.3, 9.4), case by case,
 //! against a server [`Connection`] acting as the suite's echo testee.
 //!
 //! Each test replays the octets the suite's case writes — the same payloads,
@@ -21,7 +22,7 @@ use std::time::{Duration, Instant};
 
 use common::{config, drain_output, frame};
 use wavecast_core::frame::{FrameHeader, OpCode};
-use wavecast_core::{Connection, Event, Outcome, Role};
+use wavecast_core::{Config, Connection, Event, Outcome, Role};
 
 // ------------------------------------------------------------------ client
 
@@ -85,6 +86,8 @@ enum Step {
 struct Script {
     steps: Vec<Step>,
     frames: u32,
+    /// The testee's settings.
+    config: Config,
 }
 
 impl Script {
@@ -92,7 +95,14 @@ impl Script {
         Script {
             steps: Vec::new(),
             frames: 0,
+            config: config(),
         }
+    }
+
+    /// The testee runs with `config` instead of the defaults.
+    fn with_config(mut self, config: Config) -> Script {
+        self.config = config;
+        self
     }
 
     /// A masked client frame; each one gets its own key, as the suite's
@@ -209,10 +219,10 @@ struct Testee {
 }
 
 impl Testee {
-    fn new() -> Testee {
+    fn new(config: Config) -> Testee {
         let now = Instant::now();
         Testee {
-            conn: Connection::new(Role::Server, config(), now),
+            conn: Connection::new(Role::Server, config, now),
             now,
             wire: Vec::new(),
             partial: None,
@@ -337,7 +347,7 @@ struct Run {
 }
 
 fn run(script: Script) -> Run {
-    let mut t = Testee::new();
+    let mut t = Testee::new(script.config);
     let mut pending = Vec::new();
     let mut client_close: Option<Vec<u8>> = None;
     let mut client_echoed = false;
@@ -1298,7 +1308,7 @@ fn utf8_message(payload: &[u8], valid: bool) {
 fn utf8_octetwise(payload: &[u8], valid: bool) {
     let bytes = Script::new().encode(true, 0, 1, payload);
     let header = bytes.len() - payload.len();
-    let mut t = Testee::new();
+    let mut t = Testee::new(config());
     let mut closed_at = None;
     for (i, octet) in bytes.iter().enumerate() {
         t.feed(std::slice::from_ref(octet));
@@ -1792,4 +1802,123 @@ fn case_7_13_1() {
 #[test]
 fn case_7_13_2() {
     out_of_range_code(65535);
+}
+
+// ------------------------------------------------- 9 limits and performance
+
+/// The message limits the examples (`echo`, `autobahn-client`) run with.
+fn example_limits() -> Config {
+    config()
+        .with_max_message_size(16 << 20)
+        .with_max_frame_size(16 << 20)
+}
+
+/// `sendMessage` of a 4 MiB message in fragments of `frag_size` bytes, all
+/// in one write; the testee echoes it whole. No fragment cap may get in the
+/// way (the suite fails a close with 1009 here).
+fn fragmented_4mib(binary_message: bool, frag_size: usize) {
+    let (opcode, octet) = if binary_message { (2, 0xfe) } else { (1, b'*') };
+    let payload = vec![octet; 4 << 20];
+    let pieces: Vec<&[u8]> = payload.chunks(frag_size).collect();
+    let mut script = Script::new().with_config(example_limits());
+    for (i, piece) in pieces.iter().enumerate() {
+        let opcode = if i == 0 { opcode } else { 0 };
+        script = script.frame(opcode, piece, PLAIN.fin(i + 1 == pieces.len()));
+    }
+    let echoed = if binary_message {
+        binary(&payload)
+    } else {
+        text(&payload)
+    };
+    check(script.close_later(), Expect::echo(vec![echoed]));
+}
+
+#[test]
+fn case_9_3_1() {
+    fragmented_4mib(false, 64);
+}
+
+#[test]
+fn case_9_3_2() {
+    fragmented_4mib(false, 256);
+}
+
+#[test]
+fn case_9_3_3() {
+    fragmented_4mib(false, 1 << 10);
+}
+
+#[test]
+fn case_9_3_4() {
+    fragmented_4mib(false, 4 << 10);
+}
+
+#[test]
+fn case_9_3_5() {
+    fragmented_4mib(false, 16 << 10);
+}
+
+#[test]
+fn case_9_3_6() {
+    fragmented_4mib(false, 64 << 10);
+}
+
+#[test]
+fn case_9_3_7() {
+    fragmented_4mib(false, 256 << 10);
+}
+
+#[test]
+fn case_9_3_8() {
+    fragmented_4mib(false, 1 << 20);
+}
+
+#[test]
+fn case_9_3_9() {
+    fragmented_4mib(false, 4 << 20);
+}
+
+#[test]
+fn case_9_4_1() {
+    fragmented_4mib(true, 64);
+}
+
+#[test]
+fn case_9_4_2() {
+    fragmented_4mib(true, 256);
+}
+
+#[test]
+fn case_9_4_3() {
+    fragmented_4mib(true, 1 << 10);
+}
+
+#[test]
+fn case_9_4_4() {
+    fragmented_4mib(true, 4 << 10);
+}
+
+#[test]
+fn case_9_4_5() {
+    fragmented_4mib(true, 16 << 10);
+}
+
+#[test]
+fn case_9_4_6() {
+    fragmented_4mib(true, 64 << 10);
+}
+
+#[test]
+fn case_9_4_7() {
+    fragmented_4mib(true, 256 << 10);
+}
+
+#[test]
+fn case_9_4_8() {
+    fragmented_4mib(true, 1 << 20);
+}
+
+#[test]
+fn case_9_4_9() {
+    fragmented_4mib(true, 4 << 20);
 }
