@@ -38,7 +38,7 @@ use wavecast_core::{CloseCode, Error, Message, PreparedMessage};
 pub(crate) use wavecast_core::room::{LagPolicy, MemberEnd, RoomConfig, RoomError, RoomEvent};
 
 use crate::attach::Attachment;
-use crate::registry::{Lease, Publisher, Rooms};
+use crate::registry::{Lease, Publisher, Registration, Rooms};
 use crate::runtime::{Broadcast, Runtime, TryRecv};
 use crate::websocket::{Sender, WebSocket};
 
@@ -202,6 +202,7 @@ impl<R: Runtime> Room<R> {
             rx: R::Broadcast::subscribe(&self.tx),
             cursor: Cursor::new(self.policy, self.capacity, self.publisher.published()),
             publisher: self.publisher.clone(),
+            registration: Registration::default(),
             _lease: self.lease.clone(),
         }
     }
@@ -252,7 +253,15 @@ pub struct Subscription<R: Runtime> {
     rx: Rx<R>,
     cursor: Cursor,
     publisher: Arc<Publisher>,
+    /// This member's waker slot at the publisher.
+    registration: Registration,
     _lease: Lease<RoomState<R>>,
+}
+
+impl<R: Runtime> Drop for Subscription<R> {
+    fn drop(&mut self) {
+        self.publisher.deregister(&mut self.registration);
+    }
 }
 
 impl<R: Runtime> std::fmt::Debug for Subscription<R> {
@@ -288,7 +297,12 @@ impl<R: Runtime> Subscription<R> {
                 }
                 TryRecv::Lagged(missed) => return Poll::Ready(self.cursor.on_lagged(missed)),
                 TryRecv::Empty => {
-                    if self.publisher.poll_published(cx, seen).is_pending() {
+                    let registration = &mut self.registration;
+                    if self
+                        .publisher
+                        .poll_published(cx, seen, registration)
+                        .is_pending()
+                    {
                         return Poll::Pending;
                     }
                 }
@@ -346,7 +360,9 @@ async fn forward<R: Runtime>(
 ) -> MemberEnd {
     let shared = sender.shared();
     let why = loop {
-        let ready = poll_fn(|cx| shared.poll_member_ready(cx, &mut sub.cursor, &sub.publisher));
+        let ready = poll_fn(|cx| {
+            shared.poll_member_ready(cx, &mut sub.cursor, &sub.publisher, &mut sub.registration)
+        });
         if let Err(why) = ready.await {
             break why;
         }

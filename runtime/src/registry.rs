@@ -17,10 +17,35 @@ use crate::shared::lock;
 /// wakes members that wait for their output queue to drain, so a stalled
 /// member under [`LagPolicy::Disconnect`] is evicted as soon as the room
 /// overwrites a message it had not taken. Share it in an `Arc`.
+///
+/// Every publish wakes every waiting member, and each member registers
+/// again: with thousands of members, a check "already registered?" that
+/// scanned the list would make every publish quadratic. A member keeps a
+/// [`Registration`] instead, which finds its own slot in O(1).
+///
+/// [`LagPolicy::Disconnect`]: wavecast_core::room::LagPolicy::Disconnect
 #[derive(Debug, Default)]
 pub(crate) struct Publisher {
     seq: AtomicU64,
-    waiters: Mutex<Vec<Waker>>,
+    waiters: Mutex<Waiters>,
+}
+
+/// The wakers registered since the last notify.
+#[derive(Debug, Default)]
+struct Waiters {
+    /// `None` where a member left before the notify.
+    list: Vec<Option<Waker>>,
+    /// Empty slots of `list`, reused before it grows.
+    free: Vec<usize>,
+    /// Counts notifies: a registration made in an earlier round is gone.
+    round: u64,
+}
+
+/// Where a member's waker sits in its publisher's list, if it is there.
+#[derive(Debug, Default)]
+pub(crate) struct Registration {
+    /// The notify round and index of the slot.
+    slot: Option<(u64, usize)>,
 }
 
 impl Publisher {
@@ -40,24 +65,73 @@ impl Publisher {
 
     /// Wakes every task waiting in [`Publisher::poll_published`].
     pub(crate) fn notify(&self) {
-        let waiters = std::mem::take(&mut *lock(&self.waiters));
-        for w in waiters {
+        let list = {
+            let mut waiters = lock(&self.waiters);
+            waiters.round += 1;
+            waiters.free.clear();
+            std::mem::take(&mut waiters.list)
+        };
+        for w in list.into_iter().flatten() {
             w.wake();
         }
     }
 
     /// Ready once more than `seen` messages were published; otherwise
-    /// registers the waker for the next [`Publisher::notify`].
-    pub(crate) fn poll_published(&self, cx: &mut Context<'_>, seen: u64) -> Poll<u64> {
+    /// registers the waker for the next [`Publisher::notify`], once per
+    /// round: polled again before that notify, the member's slot is found
+    /// through `registration` (and its waker replaced if the task changed).
+    pub(crate) fn poll_published(
+        &self,
+        cx: &mut Context<'_>,
+        seen: u64,
+        registration: &mut Registration,
+    ) -> Poll<u64> {
         let mut waiters = lock(&self.waiters);
         let now = self.published();
         if now > seen {
             return Poll::Ready(now);
         }
-        if !waiters.iter().any(|w| w.will_wake(cx.waker())) {
-            waiters.push(cx.waker().clone());
+        let round = waiters.round;
+        match registration.slot {
+            Some((r, at)) if r == round => match &mut waiters.list[at] {
+                Some(slot) if slot.will_wake(cx.waker()) => {}
+                slot => *slot = Some(cx.waker().clone()),
+            },
+            _ => {
+                let waker = Some(cx.waker().clone());
+                let at = match waiters.free.pop() {
+                    Some(at) => {
+                        waiters.list[at] = waker;
+                        at
+                    }
+                    None => {
+                        waiters.list.push(waker);
+                        waiters.list.len() - 1
+                    }
+                };
+                registration.slot = Some((round, at));
+            }
         }
         Poll::Pending
+    }
+
+    /// Gives up a member's slot (it leaves the room): its task is not kept
+    /// alive by the waker until the room's next publish, and the slot is
+    /// reused, so members coming and going in a quiet room cost nothing.
+    pub(crate) fn deregister(&self, registration: &mut Registration) {
+        let Some((round, at)) = registration.slot.take() else {
+            return;
+        };
+        let mut waiters = lock(&self.waiters);
+        if waiters.round == round && waiters.list[at].take().is_some() {
+            waiters.free.push(at);
+        }
+    }
+
+    /// Wakers registered now (for tests).
+    #[cfg(test)]
+    fn waiting(&self) -> usize {
+        lock(&self.waiters).list.iter().flatten().count()
     }
 }
 
@@ -239,6 +313,87 @@ impl<T> Drop for Lease<T> {
 
 #[cfg(test)]
 mod tests {
+    use std::sync::atomic::AtomicUsize;
+    use std::task::Wake;
+
+    struct Counter(AtomicUsize);
+
+    impl Wake for Counter {
+        fn wake(self: Arc<Self>) {
+            self.0.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+
+    fn waker() -> (Arc<Counter>, Waker) {
+        let counter = Arc::new(Counter(AtomicUsize::new(0)));
+        (counter.clone(), Waker::from(counter))
+    }
+
+    /// A member polled many times between two publishes holds one slot;
+    /// moved to another task it is woken there; every member is woken once
+    /// per publish, and registers afresh after it.
+    #[test]
+    fn each_member_holds_one_slot_per_round() {
+        let p = Publisher::default();
+        let members: Vec<_> = (0..1000)
+            .map(|_| (waker(), Registration::default()))
+            .collect();
+        let mut members = members;
+        for _ in 0..3 {
+            for ((_, w), reg) in &mut members {
+                let mut cx = Context::from_waker(w);
+                assert!(p.poll_published(&mut cx, 0, reg).is_pending());
+            }
+        }
+        assert_eq!(p.waiting(), 1000);
+        // The first member's subscription moves to another task.
+        let (moved, other) = waker();
+        let mut cx = Context::from_waker(&other);
+        assert!(p.poll_published(&mut cx, 0, &mut members[0].1).is_pending());
+        assert_eq!(p.waiting(), 1000);
+
+        p.next(PreparedMessage::new("a"));
+        p.notify();
+        assert_eq!(moved.0.load(Ordering::Relaxed), 1);
+        let ((first, _), _) = &members[0];
+        assert_eq!(
+            first.0.load(Ordering::Relaxed),
+            0,
+            "woken in its new task only"
+        );
+        for ((counter, _), _) in &members[1..] {
+            assert_eq!(counter.0.load(Ordering::Relaxed), 1);
+        }
+        assert_eq!(p.waiting(), 0);
+        for ((_, w), reg) in &mut members {
+            let mut cx = Context::from_waker(w);
+            assert_eq!(p.poll_published(&mut cx, 0, reg), Poll::Ready(1));
+            assert!(p.poll_published(&mut cx, 1, reg).is_pending());
+        }
+        assert_eq!(p.waiting(), 1000);
+        // Members leaving a quiet room release their wakers, and members
+        // joining take the freed slots.
+        for (_, reg) in &mut members[..600] {
+            p.deregister(reg);
+        }
+        assert_eq!(p.waiting(), 400);
+        let (late, w) = waker();
+        let mut reg = Registration::default();
+        for _ in 0..600 {
+            assert!(p
+                .poll_published(&mut Context::from_waker(&w), 1, &mut reg)
+                .is_pending());
+            p.deregister(&mut reg);
+        }
+        assert!(p
+            .poll_published(&mut Context::from_waker(&w), 1, &mut reg)
+            .is_pending());
+        assert_eq!(p.waiting(), 401);
+        assert_eq!(lock(&p.waiters).list.len(), 1000, "freed slots were reused");
+        p.notify();
+        assert_eq!(late.0.load(Ordering::Relaxed), 1);
+    }
+
     use super::*;
 
     #[test]

@@ -20,7 +20,7 @@ use std::time::Instant;
 use bytes::Bytes;
 
 use crate::attach::Tasks;
-use crate::registry::Publisher;
+use crate::registry::{Publisher, Registration};
 use wavecast_core::room::{Cursor, MemberEnd, RoomEvent, LAG_CLOSE_REASON};
 use wavecast_core::{
     CloseCode, CloseFrame, Connection, Error, Event, Message, Outcome, PreparedMessage,
@@ -420,6 +420,7 @@ impl Shared {
         cx: &mut Context<'_>,
         cursor: &mut Cursor,
         publisher: &Publisher,
+        registration: &mut Registration,
     ) -> Poll<Result<(), Option<CloseCode>>> {
         loop {
             let seen = publisher.published();
@@ -430,7 +431,10 @@ impl Shared {
                 return Poll::Ready(ready.map_err(|_| None));
             }
             // Waiting for the socket; a publish may overflow the room.
-            if publisher.poll_published(cx, seen).is_pending() {
+            if publisher
+                .poll_published(cx, seen, registration)
+                .is_pending()
+            {
                 return Poll::Pending;
             }
         }
