@@ -421,7 +421,9 @@ mod tests {
             // was released by all who held its waker (the abort watch
             // `serve` gives each handler included). The room's publisher
             // keeps the wakers of departed subscribers until its next
-            // message, so publish one first.
+            // message (a known leak, see the ignored
+            // `subscribers_leaving_a_quiet_room_leave_no_waker_behind`),
+            // so publish one first.
             publisher.publish("flush the room's waiters");
             let executor = executor();
             assert!(
