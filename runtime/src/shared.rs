@@ -657,6 +657,13 @@ impl Tracker {
         w.slots.iter().filter(|s| s.is_some()).count()
     }
 
+    /// How many watch slots exist, held or free (for tests: they are
+    /// bounded by the watches alive at once, not by those ever made).
+    #[cfg(test)]
+    pub(crate) fn watch_slots(&self) -> usize {
+        lock(&self.inner.watchers).slots.len()
+    }
+
     /// Starts graceful shutdown: wakes the watchers and closes every live
     /// connection with `1001 Going Away`.
     pub(crate) fn begin_shutdown(&self, now: Instant) {

@@ -202,3 +202,22 @@ fn room_publish_on_a_runtime_of_our_own() {
         }
     }));
 }
+
+/// Subscribers that leave a quiet room take their wakers with them: a
+/// room that publishes nothing for a while must not hold on to the tasks
+/// of every SSE stream or member that came and went meanwhile.
+#[test]
+#[ignore = "known leak: a room's publisher keeps the wakers of departed subscribers until its next publish"]
+fn subscribers_leaving_a_quiet_room_leave_no_waker_behind() {
+    let room = Hub::<Threads>::default().room("quiet").unwrap();
+    let wakers: Vec<Arc<Unpark>> = (0..1000)
+        .map(|_| Arc::new(Unpark(thread::current())))
+        .collect();
+    for counted in &wakers {
+        let waker = Waker::from(counted.clone());
+        let mut sub = room.subscribe();
+        assert!(sub.poll_recv(&mut Context::from_waker(&waker)).is_pending());
+    }
+    let kept = wakers.iter().filter(|w| Arc::strong_count(w) > 1).count();
+    assert_eq!(kept, 0, "wakers of departed subscribers kept");
+}
