@@ -207,7 +207,6 @@ fn room_publish_on_a_runtime_of_our_own() {
 /// room that publishes nothing for a while must not hold on to the tasks
 /// of every SSE stream or member that came and went meanwhile.
 #[test]
-#[ignore = "known leak: a room's publisher keeps the wakers of departed subscribers until its next publish"]
 fn subscribers_leaving_a_quiet_room_leave_no_waker_behind() {
     let room = Hub::<Threads>::default().room("quiet").unwrap();
     let wakers: Vec<Arc<Unpark>> = (0..1000)
