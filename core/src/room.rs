@@ -41,6 +41,9 @@ pub const LAG_CLOSE_REASON: &str = "too slow for the room";
 /// Default number of messages a room holds for its slowest member.
 pub const DEFAULT_ROOM_CAPACITY: usize = 256;
 
+/// Default [`RoomConfig::member_queue`]: 4 KiB.
+pub const DEFAULT_MEMBER_QUEUE: usize = 4 << 10;
+
 /// The longest room name accepted, in bytes.
 pub const MAX_ROOM_NAME_LEN: usize = 128;
 
@@ -68,6 +71,16 @@ pub struct RoomConfig {
     /// What to do with a member that falls further behind. Default
     /// [`LagPolicy::SkipAhead`].
     pub lag_policy: LagPolicy,
+    /// Output bytes a member's connection may hold unwritten (queued in the
+    /// core or staged for the transport) and still take the room's next
+    /// message. Past it the member waits until its output is written, and
+    /// the messages it has not taken stay in the room's ring, shared with
+    /// every other member: a member whose peer stops reading holds at most
+    /// this much plus one message of its own, and shows up as lag. Default
+    /// [`DEFAULT_MEMBER_QUEUE`] (4 KiB); the connection's
+    /// [`Config::write_buffer_limit`](crate::Config::write_buffer_limit)
+    /// still bounds what the application sends itself.
+    pub member_queue: usize,
 }
 
 impl Default for RoomConfig {
@@ -75,6 +88,7 @@ impl Default for RoomConfig {
         RoomConfig {
             capacity: DEFAULT_ROOM_CAPACITY,
             lag_policy: LagPolicy::SkipAhead,
+            member_queue: DEFAULT_MEMBER_QUEUE,
         }
     }
 }
@@ -89,6 +103,13 @@ impl RoomConfig {
     /// Sets [`RoomConfig::lag_policy`].
     pub fn with_lag_policy(mut self, policy: LagPolicy) -> Self {
         self.lag_policy = policy;
+        self
+    }
+
+    /// Sets [`RoomConfig::member_queue`] (values below 1 become 1: a member
+    /// with nothing unwritten always takes its next message).
+    pub fn with_member_queue(mut self, bytes: usize) -> Self {
+        self.member_queue = bytes.max(1);
         self
     }
 }

@@ -16,9 +16,10 @@
 //!   [`Room::join`] before [`Incoming::accept`](crate::Incoming::accept), or inside
 //!   [`Incoming::accept_then`](crate::Incoming::accept_then)): everything published after the client
 //!   sees the handshake complete reaches it, without it sending anything;
-//! - a member takes the next message only while its connection's queued
-//!   output is under [`crate::Config::write_buffer_limit`], so a stalled
-//!   socket shows up as lag in the room, not as a growing output queue;
+//! - a member takes the next message only while its connection holds less
+//!   than [`RoomConfig::member_queue`] (4 KiB) of unwritten output, so a
+//!   stalled socket shows up as lag in the room, not as a growing output
+//!   queue, and holds references into the room's ring rather than copies;
 //! - a member that fell more than `capacity` messages behind gets the room's
 //!   [`LagPolicy`]: skip ahead — reported as [`RoomEvent::Lagged`] and
 //!   counted in [`Member::skipped`] when the member next takes a message —
@@ -109,6 +110,7 @@ impl<R: Runtime> Hub<R> {
             publisher,
             capacity,
             policy: self.config.lag_policy,
+            member_queue: self.config.member_queue.max(1),
             lease,
         })
     }
@@ -131,6 +133,8 @@ pub struct Room<R: Runtime> {
     publisher: Arc<Publisher>,
     capacity: usize,
     policy: LagPolicy,
+    /// [`RoomConfig::member_queue`].
+    member_queue: usize,
     lease: Lease<RoomState<R>>,
 }
 
@@ -141,6 +145,7 @@ impl<R: Runtime> Clone for Room<R> {
             publisher: self.publisher.clone(),
             capacity: self.capacity,
             policy: self.policy,
+            member_queue: self.member_queue,
             lease: self.lease.clone(),
         }
     }
@@ -215,7 +220,8 @@ impl<R: Runtime> Room<R> {
         let sub = self.subscribe();
         let skipped = Arc::new(AtomicU64::new(0));
         let shared = sender.shared().clone();
-        let attachment = shared.attach(Box::pin(forward(sub, sender, skipped.clone())));
+        let forwarding = forward(sub, sender, skipped.clone(), self.member_queue);
+        let attachment = shared.attach(Box::pin(forwarding));
         Member {
             attachment,
             skipped,
@@ -357,11 +363,19 @@ async fn forward<R: Runtime>(
     mut sub: Subscription<R>,
     sender: Sender,
     skipped: Arc<AtomicU64>,
+    member_queue: usize,
 ) -> MemberEnd {
     let shared = sender.shared();
     let why = loop {
         let ready = poll_fn(|cx| {
-            shared.poll_member_ready(cx, &mut sub.cursor, &sub.publisher, &mut sub.registration)
+            let sub = &mut sub;
+            shared.poll_member_ready(
+                cx,
+                member_queue,
+                &mut sub.cursor,
+                &sub.publisher,
+                &mut sub.registration,
+            )
         });
         if let Err(why) = ready.await {
             break why;

@@ -82,8 +82,9 @@ impl<R: Runtime, S: Transport> Driver<R, S> {
         Ok(wrote)
     }
 
-    fn has_unwritten(&self) -> bool {
-        !self.out.is_empty()
+    /// Bytes staged and not yet written.
+    fn unwritten(&self) -> usize {
+        self.out.remaining()
     }
 
     /// One read from the transport into the connection: into the read
@@ -147,9 +148,9 @@ impl<R: Runtime, S: Transport> Future for Driver<R, S> {
                     return Poll::Ready(());
                 }
             };
-            let pending = this.has_unwritten();
-            state.conn().record_output(R::now(), wrote, pending);
-            state.after_write(was_blocked, pending);
+            let unwritten = this.unwritten();
+            state.conn().record_output(R::now(), wrote, unwritten > 0);
+            state.after_write(was_blocked, unwritten);
 
             if state.conn().wants_read() && !this.read_eof {
                 if reads >= READS_PER_POLL {
@@ -178,7 +179,7 @@ impl<R: Runtime, S: Transport> Future for Driver<R, S> {
             // The core decides when the transport goes: everything written
             // after the close, or the linger (close timeout) passed.
             if state.conn().is_finished() {
-                if !pending {
+                if unwritten == 0 {
                     let _ = Pin::new(&mut this.stream).poll_close(cx);
                 }
                 state.finish(None);
@@ -202,7 +203,7 @@ impl<R: Runtime, S: Transport> Future for Driver<R, S> {
         }
         // Idle connections hold no write buffer.
         this.out.release();
-        state.after_write(false, this.has_unwritten());
+        state.after_write(false, this.unwritten());
         Poll::Pending
     }
 }

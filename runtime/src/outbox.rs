@@ -53,6 +53,12 @@ impl Outbox {
         self.chunks.is_empty() && self.buf_pos == self.buf.len()
     }
 
+    /// Staged bytes not yet written.
+    pub(crate) fn remaining(&self) -> usize {
+        let chunks: usize = self.chunks.iter().map(|(_, c)| c.len()).sum();
+        self.buf.len() - self.buf_pos + chunks - self.chunk_pos
+    }
+
     /// Stages the connection's queued output (call when empty): frames and
     /// chunks until the connection has nothing more, [`MAX_CHUNKS`] chunks
     /// are staged, or the staged bytes reach the connection's write buffer

@@ -56,7 +56,8 @@ struct State {
     senders: usize,
     io_error: Option<Arc<io::Error>>,
     done: bool,
-    unflushed: bool,
+    /// Bytes the driver staged and has not written yet (saturating).
+    unflushed: u32,
 }
 
 impl State {
@@ -136,7 +137,7 @@ impl State {
     }
 
     fn is_flushed(&self) -> bool {
-        !self.unflushed && !self.conn.has_transmit()
+        self.unflushed == 0 && !self.conn.has_transmit()
     }
 
     /// Wakes the driver if the application's call changed what it must do.
@@ -166,7 +167,7 @@ impl Shared {
                 senders: 1,
                 io_error: None,
                 done: false,
-                unflushed: false,
+                unflushed: 0,
             }),
             tasks: Mutex::default(),
         })
@@ -263,6 +264,28 @@ impl Shared {
             return Poll::Ready(Err(Error::Usage(UsageError::SendAfterClose)));
         }
         if s.conn.is_write_blocked() {
+            s.register_writer(cx.waker());
+            s.wake_driver();
+            return Poll::Pending;
+        }
+        Poll::Ready(Ok(()))
+    }
+
+    /// Ready when a room member may take a message: less than
+    /// `member_queue` bytes unwritten. Otherwise waits for the flush.
+    fn poll_member_room(
+        &self,
+        cx: &mut Context<'_>,
+        member_queue: usize,
+    ) -> Poll<Result<(), Error>> {
+        let mut s = self.lock();
+        if let Some(e) = s.terminal_error() {
+            return Poll::Ready(Err(e));
+        }
+        if !s.conn.is_open() {
+            return Poll::Ready(Err(Error::Usage(UsageError::SendAfterClose)));
+        }
+        if s.conn.queued_bytes() + s.unflushed as usize >= member_queue {
             s.register_writer(cx.waker());
             s.wake_driver();
             return Poll::Pending;
@@ -410,7 +433,9 @@ impl Shared {
     // stop, `end_member`.
 
     /// A room member may take the room's next message once this is ready
-    /// with `Ok`: its queued output is under the write limit. `Err(None)`:
+    /// with `Ok`: its connection holds less than `member_queue` bytes of
+    /// unwritten output (queued in the core or staged by the driver); past
+    /// that it waits until the driver has written everything. `Err(None)`:
     /// the connection can no longer send. `Err(Some(code))`: under
     /// [`LagPolicy::Disconnect`](crate::room::LagPolicy::Disconnect) the
     /// room overwrote a message the member had not taken while it waited
@@ -418,6 +443,7 @@ impl Shared {
     pub(crate) fn poll_member_ready(
         &self,
         cx: &mut Context<'_>,
+        member_queue: usize,
         cursor: &mut Cursor,
         publisher: &Publisher,
         registration: &mut Registration,
@@ -427,7 +453,7 @@ impl Shared {
             if let Some(code) = cursor.check_overflow(seen) {
                 return Poll::Ready(Err(Some(code)));
             }
-            if let Poll::Ready(ready) = self.poll_ready(cx) {
+            if let Poll::Ready(ready) = self.poll_member_room(cx, member_queue) {
                 return Poll::Ready(ready.map_err(|_| None));
             }
             // Waiting for the socket; a publish may overflow the room.
@@ -482,6 +508,12 @@ impl Shared {
     }
 
     /// Runs `f` on the locked connection (for adapter-specific queries).
+    /// Output not yet written: queued in the core or staged by the driver.
+    pub(crate) fn unwritten(&self) -> usize {
+        let s = self.lock();
+        s.conn.queued_bytes() + s.unflushed as usize
+    }
+
     pub(crate) fn with_connection<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
         let mut s = self.lock();
         let r = f(&mut s.conn);
@@ -542,11 +574,11 @@ impl DriverState<'_> {
     }
 
     /// Call after writing: `was_blocked` is `is_write_blocked()` from before
-    /// the write, `unflushed` whether the driver still holds unwritten bytes.
+    /// the write, `unflushed` how many bytes the driver still holds unwritten.
     /// Wakes senders waiting for room and flushers waiting for the wire.
-    pub(crate) fn after_write(&mut self, was_blocked: bool, unflushed: bool) {
+    pub(crate) fn after_write(&mut self, was_blocked: bool, unflushed: usize) {
         let s = &mut *self.s;
-        s.unflushed = unflushed;
+        s.unflushed = u32::try_from(unflushed).unwrap_or(u32::MAX);
         if (was_blocked && !s.conn.is_write_blocked()) || s.is_flushed() {
             s.wake_after_write();
         }
@@ -562,7 +594,7 @@ impl DriverState<'_> {
             }
         }
         s.done = true;
-        s.unflushed = false;
+        s.unflushed = 0;
         s.wake_receiver();
         s.wake_writers();
     }

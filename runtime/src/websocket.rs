@@ -276,9 +276,11 @@ impl Sender {
         poll_fn(|cx| self.shared.poll_ready(cx)).await
     }
 
-    /// Bytes queued in the core and not yet handed to the transport.
+    /// Output not yet written to the transport: bytes queued in the core
+    /// plus bytes the driver staged for a write the transport has not
+    /// taken yet.
     pub fn queued_bytes(&self) -> usize {
-        self.shared.with_connection(|c| c.queued_bytes())
+        self.shared.unwritten()
     }
 
     /// The connection this half sends on (rooms attach members to it).
