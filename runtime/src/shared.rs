@@ -507,18 +507,10 @@ impl Shared {
         self.lock().conn.subprotocol().map(str::to_owned)
     }
 
-    /// Runs `f` on the locked connection (for adapter-specific queries).
     /// Output not yet written: queued in the core or staged by the driver.
     pub(crate) fn unwritten(&self) -> usize {
         let s = self.lock();
         s.conn.queued_bytes() + s.unflushed as usize
-    }
-
-    pub(crate) fn with_connection<R>(&self, f: impl FnOnce(&mut Connection) -> R) -> R {
-        let mut s = self.lock();
-        let r = f(&mut s.conn);
-        s.wake_driver();
-        r
     }
 
     // ------------------------------------------------------------- driver
@@ -824,7 +816,7 @@ mod tests {
             let mut state = shared.driver(&driver_waker, now);
             let mut out = Vec::new();
             while state.conn().poll_transmit(&mut out).is_some() {}
-            state.after_write(false, false);
+            state.after_write(false, 0);
         }
         assert!(flusher.0.load(Ordering::SeqCst), "the flush completed");
         assert!(!closer.0.load(Ordering::SeqCst), "still open: no wake-up");
