@@ -353,6 +353,15 @@ impl Cursor {
         published.saturating_sub(self.taken)
     }
 
+    /// Whether a member waiting for its connection to drain must watch the
+    /// room's publications: only under [`LagPolicy::Disconnect`], to be
+    /// evicted as soon as the room overwrites a message it had not taken.
+    /// Under [`LagPolicy::SkipAhead`] a stalled member sleeps until its
+    /// output drains, however much the room publishes meanwhile.
+    pub fn watches_overflow(&self) -> bool {
+        self.lag.policy() == LagPolicy::Disconnect
+    }
+
     /// Call while the member waits for its connection to drain: under
     /// [`LagPolicy::Disconnect`], the close code once the room overwrote a
     /// message this member had not taken.

@@ -456,7 +456,13 @@ impl Shared {
             if let Poll::Ready(ready) = self.poll_member_room(cx, member_queue) {
                 return Poll::Ready(ready.map_err(|_| None));
             }
-            // Waiting for the socket; a publish may overflow the room.
+            // Waiting for the socket. Under `Disconnect` a publish may
+            // overflow the room and evict the member; otherwise publishes
+            // do not concern it (thousands of stalled members would all be
+            // woken by each one).
+            if !cursor.watches_overflow() {
+                return Poll::Pending;
+            }
             if publisher
                 .poll_published(cx, seen, registration)
                 .is_pending()

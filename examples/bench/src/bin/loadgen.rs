@@ -12,6 +12,12 @@
 //! Idle mode (`--idle C`): opens C connections, exchanges one message on each,
 //! waits `--idle-wait` seconds and reports the growth of the server's VmRSS
 //! over its baseline, divided by C.
+//!
+//! Stall mode (`--stall N`, against a `--broadcast` server): N room members
+//! whose clients never read (4 KiB receive buffers), then `--stall-msgs M`
+//! messages of `--size` bytes published; reports the server's VmRSS growth
+//! per stalled member, then closes all N at once and reports how long a new
+//! member's handshake and its first message take (the mass disconnect).
 
 use std::io;
 use std::net::SocketAddr;
@@ -45,6 +51,8 @@ struct Opts {
     rate: f64,
     window: u64,
     handshakes: Option<usize>,
+    stall: Option<usize>,
+    stall_msgs: u64,
 }
 
 fn num<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -71,6 +79,8 @@ fn opts() -> Opts {
         rate: num("rate", 0.0),
         window: num("window", 64),
         handshakes: arg("handshakes").map(|c| c.parse().expect("bad --handshakes")),
+        stall: arg("stall").map(|c| c.parse().expect("bad --stall")),
+        stall_msgs: num("stall-msgs", 2000),
     }
 }
 
@@ -576,6 +586,124 @@ async fn idle(o: &Opts, shared: Arc<Shared>, count: usize) -> String {
     out
 }
 
+/// A member on `/sub` whose client reads nothing after the `101` (and
+/// keeps its receive buffer at 4 KiB, so the server's output backs up).
+async fn stalled_member(addr: SocketAddr) -> io::Result<TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.set_recv_buffer_size(4096)?;
+    let mut tcp = socket.connect(addr).await?;
+    let req = format!(
+        "GET /sub HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+         Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
+    );
+    tcp.write_all(req.as_bytes()).await?;
+    let mut head = Vec::new();
+    while !head.ends_with(b"\r\n\r\n") {
+        let mut byte = [0u8; 1];
+        if tcp.read(&mut byte).await? == 0 {
+            return Err(io::Error::other("closed during handshake"));
+        }
+        head.push(byte[0]);
+    }
+    if !head.starts_with(b"HTTP/1.1 101") {
+        return Err(io::Error::other("no 101"));
+    }
+    Ok(tcp)
+}
+
+async fn stall(o: &Opts, shared: &Shared, n: usize) -> String {
+    let pid = o.pid.expect("--stall needs --pid");
+    let base = rss_kib(pid).unwrap_or(0);
+    let limit = Arc::new(Semaphore::new(64));
+    let mut tasks = Vec::with_capacity(n);
+    for _ in 0..n {
+        let permit = limit.clone().acquire_owned().await.unwrap();
+        let addr = o.addr;
+        tasks.push(tokio::spawn(async move {
+            let _permit = permit;
+            stalled_member(addr).await
+        }));
+    }
+    let mut stalled = Vec::with_capacity(n);
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(tcp) => stalled.push(tcp),
+            Err(e) => {
+                shared.fail(format!("stalled member: {e}"));
+                return String::new();
+            }
+        }
+    }
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let joined = rss_kib(pid).unwrap_or(0);
+    let (mut publisher, _) = match handshake_path(o.addr, "/pub").await {
+        Ok(p) => p,
+        Err(e) => {
+            shared.fail(format!("publisher: {e}"));
+            return String::new();
+        }
+    };
+    let mut rng = Rng::seeded();
+    let payload: Vec<u8> = (0..o.size).map(|_| rng.next() as u8).collect();
+    let frame = client_frame(2, &payload, (rng.next() as u32).to_ne_bytes());
+    let t = Instant::now();
+    for _ in 0..o.stall_msgs {
+        if let Err(e) = publisher.write_all(&frame).await {
+            shared.fail(format!("publish: {e}"));
+            return String::new();
+        }
+    }
+    let publish_s = t.elapsed().as_secs_f64();
+    tokio::time::sleep(Duration::from_secs_f64(o.idle_wait)).await;
+    let peak = rss_kib(pid).unwrap_or(0);
+    // Everyone leaves at once (unread data: the kernel resets each one).
+    drop(stalled);
+    let t = Instant::now();
+    let fresh = handshake_path(o.addr, "/sub").await;
+    let handshake_ms = t.elapsed().as_secs_f64() * 1e3;
+    let (tcp, left) = match fresh {
+        Ok(f) => f,
+        Err(e) => {
+            shared.fail(format!("new member after the mass disconnect: {e}"));
+            return String::new();
+        }
+    };
+    let mut tcp = tcp;
+    let _ = publisher.write_all(&frame).await;
+    let mut reader = Reader::new(left);
+    let mut got = false;
+    while !got {
+        if let Err(e) = reader.parse(&mut |_, p: &[u8]| {
+            got = p == &payload[..];
+            Ok(())
+        }) {
+            shared.fail(e);
+            return String::new();
+        }
+        if !got {
+            if let Err(e) = reader.fill(&mut tcp).await {
+                shared.fail(format!("new member: {e}"));
+                return String::new();
+            }
+        }
+    }
+    let first_message_ms = t.elapsed().as_secs_f64() * 1e3;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let after = rss_kib(pid).unwrap_or(0);
+    let per = |kib: u64| (kib.saturating_sub(base) * 1024) as f64 / n as f64;
+    format!(
+        "{{\"mode\":\"stall\",\"server\":\"{}\",\"stalled\":{n},\"messages\":{},\"size\":{},\
+         \"publish_s\":{publish_s:.2},\"baseline_rss_kib\":{base},\"joined_bytes_per_member\":{:.0},\
+         \"stalled_bytes_per_member\":{:.0},\"stalled_rss_kib\":{peak},\"new_member_handshake_ms\":{handshake_ms:.1},\
+         \"new_member_first_message_ms\":{first_message_ms:.1},\"rss_kib_after_disconnect\":{after}",
+        o.server,
+        o.stall_msgs,
+        o.size,
+        per(joined),
+        per(peak),
+    )
+}
+
 static ADDR: std::sync::OnceLock<SocketAddr> = std::sync::OnceLock::new();
 fn shared_addr() -> SocketAddr {
     *ADDR.get().unwrap()
@@ -585,7 +713,7 @@ fn main() {
     let nofile = wavecast_bench::raise_nofile();
     let o = opts();
     ADDR.set(o.addr).unwrap();
-    if let Some(c) = o.idle.or(o.broadcast) {
+    if let Some(c) = o.idle.or(o.broadcast).or(o.stall) {
         if c as u64 + 64 > nofile {
             eprintln!("loadgen: RLIMIT_NOFILE {nofile} is too low for {c} connections");
             std::process::exit(2);
@@ -605,7 +733,9 @@ fn main() {
     });
     let rt = wavecast_bench::runtime();
     let json = rt.block_on(async {
-        if let Some(n) = o.broadcast {
+        if let Some(n) = o.stall {
+            stall(&o, &shared, n).await
+        } else if let Some(n) = o.broadcast {
             bench_broadcast::run(&o, shared.clone(), n).await
         } else if let Some(c) = o.handshakes {
             bench_handshakes(&o, shared.clone(), c).await
