@@ -1,6 +1,6 @@
 //! `serve` (connection cap, graceful shutdown, plain HTTP and origin checks
-//! on the WebSocket port), Server-Sent Events from rooms, and the
-//! reconnecting client.
+//! on the WebSocket port, fast refusal of bytes that are not HTTP),
+//! Server-Sent Events from rooms, and the reconnecting client.
 
 macro_rules! serving_scenarios {
     () => {
@@ -181,6 +181,32 @@ macro_rules! serving_scenarios {
             let foreign = raw::upgrade_request(&addr, "/", "Origin: https://evil.example\r\n");
             let refused = raw_exchange(&server, &foreign);
             assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+        }
+
+        /// Bytes that cannot be an HTTP/1.1 request get a 400 and the
+        /// connection closed at once, not after the 10 s handshake timeout.
+        #[test]
+        fn serve_answers_non_http_bytes_with_400_at_once() {
+            let server = serve_echo(10);
+            let addr = server.local_addr().to_string();
+            let cases: [(&[u8], &str); 3] = [
+                // The first bytes of a TLS ClientHello (record header, then
+                // the handshake type and length).
+                (b"\x16\x03\x01\x02\x00\x01", "TLS"),
+                (b"\x00\xff\x13\x37", "method"),
+                (b"GET / HTTP/1.1\nHost: x\n", "bare LF"),
+            ];
+            for (bytes, says) in cases {
+                let started = Instant::now();
+                let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+                tcp.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+                tcp.write_all(bytes).unwrap();
+                let answer = raw::read_all(&mut tcp);
+                let took = started.elapsed();
+                assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+                assert!(answer.contains(says), "{answer}");
+                assert!(took < Duration::from_secs(1), "answered after {took:?}");
+            }
         }
 
         /// Reads from a raw SSE client until `parser` yields an event
