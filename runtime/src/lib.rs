@@ -130,9 +130,9 @@ pub use wavecast_core::room::{
     LagPolicy, MemberEnd, RoomConfig, RoomError, RoomEvent, RoomMessage,
 };
 pub use wavecast_core::{
-    Backoff, CloseCode, CloseFrame, Config, Error, HandshakeError, HttpResponse, Jitter, Message,
-    Negotiated, OriginAllowList, Outcome, PreparedMessage, Role, SeedSource, ServeConfig,
-    SseConfig, SseEnd, SseEvent, SseParser, TrySendError, Utf8Bytes,
+    Backoff, CloseCode, CloseFrame, Config, Error, HandshakeError, HostAllowList, HttpResponse,
+    Jitter, Message, Negotiated, OriginAllowList, Outcome, PreparedMessage, Role, SeedSource,
+    ServeConfig, SseConfig, SseEnd, SseEvent, SseParser, TrySendError, Utf8Bytes,
 };
 
 /// Writes the fixed-runtime API of an adapter crate: type aliases
