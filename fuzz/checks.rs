@@ -237,6 +237,90 @@ fn reference_head(whole: &[u8]) -> (usize, Option<usize>) {
     (skipped, end.map(|e| skipped + e))
 }
 
+/// Whether `bytes` can still be the start of a request head by RFC 9112,
+/// read strictly (CRLF line endings only, no line folding, one space
+/// between request-line parts, HTTP/1.0 or HTTP/1.1). Written line by
+/// line, independently of the core's byte-at-a-time checker. Bytes after
+/// the empty line that ends the head are not looked at.
+fn possible_request_prefix(bytes: &[u8]) -> bool {
+    let mut rest = bytes;
+    while let Some(after) = rest.strip_prefix(b"\r\n") {
+        rest = after;
+    }
+    if rest == b"\r" {
+        return true;
+    }
+    let pieces: Vec<&[u8]> = rest.split(|&b| b == b'\n').collect();
+    let last = pieces.len() - 1;
+    for (i, piece) in pieces.iter().enumerate() {
+        // A line is complete once its CR arrived (its LF follows or will).
+        let (line, complete) = match piece.strip_suffix(b"\r") {
+            Some(line) => (line, true),
+            None if i < last => return false, // bare LF
+            None => (*piece, false),
+        };
+        if line.contains(&b'\r') {
+            return false; // CR not followed by LF
+        }
+        let ok = if i == 0 {
+            request_line_prefix(line, complete)
+        } else if complete && line.is_empty() {
+            return true; // the head ends here
+        } else {
+            header_line_prefix(line, complete)
+        };
+        if !ok {
+            return false;
+        }
+    }
+    true
+}
+
+fn is_tchar(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b)
+}
+
+/// `line` (without CRLF) starts, or with `complete` is, a request line.
+fn request_line_prefix(line: &[u8], complete: bool) -> bool {
+    let method = line.iter().take_while(|&&b| is_tchar(b)).count();
+    if method == line.len() {
+        return !complete;
+    }
+    if method == 0 || line[method] != b' ' {
+        return false;
+    }
+    let rest = &line[method + 1..];
+    let target = rest
+        .iter()
+        .take_while(|&&b| (0x21..=0x7e).contains(&b))
+        .count();
+    if target == rest.len() {
+        return !complete;
+    }
+    if target == 0 || rest[target] != b' ' {
+        return false;
+    }
+    let version = &rest[target + 1..];
+    if complete {
+        version == b"HTTP/1.1" || version == b"HTTP/1.0"
+    } else {
+        b"HTTP/1.1".starts_with(version) || b"HTTP/1.0".starts_with(version)
+    }
+}
+
+/// `line` (without CRLF) starts, or with `complete` is, a header line.
+fn header_line_prefix(line: &[u8], complete: bool) -> bool {
+    let name = line.iter().take_while(|&&b| is_tchar(b)).count();
+    if name == line.len() {
+        return !complete;
+    }
+    name > 0
+        && line[name] == b':'
+        && line[name + 1..]
+            .iter()
+            .all(|&b| b == b'\t' || (0x20..=0x7e).contains(&b) || b >= 0x80)
+}
+
 fn trim_ows(v: &[u8]) -> &[u8] {
     let start = v
         .iter()
@@ -366,6 +450,8 @@ pub fn server_handshake(data: &[u8], heap: Option<&Heap>) {
     let mut request = None;
     let mut error = None;
     let mut fed = 0;
+    // Bytes seen when the error came (the failing chunk included).
+    let mut seen = 0;
     for chunk in &chunks {
         let base = heap.map(|h| {
             (h.reset_peak)();
@@ -391,6 +477,7 @@ pub fn server_handshake(data: &[u8], heap: Option<&Heap>) {
             }
             Err(e) => {
                 error = Some(e);
+                seen = fed + chunk.len();
                 break;
             }
         }
@@ -400,15 +487,31 @@ pub fn server_handshake(data: &[u8], heap: Option<&Heap>) {
         // Errors are final.
         assert_eq!(hs.receive(now, b"GET"), Err(e.clone()));
         match e {
+            HandshakeError::MalformedHttp(_) if request.is_some() => {} // too much leftover
+            // Refused as soon as the bytes cannot begin a request: not
+            // before (what came earlier was possible) and not later.
+            HandshakeError::MalformedHttp(_) | HandshakeError::TlsOnPlainPort => {
+                assert!(
+                    !possible_request_prefix(&whole[..seen]),
+                    "refused a possible request prefix: {e:?}"
+                );
+                assert!(
+                    possible_request_prefix(&whole[..fed]),
+                    "an earlier chunk was already impossible"
+                );
+                if *e == HandshakeError::TlsOnPlainPort {
+                    assert_eq!(whole[0], 0x16, "TLS reported for a non-TLS first byte");
+                }
+            }
             HandshakeError::HeadTooLarge { .. } => {
                 assert!(
                     request.is_none() && head_end.is_none(),
                     "head fits but {e:?}"
                 );
                 assert!(whole.len() >= MAX_HEAD);
+                assert!(possible_request_prefix(&whole[..seen]));
             }
-            HandshakeError::MalformedHttp(_) if request.is_some() => {} // too much leftover
-            HandshakeError::MalformedHttp(_) | HandshakeError::TooManyHeaders { .. } => {
+            HandshakeError::TooManyHeaders { .. } => {
                 assert!(
                     request.is_none() && head_end.is_some(),
                     "parse error without a head: {e:?}"
@@ -419,11 +522,19 @@ pub fn server_handshake(data: &[u8], heap: Option<&Heap>) {
     } else if request.is_none() {
         assert!(head_end.is_none(), "complete head not reported");
         assert!(whole.len() < MAX_HEAD, "head over the cap not reported");
+        assert!(
+            possible_request_prefix(&whole),
+            "impossible input not refused"
+        );
     }
     let Some(req) = request else {
         return;
     };
     let head_end = head_end.expect("checked above");
+    assert!(
+        possible_request_prefix(&whole[..head_end]),
+        "parsed a head that breaks the request grammar"
+    );
     assert!(req.headers().len() <= MAX_HEADERS);
     assert!(req.method().len() + req.target().len() <= MAX_HEAD);
     // Every accessor works on any parsed request.

@@ -151,9 +151,17 @@ impl ConnectionError {
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum HandshakeError {
-    /// The bytes are not a valid HTTP/1.1 head.
+    /// The bytes are not a valid HTTP/1.1 head. A server reports this at
+    /// the first byte that cannot belong to a request head (answered with
+    /// 400), not after the whole head or the deadline.
     #[error("malformed HTTP head: {0}")]
     MalformedHttp(&'static str),
+    /// The first byte was a TLS handshake record (a client speaking TLS to
+    /// a plain-text port, e.g. `wss://` or `https://` to a `ws://` server).
+    /// Answered with 400 in plain text, as any other request that is not
+    /// HTTP/1.1; the client sees a TLS failure, the server log says why.
+    #[error("received a TLS handshake on a plain-text port: connect with ws:// or http://, or serve TLS here")]
+    TlsOnPlainPort,
     /// The head is longer than the configured cap.
     #[error("HTTP head exceeds the {limit}-byte limit")]
     HeadTooLarge {

@@ -109,7 +109,7 @@ pub use handshake::{
     ServerHandshake, Target, UpgradeMode,
 };
 pub use http::HttpResponse;
-pub use origin::OriginAllowList;
+pub use origin::{HostAllowList, OriginAllowList};
 
 // Errors, split by who is at fault.
 pub use error::{

@@ -417,6 +417,23 @@ fn seeds() -> Vec<(&'static str, String, Vec<u8>)> {
             RFC_REQUEST.replace("Version: 13", "Version: 8").as_bytes(),
         ),
     );
+    // Input that cannot be an HTTP/1.1 request, refused at its first
+    // impossible byte.
+    let impossible: [(&str, &[u8]); 4] = [
+        (
+            "tls-client-hello",
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
+        ),
+        ("ssh-banner", b"SSH-2.0-OpenSSH_9.6\r\n"),
+        ("h2-preface", b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"),
+        (
+            "bare-lf",
+            b"GET / HTTP/1.1\nHost: x\nUpgrade: websocket\n\n",
+        ),
+    ];
+    for (name, bytes) in impossible {
+        add("server_handshake", name, with_opts(BYTEWISE, bytes));
+    }
 
     // client_handshake: responses of common servers, for the fixture key.
     let accept = accept_key(checks::client_fixture().key().as_bytes());

@@ -1,8 +1,9 @@
 //! Property tests for the protocol core: frame headers round trip, masking
 //! composes, any split of the input gives the same events and the same
 //! output (also when large payloads are read straight into the message
-//! buffer), two cores exchange any messages intact, and no input panics or
-//! exceeds the configured limits.
+//! buffer), two cores exchange any messages intact, no input panics or
+//! exceeds the configured limits, and no valid request head is refused
+//! before it completes.
 //!
 //! Case counts follow `PROPTEST_CASES` (default 256); payloads stay small so
 //! the whole file runs in a few seconds at opt-level 1.
@@ -1065,6 +1066,117 @@ proptest! {
         check_events(&events)?;
         check_output(role, &out)?;
         prop_assert_eq!(&events, &whole_events);
+    }
+}
+
+// ------------------------------------------------------------ handshake
+
+/// A well-formed request head by RFC 9112, read strictly: the parts, and
+/// the wire bytes with any leading empty lines.
+#[derive(Clone, Debug)]
+struct ValidHead {
+    method: String,
+    target: String,
+    http10: bool,
+    headers: Vec<(String, Vec<u8>)>,
+    wire: Vec<u8>,
+}
+
+fn token(max: usize) -> impl Strategy<Value = String> {
+    proptest::string::string_regex(&format!("[A-Za-z0-9!#$%&'*+.^_`|~-]{{1,{max}}}"))
+        .expect("a valid regex")
+}
+
+/// A field value: tabs, spaces, visible ASCII and obs-text, without
+/// surrounding whitespace (which is not part of the value, RFC 9110 §5.5).
+fn field_value() -> impl Strategy<Value = Vec<u8>> {
+    let byte = prop_oneof![Just(b'\t'), 0x20u8..=0x7e, 0x80u8..=0xff,];
+    vec(byte, 0..40).prop_map(|mut v| {
+        while v.first().is_some_and(|b| *b == b' ' || *b == b'\t') {
+            v.remove(0);
+        }
+        while v.last().is_some_and(|b| *b == b' ' || *b == b'\t') {
+            v.pop();
+        }
+        v
+    })
+}
+
+fn valid_head() -> impl Strategy<Value = ValidHead> {
+    (
+        0usize..3,
+        token(10),
+        proptest::string::string_regex("[!-~]{1,40}").expect("a valid regex"),
+        any::<bool>(),
+        vec((token(16), field_value()), 0..12),
+    )
+        .prop_map(|(blank, method, target, http10, headers)| {
+            let mut wire = b"\r\n".repeat(blank);
+            let version = if http10 { "HTTP/1.0" } else { "HTTP/1.1" };
+            wire.extend_from_slice(format!("{method} {target} {version}\r\n").as_bytes());
+            for (name, value) in &headers {
+                wire.extend_from_slice(name.as_bytes());
+                wire.extend_from_slice(b": ");
+                wire.extend_from_slice(value);
+                wire.extend_from_slice(b"\r\n");
+            }
+            wire.extend_from_slice(b"\r\n");
+            ValidHead {
+                method,
+                target,
+                http10,
+                headers,
+                wire,
+            }
+        })
+}
+
+proptest! {
+    /// Every prefix of a valid request head is accepted: fed in any
+    /// chunks (one byte at a time included), no early error, the request
+    /// completes exactly with its last byte, parses to the parts it was
+    /// built from, and the bytes after it are kept.
+    #[test]
+    fn valid_request_heads_are_never_refused_early(
+        head in valid_head(),
+        after in vec(any::<u8>(), 0..16),
+        how in split(),
+    ) {
+        use wavecast_core::handshake::{HttpVersion, ServerHandshake};
+        let now = Instant::now();
+        let input = [head.wire.as_slice(), &after].concat();
+        let mut hs = ServerHandshake::new(&Config::default(), now);
+        let mut fed = 0;
+        let mut request = None;
+        for piece in chunks(&input, &how) {
+            let got = hs.receive(now, piece);
+            fed += piece.len();
+            match got {
+                Ok(None) => prop_assert!(
+                    request.is_some() || fed < head.wire.len(),
+                    "head complete at {} but not reported", head.wire.len()
+                ),
+                Ok(Some(r)) => {
+                    prop_assert!(request.is_none());
+                    prop_assert!(fed >= head.wire.len() && fed - piece.len() < head.wire.len());
+                    request = Some(r);
+                }
+                Err(e) => prop_assert!(false, "refused after {} bytes: {:?}", fed, e),
+            }
+        }
+        let request = request.expect("the head completed");
+        prop_assert_eq!(request.method(), head.method.as_str());
+        prop_assert_eq!(request.target(), head.target.as_str());
+        let version = if head.http10 { HttpVersion::Http10 } else { HttpVersion::Http11 };
+        prop_assert_eq!(request.version(), version);
+        let parsed: Vec<(&str, &[u8])> = request.headers().iter().collect();
+        let built: Vec<(&str, &[u8])> = head
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str(), v.as_slice()))
+            .collect();
+        prop_assert_eq!(parsed, built);
+        prop_assert_eq!(hs.take_leftover(), after);
     }
 }
 

@@ -244,7 +244,10 @@ macro_rules! behaviour_suite {
             use super::raw;
             use super::wait;
             use super::$rt::{block_on, sleep, spawn, ws, Rt, TcpListener};
-            use ws::{Accept, CloseCode, Config, Error, HttpResponse, Message, OriginAllowList};
+            use ws::{
+                Accept, CloseCode, Config, Error, HostAllowList, HttpResponse, Message,
+                OriginAllowList,
+            };
 
             /// Runs `future` to completion, failing the test after `limit`.
             async fn within<T>(limit: Duration, future: impl Future<Output = T>) -> T {

@@ -97,7 +97,8 @@ fn sse_until(tcp: TcpStream, needle: &str) -> Vec<String> {
 }
 
 /// `chat`: the page, two members who see each other, an SSE listener, a
-/// refused nickname, a foreign origin and the echo endpoint.
+/// refused nickname, a foreign origin, a foreign host (DNS rebinding) and
+/// the echo endpoint.
 fn chat(runtime: &str) {
     let addr = free_addr();
     let server = Program::start_server(
@@ -120,6 +121,16 @@ fn chat(runtime: &str) {
         ),
     );
     assert_eq!(status, 403);
+
+    // DNS rebinding: the attacker's name as both Host and Origin passes the
+    // origin check, and is refused by the allowed-hosts list.
+    let (status, _) = http(
+        &addr,
+        "GET /ws/lobby?nick=eve HTTP/1.1\r\nHost: evil.example\r\nOrigin: http://evil.example\r\n\
+         Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Version: 13\r\n\
+         Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n",
+    );
+    assert_eq!(status, 421);
 
     // An SSE listener on the room, subscribed before anyone speaks.
     let mut sse = TcpStream::connect(&addr).expect("connect SSE");

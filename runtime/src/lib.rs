@@ -130,10 +130,10 @@ pub use wavecast_core::room::{
     LagPolicy, MemberEnd, RoomConfig, RoomError, RoomEvent, RoomMessage,
 };
 pub use wavecast_core::{
-    Backoff, CloseCode, CloseFrame, Config, ConnectionError, Error, HandshakeError, HttpResponse,
-    Jitter, Message, Negotiated, OriginAllowList, Outcome, PreparedMessage, ProtocolError, Role,
-    SeedSource, ServeConfig, SseConfig, SseEnd, SseEvent, SseParser, TimeoutKind, TrySendError,
-    UsageError, Utf8Bytes,
+    Backoff, CloseCode, CloseFrame, Config, ConnectionError, Error, HandshakeError, HostAllowList,
+    HttpResponse, Jitter, Message, Negotiated, OriginAllowList, Outcome, PreparedMessage,
+    ProtocolError, Role, SeedSource, ServeConfig, SseConfig, SseEnd, SseEvent, SseParser,
+    TimeoutKind, TrySendError, UsageError, Utf8Bytes,
 };
 
 /// Writes the fixed-runtime API of an adapter crate: type aliases

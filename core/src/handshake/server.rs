@@ -16,6 +16,15 @@
 //! On any `Err`, write [`HttpResponse::from_handshake_error`] (unless the
 //! error is [`HandshakeError::Eof`]) and close the transport.
 //!
+//! Input that cannot be an HTTP/1.1 request fails at its first impossible
+//! byte, not at the deadline: a TLS ClientHello on the plain port
+//! ([`HandshakeError::TlsOnPlainPort`]), binary noise, an SSH banner, an
+//! HTTP/2 preface, a bare LF line ending, a control character in a header
+//! name ([`HandshakeError::MalformedHttp`]); all answered with 400. Line
+//! endings must be CRLF: RFC 9112 §2.2 allows accepting a bare LF, we
+//! choose not to (two parsers reading one head two ways is how request
+//! smuggling starts, and no WebSocket client sends one).
+//!
 //! Servers behind hyper or axum, which have already parsed the request, use
 //! [`negotiate`] instead: the same checks, headers in and headers out.
 
@@ -25,8 +34,8 @@ use base64::Engine as _;
 use bytes::Bytes;
 
 use super::{
-    accept_key, check_header, header_slots, http_version, is_token, parse_error, parse_extensions,
-    CompleteHead, ExtensionOffer, HeadReader, Headers, HttpVersion, Negotiated,
+    accept_key, check_header, header_slots, http_version, is_tchar, is_token, parse_error,
+    parse_extensions, CompleteHead, ExtensionOffer, HeadReader, Headers, HttpVersion, Negotiated,
 };
 use crate::config::Config;
 #[cfg(feature = "deflate")]
@@ -283,7 +292,7 @@ pub struct Accepted {
 
 #[derive(Debug)]
 enum State {
-    Reading(HeadReader),
+    Reading(HeadReader, RequestPrefix),
     Received { leftover: Vec<u8> },
     Failed(HandshakeError),
 }
@@ -307,7 +316,7 @@ impl ServerHandshake {
     /// [`Config::handshake_timeout`].
     pub fn new(config: &Config, now: Instant) -> Self {
         ServerHandshake {
-            state: State::Reading(HeadReader::new(config.max_head_size)),
+            state: State::Reading(HeadReader::new(config.max_head_size), RequestPrefix::new()),
             max_headers: config.max_headers,
             max_leftover: config.max_head_size,
             deadline: now + config.handshake_timeout,
@@ -323,6 +332,10 @@ impl ServerHandshake {
     /// [`ServerHandshake::reject`]. Bytes after the head are kept for the
     /// connection (a well-behaved client sends none before the 101).
     ///
+    /// Bytes that cannot begin a request head fail here at once, at the
+    /// first impossible byte (see the [module docs](self)), so a peer that
+    /// does not speak HTTP is answered without waiting for the deadline.
+    ///
     /// Errors are final: answer them with
     /// [`HttpResponse::from_handshake_error`] and close.
     pub fn receive(
@@ -335,19 +348,21 @@ impl ServerHandshake {
         }
         let result = match &mut self.state {
             State::Failed(e) => return Err(e.clone()),
-            State::Reading(reader) => match reader.push(bytes) {
-                Ok(Some(CompleteHead { head, leftover })) => {
-                    match parse_request(&head, self.max_headers) {
-                        Ok(request) => {
-                            self.head_request = request.method == "HEAD";
-                            self.state = State::Received { leftover };
-                            Ok(Some(request))
+            State::Reading(reader, prefix) => {
+                match prefix.push(bytes).and_then(|()| reader.push(bytes)) {
+                    Ok(Some(CompleteHead { head, leftover })) => {
+                        match parse_request(&head, self.max_headers) {
+                            Ok(request) => {
+                                self.head_request = request.method == "HEAD";
+                                self.state = State::Received { leftover };
+                                Ok(Some(request))
+                            }
+                            Err(e) => Err(e),
                         }
-                        Err(e) => Err(e),
                     }
+                    other => other.map(|_| None),
                 }
-                other => other.map(|_| None),
-            },
+            }
             State::Received { leftover } => {
                 if leftover.len() + bytes.len() > self.max_leftover {
                     Err(HandshakeError::MalformedHttp(
@@ -460,6 +475,152 @@ pub(crate) fn write_header(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(b": ");
     out.extend_from_slice(value.as_bytes());
     out.extend_from_slice(b"\r\n");
+}
+
+/// Where [`RequestPrefix`] is in the request head (RFC 9112 §2.2, §3, §5).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum PrefixState {
+    /// Nothing yet but empty lines, which may precede the request line.
+    Start,
+    /// The CR of an empty line before the request line.
+    StartCr,
+    /// Inside the method token.
+    Method,
+    /// After the space that ends the method.
+    TargetStart,
+    /// Inside the request target.
+    Target,
+    /// After the space that ends the target: this many bytes of
+    /// `HTTP/1.x` matched.
+    Version(u8),
+    /// After the version, which must be followed by CRLF.
+    VersionEnd,
+    /// The CR ending the request line or a header line.
+    LineCr,
+    /// At the start of a header line (or of the empty line ending the head).
+    LineStart,
+    /// Inside a header name.
+    Name,
+    /// Inside a header value.
+    Value,
+    /// The CR of the empty line that ends the head.
+    EndCr,
+    /// The head is complete; later bytes belong to the next protocol.
+    Done,
+}
+
+/// Checks, as bytes arrive, that what came so far can still be the start
+/// of an HTTP/1.1 request head, so that input which cannot (a TLS
+/// ClientHello on the plain port, an SSH banner, binary noise) is refused
+/// at its first impossible byte instead of holding the connection until
+/// the handshake deadline.
+///
+/// The grammar is RFC 9112's, strictly:
+///
+/// - optional empty lines (CRLF), then `method SP request-target SP
+///   HTTP/1.0|HTTP/1.1 CRLF`: the method is a token, the target visible
+///   ASCII, each separator exactly one space;
+/// - header lines `field-name ":" field-value CRLF`: the name a token with
+///   no whitespace before the colon, the value HTAB, SP, visible ASCII or
+///   obs-text; no line folding (RFC 9112 §5.2 allows refusing it);
+/// - every line ends with CRLF. RFC 9112 §2.2 lets a recipient accept a
+///   bare LF as a line terminator; we do not: no client that speaks
+///   WebSocket sends one, and one head read two ways by two parsers is how
+///   request smuggling starts.
+///
+/// This is exactly what `httparse` accepts in a request with its default
+/// settings, minus bare LF, so every head that passes here parses there;
+/// `httparse` still does the parsing once the head is complete.
+#[derive(Clone, Copy, Debug)]
+struct RequestPrefix {
+    state: PrefixState,
+    /// No byte has arrived yet (a TLS record starts with the first byte).
+    first: bool,
+}
+
+impl RequestPrefix {
+    fn new() -> Self {
+        RequestPrefix {
+            state: PrefixState::Start,
+            first: true,
+        }
+    }
+
+    /// Checks `bytes`, the next ones after everything checked before.
+    /// Bytes after the end of the head are not looked at.
+    fn push(&mut self, bytes: &[u8]) -> Result<(), HandshakeError> {
+        use PrefixState::*;
+        const VERSION: &[u8] = b"HTTP/1.";
+        let malformed = HandshakeError::MalformedHttp;
+        for &b in bytes {
+            if self.first {
+                self.first = false;
+                // 0x16 is the TLS handshake record type (RFC 8446 §5.1).
+                if b == 0x16 {
+                    return Err(HandshakeError::TlsOnPlainPort);
+                }
+            }
+            if b == b'\n' && !matches!(self.state, StartCr | LineCr | EndCr | Done) {
+                return Err(malformed("bare LF: lines must end with CRLF"));
+            }
+            self.state = match (self.state, b) {
+                (Done, _) => return Ok(()),
+                (Start, b'\r') => StartCr,
+                (StartCr | LineCr | EndCr, b) if b != b'\n' => {
+                    return Err(malformed("CR not followed by LF"))
+                }
+                (StartCr, _) => Start,
+                (Start | Method, b) if is_tchar(b) => Method,
+                (Start, _) => return Err(malformed("invalid byte where a method was expected")),
+                (Method, b' ') => TargetStart,
+                (Method, _) => return Err(malformed("invalid byte in the method")),
+                (TargetStart | Target, b) if is_target_byte(b) => Target,
+                (TargetStart, _) => {
+                    return Err(malformed(
+                        "invalid byte where a request target was expected",
+                    ))
+                }
+                (Target, b' ') => Version(0),
+                (Target, _) => return Err(malformed("invalid byte in the request target")),
+                (Version(n), b) if usize::from(n) < VERSION.len() => {
+                    if b != VERSION[usize::from(n)] {
+                        return Err(malformed(
+                            "invalid HTTP version (expected HTTP/1.0 or HTTP/1.1)",
+                        ));
+                    }
+                    Version(n + 1)
+                }
+                (Version(_), b'0' | b'1') => VersionEnd,
+                (Version(_), _) => {
+                    return Err(malformed(
+                        "invalid HTTP version (expected HTTP/1.0 or HTTP/1.1)",
+                    ))
+                }
+                (VersionEnd | Value, b'\r') => LineCr,
+                (VersionEnd, _) => return Err(malformed("the request line must end with CRLF")),
+                (LineCr, _) => LineStart,
+                (LineStart, b'\r') => EndCr,
+                (LineStart | Name, b) if is_tchar(b) => Name,
+                (LineStart, b' ' | b'\t') => {
+                    return Err(malformed(
+                        "header line starts with whitespace (line folding)",
+                    ))
+                }
+                (Name, b':') => Value,
+                (LineStart | Name, _) => return Err(malformed("invalid byte in a header name")),
+                (Value, b) if b == b'\t' || (b >= 0x20 && b != 0x7f) => Value,
+                (Value, _) => return Err(malformed("invalid byte in a header value")),
+                (EndCr, _) => Done,
+            };
+        }
+        Ok(())
+    }
+}
+
+/// A byte allowed in a request target: visible ASCII (RFC 9112 §3.2; a
+/// target is a URI, whose other characters are percent-encoded).
+fn is_target_byte(b: u8) -> bool {
+    (0x21..=0x7e).contains(&b)
 }
 
 fn parse_request(head: &[u8], max_headers: usize) -> Result<Request, HandshakeError> {
@@ -1112,7 +1273,7 @@ mod tests {
                 Err(e) => {
                     assert_eq!(i, 63);
                     assert_eq!(e, HandshakeError::HeadTooLarge { limit: 64 });
-                    if let State::Reading(r) = &hs.state {
+                    if let State::Reading(r, _) = &hs.state {
                         panic!("still reading {r:?}");
                     }
                     break;
@@ -1150,6 +1311,177 @@ mod tests {
         assert!(matches!(err, HandshakeError::MalformedHttp(_)), "{err:?}");
         assert_eq!(err.status(), 400);
         assert!(parse(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n").is_err());
+    }
+
+    /// Feeds `input` one byte at a time: every byte before `at` is
+    /// accepted, the byte at `at` fails with `want`.
+    fn fails_at(input: &[u8], at: usize, want: &HandshakeError) {
+        let mut hs = ServerHandshake::new(&Config::default(), now());
+        let shown = String::from_utf8_lossy(input);
+        for (i, b) in input.iter().enumerate() {
+            match hs.receive(now(), std::slice::from_ref(b)) {
+                Ok(None) if i < at => {}
+                Err(e) if i == at => {
+                    assert_eq!(&e, want, "{shown:?}");
+                    assert_eq!(e.status(), 400, "{shown:?}");
+                    assert_eq!(hs.poll_timeout(), None, "no deadline left to wait for");
+                    return;
+                }
+                other => panic!("{shown:?}: byte {i} gave {other:?}, expected an error at {at}"),
+            }
+        }
+        panic!("{shown:?}: no error");
+    }
+
+    #[test]
+    fn impossible_input_fails_at_its_first_impossible_byte() {
+        let malformed = HandshakeError::MalformedHttp;
+        let tls = b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03".as_slice();
+        fails_at(tls, 0, &HandshakeError::TlsOnPlainPort);
+        let cases: &[(&[u8], usize, &str)] = &[
+            (
+                b"\x00\x01\x02\x03",
+                0,
+                "invalid byte where a method was expected",
+            ),
+            (b"\xff\xfe", 0, "invalid byte where a method was expected"),
+            (b"\n", 0, "bare LF: lines must end with CRLF"),
+            (b"\r\r\n", 1, "CR not followed by LF"),
+            (b"\r\n\x16", 2, "invalid byte where a method was expected"),
+            (b"GET\t/ HTTP/1.1", 3, "invalid byte in the method"),
+            (b"G(T / HTTP/1.1", 1, "invalid byte in the method"),
+            (
+                b"GET  / HTTP/1.1",
+                4,
+                "invalid byte where a request target was expected",
+            ),
+            (
+                b"GET /\x7f HTTP/1.1",
+                5,
+                "invalid byte in the request target",
+            ),
+            (
+                b"GET /\xc3\xa9 HTTP/1.1",
+                5,
+                "invalid byte in the request target",
+            ),
+            (b"GET /\r\n", 5, "invalid byte in the request target"),
+            (
+                b"GET / HTTP/2.0\r\n",
+                11,
+                "invalid HTTP version (expected HTTP/1.0 or HTTP/1.1)",
+            ),
+            (
+                b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n",
+                11,
+                "invalid HTTP version (expected HTTP/1.0 or HTTP/1.1)",
+            ),
+            (
+                b"GET / http/1.1\r\n",
+                6,
+                "invalid HTTP version (expected HTTP/1.0 or HTTP/1.1)",
+            ),
+            (b"SSH-2.0-OpenSSH_9.6\r\n", 19, "invalid byte in the method"),
+            (
+                b"GET / HTTP/1.1 \r\n",
+                14,
+                "the request line must end with CRLF",
+            ),
+            (b"GET / HTTP/1.1\n", 14, "bare LF: lines must end with CRLF"),
+            (b"GET / HTTP/1.1\rX", 15, "CR not followed by LF"),
+            (
+                b"GET / HTTP/1.1\r\nHost: x\nUpgrade: websocket\r\n",
+                23,
+                "bare LF: lines must end with CRLF",
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost: x\r\n\n",
+                25,
+                "bare LF: lines must end with CRLF",
+            ),
+            (
+                b"GET / HTTP/1.1\r\nBad Header: x\r\n",
+                19,
+                "invalid byte in a header name",
+            ),
+            (
+                b"GET / HTTP/1.1\r\nHost : x\r\n",
+                20,
+                "invalid byte in a header name",
+            ),
+            (
+                b"GET / HTTP/1.1\r\nX\x01Y: z\r\n",
+                17,
+                "invalid byte in a header name",
+            ),
+            (
+                b"GET / HTTP/1.1\r\n: z\r\n",
+                16,
+                "invalid byte in a header name",
+            ),
+            (
+                b"GET / HTTP/1.1\r\nX: a\x00b\r\n",
+                20,
+                "invalid byte in a header value",
+            ),
+            (
+                b"GET / HTTP/1.1\r\nX: a\x7f\r\n",
+                20,
+                "invalid byte in a header value",
+            ),
+            (
+                b"GET / HTTP/1.1\r\nX: a\r\n folded\r\n",
+                22,
+                "header line starts with whitespace (line folding)",
+            ),
+        ];
+        for &(input, at, why) in cases {
+            fails_at(input, at, &malformed(why));
+        }
+        // Whole, the same errors (and so the same 400) at once.
+        assert_eq!(
+            parse(b"GET / HTTP/1.1\nHost: x\n\n"),
+            Err(malformed("bare LF: lines must end with CRLF"))
+        );
+        assert_eq!(parse(tls), Err(HandshakeError::TlsOnPlainPort));
+        let resp = HttpResponse::from_handshake_error(&HandshakeError::TlsOnPlainPort);
+        assert_eq!(resp.status(), 400);
+        let text = String::from_utf8(resp.encode(false)).unwrap();
+        assert!(text.contains("TLS"), "{text}");
+    }
+
+    #[test]
+    fn bytes_after_the_head_are_not_checked() {
+        // Frames, or a TLS record, after a complete head are the next
+        // protocol's business, even in the same read.
+        let input = [RFC_REQUEST, b"\x16\x03\x01\n\r\x00"].concat();
+        let mut hs = ServerHandshake::new(&Config::default(), now());
+        let req = hs.receive(now(), &input).unwrap().unwrap();
+        assert_eq!(hs.receive(now(), b"\n\x00").unwrap(), None);
+        let acc = hs.accept(&req, Accept::new()).unwrap();
+        assert_eq!(&acc.leftover[..], b"\x16\x03\x01\n\r\x00\n\x00");
+    }
+
+    #[test]
+    fn unusual_but_valid_heads_pass() {
+        // Leading empty lines, HTTP/1.0, odd token methods and targets,
+        // empty values, obs-text and tabs in values.
+        for raw in [
+            b"\r\n\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n".as_slice(),
+            b"GET / HTTP/1.0\r\n\r\n",
+            b"M-SEARCH * HTTP/1.1\r\nX:\r\n\r\n",
+            b"OPTIONS http://a.example:80/p?q=%20#f HTTP/1.1\r\nHost: a.example\r\n\r\n",
+            b"GET / HTTP/1.1\r\nX-Bin: \xff\xfe\t!~ \r\nx!#$%&'*+-.^_`|~: v\r\n\r\n",
+        ] {
+            let mut hs = ServerHandshake::new(&Config::default(), now());
+            let mut got = None;
+            for b in raw {
+                if let Some(r) = hs.receive(now(), std::slice::from_ref(b)).unwrap() {
+                    got = Some(r);
+                }
+            }
+            assert!(got.is_some(), "{:?}", String::from_utf8_lossy(raw));
+        }
     }
 
     #[test]

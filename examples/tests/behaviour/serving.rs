@@ -1,6 +1,7 @@
 //! `serve` (connection cap, graceful shutdown, plain HTTP and origin checks
-//! on the WebSocket port), Server-Sent Events from rooms, and the
-//! reconnecting client.
+//! on the WebSocket port, allowed hosts against DNS rebinding, fast refusal
+//! of bytes that are not HTTP),
+//! Server-Sent Events from rooms, and the reconnecting client.
 
 macro_rules! serving_scenarios {
     () => {
@@ -181,6 +182,90 @@ macro_rules! serving_scenarios {
             let foreign = raw::upgrade_request(&addr, "/", "Origin: https://evil.example\r\n");
             let refused = raw_exchange(&server, &foreign);
             assert!(refused.starts_with("HTTP/1.1 403"), "{refused}");
+        }
+
+        /// A server that answers to `localhost` only and takes browsers
+        /// from its own host (`same_host`): a DNS-rebinding request, whose
+        /// `Host` and `Origin` both name the attacker's site, passes the
+        /// origin check but not the host list.
+        #[test]
+        fn allowed_hosts_refuse_dns_rebinding() {
+            let hosts = HostAllowList::new(["localhost"]);
+            let server = serve_in_background(ws::ServeConfig::default(), move |incoming| {
+                let hosts = hosts.clone();
+                async move {
+                    let checked = hosts
+                        .check(incoming.request())
+                        .and_then(|()| OriginAllowList::same_host().check(incoming.request()));
+                    if let Err(refusal) = checked {
+                        let _ = incoming.reject(refusal).await;
+                        return;
+                    }
+                    let Ok(mut socket) = incoming.accept(Accept::new()).await else {
+                        return;
+                    };
+                    while let Some(Ok(msg)) = socket.recv().await {
+                        if socket.send(msg).await.is_err() {
+                            break;
+                        }
+                    }
+                }
+            });
+            let addr = server.local_addr().to_string();
+            let port = server.local_addr().port();
+            // `upgrade_request` sends `Host: {addr}`; this one sets its own.
+            let upgrade = |host: &str, origin: &str| {
+                format!(
+                    "GET / HTTP/1.1\r\nHost: {host}\r\nOrigin: {origin}\r\nUpgrade: websocket\r\n\
+                     Connection: Upgrade\r\nSec-WebSocket-Key: {}\r\n\
+                     Sec-WebSocket-Version: 13\r\n\r\n",
+                    raw::UPGRADE_KEY
+                )
+            };
+            let rebound = upgrade("evil.example", "http://evil.example");
+            let refused = raw_exchange(&server, &rebound);
+            assert!(refused.starts_with("HTTP/1.1 421 Misdirected Request"), "{refused}");
+            let other_port = upgrade(
+                &format!("evil.example:{port}"),
+                &format!("http://evil.example:{port}"),
+            );
+            let refused = raw_exchange(&server, &other_port);
+            assert!(refused.starts_with("HTTP/1.1 421"), "{refused}");
+            let no_host = raw_exchange(&server, "GET / HTTP/1.1\r\n\r\n");
+            assert!(no_host.starts_with("HTTP/1.1 400"), "{no_host}");
+            // The same request by the allowed name is upgraded.
+            let local = format!("localhost:{port}");
+            let mut tcp = raw::send_head(&addr, &upgrade(&local, &format!("http://{local}")));
+            let head = raw::read_head(&mut tcp);
+            assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+            tcp.write_all(&raw::frame(0x81, b"hi")).unwrap();
+            assert_eq!(raw::read_frame(&mut tcp), Some((0x81, b"hi".to_vec())));
+        }
+
+        /// Bytes that cannot be an HTTP/1.1 request get a 400 and the
+        /// connection closed at once, not after the 10 s handshake timeout.
+        #[test]
+        fn serve_answers_non_http_bytes_with_400_at_once() {
+            let server = serve_echo(10);
+            let addr = server.local_addr().to_string();
+            let cases: [(&[u8], &str); 3] = [
+                // The first bytes of a TLS ClientHello (record header, then
+                // the handshake type and length).
+                (b"\x16\x03\x01\x02\x00\x01", "TLS"),
+                (b"\x00\xff\x13\x37", "method"),
+                (b"GET / HTTP/1.1\nHost: x\n", "bare LF"),
+            ];
+            for (bytes, says) in cases {
+                let started = Instant::now();
+                let mut tcp = std::net::TcpStream::connect(&addr).unwrap();
+                tcp.set_read_timeout(Some(Duration::from_secs(15))).unwrap();
+                tcp.write_all(bytes).unwrap();
+                let answer = raw::read_all(&mut tcp);
+                let took = started.elapsed();
+                assert!(answer.starts_with("HTTP/1.1 400 "), "{answer}");
+                assert!(answer.contains(says), "{answer}");
+                assert!(took < Duration::from_secs(1), "answered after {took:?}");
+            }
         }
 
         /// Reads from a raw SSE client until `parser` yields an event

@@ -2,13 +2,14 @@
 //! validation, the JSON events and who is in which room.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 use serde_json::json;
 use wavecast_core::handshake::Request;
-use wavecast_core::{Config, HttpResponse, Message, OriginAllowList};
+use wavecast_core::{Config, HostAllowList, HttpResponse, Message, OriginAllowList};
 
 /// The page, served at `/`.
 pub(crate) const PAGE: &str = include_str!("page.html");
@@ -36,8 +37,32 @@ pub(crate) enum Route {
     Respond(HttpResponse),
 }
 
-/// Decides where `request` goes. Browsers from another origin get 403.
-pub(crate) fn route(request: &Request) -> Route {
+/// The host names the server answers to: `localhost`, the loopback
+/// addresses, the host it listens on (unless that is every address, which
+/// names no host) and `extra` (`--allow-host`). Requests for any other
+/// `Host` get 421: that is what stops a DNS-rebinding page, whose `Origin`
+/// and `Host` both name the attacker's site and so pass the origin check.
+pub(crate) fn allowed_hosts(listen: &str, extra: &[String]) -> HostAllowList {
+    let mut hosts = HostAllowList::new(["localhost", "127.0.0.1", "[::1]"]);
+    let listen_host = match listen.parse::<SocketAddr>() {
+        Ok(addr) if addr.ip().is_unspecified() => None,
+        Ok(SocketAddr::V4(addr)) => Some(addr.ip().to_string()),
+        Ok(SocketAddr::V6(addr)) => Some(format!("[{}]", addr.ip())),
+        // A name, such as `myhost:60000`.
+        Err(_) => listen.rsplit_once(':').map(|(host, _)| host.to_owned()),
+    };
+    for host in listen_host.iter().chain(extra) {
+        hosts = hosts.allow(host);
+    }
+    hosts
+}
+
+/// Decides where `request` goes. Requests for a host this server does not
+/// serve get 421, browsers from another origin 403.
+pub(crate) fn route(request: &Request, hosts: &HostAllowList) -> Route {
+    if let Err(refused) = hosts.check(request) {
+        return Route::Respond(refused);
+    }
     if let Err(forbidden) = OriginAllowList::same_host().check(request) {
         return Route::Respond(forbidden);
     }
@@ -217,6 +242,25 @@ mod tests {
         assert!(check_nick(&"x".repeat(25)).is_err());
         assert_eq!(percent_decode("Ada%20L%C3%B6"), "Ada Lö");
         assert_eq!(percent_decode("bad%2"), "bad%2");
+    }
+
+    #[test]
+    fn allowed_hosts_cover_loopback_the_listen_address_and_extras() {
+        let hosts = allowed_hosts("192.168.1.5:60000", &["chat.example".to_owned()]);
+        for ok in [
+            "localhost:60000",
+            "127.0.0.1:60000",
+            "[::1]:60000",
+            "192.168.1.5:60000",
+            "chat.example",
+        ] {
+            assert!(hosts.allows(ok), "{ok}");
+        }
+        assert!(!hosts.allows("evil.example:60000"));
+        assert!(!allowed_hosts("0.0.0.0:60000", &[]).allows("0.0.0.0:60000"));
+        assert!(allowed_hosts("[::]:1", &[]).allows("[::1]:1"));
+        assert!(allowed_hosts("[fe80::2]:1", &[]).allows("[fe80::2]:1"));
+        assert!(allowed_hosts("myhost:1", &[]).allows("MYHOST:1"));
     }
 
     #[test]

@@ -7,11 +7,14 @@
 //! - `GET /sse/<room>`: the same room as Server-Sent Events, for listeners;
 //! - `ws://…/websocket`: a plain echo.
 //!
-//! Heartbeats are on, browsers from other origins get 403, and connections
-//! are capped.
+//! Heartbeats are on, requests for a host name the server does not serve
+//! get 421 (DNS rebinding), browsers from other origins get 403, and
+//! connections are capped. It answers to `localhost`, `127.0.0.1`, `[::1]`
+//! and the host of `--addr`; reaching it by another name (a LAN address, a
+//! DNS name) needs `--allow-host NAME` for each.
 //!
 //! ```text
-//! cargo run -p wavecast-examples --bin chat -- [--runtime tokio|async-std|smol] [--addr 127.0.0.1:60000]
+//! cargo run -p wavecast-examples --bin chat -- [--runtime tokio|async-std|smol] [--addr 127.0.0.1:60000] [--allow-host HOST[:PORT]]...
 //! ```
 
 mod chat;
@@ -23,6 +26,8 @@ mod on_tokio;
 pub(crate) struct Options {
     pub(crate) addr: String,
     pub(crate) max_connections: usize,
+    /// Host names to answer to besides loopback and the listen address.
+    pub(crate) allow_hosts: Vec<String>,
 }
 
 fn main() {
@@ -30,6 +35,7 @@ fn main() {
     let mut options = Options {
         addr: "127.0.0.1:60000".to_owned(),
         max_connections: 1000,
+        allow_hosts: Vec::new(),
     };
     let mut args = std::env::args().skip(1);
     while let Some(arg) = args.next() {
@@ -40,6 +46,7 @@ fn main() {
         match arg.as_str() {
             "--runtime" => runtime = value(),
             "--addr" => options.addr = value(),
+            "--allow-host" => options.allow_hosts.push(value()),
             "--max-connections" => {
                 options.max_connections = value()
                     .parse()
@@ -66,7 +73,8 @@ fn usage(problem: &str) -> ! {
         eprintln!("chat: {problem}");
     }
     eprintln!(
-        "usage: chat [--runtime tokio|async-std|smol] [--addr HOST:PORT] [--max-connections N]"
+        "usage: chat [--runtime tokio|async-std|smol] [--addr HOST:PORT] [--max-connections N] \
+         [--allow-host HOST[:PORT]]..."
     );
     std::process::exit(2);
 }

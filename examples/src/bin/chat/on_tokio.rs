@@ -1,8 +1,11 @@
 //! The chat server on tokio.
 
+use std::sync::Arc;
+
 use tokio::net::{TcpListener, TcpStream};
 use wavecast_tokio::{
-    serve, Accept, CloseCode, Hub, Incoming, RoomConfig, ServeConfig, SseConfig, SseStream,
+    serve, Accept, CloseCode, HostAllowList, Hub, Incoming, RoomConfig, ServeConfig, SseConfig,
+    SseStream,
 };
 
 use crate::chat::{self, Members, Route};
@@ -20,11 +23,12 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
         );
         let hub = Hub::new(RoomConfig::default());
         let members = Members::default();
+        let hosts = Arc::new(chat::allowed_hosts(&options.addr, &options.allow_hosts));
         let limits = ServeConfig::default()
             .with_max_connections(options.max_connections)
             .with_config(chat::config());
         let server = serve(listener, limits, move |incoming| {
-            handle(incoming, hub.clone(), members.clone())
+            handle(incoming, hub.clone(), members.clone(), hosts.clone())
         })?;
         let _ = tokio::signal::ctrl_c().await;
         println!("chat: shutting down");
@@ -33,8 +37,13 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
     })
 }
 
-async fn handle(incoming: Incoming<TcpStream>, hub: Hub, members: Members) {
-    match chat::route(incoming.request()) {
+async fn handle(
+    incoming: Incoming<TcpStream>,
+    hub: Hub,
+    members: Members,
+    hosts: Arc<HostAllowList>,
+) {
+    match chat::route(incoming.request(), &hosts) {
         Route::Page => {
             let _ = incoming
                 .respond(wavecast_tokio::HttpResponse::html(200, chat::PAGE))
