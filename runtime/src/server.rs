@@ -113,19 +113,26 @@ async fn read_request_inner<R: Runtime, S: Transport>(
             }),
             runtime: PhantomData,
         }),
-        Err(Error::Handshake(e)) => {
-            if !matches!(e, HandshakeError::Eof) {
-                let response = HttpResponse::from_handshake_error(&e).encode(false);
-                let _ = until::<R, _>(
-                    R::now() + config.write_timeout,
-                    write_and_close(&mut stream, &response),
-                )
-                .await;
-            }
-            Err(Error::Handshake(e))
-        }
+        // A client that hung up gets no answer.
+        Err(Error::Handshake(HandshakeError::Eof)) => Err(Error::Handshake(HandshakeError::Eof)),
+        // Boxed: failures are rare, and writing their answer inline would
+        // widen the state every handshake keeps while it reads.
+        Err(Error::Handshake(e)) => Err(Box::pin(answer_failure::<R, S>(stream, config, e)).await),
         Err(e) => Err(e),
     }
+}
+
+/// Answers a request that could not be read (400, 431, 408, ...) and
+/// closes, within the write timeout.
+async fn answer_failure<R: Runtime, S: Transport>(
+    mut stream: S,
+    config: Arc<Config>,
+    e: HandshakeError,
+) -> Error {
+    let response = HttpResponse::from_handshake_error(&e).encode(false);
+    let deadline = R::now() + config.write_timeout;
+    let _ = until::<R, _>(deadline, write_and_close(&mut stream, &response)).await;
+    Error::Handshake(e)
 }
 
 impl<S: Transport, R: Runtime> Incoming<S, R> {
@@ -288,7 +295,8 @@ where
         Ok(accept) => incoming.accept(accept).await,
         Err(response) => {
             let status = response.status();
-            incoming.reject(response).await?;
+            // Boxed, as above: only rejections pay for their write.
+            Box::pin(incoming.reject(response)).await?;
             Err(Error::Rejected(status))
         }
     }
