@@ -27,6 +27,12 @@ thread_local! {
     static POOL: RefCell<BufferPool> = const { RefCell::new(BufferPool::new()) };
 }
 
+/// Runs `f` with this thread's read buffer (at least 2 KiB). Borrow it only
+/// within one poll: other connections' tasks use it too.
+pub(crate) fn with_scratch<T>(f: impl FnOnce(&mut [u8]) -> T) -> T {
+    SCRATCH.with(|scratch| f(&mut scratch.borrow_mut()))
+}
+
 /// The task that owns the transport. Spawn it on the runtime's executor.
 pub(crate) struct Driver<R: Runtime, S> {
     shared: Arc<Shared>,

@@ -163,19 +163,37 @@ pub(crate) async fn sleep<R: Runtime>(delay: Duration) {
 }
 
 /// Runs `future` until it finishes or `deadline` passes (`None` then).
-pub(crate) async fn until<R: Runtime, T>(
-    deadline: Instant,
-    future: impl Future<Output = T>,
-) -> Option<T> {
-    let mut future = std::pin::pin!(future);
-    let mut sleep = std::pin::pin!(R::sleep_until(deadline));
-    poll_fn(|cx| {
-        if let Poll::Ready(v) = future.as_mut().poll(cx) {
+///
+/// A struct rather than an `async fn`: an `async fn` would hold `future`
+/// twice (the argument and its pinned copy), and a handshake's boxed state
+/// is mostly this future.
+pub(crate) fn until<R: Runtime, F: Future>(deadline: Instant, future: F) -> Until<F, R::Sleep> {
+    Until {
+        future,
+        sleep: R::sleep_until(deadline),
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future [`until`] returns.
+    pub(crate) struct Until<F, S> {
+        #[pin]
+        future: F,
+        #[pin]
+        sleep: S,
+    }
+}
+
+impl<F: Future, S: Future> Future for Until<F, S> {
+    type Output = Option<F::Output>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Option<F::Output>> {
+        let this = self.project();
+        if let Poll::Ready(v) = this.future.poll(cx) {
             return Poll::Ready(Some(v));
         }
-        sleep.as_mut().poll(cx).map(|_| None)
-    })
-    .await
+        this.sleep.poll(cx).map(|_| None)
+    }
 }
 
 /// Runs both futures until either finishes; `a` is polled first.

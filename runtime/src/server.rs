@@ -6,18 +6,24 @@
 //! answer ([`HttpResponse::from_handshake_error`]), `HEAD` and body
 //! handling. This module only reads, writes and waits.
 
-use std::future::Future;
+use std::future::{poll_fn, Future};
 use std::marker::PhantomData;
+use std::pin::Pin;
 use std::sync::Arc;
+use std::task::{ready, Poll};
 
 use bytes::Bytes;
 use wavecast_core::handshake::{Accept, Request, ServerHandshake};
 use wavecast_core::{Config, Error, HandshakeError, HttpResponse, Role};
 
-use crate::io::{read, write_and_close};
+use crate::driver::with_scratch;
+use crate::io::write_and_close;
 use crate::runtime::{until, Runtime, Transport};
 use crate::shared::Tracker;
 use crate::websocket::WebSocket;
+
+/// Bytes read per call while reading a request head.
+const HEAD_READ_LEN: usize = 2048;
 
 /// A request that has been read but not yet answered: inspect it, then
 /// [`Incoming::accept`], [`Incoming::reject`], [`Incoming::respond`] with
@@ -81,19 +87,26 @@ async fn read_request_inner<R: Runtime, S: Transport>(
     let deadline = handshake
         .poll_timeout()
         .expect("a new handshake has a deadline");
-    let mut buf = vec![0u8; 2048];
-    let result = until::<R, _>(deadline, async {
-        loop {
-            let n = read(&mut stream, &mut buf).await?;
-            if n == 0 {
-                let e = handshake.receive_eof(R::now()).err();
-                return Err(Error::Handshake(e.unwrap_or(HandshakeError::Eof)));
-            }
-            if let Some(request) = handshake.receive(R::now(), &buf[..n])? {
-                return Ok(request);
-            }
-        }
-    })
+    let result = until::<R, _>(
+        deadline,
+        poll_fn(|cx| {
+            // The driver's per-thread read buffer: a handshake holds none of
+            // its own.
+            with_scratch(|scratch| loop {
+                // No more than a head needs per read: whatever follows the
+                // head is kept (as leftover) until the connection starts.
+                let buf = &mut scratch[..HEAD_READ_LEN];
+                let n = ready!(Pin::new(&mut stream).poll_read(cx, buf))?;
+                if n == 0 {
+                    let e = handshake.receive_eof(R::now()).err();
+                    return Poll::Ready(Err(Error::Handshake(e.unwrap_or(HandshakeError::Eof))));
+                }
+                if let Some(request) = handshake.receive(R::now(), &buf[..n])? {
+                    return Poll::Ready(Ok(request));
+                }
+            })
+        }),
+    )
     .await;
     let result = match result {
         Some(result) => result,
@@ -113,19 +126,26 @@ async fn read_request_inner<R: Runtime, S: Transport>(
             }),
             runtime: PhantomData,
         }),
-        Err(Error::Handshake(e)) => {
-            if !matches!(e, HandshakeError::Eof) {
-                let response = HttpResponse::from_handshake_error(&e).encode(false);
-                let _ = until::<R, _>(
-                    R::now() + config.write_timeout,
-                    write_and_close(&mut stream, &response),
-                )
-                .await;
-            }
-            Err(Error::Handshake(e))
-        }
+        // A client that hung up gets no answer.
+        Err(Error::Handshake(HandshakeError::Eof)) => Err(Error::Handshake(HandshakeError::Eof)),
+        // Boxed: failures are rare, and writing their answer inline would
+        // widen the state every handshake keeps while it reads.
+        Err(Error::Handshake(e)) => Err(Box::pin(answer_failure::<R, S>(stream, config, e)).await),
         Err(e) => Err(e),
     }
+}
+
+/// Answers a request that could not be read (400, 431, 408, ...) and
+/// closes, within the write timeout.
+async fn answer_failure<R: Runtime, S: Transport>(
+    mut stream: S,
+    config: Arc<Config>,
+    e: HandshakeError,
+) -> Error {
+    let response = HttpResponse::from_handshake_error(&e).encode(false);
+    let deadline = R::now() + config.write_timeout;
+    let _ = until::<R, _>(deadline, write_and_close(&mut stream, &response)).await;
+    Error::Handshake(e)
 }
 
 impl<S: Transport, R: Runtime> Incoming<S, R> {
@@ -288,7 +308,8 @@ where
         Ok(accept) => incoming.accept(accept).await,
         Err(response) => {
             let status = response.status();
-            incoming.reject(response).await?;
+            // Boxed, as above: only rejections pay for their write.
+            Box::pin(incoming.reject(response)).await?;
             Err(Error::Rejected(status))
         }
     }
