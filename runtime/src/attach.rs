@@ -68,6 +68,19 @@ impl Wake for Slot {
     }
 }
 
+impl Tasks {
+    /// Wakes the driver task, unless it is polling right now: then it
+    /// finds the woken futures itself before it sleeps
+    /// ([`Shared::end_driver_poll`]), and a wake would only poll it again.
+    fn wake_driver(&self) {
+        if !self.running {
+            if let Some(w) = &self.driver {
+                w.wake_by_ref();
+            }
+        }
+    }
+}
+
 struct Entry {
     future: AttachedFuture,
     slot: Arc<Slot>,
@@ -80,6 +93,8 @@ pub(crate) struct Tasks {
     list: Vec<Entry>,
     driver: Option<Waker>,
     ended: bool,
+    /// The driver is inside its poll (see [`Shared::end_driver_poll`]).
+    running: bool,
 }
 
 impl fmt::Debug for Tasks {
@@ -88,14 +103,6 @@ impl fmt::Debug for Tasks {
             .field("attached", &self.list.len())
             .field("ended", &self.ended)
             .finish()
-    }
-}
-
-impl Tasks {
-    fn wake_driver(&self) {
-        if let Some(w) = &self.driver {
-            w.wake_by_ref();
-        }
     }
 }
 
@@ -175,6 +182,36 @@ impl Shared {
             tasks.wake_driver();
         }
         Attachment { slot }
+    }
+
+    /// Driver: its poll begins; wakes of attached futures mark them only
+    /// (see [`Shared::end_driver_poll`]).
+    pub(crate) fn begin_driver_poll(&self) {
+        self.tasks().running = true;
+    }
+
+    /// Driver: its poll is about to return. `true` (and still running) if
+    /// attached futures were woken meanwhile — a member whose output was
+    /// just written wants to take the room's next messages — so poll them
+    /// and go round again instead of waking the task for it; `false` (and
+    /// no longer running: wakes wake the task again) otherwise.
+    pub(crate) fn end_driver_poll(&self) -> bool {
+        let mut tasks = self.tasks();
+        if tasks.list.iter().any(|e| e.slot.wants_poll()) {
+            return true;
+        }
+        tasks.running = false;
+        false
+    }
+
+    /// Driver: its poll returns now whatever was woken; wakes wake the
+    /// task again (call [`Shared::poll_attached`] at the next poll).
+    pub(crate) fn stop_driver_poll(&self) {
+        let mut tasks = self.tasks();
+        tasks.running = false;
+        if tasks.list.iter().any(|e| e.slot.wants_poll()) {
+            tasks.wake_driver();
+        }
     }
 
     /// Driver: polls the attached futures woken since the last call and

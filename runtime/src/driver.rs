@@ -21,6 +21,9 @@ const SCRATCH_LEN: usize = 128 << 10;
 /// Reads per wake before yielding to other tasks.
 const READS_PER_POLL: usize = 16;
 
+/// Rounds of room members and I/O per wake before yielding.
+const ATTACHED_ROUNDS: usize = 4;
+
 thread_local! {
     static SCRATCH: RefCell<Vec<u8>> = RefCell::new(vec![0; SCRATCH_LEN]);
     /// Large payloads written out, reused for the next large messages read.
@@ -129,14 +132,36 @@ impl<R: Runtime, S> Drop for Driver<R, S> {
 impl<R: Runtime, S: Transport> Future for Driver<R, S> {
     type Output = ();
 
-    /// One round of the core's drive loop (see `wavecast_core::connection`):
-    /// write what is queued and report it, read and feed, then stop if the
-    /// core says the connection is finished, or sleep until its deadline.
+    /// The core's drive loop (see `wavecast_core::connection`): run the room
+    /// members woken since the last poll, write what is queued and report
+    /// it, read and feed, then stop if the core says the connection is
+    /// finished, or sleep until its deadline. Members woken meanwhile (their
+    /// output was written) are run again in the same poll, a few rounds at
+    /// most, instead of waking the task once more.
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
         let this = self.get_mut();
         let shared = this.shared.clone();
-        // Room members run here, so a delivery costs one wake-up.
-        shared.poll_attached(cx);
+        shared.begin_driver_poll();
+        for _ in 0..ATTACHED_ROUNDS {
+            // Room members run here, so a delivery costs one wake-up.
+            shared.poll_attached(cx);
+            if this.poll_io(cx, &shared).is_ready() {
+                shared.stop_driver_poll();
+                return Poll::Ready(());
+            }
+            if !shared.end_driver_poll() {
+                return Poll::Pending;
+            }
+        }
+        shared.stop_driver_poll();
+        Poll::Pending
+    }
+}
+
+impl<R: Runtime, S: Transport> Driver<R, S> {
+    /// One pass of reading, writing and deadlines with the state locked.
+    fn poll_io(&mut self, cx: &mut Context<'_>, shared: &Shared) -> Poll<()> {
+        let this = self;
         let mut state = shared.driver(cx.waker(), R::now());
         let mut reads = 0;
         loop {
