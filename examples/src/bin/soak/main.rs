@@ -16,10 +16,11 @@
 //!   graceful;
 //! - RSS does not grow: the connections run in rounds, each ending with
 //!   every connection gone, and the lower RSS of the last two rounds must
-//!   be within `--rss-slack-kib` of the higher of the first two (glibc
-//!   keeps a high-water mark that moves by several MiB from round to
-//!   round; this catches leaks of about 10 KiB per connection and more,
-//!   and the counts above catch a leaked connection or task of any size).
+//!   be within `--rss-slack-kib` of the higher of the first two. With
+//!   `.ci/soak`'s malloc settings (large buffers mapped on their own) RSS
+//!   moves by a MiB or two between rounds, and a leak of 16 KiB per echo
+//!   connection fails the run; the counts above catch a leaked connection
+//!   or task of any size.
 //!
 //! It prints a summary and exits with 1 on any violation. The seed picks
 //! every client's behaviour (by its index), so a failing run can be

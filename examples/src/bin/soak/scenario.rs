@@ -367,11 +367,11 @@ pub(crate) async fn run<R: Runtime>(
     let work = async {
         let mut report = Report::default();
         // Equal rounds, each ending with every connection gone (checked)
-        // and RSS taken. The heap's high-water mark is set when many large
-        // messages are in flight at once, and glibc keeps what it reached:
-        // a burst of large echoes first lifts the mark above what most
-        // rounds reach, so the RSS compared is what they leave behind more
-        // than the luck of their peaks.
+        // and RSS taken. First a burst of large echoes, all at once: the
+        // heaviest moment of the run comes before the baseline, so the
+        // rounds are compared by what they leave behind (glibc keeps the
+        // high-water mark of its heap unless told to map large buffers
+        // apart, as `.ci/soak` does).
         let rounds = options.rounds.clamp(1, options.connections.max(1));
         let burst = (options.concurrency / 4).max(1);
         drive::<R>(&clients, BURST_INDEX..BURST_INDEX + burst, burst).await;
