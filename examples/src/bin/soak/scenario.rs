@@ -455,10 +455,11 @@ pub(crate) async fn run<R: Runtime>(
     if !settles::<R>(SETTLE_LIMIT, || tasks() == 0).await {
         stats.violation(format!("{} tasks alive after shutdown", tasks()));
     }
-    if let Some(native) = native_tasks() {
-        if !settles::<R>(SETTLE_LIMIT, || native_tasks() == Some(0)).await {
-            stats.violation(format!("the executor has {native} tasks after shutdown"));
-        }
+    if native_tasks().is_some() && !settles::<R>(SETTLE_LIMIT, || native_tasks() == Some(0)).await {
+        stats.violation(format!(
+            "the executor has {:?} tasks after shutdown",
+            native_tasks()
+        ));
     }
     if hub.rooms() != 0 {
         stats.violation(format!("{} rooms left in the hub", hub.rooms()));
