@@ -10,6 +10,7 @@ use std::task::{ready, Context, Poll};
 
 use wavecast_core::{BufferPool, Connection};
 
+use crate::metrics::LiveConnection;
 use crate::outbox::{Outbox, MAX_SLICES};
 use crate::runtime::{Alarm, Runtime, Transport};
 use crate::shared::Shared;
@@ -43,6 +44,8 @@ pub(crate) struct Driver<R: Runtime, S> {
     out: Outbox,
     timer: Alarm<R>,
     read_eof: bool,
+    /// Counted in [`crate::metrics::live_connections`] until dropped.
+    _live: LiveConnection,
 }
 
 impl<R: Runtime, S: Transport> Driver<R, S> {
@@ -55,6 +58,7 @@ impl<R: Runtime, S: Transport> Driver<R, S> {
             out: Outbox::with_prefix(prefix),
             timer: Alarm::new(),
             read_eof: false,
+            _live: LiveConnection::new(),
         }
     }
 

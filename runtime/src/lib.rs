@@ -95,6 +95,7 @@ mod broadcast;
 mod client;
 mod driver;
 mod io;
+pub mod metrics;
 mod outbox;
 mod reconnect;
 mod registry;
