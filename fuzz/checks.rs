@@ -34,6 +34,7 @@ pub const TARGETS: &[&str] = &[
     "connection_client",
     "connection_pair",
     "connection_large",
+    "connection_interleave",
     "sse",
     #[cfg(feature = "deflate")]
     "inflate",
@@ -49,6 +50,7 @@ pub fn run(target: &str, data: &[u8], heap: Option<&Heap>) {
         "connection_client" => connection(Role::Client, data, heap),
         "connection_pair" => connection_pair(data),
         "connection_large" => connection_large(data, heap),
+        "connection_interleave" => connection_interleave(data),
         "sse" => sse(data, heap),
         #[cfg(feature = "deflate")]
         "inflate" => inflate(data, heap),
@@ -1922,6 +1924,500 @@ pub fn connection_large(data: &[u8], heap: Option<&Heap>) {
             assert!(run.obs.ended, "EOF before a close was not reported");
         }
         assert!(run.conn.is_closed(), "not closed after EOF");
+    }
+}
+
+// ------------------------------------------------------------- interleave
+
+/// Largest message the interleave target sends: room for the fragment cost
+/// of 128-byte fragments under the 1 MiB limit.
+const INTERLEAVE_SEND: usize = 768 << 10;
+/// Most payload bytes one input sends (both sides).
+const INTERLEAVE_SENT: usize = 3 << 19;
+
+#[derive(Arbitrary, Debug)]
+struct InterleaveSetup {
+    /// Odd: permessage-deflate, setting `deflate >> 1` (see
+    /// `deflate_variant`); even: not negotiated.
+    deflate: u8,
+    client_fragment: u8,
+    server_fragment: u8,
+    heartbeat_ms: Option<u16>,
+    idle_ms: Option<u16>,
+    auto_pong: bool,
+    client_scratch: u32,
+    server_scratch: u32,
+}
+
+/// One step of either application, the network or the clock.
+#[derive(Arbitrary, Debug)]
+enum Step {
+    Send {
+        client: bool,
+        text: bool,
+        len: Len,
+        fill: Fill,
+    },
+    Ping {
+        client: bool,
+        payload: Vec<u8>,
+    },
+    Close {
+        client: bool,
+        code: u16,
+        reason: String,
+    },
+    Transmit {
+        client: bool,
+    },
+    /// Up to `max` bytes in flight reach the other side, in reads of at
+    /// most `read` bytes (0: as much as the read target lends).
+    Deliver {
+        to_server: bool,
+        max: Len,
+        read: u32,
+    },
+    /// A read target written to and dropped uncommitted.
+    Abandon {
+        to_server: bool,
+        byte: u8,
+    },
+    Poll {
+        client: bool,
+        max: u8,
+    },
+    Advance {
+        millis: u16,
+    },
+}
+
+/// One end in `connection_interleave`.
+struct End {
+    conn: Connection,
+    scratch: Vec<u8>,
+    reads: usize,
+    /// Copies of the messages sent (separate allocations, so the payload
+    /// handed to the core can be recycled once written), not yet received.
+    sent: std::collections::VecDeque<Message>,
+    sent_count: usize,
+    /// Messages received and not yet compared.
+    inbox: Vec<Message>,
+    received: usize,
+    pings_sent: Vec<Vec<u8>>,
+    closed_with: Option<(u16, String)>,
+    got_close: bool,
+    failed: bool,
+    max_send: usize,
+}
+
+impl End {
+    fn new(conn: Connection, scratch: u32, max_send: usize) -> End {
+        let scratch = match scratch % 4 {
+            0 => 1 + (scratch >> 2) as usize % 16,
+            1 => 4096,
+            2 => IN_PLACE,
+            _ => 1 + (scratch >> 2) as usize % (128 << 10),
+        };
+        End {
+            conn,
+            scratch: vec![0x5c; scratch],
+            reads: 0,
+            sent: Default::default(),
+            sent_count: 0,
+            inbox: Vec::new(),
+            received: 0,
+            pings_sent: Vec::new(),
+            closed_with: None,
+            got_close: false,
+            failed: false,
+            max_send,
+        }
+    }
+
+    fn poll(&mut self, max: usize) {
+        for _ in 0..max {
+            let Some(event) = self.conn.poll_event() else {
+                return;
+            };
+            assert!(
+                !self.got_close && !self.failed,
+                "event after close/error: {event:?}"
+            );
+            match event {
+                Event::Message(m) => self.inbox.push(m),
+                Event::Ping(_) => {}
+                Event::Pong(p) => assert!(
+                    self.pings_sent.iter().any(|s| s[..] == p[..]) || p.is_empty(),
+                    "pong for a ping never sent"
+                ),
+                Event::Close(_) => self.got_close = true,
+                Event::Error(ConnectionError::Timeout(_)) => self.failed = true,
+                Event::Error(e) => panic!("two correct peers failed with {e:?}"),
+                other => panic!("unexpected event {other:?}"),
+            }
+        }
+    }
+
+    /// Writes all output to `wire`; written chunks go back to the pool.
+    fn transmit(&mut self, wire: &mut Vec<u8>, pool: &mut BufferPool) -> bool {
+        let before = wire.len();
+        loop {
+            match self.conn.poll_transmit(wire) {
+                Some(c) => {
+                    wire.extend_from_slice(&c);
+                    pool.recycle(c);
+                }
+                None if !self.conn.has_transmit() => return wire.len() != before,
+                None => {}
+            }
+        }
+    }
+
+    /// Feeds up to `max` bytes of `wire` through `read_target` in reads of
+    /// at most `read` bytes (0: all the target lends), while the core wants
+    /// input.
+    fn deliver(
+        &mut self,
+        wire: &mut Vec<u8>,
+        max: usize,
+        read: usize,
+        now: Instant,
+        pool: &mut BufferPool,
+    ) {
+        let mut at = 0;
+        let end = max.min(wire.len());
+        while at < end && self.conn.wants_read() {
+            self.reads += 1;
+            if self.reads == MAX_SMALL_READS && self.scratch.len() < IN_PLACE {
+                self.scratch = vec![0x5c; IN_PLACE];
+            }
+            let mut target = self.conn.read_target(&mut self.scratch, pool);
+            let buf = target.buf();
+            let limit = if read == 0 {
+                buf.len()
+            } else {
+                read.min(buf.len())
+            };
+            let n = limit.min(end - at);
+            buf[..n].copy_from_slice(&wire[at..at + n]);
+            target.commit(now, n);
+            at += n;
+        }
+        wire.drain(..at);
+    }
+}
+
+/// Compares what `to` received with what `from` sent, in order, and
+/// recycles the received buffers.
+fn check_inbox(from: &mut End, to: &mut End, pool: &mut BufferPool) {
+    for m in to.inbox.drain(..) {
+        let sent = from
+            .sent
+            .pop_front()
+            .expect("received a message never sent");
+        assert!(
+            m == sent,
+            "message {} differs: sent {} B {}, received {} B {}",
+            to.received,
+            sent.len(),
+            if sent.is_text() { "text" } else { "binary" },
+            m.len(),
+            if m.is_text() { "text" } else { "binary" },
+        );
+        to.received += 1;
+        recycle(pool, m);
+    }
+}
+
+/// permessage-deflate setting `n`: stored blocks, the defaults, context
+/// takeover with 15- and 9-bit windows, server takeover with a 10-bit
+/// window, client takeover with a 1 KiB threshold.
+#[cfg(feature = "deflate")]
+fn deflate_variant(n: u8) -> wavecast_core::DeflateConfig {
+    use wavecast_core::DeflateConfig;
+    let d = DeflateConfig::default();
+    match n % 6 {
+        0 => d.with_threshold(0).with_level(0),
+        1 => d,
+        2 => d.with_context_takeover(15),
+        3 => d.with_context_takeover(9).with_threshold(0),
+        4 => d
+            .with_server_no_context_takeover(false)
+            .with_server_max_window_bits(10)
+            .with_level(1),
+        _ => d
+            .with_client_no_context_takeover(false)
+            .with_threshold(1 << 10),
+    }
+}
+
+/// Builds the two connections, through a real opening handshake when
+/// `deflate` is set so the extension is negotiated as in production.
+fn interleave_pair(
+    client: Config,
+    server: Config,
+    deflate: u8,
+    now: Instant,
+) -> (Connection, Connection) {
+    #[cfg(feature = "deflate")]
+    if deflate & 1 == 1 {
+        let d = deflate_variant(deflate >> 1);
+        let client = client.with_deflate(Some(d.clone()));
+        let server = server.with_deflate(Some(d));
+        let mut hs = ClientHandshake::new(
+            &client,
+            ClientRequest::new("h", "/").expect("a valid request"),
+            now,
+        );
+        let mut srv = ServerHandshake::new(&server, now);
+        let request = srv
+            .receive(now, hs.request_bytes())
+            .expect("a valid request")
+            .expect("a complete head");
+        let accepted = srv.accept(&request, Accept::new()).expect("accepted");
+        let done = hs
+            .receive(now, &accepted.response)
+            .expect("a valid response")
+            .expect("a complete head");
+        assert!(
+            done.negotiated.deflate.is_some(),
+            "deflate was not negotiated"
+        );
+        return (
+            Connection::with_negotiated(Role::Client, client, &done.negotiated, now),
+            Connection::with_negotiated(Role::Server, server, &accepted.negotiated, now),
+        );
+    }
+    let _ = deflate;
+    (
+        Connection::new(Role::Client, client, now),
+        Connection::new(Role::Server, server, now),
+    )
+}
+
+/// A client and a server with large limits (1 MiB), optionally with
+/// permessage-deflate negotiated through a real handshake, driven through
+/// random interleavings of sends (up to 768 KiB, so the receiver reads in
+/// place), pings, closes, writes, partial deliveries through `read_target`
+/// (scratch buffers of 1 B to 128 KiB, reads of any size, abandoned reads,
+/// one shared buffer pool fed with written payloads) and time (heartbeats,
+/// idle timeouts, close timeouts): every message one side sends arrives
+/// intact and in order on the other, all of them unless the receiver
+/// failed by a timeout; two correct peers never see a protocol error; pongs
+/// answer pings sent; the close code and reason arrive as sent.
+pub fn connection_interleave(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let Ok(setup) = InterleaveSetup::arbitrary(&mut u) else {
+        return;
+    };
+    let mut now = Instant::now();
+    let config = |fragment: u8| {
+        let size = match fragment % 7 {
+            0 => None,
+            1 => Some(128 + 16 * (usize::from(fragment) % 9)),
+            2 => Some(4096),
+            3 => Some(IN_PLACE - 1),
+            4 => Some(IN_PLACE),
+            5 => Some(100_000),
+            _ => Some(1 + usize::from(fragment)),
+        };
+        // Tiny fragments only for small messages: 16 B each against the limit.
+        let max_send = match size {
+            Some(s) if s < 128 => s * 1024,
+            _ => INTERLEAVE_SEND,
+        };
+        let mut c = Config::default()
+            .with_seed(SeedSource::Fixed(0x1ea7))
+            .with_max_frame_size(1 << 20)
+            .with_max_message_size(1 << 20)
+            .with_auto_pong(setup.auto_pong)
+            .with_fragment_size(size);
+        if let Some(ms) = setup.heartbeat_ms {
+            c = c.with_heartbeat_interval(Some(Duration::from_millis(u64::from(ms) + 1)));
+        }
+        if let Some(ms) = setup.idle_ms {
+            c = c.with_idle_timeout(Some(Duration::from_millis(u64::from(ms) + 1)));
+        }
+        (c, max_send)
+    };
+    let (cc, client_max) = config(setup.client_fragment);
+    let (sc, server_max) = config(setup.server_fragment);
+    let (c, s) = interleave_pair(cc, sc, setup.deflate, now);
+    let mut client = End::new(c, setup.client_scratch, client_max);
+    let mut server = End::new(s, setup.server_scratch, server_max);
+    let mut pool = BufferPool::new();
+    let mut c2s = Vec::new();
+    let mut s2c = Vec::new();
+    let mut sent_bytes = 0;
+
+    let mut steps = 0;
+    while !u.is_empty() {
+        let Ok(step) = Step::arbitrary(&mut u) else {
+            break;
+        };
+        steps += 1;
+        if steps > 256 {
+            break;
+        }
+        match step {
+            Step::Send {
+                client: c,
+                text,
+                len,
+                fill,
+            } => {
+                let e = if c { &mut client } else { &mut server };
+                let recipe = Recipe {
+                    text,
+                    len: len.get(e.max_send).min(e.max_send),
+                    fill,
+                };
+                if sent_bytes + recipe.len > INTERLEAVE_SENT {
+                    continue;
+                }
+                let m = recipe.message();
+                let copy = match &m {
+                    Message::Text(t) => Message::Text(
+                        Utf8Bytes::try_from(t.as_bytes().to_vec()).expect("a copy of text"),
+                    ),
+                    Message::Binary(b) => Message::Binary(b.to_vec().into()),
+                };
+                if e.conn.send(m).is_ok() {
+                    sent_bytes += recipe.len;
+                    e.sent.push_back(copy);
+                    e.sent_count += 1;
+                }
+            }
+            Step::Ping {
+                client: c,
+                mut payload,
+            } => {
+                let e = if c { &mut client } else { &mut server };
+                payload.truncate(125);
+                if e.conn.send_ping(payload.clone()).is_ok() {
+                    e.pings_sent.push(payload);
+                }
+            }
+            Step::Close {
+                client: c,
+                code,
+                mut reason,
+            } => {
+                let e = if c { &mut client } else { &mut server };
+                cut_str(&mut reason, 123);
+                let first = !e.conn.is_close_sent() && !e.conn.is_closed();
+                let peer_closed = e.conn.close_received().is_some();
+                let code = sendable(code);
+                if e.conn.close(now, code, &reason).is_ok() {
+                    assert!(first);
+                    if !peer_closed {
+                        e.closed_with = Some((code.0, reason));
+                    }
+                }
+            }
+            Step::Transmit { client: c } => {
+                if c {
+                    client.transmit(&mut c2s, &mut pool);
+                } else {
+                    server.transmit(&mut s2c, &mut pool);
+                }
+            }
+            Step::Deliver {
+                to_server,
+                max,
+                read,
+            } => {
+                let (wire, to) = if to_server {
+                    (&mut c2s, &mut server)
+                } else {
+                    (&mut s2c, &mut client)
+                };
+                let read = if read == 0 {
+                    0
+                } else {
+                    1 + read as usize % (128 << 10)
+                };
+                to.deliver(wire, max.get(2 << 20), read, now, &mut pool);
+            }
+            Step::Abandon { to_server, byte } => {
+                let to = if to_server { &mut server } else { &mut client };
+                if to.conn.wants_read() {
+                    let mut target = to.conn.read_target(&mut to.scratch, &mut pool);
+                    target.buf().fill(byte);
+                }
+            }
+            Step::Poll { client: c, max } => {
+                let e = if c { &mut client } else { &mut server };
+                e.poll(usize::from(max));
+            }
+            Step::Advance { millis } => {
+                now += Duration::from_millis(u64::from(millis));
+                client.conn.handle_timeout(now);
+                server.conn.handle_timeout(now);
+            }
+        }
+        check_inbox(&mut client, &mut server, &mut pool);
+        check_inbox(&mut server, &mut client, &mut pool);
+    }
+
+    // Settle: both applications read everything, the network delivers
+    // everything, no time passes.
+    for _ in 0..10_000 {
+        client.poll(usize::MAX);
+        server.poll(usize::MAX);
+        check_inbox(&mut client, &mut server, &mut pool);
+        check_inbox(&mut server, &mut client, &mut pool);
+        let mut moved = client.transmit(&mut c2s, &mut pool) | server.transmit(&mut s2c, &mut pool);
+        for (wire, to) in [(&mut c2s, &mut server), (&mut s2c, &mut client)] {
+            if wire.is_empty() {
+                continue;
+            }
+            if to.conn.is_closed() {
+                wire.clear(); // the transport is gone
+                continue;
+            }
+            let before = wire.len();
+            to.deliver(wire, usize::MAX, 0, now, &mut pool);
+            moved |= wire.len() != before;
+            if wire.len() == before {
+                // Reads paused: the application must read first.
+                assert!(
+                    to.conn.has_events() || !to.inbox.is_empty(),
+                    "reads paused with nothing to read"
+                );
+            }
+        }
+        if !moved && !client.conn.has_events() && !server.conn.has_events() {
+            break;
+        }
+    }
+    if server.conn.is_closed() && !client.conn.is_closed() {
+        // The server closes the TCP connection; the client sees the end.
+        client
+            .conn
+            .read_target(&mut client.scratch, &mut pool)
+            .commit(now, 0);
+        client.poll(usize::MAX);
+    }
+    check_inbox(&mut client, &mut server, &mut pool);
+    check_inbox(&mut server, &mut client, &mut pool);
+    for (from, to) in [(&client, &server), (&server, &client)] {
+        if !to.failed {
+            assert!(
+                from.sent.is_empty(),
+                "{} of {} messages lost although the receiver never failed",
+                from.sent.len(),
+                from.sent_count
+            );
+        }
+        if to.got_close && from.closed_with.is_some() {
+            let frame = to.conn.close_received().expect("close event seen");
+            let (code, reason) = from.closed_with.as_ref().expect("checked");
+            assert_eq!(
+                (frame.code.0, frame.reason.as_str()),
+                (*code, reason.as_str())
+            );
+        }
     }
 }
 

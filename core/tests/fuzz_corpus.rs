@@ -94,6 +94,11 @@ fn replay_connection_large() {
 }
 
 #[test]
+fn replay_connection_interleave() {
+    replay("connection_interleave");
+}
+
+#[test]
 fn replay_sse() {
     replay("sse");
 }
@@ -583,6 +588,7 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
     #[cfg(feature = "deflate")]
     inflate_seeds(&mut add);
     large_seeds(&mut add);
+    interleave_seeds(&mut add);
     out
 }
 
@@ -782,6 +788,82 @@ fn large_seeds(add: &mut impl FnMut(&'static str, &str, Vec<u8>)) {
     e.bool(false);
     e.variant(0, OPS).u32(0).u8(255);
     add("connection_large", "invalid-utf8-in-window", e.done());
+}
+
+/// connection_interleave: `InterleaveSetup` is deflate variant, client and
+/// server fragment, heartbeat, idle timeout, auto-pong, client and server
+/// scratch; then `Step`s (Send, Ping, Close, Transmit, Deliver, Abandon,
+/// Poll, Advance).
+fn interleave_seeds(add: &mut impl FnMut(&'static str, &str, Vec<u8>)) {
+    const STEPS: u64 = 8;
+    let send = |e: &mut Enc, client: bool, text: bool| {
+        e.variant(0, STEPS).bool(client).bool(text);
+    };
+    let transmit = |e: &mut Enc, client: bool| {
+        e.variant(3, STEPS).bool(client);
+    };
+    let deliver = |e: &mut Enc, to_server: bool, read: u32| {
+        e.variant(4, STEPS).bool(to_server).medium(65535).u32(read);
+    };
+    let poll = |e: &mut Enc, client: bool| {
+        e.variant(6, STEPS).bool(client).u8(255);
+    };
+    let mut e = Enc::default();
+    for (name, deflate, fragments) in [
+        // deflate: odd is on, with setting `deflate >> 1`.
+        ("plain-large-both-ways", 0u8, (0u8, 0u8)),
+        ("deflate-default", 3, (0, 4)),
+        ("deflate-takeover-fragmented", 5, (2, 5)),
+        ("deflate-stored", 1, (3, 0)),
+    ] {
+        e.u8(deflate).u8(fragments.0).u8(fragments.1);
+        e.bool(false)
+            .bool(false)
+            .bool(true)
+            .u32(2)
+            .u32(3 + (5000 << 2));
+        send(&mut e, true, false);
+        e.medium(40000).fill(FILL_COUNTING, 1);
+        send(&mut e, true, true);
+        e.around_window(1).fill(FILL_TEXT, 6);
+        transmit(&mut e, true);
+        deliver(&mut e, true, 0);
+        poll(&mut e, false);
+        send(&mut e, false, false);
+        e.medium(30000).fill(FILL_NOISE, 3);
+        transmit(&mut e, false);
+        deliver(&mut e, false, 1000);
+        poll(&mut e, true);
+        add("connection_interleave", name, e.done());
+    }
+
+    // Heartbeats every 50 ms, a 300 ms idle timeout, time passing while a
+    // large message is in flight, a ping, then a close.
+    e.u8(0).u8(0).u8(0);
+    e.bool(true)
+        .u16(49)
+        .bool(true)
+        .u16(299)
+        .bool(true)
+        .u32(0)
+        .u32(1);
+    send(&mut e, false, false);
+    e.around_window(0).fill(FILL_BYTE, 0x42);
+    transmit(&mut e, false);
+    e.variant(4, STEPS).bool(false).around_window(-50).u32(0);
+    e.variant(7, STEPS).u16(120);
+    e.variant(5, STEPS).bool(false).u8(0x99);
+    deliver(&mut e, false, 0);
+    poll(&mut e, true);
+    e.variant(1, STEPS).bool(true).bool(false);
+    e.variant(2, STEPS).bool(true).u16(1000);
+    transmit(&mut e, true);
+    deliver(&mut e, true, 7);
+    poll(&mut e, false);
+    e.variant(7, STEPS).u16(500);
+    // The close reason's length comes from the input's last byte: empty.
+    e.u8(0);
+    add("connection_interleave", "heartbeat-idle-close", e.done());
 }
 
 /// inflate: compressed messages as (control byte, payload) pieces; the
