@@ -1283,8 +1283,9 @@ const LARGE_SENT: usize = 2 << 20;
 /// The in-place read window of the core (`IN_PLACE_WINDOW`), which is also
 /// the remaining payload from which reads go in place.
 const IN_PLACE: usize = 64 << 10;
-/// Reads after which a run switches to a 64 KiB scratch buffer, so inputs
-/// with a one-byte scratch and megabytes of traffic stay fast.
+/// Reads after which a run switches to a 64 KiB scratch buffer and reads as
+/// much as the target lends, so inputs with one-byte reads and megabytes of
+/// traffic stay fast.
 const MAX_SMALL_READS: usize = 20_000;
 
 /// A payload length, chosen compactly so megabyte frames need a few input
@@ -1723,7 +1724,11 @@ impl Large<'_> {
         }
         let lent = buf.len();
         assert!(lent > 0, "an empty read target");
-        let want = if size == 0 { lent } else { size.min(lent) };
+        let want = if size == 0 || self.reads >= MAX_SMALL_READS {
+            lent
+        } else {
+            size.min(lent)
+        };
         let n = want.min(self.stream.len() - self.pos);
         buf[..n].copy_from_slice(&self.stream[self.pos..self.pos + n]);
         target.commit(self.now, n);
@@ -2093,7 +2098,7 @@ impl End {
             }
             let mut target = self.conn.read_target(&mut self.scratch, pool);
             let buf = target.buf();
-            let limit = if read == 0 {
+            let limit = if read == 0 || self.reads >= MAX_SMALL_READS {
                 buf.len()
             } else {
                 read.min(buf.len())
