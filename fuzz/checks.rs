@@ -20,8 +20,8 @@ use wavecast_core::handshake::{
 };
 use wavecast_core::sse::{SseError, SseEvent, SseParser};
 use wavecast_core::{
-    CloseCode, Config, Connection, ConnectionError, Event, HandshakeError, Message, Role,
-    SeedSource,
+    BufferPool, CloseCode, Config, Connection, ConnectionError, Event, HandshakeError, Message,
+    Role, SeedSource, Utf8Bytes,
 };
 
 /// Every fuzz target, by name (also the corpus folder names). The inflate
@@ -33,6 +33,8 @@ pub const TARGETS: &[&str] = &[
     "connection_server",
     "connection_client",
     "connection_pair",
+    "connection_large",
+    "connection_interleave",
     "sse",
     #[cfg(feature = "deflate")]
     "inflate",
@@ -47,6 +49,8 @@ pub fn run(target: &str, data: &[u8], heap: Option<&Heap>) {
         "connection_server" => connection(Role::Server, data, heap),
         "connection_client" => connection(Role::Client, data, heap),
         "connection_pair" => connection_pair(data),
+        "connection_large" => connection_large(data, heap),
+        "connection_interleave" => connection_interleave(data),
         "sse" => sse(data, heap),
         #[cfg(feature = "deflate")]
         "inflate" => inflate(data, heap),
@@ -743,6 +747,11 @@ struct Observer {
     sent_close: bool,
     sent_close_code: Option<Option<u16>>,
     max_message: usize,
+    /// Largest data frame payload we may send; `None`: we send no data.
+    data_frames: Option<u64>,
+    /// The application called `close`: the close frame we send carries its
+    /// code, not an echo or an error's.
+    closing: bool,
 }
 
 impl Observer {
@@ -759,7 +768,16 @@ impl Observer {
             sent_close: false,
             sent_close_code: None,
             max_message,
+            data_frames: None,
+            closing: false,
         }
+    }
+
+    /// Also accepts data frames we send (uncompressed, payloads of at most
+    /// `max_payload` bytes).
+    fn sending_data(mut self, max_payload: u64) -> Observer {
+        self.data_frames = Some(max_payload);
+        self
     }
 
     fn event(&mut self, event: &Event) {
@@ -794,14 +812,14 @@ impl Observer {
                     );
                 }
                 self.ended = true;
-                if !self.sent_close {
+                if !self.sent_close && !self.closing {
                     self.owe_close = Some((f.code != CloseCode::NO_STATUS).then_some(f.code.0));
                 }
             }
             Event::Error(e) => {
                 self.ended = true;
                 if let ConnectionError::Protocol(p) = e {
-                    if !self.sent_close {
+                    if !self.sent_close && !self.closing {
                         self.owe_close = Some(Some(p.close_code().0));
                     }
                 }
@@ -841,12 +859,23 @@ impl Observer {
                     self.head_len = 0;
                     bytes = &bytes[used..];
                     assert_eq!(h.mask.is_some(), self.role == Role::Client, "masking wrong");
-                    assert!(
-                        h.fin && h.rsv == 0 && h.payload_len <= 125,
-                        "bad control frame {h:?}"
+                    let data = matches!(
+                        h.opcode,
+                        OpCode::Text | OpCode::Binary | OpCode::Continuation
                     );
+                    match (data, self.data_frames) {
+                        (true, Some(max)) => {
+                            assert!(h.rsv == 0 && h.payload_len <= max, "bad data frame {h:?}")
+                        }
+                        _ => assert!(
+                            h.fin && h.rsv == 0 && h.payload_len <= 125,
+                            "bad control frame {h:?}"
+                        ),
+                    }
                     match h.opcode {
                         OpCode::Pong => {}
+                        OpCode::Ping | OpCode::Text | OpCode::Binary | OpCode::Continuation
+                            if self.data_frames.is_some() => {}
                         OpCode::Close => {
                             let owed = self.owe_close.take();
                             assert!(owed.is_some(), "unprompted close frame");
@@ -961,11 +990,14 @@ pub fn connection(role: Role, data: &[u8], heap: Option<&Heap>) {
         ((heap.live)() - base.expect("set with heap")).saturating_sub(out.capacity() - out_cap)
     };
     let mut conn = Connection::new(role, config, start);
+    // Bytes read since the application last took all its events.
+    let mut undrained = 0;
     for chunk in &chunks {
         if !conn.wants_read() {
             // Backpressure: an adapter serves the application and writes
             // before it reads again.
             drain(&mut conn, &mut obs, &mut out);
+            undrained = 0;
             if heap.is_some() {
                 let h = held(&out);
                 assert!(
@@ -979,6 +1011,7 @@ pub fn connection(role: Role, data: &[u8], heap: Option<&Heap>) {
             }
         }
         conn.receive(start, chunk);
+        undrained += chunk.len();
         // Input alone only makes us owe control frames: a bounded run of
         // pongs (the core keeps at most 16 unwritten) and one close.
         let owed = (MAX_OWED_PONGS + 1) * (125 + MAX_HEADER_LEN);
@@ -988,18 +1021,20 @@ pub fn connection(role: Role, data: &[u8], heap: Option<&Heap>) {
             conn.queued_bytes()
         );
         if heap.is_some() {
-            // Undrained events may hold what this read brought in (and the
-            // queue's slack), never more.
+            // Undrained events may hold what the reads since the last drain
+            // brought in (and the queue's slack), never more. Not just this
+            // read: after a violation the core still wants reads (to see
+            // EOF) while the events decoded before it wait unread.
             let h = held(&out);
-            let budget = 2 * MAX_MESSAGE + 64 * chunk.len() + 8 * 1024;
+            let budget = 2 * MAX_MESSAGE + 64 * undrained + 8 * 1024;
             assert!(
                 h <= budget,
-                "connection holds {h} B after a {} B read",
-                chunk.len()
+                "connection holds {h} B after {undrained} B read since the last drain",
             );
         }
         if eager {
             drain(&mut conn, &mut obs, &mut out);
+            undrained = 0;
         }
     }
     drain(&mut conn, &mut obs, &mut out);
@@ -1342,6 +1377,1163 @@ fn check_order(from: &Side, to: &Side) {
     );
     for (i, (r, s)) in to.received.iter().zip(&from.sent).enumerate() {
         assert!(r == s, "message {i} differs: sent {s:?}, received {r:?}");
+    }
+}
+
+// ------------------------------------------------------------------ large
+
+/// Frame limits of the large targets: the in-place threshold, one past it,
+/// and two large ones.
+const LARGE_FRAMES: [usize; 4] = [64 << 10, (64 << 10) + 1, 256 << 10, 1 << 20];
+/// Message limits of the large targets.
+const LARGE_MESSAGES: [usize; 3] = [1 << 20, (1 << 20) + (64 << 10), 2 << 20];
+/// Most wire bytes one input of `connection_large` builds.
+const LARGE_STREAM: usize = 3 << 20;
+/// Most payload bytes one input sends.
+const LARGE_SENT: usize = 2 << 20;
+/// The in-place read window of the core (`IN_PLACE_WINDOW`), which is also
+/// the remaining payload from which reads go in place.
+const IN_PLACE: usize = 64 << 10;
+/// Reads after which a run switches to a 64 KiB scratch buffer and reads as
+/// much as the target lends, so inputs with one-byte reads and megabytes of
+/// traffic stay fast.
+const MAX_SMALL_READS: usize = 20_000;
+
+/// A payload length, chosen compactly so megabyte frames need a few input
+/// bytes.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Len {
+    Tiny(u8),
+    /// The in-place threshold plus or minus a little.
+    AroundWindow(i8),
+    /// Multiples of 16, up to 1 MiB.
+    Medium(u16),
+    /// Anything up to just past the limit.
+    Any(u32),
+    /// The limit plus or minus a little.
+    AtLimit(i8),
+}
+
+impl Len {
+    fn get(self, limit: usize) -> usize {
+        match self {
+            Len::Tiny(n) => usize::from(n),
+            Len::AroundWindow(d) => (IN_PLACE as isize + isize::from(d)) as usize,
+            Len::Medium(n) => usize::from(n) * 16,
+            Len::Any(n) => n as usize % (limit + 2),
+            Len::AtLimit(d) => (limit as isize + isize::from(d)).max(0) as usize,
+        }
+    }
+}
+
+/// A payload's contents, chosen compactly.
+#[derive(Arbitrary, Debug, Clone, Copy)]
+enum Fill {
+    Byte(u8),
+    Counting(u8),
+    /// Valid UTF-8 of 1- to 4-byte characters (so multi-byte characters
+    /// straddle reads, windows and fragments), padded to the length.
+    Text(u8),
+    /// Xorshift noise (incompressible).
+    Noise(u32),
+    /// Text with one byte replaced.
+    Patched {
+        seed: u8,
+        at: u32,
+        byte: u8,
+    },
+}
+
+const ALPHABET: [&str; 8] = ["a", "é", "€", "😀", "z ", "ß", "\u{7ff}", "\u{10ffff}"];
+
+impl Fill {
+    /// Appends `len` bytes.
+    fn write(self, out: &mut Vec<u8>, len: usize) {
+        let start = out.len();
+        out.reserve(len);
+        match self {
+            Fill::Byte(b) => out.resize(start + len, b),
+            Fill::Counting(b) => out.extend((0..len).map(|i| (i as u8).wrapping_add(b))),
+            Fill::Text(seed) | Fill::Patched { seed, .. } => {
+                let mut i = usize::from(seed);
+                while start + len - out.len() >= 4 {
+                    out.extend_from_slice(ALPHABET[i % ALPHABET.len()].as_bytes());
+                    i = i.wrapping_mul(3).wrapping_add(1) % 251;
+                }
+                out.resize(start + len, b'.');
+                if let Fill::Patched { at, byte, .. } = self {
+                    if len > 0 {
+                        out[start + at as usize % len] = byte;
+                    }
+                }
+            }
+            Fill::Noise(seed) => {
+                let mut x = seed | 1;
+                out.extend((0..len).map(|_| {
+                    x ^= x << 13;
+                    x ^= x >> 17;
+                    x ^= x << 5;
+                    x as u8
+                }));
+            }
+        }
+    }
+
+    /// The same pattern as valid UTF-8.
+    fn text(self) -> Fill {
+        match self {
+            Fill::Byte(s) | Fill::Counting(s) | Fill::Text(s) | Fill::Patched { seed: s, .. } => {
+                Fill::Text(s)
+            }
+            Fill::Noise(s) => Fill::Text(s as u8),
+        }
+    }
+}
+
+/// A data message built from a length and a fill, kept as its recipe so
+/// the payload handed to the core is its only copy (and can be recycled).
+#[derive(Clone, Copy, Debug)]
+struct Recipe {
+    text: bool,
+    len: usize,
+    fill: Fill,
+}
+
+impl Recipe {
+    fn bytes(self) -> Vec<u8> {
+        let mut v = Vec::new();
+        let fill = if self.text {
+            self.fill.text()
+        } else {
+            self.fill
+        };
+        fill.write(&mut v, self.len);
+        v
+    }
+
+    fn message(self) -> Message {
+        let v = self.bytes();
+        if self.text {
+            Message::Text(Utf8Bytes::try_from(v).expect("text recipes are UTF-8"))
+        } else {
+            Message::Binary(v.into())
+        }
+    }
+}
+
+/// One frame (or raw bytes) of the traffic `connection_large` reads.
+#[derive(Arbitrary, Debug)]
+enum Wire {
+    Frame {
+        fin: bool,
+        /// 0 text, 1 binary, 2 and 6 continuation, 3 ping, 4 pong, 5 close,
+        /// 7 the opcode in the high nibble (reserved ones included).
+        kind: u8,
+        /// Reserved bits when 240 or more; 239 flips the masking.
+        rsv: u8,
+        key: [u8; 4],
+        len: Len,
+        fill: Fill,
+    },
+    Close {
+        code: u16,
+        reason: String,
+        key: [u8; 4],
+    },
+    Raw(Vec<u8>),
+}
+
+/// Appends `w` to `stream` as a peer of `role` would send it (masked to a
+/// server), within [`LARGE_STREAM`].
+fn emit(w: &Wire, role: Role, frame_limit: usize, stream: &mut Vec<u8>) {
+    let masks = role == Role::Server;
+    let room = LARGE_STREAM.saturating_sub(stream.len());
+    match w {
+        Wire::Frame {
+            fin,
+            kind,
+            rsv,
+            key,
+            len,
+            fill,
+        } => {
+            let opcode = match kind % 8 {
+                0 => OpCode::Text,
+                1 => OpCode::Binary,
+                3 => OpCode::Ping,
+                4 => OpCode::Pong,
+                5 => OpCode::Close,
+                7 => OpCode::from_bits(kind >> 4),
+                _ => OpCode::Continuation,
+            };
+            let limit = if opcode.is_control() {
+                125
+            } else {
+                frame_limit
+            };
+            let len = len.get(limit);
+            // Past the limit the header is refused; its payload is not read.
+            let body = if len > limit { len.min(1024) } else { len }.min(room);
+            let mask = (masks != (*rsv == 239)).then_some(*key);
+            let header = FrameHeader {
+                fin: *fin,
+                rsv: if *rsv >= 240 { rsv & 7 } else { 0 },
+                opcode,
+                mask,
+                payload_len: len as u64,
+            };
+            if room < MAX_HEADER_LEN {
+                return;
+            }
+            header.encode_to(stream);
+            let at = stream.len();
+            fill.write(stream, body.min(room - MAX_HEADER_LEN));
+            if let Some(key) = mask {
+                apply_mask(&mut stream[at..], key, 0);
+            }
+        }
+        Wire::Close { code, reason, key } => {
+            let mut payload = Vec::new();
+            if *code != 0 {
+                payload.extend_from_slice(&code.to_be_bytes());
+                let mut reason = reason.clone();
+                cut_str(&mut reason, 123);
+                payload.extend_from_slice(reason.as_bytes());
+            }
+            if room < payload.len() + MAX_HEADER_LEN {
+                return;
+            }
+            let mask = masks.then_some(*key);
+            FrameHeader {
+                fin: true,
+                rsv: 0,
+                opcode: OpCode::Close,
+                mask,
+                payload_len: payload.len() as u64,
+            }
+            .encode_to(stream);
+            let at = stream.len();
+            stream.extend_from_slice(&payload);
+            if let Some(key) = mask {
+                apply_mask(&mut stream[at..], key, 0);
+            }
+        }
+        Wire::Raw(bytes) => stream.extend_from_slice(&bytes[..bytes.len().min(room)]),
+    }
+}
+
+#[derive(Arbitrary, Debug)]
+struct LargeSetup {
+    /// Test a client (reading unmasked frames) instead of a server.
+    client: bool,
+    frame_limit: u8,
+    message_limit: u8,
+    auto_pong: bool,
+    /// Scratch size: a few bytes, 4 KiB, 64 KiB, or anything to 128 KiB.
+    scratch: u32,
+    /// Our fragment size, by index.
+    fragment: Option<u8>,
+    /// Write limit, by index.
+    write_limit: u8,
+    /// Buffers recycled into the pool before the first read.
+    pooled: Vec<Len>,
+    /// End with a read of 0 bytes (end of stream).
+    eof: bool,
+    traffic: Vec<Wire>,
+}
+
+/// One step of the adapter or the application in `connection_large`.
+#[derive(Arbitrary, Debug)]
+enum LargeOp {
+    /// `count` reads of at most `size` bytes each (0: as much as the
+    /// target lends).
+    Read {
+        size: u32,
+        count: u8,
+    },
+    /// A read target written to and dropped uncommitted (the read was
+    /// pending or failed).
+    Abandon {
+        byte: u8,
+        len: u32,
+    },
+    Poll {
+        max: u8,
+    },
+    Transmit,
+    Send {
+        text: bool,
+        len: Len,
+        fill: Fill,
+    },
+    Ping {
+        len: u8,
+        byte: u8,
+    },
+    Close {
+        code: u16,
+    },
+    /// A written-out payload of this size goes back to the pool.
+    Recycle {
+        len: Len,
+    },
+}
+
+/// The connection under test in `connection_large`, its application, and a
+/// peer core decoding everything it writes.
+struct Large<'h> {
+    conn: Connection,
+    obs: Observer,
+    pool: BufferPool,
+    scratch: Vec<u8>,
+    reads: usize,
+    out: Vec<u8>,
+    /// Decodes our output; what it receives must be what we sent.
+    peer: Connection,
+    peer_out: Vec<u8>,
+    sent: std::collections::VecDeque<Recipe>,
+    sent_bytes: usize,
+    pings: std::collections::VecDeque<Vec<u8>>,
+    peer_closed: bool,
+    stream: Vec<u8>,
+    pos: usize,
+    now: Instant,
+    heap: Option<&'h Heap>,
+    in_place: usize,
+}
+
+impl Large<'_> {
+    /// The application takes up to `max` events, recycling message buffers
+    /// once it is done with them.
+    fn poll(&mut self, max: usize) {
+        for _ in 0..max {
+            let Some(event) = self.conn.poll_event() else {
+                return;
+            };
+            self.obs.event(&event);
+            if let Event::Message(m) = event {
+                recycle(&mut self.pool, m);
+            }
+        }
+    }
+
+    /// Drains the output through the observer and into the peer, as a
+    /// driver writes it; chunks written go back to the pool.
+    fn transmit(&mut self) {
+        loop {
+            self.out.clear();
+            let chunk = self.conn.poll_transmit(&mut self.out);
+            let buf = std::mem::take(&mut self.out);
+            self.written(&buf);
+            self.out = buf;
+            if let Some(c) = chunk {
+                self.written(&c);
+                self.pool.recycle(c);
+            } else if self.out.is_empty() && !self.conn.has_transmit() {
+                return;
+            }
+        }
+    }
+
+    fn written(&mut self, bytes: &[u8]) {
+        if bytes.is_empty() {
+            return;
+        }
+        self.obs.output(bytes);
+        self.peer.receive(self.now, bytes);
+        while let Some(event) = self.peer.poll_event() {
+            assert!(!self.peer_closed, "peer decoded {event:?} after our Close");
+            match event {
+                Event::Message(m) => {
+                    let recipe = self
+                        .sent
+                        .pop_front()
+                        .expect("peer got a message never sent");
+                    assert_eq!(m.is_text(), recipe.text, "message kind changed");
+                    assert!(
+                        m.as_bytes() == &recipe.bytes()[..],
+                        "message of {} B changed on the way (sent {recipe:?})",
+                        m.len()
+                    );
+                    recycle(&mut self.pool, m);
+                }
+                Event::Ping(p) => {
+                    let sent = self.pings.pop_front().expect("peer got a ping never sent");
+                    assert_eq!(&p[..], &sent[..], "ping payload changed");
+                }
+                Event::Pong(p) => assert!(p.len() <= 125),
+                Event::Close(_) => self.peer_closed = true,
+                Event::Error(e) => panic!("our output does not decode: {e}"),
+                other => panic!("unexpected event {other:?}"),
+            }
+        }
+        // The peer's own answers go nowhere.
+        loop {
+            self.peer_out.clear();
+            if self.peer.poll_transmit(&mut self.peer_out).is_none() && self.peer_out.is_empty() {
+                break;
+            }
+        }
+    }
+
+    /// Serves the application fully: every event, all output.
+    fn serve(&mut self) {
+        loop {
+            self.poll(usize::MAX);
+            self.transmit();
+            if !self.conn.has_events() {
+                break;
+            }
+        }
+        self.obs.drained();
+        if let Some(code) = self.obs.owe_close {
+            panic!("owed a close frame ({code:?}) but sent none");
+        }
+    }
+
+    /// Reads as an adapter does: only while the core wants input, serving
+    /// the application first when it does not. False once no read is
+    /// possible any more.
+    fn may_read(&mut self) -> bool {
+        if self.conn.wants_read() {
+            return true;
+        }
+        self.serve();
+        if self.conn.wants_read() {
+            return true;
+        }
+        assert!(
+            self.conn.is_closed(),
+            "reads stay paused after a full drain"
+        );
+        false
+    }
+
+    fn scratch_size(&mut self) {
+        self.reads += 1;
+        if self.reads == MAX_SMALL_READS && self.scratch.len() < IN_PLACE {
+            self.scratch = vec![0x5c; IN_PLACE];
+        }
+    }
+
+    /// One read of at most `size` bytes (0: all the target lends) of the
+    /// traffic. False when there is nothing left to read.
+    fn read(&mut self, size: usize) -> bool {
+        if self.pos == self.stream.len() || !self.may_read() {
+            return false;
+        }
+        self.scratch_size();
+        let base = self.heap.map(|h| {
+            (h.reset_peak)();
+            (h.live)()
+        });
+        let mut target = self.conn.read_target(&mut self.scratch, &mut self.pool);
+        let in_place = target.is_in_place();
+        let buf = target.buf();
+        if in_place {
+            assert_eq!(buf.len(), IN_PLACE, "in-place window");
+        }
+        let lent = buf.len();
+        assert!(lent > 0, "an empty read target");
+        let want = if size == 0 || self.reads >= MAX_SMALL_READS {
+            lent
+        } else {
+            size.min(lent)
+        };
+        let n = want.min(self.stream.len() - self.pos);
+        buf[..n].copy_from_slice(&self.stream[self.pos..self.pos + n]);
+        target.commit(self.now, n);
+        if let (Some(h), Some(base)) = (self.heap, base) {
+            // Memory follows the bytes received: a message buffer at most
+            // doubles past what arrived (or is the in-place window), and
+            // events cost a bounded amount per byte.
+            let grew = (h.peak)().saturating_sub(base);
+            let budget = 2 * (self.pos + n.max(IN_PLACE)) + 64 * n + (16 << 10);
+            assert!(
+                grew <= budget,
+                "a read of {n} B at {} grew the heap by {grew} B",
+                self.pos
+            );
+        }
+        self.pos += n;
+        self.in_place += usize::from(in_place);
+        true
+    }
+
+    fn abandon(&mut self, byte: u8, len: usize) {
+        if self.pos == self.stream.len() || !self.may_read() {
+            return;
+        }
+        self.scratch_size();
+        let mut target = self.conn.read_target(&mut self.scratch, &mut self.pool);
+        let buf = target.buf();
+        let k = len % (buf.len() + 1);
+        buf[..k].fill(byte);
+        drop(target);
+    }
+}
+
+fn recycle(pool: &mut BufferPool, m: Message) {
+    match m {
+        Message::Binary(b) => pool.recycle(b),
+        Message::Text(t) => pool.recycle(t.into_bytes()),
+    }
+}
+
+/// A server or client `Connection` with large limits (64 KiB to 1 MiB
+/// frames, 1 to 2 MiB messages) reading traffic built from compact frame
+/// descriptions (megabyte payloads from a few input bytes) through the one
+/// input API, `read_target`: scratch buffers of 1 B to 128 KiB, reads of
+/// any size, abandoned reads, in-place reads inside large payloads, a
+/// buffer pool fed with recycled payloads, while the application polls,
+/// sends large messages, pings and closes. Never panics; the events equal
+/// those of feeding the same bytes through `receive` at once (so no stale
+/// pool or scratch byte and no abandoned read leaks in); a read grows the
+/// heap only in proportion to the bytes received; our output is valid
+/// frames with the right close code, and a peer core decodes from it
+/// exactly the messages and pings we sent, in order; EOF ends it.
+pub fn connection_large(data: &[u8], heap: Option<&Heap>) {
+    let mut u = Unstructured::new(data);
+    let Ok(setup) = LargeSetup::arbitrary(&mut u) else {
+        return;
+    };
+    let role = if setup.client {
+        Role::Client
+    } else {
+        Role::Server
+    };
+    let frame_limit = LARGE_FRAMES[usize::from(setup.frame_limit) % LARGE_FRAMES.len()];
+    let message_limit = LARGE_MESSAGES[usize::from(setup.message_limit) % LARGE_MESSAGES.len()];
+    let fragment = setup
+        .fragment
+        .map(|i| [125, 1024, 4096, IN_PLACE - 1, IN_PLACE, 100_000][usize::from(i) % 6]);
+    let config = Config::default()
+        .with_seed(SeedSource::Fixed(0x1a49e))
+        .with_max_frame_size(frame_limit)
+        .with_max_message_size(message_limit)
+        .with_auto_pong(setup.auto_pong)
+        .with_fragment_size(fragment)
+        .with_write_buffer_limit([64 << 10, 1024, 1 << 20][usize::from(setup.write_limit) % 3]);
+    let scratch = match setup.scratch % 4 {
+        0 => 1 + (setup.scratch >> 2) as usize % 16,
+        1 => 4096,
+        2 => IN_PLACE,
+        _ => 1 + (setup.scratch >> 2) as usize % (128 << 10),
+    };
+    let mut stream = Vec::new();
+    for w in &setup.traffic {
+        emit(w, role, frame_limit, &mut stream);
+    }
+    let now = Instant::now();
+
+    let reference = {
+        let mut conn = Connection::new(role, config.clone(), now);
+        conn.receive(now, &stream);
+        let mut digest = Digest::new();
+        while let Some(e) = conn.poll_event() {
+            digest.event(&e);
+        }
+        digest
+    };
+
+    let peer_role = match role {
+        Role::Client => Role::Server,
+        Role::Server => Role::Client,
+    };
+    let peer_config = Config::default()
+        .with_seed(SeedSource::Fixed(7))
+        .with_max_frame_size(4 << 20)
+        .with_max_message_size(4 << 20);
+    let mut pool = BufferPool::new();
+    for len in &setup.pooled {
+        pool.recycle(vec![0xa5; len.get(2 << 20)].into());
+    }
+    let mut run = Large {
+        conn: Connection::new(role, config, now),
+        obs: Observer::new(role, message_limit).sending_data(fragment.unwrap_or(usize::MAX) as u64),
+        pool,
+        scratch: vec![0x5c; scratch],
+        reads: 0,
+        out: Vec::new(),
+        peer: Connection::new(peer_role, peer_config, now),
+        peer_out: Vec::new(),
+        sent: Default::default(),
+        sent_bytes: 0,
+        pings: Default::default(),
+        peer_closed: false,
+        stream,
+        pos: 0,
+        now,
+        heap,
+        in_place: 0,
+    };
+
+    let mut steps = 0;
+    while !u.is_empty() {
+        let Ok(op) = LargeOp::arbitrary(&mut u) else {
+            break;
+        };
+        steps += 1;
+        if steps > 256 {
+            break;
+        }
+        match op {
+            LargeOp::Read { size, count } => {
+                for _ in 0..=count {
+                    if !run.read(size as usize) {
+                        break;
+                    }
+                }
+            }
+            LargeOp::Abandon { byte, len } => run.abandon(byte, len as usize),
+            LargeOp::Poll { max } => run.poll(usize::from(max)),
+            LargeOp::Transmit => run.transmit(),
+            LargeOp::Send { text, len, fill } => {
+                let recipe = Recipe {
+                    text,
+                    len: len.get(1 << 20),
+                    fill,
+                };
+                if run.sent_bytes + recipe.len <= LARGE_SENT
+                    && run.conn.send(recipe.message()).is_ok()
+                {
+                    run.sent_bytes += recipe.len;
+                    run.sent.push_back(recipe);
+                }
+            }
+            LargeOp::Ping { len, byte } => {
+                let payload = vec![byte; usize::from(len % 126)];
+                if run.conn.send_ping(payload.clone()).is_ok() {
+                    run.pings.push_back(payload);
+                }
+            }
+            LargeOp::Close { code } => {
+                let code = sendable(code);
+                if run.conn.close(now, code, "").is_ok() {
+                    run.obs.closing = true;
+                    run.obs.owe_close = Some(Some(code.0));
+                }
+            }
+            LargeOp::Recycle { len } => run.pool.recycle(vec![0x3c; len.get(2 << 20)].into()),
+        }
+    }
+    while run.read(0) {}
+    run.serve();
+    assert_eq!(
+        run.obs.digest, reference,
+        "events depend on how the input was read"
+    );
+    assert!(
+        run.sent.is_empty() && run.pings.is_empty(),
+        "the peer is missing {} messages and {} pings we sent",
+        run.sent.len(),
+        run.pings.len()
+    );
+
+    if setup.eof && !run.conn.is_closed() {
+        let ended = run.obs.ended;
+        run.conn
+            .read_target(&mut run.scratch, &mut run.pool)
+            .commit(now, 0);
+        run.serve();
+        if !ended {
+            assert!(run.obs.ended, "EOF before a close was not reported");
+        }
+        assert!(run.conn.is_closed(), "not closed after EOF");
+    }
+}
+
+// ------------------------------------------------------------- interleave
+
+/// Largest message the interleave target sends: room for the fragment cost
+/// of 128-byte fragments under the 1 MiB limit.
+const INTERLEAVE_SEND: usize = 768 << 10;
+/// Most payload bytes one input sends (both sides).
+const INTERLEAVE_SENT: usize = 3 << 19;
+
+#[derive(Arbitrary, Debug)]
+struct InterleaveSetup {
+    /// Odd: permessage-deflate, setting `deflate >> 1` (see
+    /// `deflate_variant`); even: not negotiated.
+    deflate: u8,
+    client_fragment: u8,
+    server_fragment: u8,
+    heartbeat_ms: Option<u16>,
+    idle_ms: Option<u16>,
+    auto_pong: bool,
+    client_scratch: u32,
+    server_scratch: u32,
+}
+
+/// One step of either application, the network or the clock.
+#[derive(Arbitrary, Debug)]
+enum Step {
+    Send {
+        client: bool,
+        text: bool,
+        len: Len,
+        fill: Fill,
+    },
+    Ping {
+        client: bool,
+        payload: Vec<u8>,
+    },
+    Close {
+        client: bool,
+        code: u16,
+        reason: String,
+    },
+    Transmit {
+        client: bool,
+    },
+    /// Up to `max` bytes in flight reach the other side, in reads of at
+    /// most `read` bytes (0: as much as the read target lends).
+    Deliver {
+        to_server: bool,
+        max: Len,
+        read: u32,
+    },
+    /// A read target written to and dropped uncommitted.
+    Abandon {
+        to_server: bool,
+        byte: u8,
+    },
+    Poll {
+        client: bool,
+        max: u8,
+    },
+    Advance {
+        millis: u16,
+    },
+}
+
+/// One end in `connection_interleave`.
+struct End {
+    conn: Connection,
+    scratch: Vec<u8>,
+    reads: usize,
+    /// Copies of the messages sent (separate allocations, so the payload
+    /// handed to the core can be recycled once written), not yet received.
+    sent: std::collections::VecDeque<Message>,
+    sent_count: usize,
+    /// Messages received and not yet compared.
+    inbox: Vec<Message>,
+    received: usize,
+    pings_sent: Vec<Vec<u8>>,
+    closed_with: Option<(u16, String)>,
+    got_close: bool,
+    failed: bool,
+    max_send: usize,
+}
+
+impl End {
+    fn new(conn: Connection, scratch: u32, max_send: usize) -> End {
+        let scratch = match scratch % 4 {
+            0 => 1 + (scratch >> 2) as usize % 16,
+            1 => 4096,
+            2 => IN_PLACE,
+            _ => 1 + (scratch >> 2) as usize % (128 << 10),
+        };
+        End {
+            conn,
+            scratch: vec![0x5c; scratch],
+            reads: 0,
+            sent: Default::default(),
+            sent_count: 0,
+            inbox: Vec::new(),
+            received: 0,
+            pings_sent: Vec::new(),
+            closed_with: None,
+            got_close: false,
+            failed: false,
+            max_send,
+        }
+    }
+
+    fn poll(&mut self, max: usize) {
+        for _ in 0..max {
+            let Some(event) = self.conn.poll_event() else {
+                return;
+            };
+            assert!(
+                !self.got_close && !self.failed,
+                "event after close/error: {event:?}"
+            );
+            match event {
+                Event::Message(m) => self.inbox.push(m),
+                Event::Ping(_) => {}
+                Event::Pong(p) => assert!(
+                    self.pings_sent.iter().any(|s| s[..] == p[..]) || p.is_empty(),
+                    "pong for a ping never sent"
+                ),
+                Event::Close(_) => self.got_close = true,
+                Event::Error(ConnectionError::Timeout(_)) => self.failed = true,
+                Event::Error(e) => panic!("two correct peers failed with {e:?}"),
+                other => panic!("unexpected event {other:?}"),
+            }
+        }
+    }
+
+    /// Writes all output to `wire`; written chunks go back to the pool.
+    fn transmit(&mut self, wire: &mut Vec<u8>, pool: &mut BufferPool) -> bool {
+        let before = wire.len();
+        loop {
+            match self.conn.poll_transmit(wire) {
+                Some(c) => {
+                    wire.extend_from_slice(&c);
+                    pool.recycle(c);
+                }
+                None if !self.conn.has_transmit() => return wire.len() != before,
+                None => {}
+            }
+        }
+    }
+
+    /// Feeds up to `max` bytes of `wire` through `read_target` in reads of
+    /// at most `read` bytes (0: all the target lends), while the core wants
+    /// input.
+    fn deliver(
+        &mut self,
+        wire: &mut Vec<u8>,
+        max: usize,
+        read: usize,
+        now: Instant,
+        pool: &mut BufferPool,
+    ) {
+        let mut at = 0;
+        let end = max.min(wire.len());
+        while at < end && self.conn.wants_read() {
+            self.reads += 1;
+            if self.reads == MAX_SMALL_READS && self.scratch.len() < IN_PLACE {
+                self.scratch = vec![0x5c; IN_PLACE];
+            }
+            let mut target = self.conn.read_target(&mut self.scratch, pool);
+            let buf = target.buf();
+            let limit = if read == 0 || self.reads >= MAX_SMALL_READS {
+                buf.len()
+            } else {
+                read.min(buf.len())
+            };
+            let n = limit.min(end - at);
+            buf[..n].copy_from_slice(&wire[at..at + n]);
+            target.commit(now, n);
+            at += n;
+        }
+        wire.drain(..at);
+    }
+}
+
+/// Compares what `to` received with what `from` sent, in order, and
+/// recycles the received buffers.
+fn check_inbox(from: &mut End, to: &mut End, pool: &mut BufferPool) {
+    for m in to.inbox.drain(..) {
+        let sent = from
+            .sent
+            .pop_front()
+            .expect("received a message never sent");
+        assert!(
+            m == sent,
+            "message {} differs: sent {} B {}, received {} B {}",
+            to.received,
+            sent.len(),
+            if sent.is_text() { "text" } else { "binary" },
+            m.len(),
+            if m.is_text() { "text" } else { "binary" },
+        );
+        to.received += 1;
+        recycle(pool, m);
+    }
+}
+
+/// permessage-deflate setting `n`: stored blocks, the defaults, context
+/// takeover with 15- and 9-bit windows, server takeover with a 10-bit
+/// window, client takeover with a 1 KiB threshold.
+#[cfg(feature = "deflate")]
+fn deflate_variant(n: u8) -> wavecast_core::DeflateConfig {
+    use wavecast_core::DeflateConfig;
+    let d = DeflateConfig::default();
+    match n % 6 {
+        0 => d.with_threshold(0).with_level(0),
+        1 => d,
+        2 => d.with_context_takeover(15),
+        3 => d.with_context_takeover(9).with_threshold(0),
+        4 => d
+            .with_server_no_context_takeover(false)
+            .with_server_max_window_bits(10)
+            .with_level(1),
+        _ => d
+            .with_client_no_context_takeover(false)
+            .with_threshold(1 << 10),
+    }
+}
+
+/// Builds the two connections, through a real opening handshake when
+/// `deflate` is set so the extension is negotiated as in production.
+fn interleave_pair(
+    client: Config,
+    server: Config,
+    deflate: u8,
+    now: Instant,
+) -> (Connection, Connection) {
+    #[cfg(feature = "deflate")]
+    if deflate & 1 == 1 {
+        let d = deflate_variant(deflate >> 1);
+        let client = client.with_deflate(Some(d.clone()));
+        let server = server.with_deflate(Some(d));
+        let mut hs = ClientHandshake::new(
+            &client,
+            ClientRequest::new("h", "/").expect("a valid request"),
+            now,
+        );
+        let mut srv = ServerHandshake::new(&server, now);
+        let request = srv
+            .receive(now, hs.request_bytes())
+            .expect("a valid request")
+            .expect("a complete head");
+        let accepted = srv.accept(&request, Accept::new()).expect("accepted");
+        let done = hs
+            .receive(now, &accepted.response)
+            .expect("a valid response")
+            .expect("a complete head");
+        assert!(
+            done.negotiated.deflate.is_some(),
+            "deflate was not negotiated"
+        );
+        return (
+            Connection::with_negotiated(Role::Client, client, &done.negotiated, now),
+            Connection::with_negotiated(Role::Server, server, &accepted.negotiated, now),
+        );
+    }
+    let _ = deflate;
+    (
+        Connection::new(Role::Client, client, now),
+        Connection::new(Role::Server, server, now),
+    )
+}
+
+/// A client and a server with large limits (1 MiB), optionally with
+/// permessage-deflate negotiated through a real handshake, driven through
+/// random interleavings of sends (up to 768 KiB, so the receiver reads in
+/// place), pings, closes, writes, partial deliveries through `read_target`
+/// (scratch buffers of 1 B to 128 KiB, reads of any size, abandoned reads,
+/// one shared buffer pool fed with written payloads) and time (heartbeats,
+/// idle timeouts, close timeouts): every message one side sends arrives
+/// intact and in order on the other, all of them unless the receiver
+/// failed by a timeout; two correct peers never see a protocol error; pongs
+/// answer pings sent; the close code and reason arrive as sent.
+pub fn connection_interleave(data: &[u8]) {
+    let mut u = Unstructured::new(data);
+    let Ok(setup) = InterleaveSetup::arbitrary(&mut u) else {
+        return;
+    };
+    let mut now = Instant::now();
+    let config = |fragment: u8| {
+        let size = match fragment % 7 {
+            0 => None,
+            1 => Some(128 + 16 * (usize::from(fragment) % 9)),
+            2 => Some(4096),
+            3 => Some(IN_PLACE - 1),
+            4 => Some(IN_PLACE),
+            5 => Some(100_000),
+            _ => Some(1 + usize::from(fragment)),
+        };
+        // Tiny fragments only for small messages: 16 B each against the limit.
+        let max_send = match size {
+            Some(s) if s < 128 => s * 1024,
+            _ => INTERLEAVE_SEND,
+        };
+        let mut c = Config::default()
+            .with_seed(SeedSource::Fixed(0x1ea7))
+            .with_max_frame_size(1 << 20)
+            .with_max_message_size(1 << 20)
+            .with_auto_pong(setup.auto_pong)
+            .with_fragment_size(size);
+        if let Some(ms) = setup.heartbeat_ms {
+            c = c.with_heartbeat_interval(Some(Duration::from_millis(u64::from(ms) + 1)));
+        }
+        if let Some(ms) = setup.idle_ms {
+            c = c.with_idle_timeout(Some(Duration::from_millis(u64::from(ms) + 1)));
+        }
+        (c, max_send)
+    };
+    let (cc, client_max) = config(setup.client_fragment);
+    let (sc, server_max) = config(setup.server_fragment);
+    let (c, s) = interleave_pair(cc, sc, setup.deflate, now);
+    let mut client = End::new(c, setup.client_scratch, client_max);
+    let mut server = End::new(s, setup.server_scratch, server_max);
+    let mut pool = BufferPool::new();
+    let mut c2s = Vec::new();
+    let mut s2c = Vec::new();
+    let mut sent_bytes = 0;
+
+    let mut steps = 0;
+    while !u.is_empty() {
+        let Ok(step) = Step::arbitrary(&mut u) else {
+            break;
+        };
+        steps += 1;
+        if steps > 256 {
+            break;
+        }
+        match step {
+            Step::Send {
+                client: c,
+                text,
+                len,
+                fill,
+            } => {
+                let e = if c { &mut client } else { &mut server };
+                let recipe = Recipe {
+                    text,
+                    len: len.get(e.max_send).min(e.max_send),
+                    fill,
+                };
+                if sent_bytes + recipe.len > INTERLEAVE_SENT {
+                    continue;
+                }
+                let m = recipe.message();
+                let copy = match &m {
+                    Message::Text(t) => Message::Text(
+                        Utf8Bytes::try_from(t.as_bytes().to_vec()).expect("a copy of text"),
+                    ),
+                    Message::Binary(b) => Message::Binary(b.to_vec().into()),
+                };
+                if e.conn.send(m).is_ok() {
+                    sent_bytes += recipe.len;
+                    e.sent.push_back(copy);
+                    e.sent_count += 1;
+                }
+            }
+            Step::Ping {
+                client: c,
+                mut payload,
+            } => {
+                let e = if c { &mut client } else { &mut server };
+                payload.truncate(125);
+                if e.conn.send_ping(payload.clone()).is_ok() {
+                    e.pings_sent.push(payload);
+                }
+            }
+            Step::Close {
+                client: c,
+                code,
+                mut reason,
+            } => {
+                let e = if c { &mut client } else { &mut server };
+                cut_str(&mut reason, 123);
+                let first = !e.conn.is_close_sent() && !e.conn.is_closed();
+                let peer_closed = e.conn.close_received().is_some();
+                let code = sendable(code);
+                if e.conn.close(now, code, &reason).is_ok() {
+                    assert!(first);
+                    if !peer_closed {
+                        e.closed_with = Some((code.0, reason));
+                    }
+                }
+            }
+            Step::Transmit { client: c } => {
+                if c {
+                    client.transmit(&mut c2s, &mut pool);
+                } else {
+                    server.transmit(&mut s2c, &mut pool);
+                }
+            }
+            Step::Deliver {
+                to_server,
+                max,
+                read,
+            } => {
+                let (wire, to) = if to_server {
+                    (&mut c2s, &mut server)
+                } else {
+                    (&mut s2c, &mut client)
+                };
+                let read = if read == 0 {
+                    0
+                } else {
+                    1 + read as usize % (128 << 10)
+                };
+                to.deliver(wire, max.get(2 << 20), read, now, &mut pool);
+            }
+            Step::Abandon { to_server, byte } => {
+                let to = if to_server { &mut server } else { &mut client };
+                if to.conn.wants_read() {
+                    let mut target = to.conn.read_target(&mut to.scratch, &mut pool);
+                    target.buf().fill(byte);
+                }
+            }
+            Step::Poll { client: c, max } => {
+                let e = if c { &mut client } else { &mut server };
+                e.poll(usize::from(max));
+            }
+            Step::Advance { millis } => {
+                now += Duration::from_millis(u64::from(millis));
+                client.conn.handle_timeout(now);
+                server.conn.handle_timeout(now);
+            }
+        }
+        check_inbox(&mut client, &mut server, &mut pool);
+        check_inbox(&mut server, &mut client, &mut pool);
+    }
+
+    // Settle: both applications read everything, the network delivers
+    // everything, no time passes.
+    for _ in 0..10_000 {
+        client.poll(usize::MAX);
+        server.poll(usize::MAX);
+        check_inbox(&mut client, &mut server, &mut pool);
+        check_inbox(&mut server, &mut client, &mut pool);
+        let mut moved = client.transmit(&mut c2s, &mut pool) | server.transmit(&mut s2c, &mut pool);
+        for (wire, to) in [(&mut c2s, &mut server), (&mut s2c, &mut client)] {
+            if wire.is_empty() {
+                continue;
+            }
+            if to.conn.is_closed() {
+                wire.clear(); // the transport is gone
+                continue;
+            }
+            let before = wire.len();
+            to.deliver(wire, usize::MAX, 0, now, &mut pool);
+            moved |= wire.len() != before;
+            if wire.len() == before {
+                // Reads paused: the application must read first.
+                assert!(
+                    to.conn.has_events() || !to.inbox.is_empty(),
+                    "reads paused with nothing to read"
+                );
+            }
+        }
+        if !moved && !client.conn.has_events() && !server.conn.has_events() {
+            break;
+        }
+    }
+    if server.conn.is_closed() && !client.conn.is_closed() {
+        // The server closes the TCP connection; the client sees the end.
+        client
+            .conn
+            .read_target(&mut client.scratch, &mut pool)
+            .commit(now, 0);
+        client.poll(usize::MAX);
+    }
+    check_inbox(&mut client, &mut server, &mut pool);
+    check_inbox(&mut server, &mut client, &mut pool);
+    for (from, to) in [(&client, &server), (&server, &client)] {
+        if !to.failed {
+            assert!(
+                from.sent.is_empty(),
+                "{} of {} messages lost although the receiver never failed",
+                from.sent.len(),
+                from.sent_count
+            );
+        }
+        if to.got_close && from.closed_with.is_some() {
+            let frame = to.conn.close_received().expect("close event seen");
+            let (code, reason) = from.closed_with.as_ref().expect("checked");
+            assert_eq!(
+                (frame.code.0, frame.reason.as_str()),
+                (*code, reason.as_str())
+            );
+        }
     }
 }
 

@@ -89,6 +89,16 @@ fn replay_connection_pair() {
 }
 
 #[test]
+fn replay_connection_large() {
+    replay("connection_large");
+}
+
+#[test]
+fn replay_connection_interleave() {
+    replay("connection_interleave");
+}
+
+#[test]
 fn replay_sse() {
     replay("sse");
 }
@@ -199,9 +209,16 @@ fn server_treats_a_content_length_that_is_not_utf8_as_a_body() {
 fn seed_corpus_is_current() {
     if std::env::var_os("WRITE_SEED_CORPUS").is_some() {
         for target in checks::TARGETS {
+            // Seeds have names; inputs merged from fuzzing runs are named
+            // by libFuzzer (40 hex digits) and stay.
             let dir = fuzz_dir().join("corpus").join(target);
-            let _ = fs::remove_dir_all(&dir);
             fs::create_dir_all(&dir).unwrap();
+            for (path, _) in inputs("corpus", target) {
+                let name = path.file_name().unwrap().to_string_lossy().into_owned();
+                if !(name.len() == 40 && name.bytes().all(|b| b.is_ascii_hexdigit())) {
+                    fs::remove_file(path).unwrap();
+                }
+            }
         }
         for (target, name, bytes) in seeds() {
             fs::write(fuzz_dir().join("corpus").join(target).join(name), bytes).unwrap();
@@ -587,7 +604,283 @@ Sec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n\r\n"
     );
     #[cfg(feature = "deflate")]
     inflate_seeds(&mut add);
+    large_seeds(&mut add);
+    interleave_seeds(&mut add);
     out
+}
+
+/// Writes inputs in the format `arbitrary` 1.x decodes (see
+/// `checks::LargeSetup` and `checks::InterleaveSetup`): integers little
+/// endian, `bool` one byte, an enum variant as a `u32` scaled to the
+/// variant count, `Option` a `bool` then the value, each `Vec` element
+/// after a `true` byte and the end as a `false` byte.
+#[derive(Default)]
+struct Enc(Vec<u8>);
+
+impl Enc {
+    fn u8(&mut self, v: u8) -> &mut Self {
+        self.0.push(v);
+        self
+    }
+    fn bool(&mut self, v: bool) -> &mut Self {
+        self.u8(u8::from(v))
+    }
+    fn u16(&mut self, v: u16) -> &mut Self {
+        self.0.extend(v.to_le_bytes());
+        self
+    }
+    fn u32(&mut self, v: u32) -> &mut Self {
+        self.0.extend(v.to_le_bytes());
+        self
+    }
+    /// Variant `i` of an enum with `n` variants.
+    fn variant(&mut self, i: u64, n: u64) -> &mut Self {
+        self.u32(((i << 32).div_ceil(n)) as u32)
+    }
+    fn key(&mut self, k: [u8; 4]) -> &mut Self {
+        self.0.extend(k);
+        self
+    }
+    /// `checks::Len`: Tiny(u8), AroundWindow(i8), Medium(u16), Any(u32), AtLimit(i8).
+    fn tiny(&mut self, n: u8) -> &mut Self {
+        self.variant(0, 5).u8(n)
+    }
+    fn around_window(&mut self, d: i8) -> &mut Self {
+        self.variant(1, 5).u8(d as u8)
+    }
+    fn medium(&mut self, sixteens: u16) -> &mut Self {
+        self.variant(2, 5).u16(sixteens)
+    }
+    fn at_limit(&mut self, d: i8) -> &mut Self {
+        self.variant(4, 5).u8(d as u8)
+    }
+    /// `checks::Fill`: Byte, Counting, Text, Noise(u32), Patched { seed, at, byte }.
+    fn fill(&mut self, kind: u64, seed: u8) -> &mut Self {
+        match kind {
+            3 => self.variant(3, 5).u32(u32::from(seed) * 0x0101_0101),
+            _ => self.variant(kind, 5).u8(seed),
+        }
+    }
+    fn patched(&mut self, seed: u8, at: u32, byte: u8) -> &mut Self {
+        self.variant(4, 5).u8(seed).u32(at).u8(byte)
+    }
+    /// `checks::Wire::Frame` (an element of the traffic list).
+    fn frame(&mut self, fin: bool, kind: u8, key: [u8; 4]) -> &mut Self {
+        self.bool(true)
+            .variant(0, 3)
+            .bool(fin)
+            .u8(kind)
+            .u8(0)
+            .key(key)
+    }
+    fn done(&mut self) -> Vec<u8> {
+        std::mem::take(&mut self.0)
+    }
+}
+
+const FILL_BYTE: u64 = 0;
+const FILL_COUNTING: u64 = 1;
+const FILL_TEXT: u64 = 2;
+const FILL_NOISE: u64 = 3;
+const KIND_TEXT: u8 = 0;
+const KIND_BINARY: u8 = 1;
+const KIND_CONTINUATION: u8 = 2;
+const KIND_PING: u8 = 3;
+const KIND_CLOSE: u8 = 5;
+
+/// connection_large: megabyte frames from a few bytes each.
+/// `LargeSetup` is client, frame limit, message limit, auto-pong, scratch,
+/// fragment, write limit, pooled lengths, eof, traffic; then `LargeOp`s
+/// (Read, Abandon, Poll, Transmit, Send, Ping, Close, Recycle).
+fn large_seeds(add: &mut impl FnMut(&'static str, &str, Vec<u8>)) {
+    const OPS: u64 = 8;
+    let key = [0x37, 0xfa, 0x21, 0x3d];
+    let mut e = Enc::default();
+    // A server reads a 1 MiB binary frame in place (64 KiB scratch), then a
+    // close of one byte (no code: 1002).
+    e.bool(false)
+        .u8(3)
+        .u8(0)
+        .bool(true)
+        .u32(2)
+        .bool(false)
+        .u8(0);
+    e.bool(false).bool(true);
+    e.frame(true, KIND_BINARY, key)
+        .medium(65535)
+        .fill(FILL_COUNTING, 7);
+    e.frame(true, KIND_CLOSE, key).tiny(1).fill(FILL_BYTE, 3);
+    e.bool(false);
+    e.variant(0, OPS).u32(0).u8(255);
+    add("connection_large", "server-1mib-in-place", e.done());
+
+    // A client with 4 KiB scratch and two pooled buffers reads a text
+    // message in two fragments (multi-byte characters across windows) with
+    // a ping between, in 1000-byte reads, abandons a read, answers.
+    e.bool(true).u8(2).u8(1).bool(true).u32(1).bool(false).u8(0);
+    e.bool(true)
+        .around_window(0)
+        .bool(true)
+        .medium(40000)
+        .bool(false);
+    e.bool(true);
+    e.frame(false, KIND_TEXT, key)
+        .around_window(5)
+        .fill(FILL_TEXT, 3);
+    e.frame(true, KIND_PING, key).tiny(4).fill(FILL_BYTE, b'p');
+    e.frame(true, KIND_CONTINUATION, key)
+        .medium(10000)
+        .fill(FILL_TEXT, 9);
+    e.bool(false);
+    e.variant(0, OPS).u32(1000).u8(10);
+    e.variant(1, OPS).u8(0xee).u32(5000);
+    e.variant(2, OPS).u8(255);
+    e.variant(0, OPS).u32(0).u8(200);
+    e.variant(3, OPS);
+    add(
+        "connection_large",
+        "client-fragmented-text-pooled",
+        e.done(),
+    );
+
+    // A server that sends large messages (fragmented at 64 KiB), recycles
+    // what it wrote, pings and closes while reading 200 KB.
+    e.bool(false)
+        .u8(2)
+        .u8(0)
+        .bool(true)
+        .u32(3 + (9000 << 2))
+        .bool(true)
+        .u8(4)
+        .u8(0);
+    e.bool(false).bool(true);
+    e.frame(true, KIND_BINARY, key)
+        .medium(12500)
+        .fill(FILL_NOISE, 5);
+    e.bool(false);
+    e.variant(4, OPS)
+        .bool(false)
+        .medium(10000)
+        .fill(FILL_NOISE, 1);
+    e.variant(4, OPS)
+        .bool(true)
+        .around_window(-3)
+        .fill(FILL_TEXT, 2);
+    e.variant(0, OPS).u32(30000).u8(3);
+    e.variant(3, OPS);
+    e.variant(7, OPS).medium(8192);
+    e.variant(5, OPS).u8(5).u8(b'x');
+    e.variant(6, OPS).u16(1000);
+    e.variant(0, OPS).u32(0).u8(20);
+    add("connection_large", "server-sends-and-recycles", e.done());
+
+    // A frame one byte over the 64 KiB frame limit (1009), then EOF.
+    e.bool(false)
+        .u8(0)
+        .u8(0)
+        .bool(true)
+        .u32(2)
+        .bool(false)
+        .u8(0);
+    e.bool(false).bool(true);
+    e.frame(true, KIND_BINARY, key)
+        .at_limit(1)
+        .fill(FILL_BYTE, 0);
+    e.bool(false);
+    add("connection_large", "frame-over-limit", e.done());
+
+    // Invalid UTF-8 deep inside an in-place text frame (1007), read with a
+    // 13-byte scratch buffer up to the frame.
+    e.bool(true)
+        .u8(3)
+        .u8(2)
+        .bool(false)
+        .u32(12 << 2)
+        .bool(false)
+        .u8(2);
+    e.bool(false).bool(true);
+    e.frame(true, KIND_TEXT, key)
+        .medium(7000)
+        .patched(4, 70_000, 0xff);
+    e.bool(false);
+    e.variant(0, OPS).u32(0).u8(255);
+    add("connection_large", "invalid-utf8-in-window", e.done());
+}
+
+/// connection_interleave: `InterleaveSetup` is deflate variant, client and
+/// server fragment, heartbeat, idle timeout, auto-pong, client and server
+/// scratch; then `Step`s (Send, Ping, Close, Transmit, Deliver, Abandon,
+/// Poll, Advance).
+fn interleave_seeds(add: &mut impl FnMut(&'static str, &str, Vec<u8>)) {
+    const STEPS: u64 = 8;
+    let send = |e: &mut Enc, client: bool, text: bool| {
+        e.variant(0, STEPS).bool(client).bool(text);
+    };
+    let transmit = |e: &mut Enc, client: bool| {
+        e.variant(3, STEPS).bool(client);
+    };
+    let deliver = |e: &mut Enc, to_server: bool, read: u32| {
+        e.variant(4, STEPS).bool(to_server).medium(65535).u32(read);
+    };
+    let poll = |e: &mut Enc, client: bool| {
+        e.variant(6, STEPS).bool(client).u8(255);
+    };
+    let mut e = Enc::default();
+    for (name, deflate, fragments) in [
+        // deflate: odd is on, with setting `deflate >> 1`.
+        ("plain-large-both-ways", 0u8, (0u8, 0u8)),
+        ("deflate-default", 3, (0, 4)),
+        ("deflate-takeover-fragmented", 5, (2, 5)),
+        ("deflate-stored", 1, (3, 0)),
+    ] {
+        e.u8(deflate).u8(fragments.0).u8(fragments.1);
+        e.bool(false)
+            .bool(false)
+            .bool(true)
+            .u32(2)
+            .u32(3 + (5000 << 2));
+        send(&mut e, true, false);
+        e.medium(40000).fill(FILL_COUNTING, 1);
+        send(&mut e, true, true);
+        e.around_window(1).fill(FILL_TEXT, 6);
+        transmit(&mut e, true);
+        deliver(&mut e, true, 0);
+        poll(&mut e, false);
+        send(&mut e, false, false);
+        e.medium(30000).fill(FILL_NOISE, 3);
+        transmit(&mut e, false);
+        deliver(&mut e, false, 1000);
+        poll(&mut e, true);
+        add("connection_interleave", name, e.done());
+    }
+
+    // Heartbeats every 50 ms, a 300 ms idle timeout, time passing while a
+    // large message is in flight, a ping, then a close.
+    e.u8(0).u8(0).u8(0);
+    e.bool(true)
+        .u16(49)
+        .bool(true)
+        .u16(299)
+        .bool(true)
+        .u32(0)
+        .u32(1);
+    send(&mut e, false, false);
+    e.around_window(0).fill(FILL_BYTE, 0x42);
+    transmit(&mut e, false);
+    e.variant(4, STEPS).bool(false).around_window(-50).u32(0);
+    e.variant(7, STEPS).u16(120);
+    e.variant(5, STEPS).bool(false).u8(0x99);
+    deliver(&mut e, false, 0);
+    poll(&mut e, true);
+    e.variant(1, STEPS).bool(true).bool(false);
+    e.variant(2, STEPS).bool(true).u16(1000);
+    transmit(&mut e, true);
+    deliver(&mut e, true, 7);
+    poll(&mut e, false);
+    e.variant(7, STEPS).u16(500);
+    // The close reason's length comes from the input's last byte: empty.
+    e.u8(0);
+    add("connection_interleave", "heartbeat-idle-close", e.done());
 }
 
 /// inflate: compressed messages as (control byte, payload) pieces; the
