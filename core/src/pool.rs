@@ -55,12 +55,17 @@ impl BufferPool {
         let Ok(mut buf) = payload.try_into_mut() else {
             return;
         };
+        // The last fragment of a message sent in pieces owns the whole
+        // message's allocation once the others are written, but its view
+        // starts partway in: reclaim the allocation from its start, so the
+        // capacity checked and counted is what the buffer really holds.
+        buf.clear();
+        let _ = buf.try_reclaim(buf.capacity() + 1);
         if !(MIN_POOLED_CAPACITY..=MAX_POOLED_CAPACITY).contains(&buf.capacity())
             || self.capacity_bytes() + buf.capacity() > MAX_POOLED_BYTES
         {
             return;
         }
-        buf.clear();
         self.free.push(buf);
     }
 
@@ -138,6 +143,29 @@ mod tests {
         pool.recycle(payload(1 << 20));
         assert_eq!(pool.len(), 1, "the second would pass the byte cap");
         assert_eq!(pool.capacity_bytes(), MAX_POOLED_BYTES);
+    }
+
+    /// A message sent in fragments: once the other pieces are written, the
+    /// last one owns the whole allocation. The pool counts (and hands out)
+    /// the whole of it, not the 64 KiB view.
+    #[test]
+    fn the_last_fragment_counts_its_whole_allocation() {
+        let mut pool = BufferPool::new();
+        let mut message = payload(1 << 20);
+        let mut pieces = Vec::new();
+        while !message.is_empty() {
+            pieces.push(message.split_to((64 << 10).min(message.len())));
+        }
+        let last = pieces.pop().unwrap();
+        drop(pieces);
+        pool.recycle(last);
+        assert_eq!(pool.len(), 1);
+        assert_eq!(pool.capacity_bytes(), 1 << 20);
+        assert!(
+            pool.take(64 << 10).is_none(),
+            "1 MiB is more than twice 64 KiB"
+        );
+        assert_eq!(pool.take(600 << 10).unwrap().capacity(), 1 << 20);
     }
 
     #[test]
