@@ -1149,6 +1149,37 @@ fn sendable(code: u16) -> CloseCode {
     }
 }
 
+/// A ping from one end of a pair (payload cut to 125 bytes), recorded in
+/// `pings_sent` if queued.
+fn ping_from(conn: &mut Connection, pings_sent: &mut Vec<Vec<u8>>, mut payload: Vec<u8>) {
+    payload.truncate(125);
+    if conn.send_ping(payload.clone()).is_ok() {
+        pings_sent.push(payload);
+    }
+}
+
+/// A close from one end of a pair; `closed_with` records the frame the
+/// peer must see when this end starts the close handshake. Only the first
+/// close may succeed.
+fn close_from(
+    conn: &mut Connection,
+    closed_with: &mut Option<(u16, String)>,
+    now: Instant,
+    code: u16,
+    mut reason: String,
+) {
+    cut_str(&mut reason, 123);
+    let first = !conn.is_close_sent() && !conn.is_closed();
+    let peer_closed = conn.close_received().is_some();
+    let code = sendable(code);
+    if conn.close(now, code, &reason).is_ok() {
+        assert!(first);
+        if !peer_closed {
+            *closed_with = Some((code.0, reason));
+        }
+    }
+}
+
 fn cut_str(s: &mut String, max: usize) {
     let mut end = s.len().min(max);
     while !s.is_char_boundary(end) {
@@ -1257,32 +1288,17 @@ pub fn connection_pair(data: &[u8]) {
                     s.sent.push(m);
                 }
             }
-            Action::Ping {
-                client: c,
-                mut payload,
-            } => {
+            Action::Ping { client: c, payload } => {
                 let s = if c { &mut client } else { &mut server };
-                payload.truncate(125);
-                if s.conn.send_ping(payload.clone()).is_ok() {
-                    s.pings_sent.push(payload);
-                }
+                ping_from(&mut s.conn, &mut s.pings_sent, payload);
             }
             Action::Close {
                 client: c,
                 code,
-                mut reason,
+                reason,
             } => {
                 let s = if c { &mut client } else { &mut server };
-                cut_str(&mut reason, 123);
-                let first = !s.conn.is_close_sent() && !s.conn.is_closed();
-                let peer_closed = s.conn.close_received().is_some();
-                let code = sendable(code);
-                if s.conn.close(now, code, &reason).is_ok() {
-                    assert!(first);
-                    if !peer_closed {
-                        s.closed_with = Some((code.0, reason));
-                    }
-                }
+                close_from(&mut s.conn, &mut s.closed_with, now, code, reason);
             }
             Action::Transmit { client: c } => {
                 if c {
@@ -2404,32 +2420,17 @@ pub fn connection_interleave(data: &[u8]) {
                     e.sent_count += 1;
                 }
             }
-            Step::Ping {
-                client: c,
-                mut payload,
-            } => {
+            Step::Ping { client: c, payload } => {
                 let e = if c { &mut client } else { &mut server };
-                payload.truncate(125);
-                if e.conn.send_ping(payload.clone()).is_ok() {
-                    e.pings_sent.push(payload);
-                }
+                ping_from(&mut e.conn, &mut e.pings_sent, payload);
             }
             Step::Close {
                 client: c,
                 code,
-                mut reason,
+                reason,
             } => {
                 let e = if c { &mut client } else { &mut server };
-                cut_str(&mut reason, 123);
-                let first = !e.conn.is_close_sent() && !e.conn.is_closed();
-                let peer_closed = e.conn.close_received().is_some();
-                let code = sendable(code);
-                if e.conn.close(now, code, &reason).is_ok() {
-                    assert!(first);
-                    if !peer_closed {
-                        e.closed_with = Some((code.0, reason));
-                    }
-                }
+                close_from(&mut e.conn, &mut e.closed_with, now, code, reason);
             }
             Step::Transmit { client: c } => {
                 if c {

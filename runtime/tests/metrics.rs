@@ -2,53 +2,16 @@
 //! the handshake until its driver has finished. In its own test binary (its
 //! own process), so no other test's connections are counted.
 
-use std::future::Future;
-use std::io;
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::TcpListener;
 use std::thread;
 use std::time::{Duration, Instant};
 
 use async_io::Async;
 use wavecast_runtime::metrics::live_connections;
-use wavecast_runtime::{AsyncBroadcast, BoxFuture, CloseCode, Runtime};
 
-/// A thread per task, async-io sockets and timers.
-struct Threads;
-
-impl Runtime for Threads {
-    type Tcp = Async<TcpStream>;
-    type Listener = Async<TcpListener>;
-    type Timer = async_io::Timer;
-    type Sleep = async_io::Timer;
-    type Broadcast = AsyncBroadcast;
-
-    fn spawn<F: Future<Output = ()> + Send + 'static>(future: F) {
-        thread::spawn(move || async_io::block_on(future));
-    }
-
-    fn timer(deadline: Instant) -> async_io::Timer {
-        async_io::Timer::at(deadline)
-    }
-
-    fn sleep_until(deadline: Instant) -> async_io::Timer {
-        async_io::Timer::at(deadline)
-    }
-
-    fn connect(_: String, port: u16) -> BoxFuture<'static, io::Result<Async<TcpStream>>> {
-        Box::pin(Async::<TcpStream>::connect(SocketAddr::from((
-            [127, 0, 0, 1],
-            port,
-        ))))
-    }
-
-    fn accept(listener: &Async<TcpListener>) -> BoxFuture<'_, io::Result<Async<TcpStream>>> {
-        Box::pin(async move { Ok(listener.accept().await?.0) })
-    }
-
-    fn local_addr(listener: &Async<TcpListener>) -> io::Result<SocketAddr> {
-        listener.get_ref().local_addr()
-    }
-}
+mod threads;
+use threads::Threads;
+use wavecast_runtime::{CloseCode, Runtime};
 
 /// Waits (up to 10 s) until `live_connections()` is `n`.
 fn settles_at(n: usize) {
