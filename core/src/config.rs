@@ -27,7 +27,9 @@ pub struct Config {
     /// Largest message accepted, counted after extensions (decompression).
     /// Default 1 MiB, like Python `websockets`.
     pub max_message_size: usize,
-    /// Largest single frame accepted. Default 1 MiB.
+    /// Largest single frame accepted. Default 1 MiB. Frames of a streamed
+    /// message are not held whole, so only
+    /// [`Config::max_stream_size`] limits them.
     pub max_frame_size: usize,
     /// Most fragments accepted in one message. Default: no cap
     /// (`usize::MAX`). Fragments need no cap of their own: each one after
@@ -74,6 +76,18 @@ pub struct Config {
     /// [`crate::deflate`]).
     #[cfg(feature = "deflate")]
     pub deflate: Option<crate::deflate::DeflateConfig>,
+    /// Deliver data messages as [`Event::Chunk`](crate::Event::Chunk)s as
+    /// their bytes arrive instead of whole (a connection can switch with
+    /// [`Connection::set_streaming`](crate::Connection::set_streaming); a
+    /// switch applies from the next message). Text is checked for UTF-8 and
+    /// compressed messages are inflated piece by piece; reading pauses while
+    /// the application holds 64 KiB of unread chunks, so a connection holds
+    /// about one read plus that much, whatever the message size. Default off.
+    pub stream_messages: bool,
+    /// Largest streamed message accepted, counted after decompression
+    /// (streamed messages are not held, so [`Config::max_message_size`] and
+    /// [`Config::max_frame_size`] do not apply to them). Default: no limit.
+    pub max_stream_size: u64,
 }
 
 impl Default for Config {
@@ -95,6 +109,8 @@ impl Default for Config {
             seed: SeedSource::Os,
             #[cfg(feature = "deflate")]
             deflate: Some(crate::deflate::DeflateConfig::default()),
+            stream_messages: false,
+            max_stream_size: u64::MAX,
         }
     }
 }
@@ -175,6 +191,17 @@ impl Config {
     #[cfg(feature = "deflate")]
     pub fn with_deflate(mut self, deflate: Option<crate::deflate::DeflateConfig>) -> Self {
         self.deflate = deflate;
+        self
+    }
+
+    /// Sets [`Config::stream_messages`].
+    pub fn with_stream_messages(mut self, on: bool) -> Self {
+        self.stream_messages = on;
+        self
+    }
+    /// Sets [`Config::max_stream_size`].
+    pub fn with_max_stream_size(mut self, bytes: u64) -> Self {
+        self.max_stream_size = bytes;
         self
     }
 

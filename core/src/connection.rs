@@ -61,7 +61,7 @@ use crate::error::{ConnectionError, ProtocolError, TimeoutKind, UsageError};
 use crate::extension::Extension;
 use crate::frame::{apply_mask, FrameHeader, OpCode, MAX_HEADER_LEN};
 use crate::handshake::Negotiated;
-use crate::message::{Message, Utf8Bytes};
+use crate::message::{Chunk, Message, Utf8Bytes};
 use crate::pool::BufferPool;
 use crate::rng::Rng;
 use crate::timer::{earliest, Timers};
@@ -81,6 +81,11 @@ pub enum Role {
 pub enum Event {
     /// A complete text or binary message.
     Message(Message),
+    /// A piece of a data message, in streaming mode
+    /// ([`Config::stream_messages`]): chunks come in order, a message's
+    /// first marked `first` and its last `last`; control events may come
+    /// between them.
+    Chunk(Chunk),
     /// The peer sent a ping; a pong was queued unless auto-pong is off.
     Ping(Bytes),
     /// The peer sent a pong.
@@ -139,6 +144,13 @@ const IN_PLACE_MIN: usize = 64 << 10;
 /// zeroed first (reads want initialized memory), and zeroing the whole
 /// remaining payload before every read would cost more than the read.
 const IN_PLACE_WINDOW: usize = 64 << 10;
+
+/// In streaming mode, a chunk is handed out once this many bytes are
+/// decoded (and at the end of every read), and reading pauses while the
+/// application holds this many bytes of unread chunks: decoding that would
+/// go further (a small compressed input that inflates a lot, or a large
+/// slice given to `receive`) waits, its input kept, until chunks are taken.
+pub const STREAM_CHUNK: usize = 64 << 10;
 
 /// Where the next transport read puts its bytes: the one way bytes read
 /// from a transport go into a [`Connection`] (from
@@ -282,9 +294,43 @@ struct Assembly {
     utf8_checked: usize,
     /// Frames of this message seen so far.
     fragments: usize,
+    /// The message is handed out in chunks as it arrives.
+    stream: bool,
+    /// Bytes already handed out as chunks (streaming).
+    streamed: u64,
+    /// A chunk of this message was handed out.
+    started: bool,
 }
 
 impl Assembly {
+    /// Splits off the bytes ready to hand out as a chunk: all of them for
+    /// binary, the complete code points for text (all of them at the end,
+    /// which the caller has checked). `None` if a middle chunk would be
+    /// empty.
+    fn take_chunk(&mut self, last: bool) -> Option<Chunk> {
+        let n = if self.text && !last {
+            self.utf8_checked
+        } else {
+            self.buf.len()
+        };
+        if n == 0 && !last {
+            return None;
+        }
+        let bytes = self.buf.split_to(n).freeze();
+        if self.text {
+            self.utf8_checked -= n;
+        }
+        let first = !self.started;
+        self.started = true;
+        self.streamed += n as u64;
+        let data = if self.text {
+            Message::Text(Utf8Bytes::from_checked(bytes))
+        } else {
+            Message::Binary(bytes)
+        };
+        Some(Chunk { data, first, last })
+    }
+
     /// Bytes this message counts against [`Config::max_message_size`]
     /// before its next frame: its payload so far plus [`FRAGMENT_COST`] for
     /// every frame after the first.
@@ -316,6 +362,36 @@ impl Assembly {
         // A unique buffer grows through `Vec::reserve` (`realloc`, in place
         // where it can); an empty one gets exactly `want`.
         self.buf.reserve(want - self.buf.len());
+    }
+}
+
+/// Input kept while streaming waits for the application.
+#[derive(Debug)]
+struct Backlog {
+    bytes: Bytes,
+    /// The peer closed the transport after these bytes.
+    eof: bool,
+}
+
+/// Whole messages waiting for a chunked message to end.
+#[derive(Debug, Default)]
+struct Deferred {
+    items: VecDeque<DeferredSend>,
+    bytes: usize,
+}
+
+#[derive(Debug)]
+enum DeferredSend {
+    Message(Message),
+    Prepared(PreparedMessage),
+}
+
+impl DeferredSend {
+    fn len(&self) -> usize {
+        match self {
+            DeferredSend::Message(m) => m.len(),
+            DeferredSend::Prepared(p) => p.frame.len(),
+        }
     }
 }
 
@@ -443,6 +519,16 @@ pub struct Connection {
     held_error: Option<Box<ProtocolError>>,
     discard: bool,
     discarded: u64,
+    /// Data messages arriving from now on are handed out in chunks.
+    streaming: bool,
+    /// The rest of the streamed message being received is dropped (the
+    /// application abandoned it).
+    skip_stream: bool,
+    /// The application has taken a chunk that was not its message's last.
+    reading_chunks: bool,
+    /// Input received but not decoded yet: streaming paused in the middle
+    /// of it until the application takes its chunks.
+    backlog: Option<Box<Backlog>>,
 
     // Events.
     events: VecDeque<Event>,
@@ -454,6 +540,11 @@ pub struct Connection {
     /// Pongs not written yet, boxed: most connections never hold one.
     #[allow(clippy::box_collection)]
     pending_pongs: Option<Box<VecDeque<Bytes>>>,
+    /// The kind of the message being sent in chunks (`Some(true)`: text).
+    out_stream: Option<bool>,
+    /// Whole messages sent while a chunked message is going out: they
+    /// follow it once its last chunk is queued.
+    deferred: Option<Box<Deferred>>,
 
     close: CloseState,
     timers: Timers,
@@ -465,6 +556,7 @@ impl Connection {
     /// handshake head with [`Connection::receive`] next.
     pub fn new(role: Role, config: impl Into<Arc<Config>>, now: Instant) -> Connection {
         let config = config.into();
+        let streaming = config.stream_messages;
         Connection {
             role,
             rng: match role {
@@ -485,11 +577,17 @@ impl Connection {
             held_error: None,
             discard: false,
             discarded: 0,
+            streaming,
+            skip_stream: false,
+            reading_chunks: false,
+            backlog: None,
             events: VecDeque::new(),
             event_bytes: 0,
             out: VecDeque::new(),
             out_bytes: 0,
             pending_pongs: None,
+            out_stream: None,
+            deferred: None,
             close: CloseState::Open,
             timers: Timers::new(now),
         }
@@ -591,21 +689,100 @@ impl Connection {
     }
 
     /// Decodes `data`, taking the buffer of a new large message from `pool`.
-    fn feed(&mut self, now: Instant, mut data: &[u8], pool: &mut BufferPool) {
+    fn feed(&mut self, now: Instant, data: &[u8], pool: &mut BufferPool) {
         self.timers.tell(now);
         if !data.is_empty() && !self.close.is_closed() {
             self.timers.last_heard = now;
         }
-        while !data.is_empty() && !self.input_stopped {
-            if self.frame.is_none() {
-                let used = self.read_header(data);
-                data = &data[used..];
-                continue;
+        if let Some(backlog) = self.backlog.as_mut() {
+            // Only a caller that reads while `wants_read` is false gets
+            // here: the new bytes queue behind the old.
+            let mut joined = BytesMut::from(&backlog.bytes[..]);
+            joined.extend_from_slice(data);
+            backlog.bytes = joined.freeze();
+        } else {
+            let used = self.decode(data, pool);
+            if used < data.len() && !self.input_stopped {
+                self.backlog = Some(Box::new(Backlog {
+                    bytes: Bytes::copy_from_slice(&data[used..]),
+                    eof: false,
+                }));
             }
-            let used = self.read_payload(data, pool);
-            data = &data[used..];
         }
         self.observe(now);
+    }
+
+    /// Decodes frames from `data` until it is used up, input stops, or
+    /// streaming waits for the application; returns the bytes used.
+    fn decode(&mut self, data: &[u8], pool: &mut BufferPool) -> usize {
+        let mut rest = data;
+        while !rest.is_empty() && !self.input_stopped && !self.stream_full() {
+            let used = if self.frame.is_none() {
+                self.read_header(rest)
+            } else {
+                self.read_payload(rest, pool)
+            };
+            rest = &rest[used..];
+        }
+        self.flush_stream();
+        data.len() - rest.len()
+    }
+
+    /// Decodes more of the backlog once the application took its chunks.
+    fn resume_backlog(&mut self) {
+        while !self.stream_full() && !self.input_stopped {
+            let Some(backlog) = self.backlog.take() else {
+                return;
+            };
+            let used = self.decode(&backlog.bytes, &mut BufferPool::new());
+            if used < backlog.bytes.len() && !self.input_stopped {
+                self.backlog = Some(Box::new(Backlog {
+                    bytes: backlog.bytes.slice(used..),
+                    eof: backlog.eof,
+                }));
+            } else if backlog.eof {
+                self.receive_eof(self.timers.last_now);
+            }
+        }
+        if self.input_stopped {
+            self.backlog = None;
+        }
+    }
+
+    /// Whether decoding waits for the application to take chunks.
+    fn stream_full(&self) -> bool {
+        self.event_bytes >= STREAM_CHUNK && self.streaming_input()
+    }
+
+    /// Whether the message being received (or else the next one) streams.
+    fn streaming_input(&self) -> bool {
+        self.message.as_ref().map_or(self.streaming, |m| m.stream)
+    }
+
+    /// Hands out what a streamed message has ready.
+    fn flush_stream(&mut self) {
+        let Some(msg) = self.message.as_mut() else {
+            return;
+        };
+        if !msg.stream {
+            return;
+        }
+        if let Some(chunk) = msg.take_chunk(false) {
+            self.push_chunk(chunk);
+        }
+    }
+
+    fn push_chunk(&mut self, chunk: Chunk) {
+        if self.skip_stream || self.discard {
+            if chunk.last {
+                self.skip_stream = false;
+                if self.discard {
+                    self.discarded += 1;
+                }
+            }
+            return;
+        }
+        self.push_event(Event::Chunk(chunk));
     }
 
     /// Tells the connection the peer closed its side of the transport.
@@ -617,6 +794,11 @@ impl Connection {
     pub fn receive_eof(&mut self, now: Instant) {
         self.observe(now);
         if self.close.is_closed() {
+            return;
+        }
+        if let Some(backlog) = self.backlog.as_mut() {
+            // The end comes after the bytes still waiting to be decoded.
+            backlog.eof = true;
             return;
         }
         self.input_stopped = true;
@@ -721,14 +903,22 @@ impl Connection {
             }
             _ => {}
         }
-        if h.payload_len > self.config.max_frame_size as u64 {
+        let stream = self.streaming_input();
+        if !stream && h.payload_len > self.config.max_frame_size as u64 {
             return Err(ProtocolError::FrameTooBig {
                 limit: self.config.max_frame_size,
             });
         }
+        // A streamed message holds nothing, so its fragments cost nothing.
         let (so_far, fragments, transformed) = match &self.message {
+            Some(m) if m.stream => (m.streamed + m.buf.len() as u64, m.fragments, m.transformed),
             Some(m) => (m.counted() + FRAGMENT_COST, m.fragments, m.transformed),
             None => (0, 0, false),
+        };
+        let limit = if stream {
+            self.config.max_stream_size
+        } else {
+            self.config.max_message_size as u64
         };
         if fragments + 1 > self.config.max_fragments {
             return Err(ProtocolError::TooManyFragments {
@@ -741,9 +931,9 @@ impl Connection {
         let transforms = transformed
             || (h.opcode != OpCode::Continuation && h.rsv != 0 && self.extension.is_some());
         let incoming = if transforms { 0 } else { h.payload_len };
-        if so_far + incoming > self.config.max_message_size as u64 {
+        if so_far.saturating_add(incoming) > limit {
             return Err(ProtocolError::MessageTooBig {
-                limit: self.config.max_message_size,
+                limit: usize::try_from(limit).unwrap_or(usize::MAX),
             });
         }
         Ok(())
@@ -761,6 +951,9 @@ impl Connection {
                 buf: BytesMut::new(),
                 utf8_checked: 0,
                 fragments: 0,
+                stream: self.streaming,
+                streamed: 0,
+                started: false,
             });
         }
         // Memory is taken as the payload arrives (`Assembly::grow`), not here.
@@ -774,31 +967,54 @@ impl Connection {
         let Some(frame) = self.frame.as_mut() else {
             return 0;
         };
-        let take = (frame.remaining.min(data.len() as u64)) as usize;
+        let mut take = (frame.remaining.min(data.len() as u64)) as usize;
+        if self.message.as_ref().is_some_and(|m| m.stream) && !frame.header.opcode.is_control() {
+            // A streamed message is handed out a window at a time.
+            take = take.min(STREAM_CHUNK);
+        }
         let chunk = &data[..take];
         let key = frame.header.mask;
         let offset = frame.seen;
-        frame.seen += take;
-        frame.remaining -= take as u64;
-        let done = frame.remaining == 0;
-        let frame_rest = frame.remaining as usize;
-        if frame.header.opcode.is_control() {
+        let frame_rest = (frame.remaining - take as u64) as usize;
+        let used = if frame.header.opcode.is_control() {
             let control = self.control.get_or_insert_with(Box::default);
             let at = control.len();
             control.extend_from_slice(chunk);
             if let Some(key) = key {
                 apply_mask(&mut control[at..], key, offset);
             }
-        } else if let Err(e) = self.append_data(chunk, frame_rest, key, offset, pool) {
-            self.violation(e);
-            return data.len();
+            take
+        } else {
+            match self.append_data(chunk, frame_rest, key, offset, pool) {
+                Ok(used) => used,
+                Err(e) => {
+                    self.violation(e);
+                    return data.len();
+                }
+            }
+        };
+        let Some(frame) = self.frame.as_mut() else {
+            return used;
+        };
+        frame.seen += used;
+        frame.remaining -= used as u64;
+        let done = frame.remaining == 0;
+        if let Some(msg) = self.message.as_mut() {
+            if msg.stream && msg.buf.len() >= STREAM_CHUNK {
+                if let Some(chunk) = msg.take_chunk(false) {
+                    self.push_chunk(chunk);
+                }
+            }
         }
         if done {
             self.end_frame();
         }
-        take
+        used
     }
 
+    /// Appends a piece of the current data frame's payload to its message,
+    /// returning how much of it was used (all, unless streaming paused an
+    /// expanding transform).
     fn append_data(
         &mut self,
         chunk: &[u8],
@@ -806,12 +1022,45 @@ impl Connection {
         key: Option<[u8; 4]>,
         offset: usize,
         pool: &mut BufferPool,
-    ) -> Result<(), ProtocolError> {
-        let limit = self.config.max_message_size;
+    ) -> Result<usize, ProtocolError> {
         let Some(msg) = self.message.as_mut() else {
-            return Ok(());
+            return Ok(chunk.len());
         };
-        if msg.transformed {
+        let mut used = chunk.len();
+        if msg.transformed && msg.stream {
+            let ext = self
+                .extension
+                .as_mut()
+                .expect("a transformed message has a negotiated extension");
+            // The limit applies to `buf`, which holds what was not handed
+            // out yet: what the stream may still grow by, plus that.
+            let budget = self.config.max_stream_size.saturating_sub(msg.streamed);
+            let limit = usize::try_from(budget).unwrap_or(usize::MAX);
+            let mut scratch = [0u8; 4096];
+            let mut at = offset;
+            used = 0;
+            for piece in chunk.chunks(scratch.len()) {
+                let s = &mut scratch[..piece.len()];
+                s.copy_from_slice(piece);
+                if let Some(key) = key {
+                    apply_mask(s, key, at);
+                }
+                let took = ext.decode_some(s, &mut msg.buf, limit, STREAM_CHUNK)?;
+                at += took;
+                used += took;
+                if took < piece.len() {
+                    break;
+                }
+            }
+        } else if msg.stream {
+            msg.buf.reserve(chunk.len());
+            let start = msg.buf.len();
+            msg.buf.extend_from_slice(chunk);
+            if let Some(key) = key {
+                apply_mask(&mut msg.buf[start..], key, offset);
+            }
+        } else if msg.transformed {
+            let limit = self.config.max_message_size;
             let ext = self
                 .extension
                 .as_mut()
@@ -838,7 +1087,7 @@ impl Connection {
         if msg.text {
             check_utf8(msg)?;
         }
-        Ok(())
+        Ok(used)
     }
 
     /// The start and length of the message buffer a read may fill in place:
@@ -895,6 +1144,7 @@ impl Connection {
         if done {
             self.end_frame();
         }
+        self.flush_stream();
         self.observe(now);
     }
 
@@ -962,6 +1212,12 @@ impl Connection {
             return Ok(());
         };
         if msg.transformed {
+            let limit = if msg.stream {
+                let budget = self.config.max_stream_size.saturating_sub(msg.streamed);
+                usize::try_from(budget).unwrap_or(usize::MAX)
+            } else {
+                limit
+            };
             if let Some(ext) = self.extension.as_mut() {
                 ext.decode_end(&mut msg.buf, limit)?;
             }
@@ -971,6 +1227,12 @@ impl Connection {
         }
         if msg.text && msg.utf8_checked != msg.buf.len() {
             return Err(ProtocolError::InvalidUtf8);
+        }
+        if msg.stream {
+            if let Some(chunk) = msg.take_chunk(true) {
+                self.push_chunk(chunk);
+            }
+            return Ok(());
         }
         if self.discard {
             self.discarded += 1;
@@ -987,8 +1249,10 @@ impl Connection {
     }
 
     fn push_event(&mut self, event: Event) {
-        if let Event::Message(m) = &event {
-            self.event_bytes += m.len();
+        match &event {
+            Event::Message(m) => self.event_bytes += m.len(),
+            Event::Chunk(c) => self.event_bytes += c.data.len(),
+            _ => {}
         }
         self.events.push_back(event);
     }
@@ -1003,6 +1267,7 @@ impl Connection {
         self.message = None;
         self.control = None;
         self.head_len = 0;
+        self.backlog = None;
         if self.held_error.is_none() {
             self.held_error = Some(Box::new(error));
         }
@@ -1017,6 +1282,10 @@ impl Connection {
         if let Some(event) = self.events.pop_front() {
             match &event {
                 Event::Message(m) => self.event_bytes -= m.len(),
+                Event::Chunk(c) => {
+                    self.event_bytes -= c.data.len();
+                    self.reading_chunks = !c.last;
+                }
                 Event::Close(frame) if matches!(self.close, CloseState::CloseReceived { .. }) => {
                     // Echo the peer's code (§5.5.1); an empty close gets an
                     // empty close back.
@@ -1029,6 +1298,9 @@ impl Connection {
                     self.close_handshake_done(frame.clone(), false);
                 }
                 _ => {}
+            }
+            if self.backlog.is_some() {
+                self.resume_backlog();
             }
             if self.events.is_empty() {
                 self.events = VecDeque::new();
@@ -1052,12 +1324,61 @@ impl Connection {
     pub fn set_discard(&mut self, discard: bool) {
         self.discard = discard;
         if discard {
-            let before = self.events.len();
-            self.events
-                .retain(|e| !matches!(e, Event::Message(_) | Event::Ping(_) | Event::Pong(_)));
-            self.discarded += (before - self.events.len()) as u64;
+            let mut dropped = 0;
+            self.events.retain(|e| match e {
+                Event::Message(_) => {
+                    dropped += 1;
+                    false
+                }
+                Event::Chunk(c) => {
+                    dropped += u64::from(c.last);
+                    false
+                }
+                Event::Ping(_) | Event::Pong(_) => false,
+                _ => true,
+            });
+            self.discarded += dropped;
             self.event_bytes = 0;
+            self.resume_backlog();
         }
+    }
+
+    /// Switches streaming mode ([`Config::stream_messages`]) for the
+    /// messages that start from now on; a message being received keeps the
+    /// mode it started with.
+    pub fn set_streaming(&mut self, on: bool) {
+        self.streaming = on;
+    }
+
+    /// Whether messages that start from now on are handed out in chunks.
+    pub fn is_streaming(&self) -> bool {
+        self.streaming
+    }
+
+    /// Abandons the streamed message whose chunks the application is
+    /// taking: its chunks still queued and the rest of it as it arrives are
+    /// dropped (still checked: a violation in the rest fails the
+    /// connection as usual). Does nothing between messages.
+    pub fn skip_message(&mut self) {
+        if !self.reading_chunks {
+            return;
+        }
+        self.reading_chunks = false;
+        let mut ended = false;
+        let mut freed = 0;
+        self.events.retain(|e| match e {
+            Event::Chunk(c) if !ended => {
+                ended = c.last;
+                freed += c.data.len();
+                false
+            }
+            _ => true,
+        });
+        self.event_bytes -= freed;
+        if !ended {
+            self.skip_stream = true;
+        }
+        self.resume_backlog();
     }
 
     /// How many messages discard mode has dropped.
@@ -1082,7 +1403,9 @@ impl Connection {
         self.send_data(OpCode::Binary, data.into())
     }
 
-    /// Queues a message.
+    /// Queues a message. While a message is going out in chunks
+    /// ([`Connection::send_chunk`]), it waits behind that message's last
+    /// chunk (counted in [`Connection::queued_bytes`]).
     pub fn send(&mut self, message: Message) -> Result<(), UsageError> {
         match message {
             Message::Text(t) => self.send_data(OpCode::Text, t.into_bytes()),
@@ -1108,6 +1431,10 @@ impl Connection {
     /// with context takeover it is compressed for this connection alone.
     pub fn send_prepared(&mut self, prepared: &PreparedMessage) -> Result<(), UsageError> {
         self.check_can_send()?;
+        if self.out_stream.is_some() {
+            self.defer(DeferredSend::Prepared(prepared.clone()));
+            return Ok(());
+        }
         match self.role {
             Role::Server => {
                 #[cfg(feature = "deflate")]
@@ -1129,6 +1456,80 @@ impl Connection {
             }
             // Clients must mask each frame with a fresh key.
             Role::Client => self.send(prepared.message.clone()),
+        }
+    }
+
+    /// Queues one chunk of a message sent piece by piece, as one frame
+    /// (RFC 6455 §5.4): the first chunk after a message ended starts a new
+    /// message of its kind, and `last` ends it. The total size need not be
+    /// known in advance; with permessage-deflate each chunk is compressed
+    /// as it comes (a sync flush, so the peer can inflate it at once).
+    ///
+    /// Pings, pongs and a close may go out between the chunks. Whole
+    /// messages sent meanwhile ([`Connection::send`],
+    /// [`Connection::send_prepared`]) wait and follow the last chunk.
+    /// A text chunk must be valid UTF-8 on its own, a chunk of the other
+    /// kind than its message's fails with [`UsageError::ChunkKindMismatch`].
+    pub fn send_chunk(&mut self, data: Message, last: bool) -> Result<(), UsageError> {
+        self.check_can_send()?;
+        let text = data.is_text();
+        let first = match self.out_stream {
+            None => true,
+            Some(kind) if kind == text => false,
+            Some(_) => {
+                return Err(UsageError::ChunkKindMismatch(if text {
+                    "text"
+                } else {
+                    "binary"
+                }))
+            }
+        };
+        let opcode = if text { OpCode::Text } else { OpCode::Binary };
+        let payload = match data {
+            Message::Text(t) => t.into_bytes(),
+            Message::Binary(b) => b,
+        };
+        let (rsv, payload) = match self.extension.as_mut() {
+            Some(ext) => match ext.encode_chunk(opcode, &payload, first, last) {
+                Some((rsv, transformed)) => (rsv, transformed),
+                None => (0, payload),
+            },
+            None => (0, payload),
+        };
+        let frame_op = if first { opcode } else { OpCode::Continuation };
+        self.push_frame(last, if first { rsv } else { 0 }, frame_op, payload);
+        if last {
+            self.out_stream = None;
+            self.release_deferred();
+        } else {
+            self.out_stream = Some(text);
+        }
+        Ok(())
+    }
+
+    /// Whether a message is going out in chunks (its last not sent yet).
+    pub fn is_sending_chunks(&self) -> bool {
+        self.out_stream.is_some()
+    }
+
+    fn defer(&mut self, item: DeferredSend) {
+        let deferred = self.deferred.get_or_insert_with(Box::default);
+        deferred.bytes += item.len();
+        deferred.items.push_back(item);
+    }
+
+    /// Queues the whole messages that waited for a chunked message.
+    fn release_deferred(&mut self) {
+        let Some(deferred) = self.deferred.take() else {
+            return;
+        };
+        for item in deferred.items {
+            // They were accepted while the connection could send, and
+            // nothing since stopped it (that drops them with the rest).
+            let _ = match item {
+                DeferredSend::Message(m) => self.send(m),
+                DeferredSend::Prepared(p) => self.send_prepared(&p),
+            };
         }
     }
 
@@ -1171,6 +1572,14 @@ impl Connection {
 
     fn send_data(&mut self, opcode: OpCode, payload: Bytes) -> Result<(), UsageError> {
         self.check_can_send()?;
+        if self.out_stream.is_some() {
+            let message = match opcode {
+                OpCode::Text => Message::Text(Utf8Bytes::from_checked(payload)),
+                _ => Message::Binary(payload),
+            };
+            self.defer(DeferredSend::Message(message));
+            return Ok(());
+        }
         let (rsv, payload) = match self.extension.as_mut() {
             Some(ext) => match ext.encode(opcode, &payload) {
                 Some((rsv, transformed)) => (rsv, transformed),
@@ -1223,9 +1632,13 @@ impl Connection {
     }
 
     /// Queues our close frame; the caller moves the close state on. Pongs
-    /// not yet written are dropped: nothing may follow a close (§5.5.1).
+    /// not yet written are dropped: nothing may follow a close (§5.5.1);
+    /// so are whole messages waiting behind an unfinished chunked one.
     fn queue_close_payload(&mut self, payload: Bytes) {
         self.pending_pongs = None;
+        // Whole messages waiting for an unfinished chunked message can no
+        // longer go out.
+        self.deferred = None;
         self.push_frame(true, 0, OpCode::Close, payload);
     }
 
@@ -1310,6 +1723,8 @@ impl Connection {
         self.input_stopped = true;
         self.frame = None;
         self.message = None;
+        self.backlog = None;
+        self.deferred = None;
     }
 
     // ---------------------------------------------------------------- output
@@ -1393,6 +1808,7 @@ impl Connection {
     /// Bytes queued for writing and not yet handed out by `poll_transmit`.
     pub fn queued_bytes(&self) -> usize {
         self.out_bytes
+            + self.deferred.as_ref().map_or(0, |d| d.bytes)
             + self
                 .pending_pongs
                 .iter()
@@ -1410,6 +1826,14 @@ impl Connection {
     /// wait (or `try_send` should refuse) until it drains.
     pub fn is_write_blocked(&self) -> bool {
         self.queued_bytes() >= self.config.write_buffer_limit
+    }
+
+    /// Whether the next chunk of a message going out in chunks should
+    /// wait: like [`Connection::is_write_blocked`], but whole messages
+    /// waiting behind that message do not count (they cannot drain first).
+    pub fn is_chunk_blocked(&self) -> bool {
+        self.queued_bytes() - self.deferred.as_ref().map_or(0, |d| d.bytes)
+            >= self.config.write_buffer_limit
     }
 
     // ---------------------------------------------------------------- status
@@ -1440,8 +1864,14 @@ impl Connection {
     /// our output is over the write limit means the peer is not reading,
     /// which the idle and write-stall deadlines must still catch.
     fn app_paused(&self) -> bool {
-        self.events.len() >= MAX_PENDING_EVENTS
-            || (self.event_bytes > 0 && self.event_bytes >= self.config.max_message_size)
+        let limit = if self.streaming_input() {
+            STREAM_CHUNK
+        } else {
+            self.config.max_message_size
+        };
+        self.backlog.is_some()
+            || self.events.len() >= MAX_PENDING_EVENTS
+            || (self.event_bytes > 0 && self.event_bytes >= limit)
     }
 
     /// Whether data may still be sent (no close frame sent yet, not closed).

@@ -398,6 +398,8 @@ pub(crate) struct PerMessageDeflate {
     stream_ended: bool,
     /// Whether the current message had any payload bytes.
     saw_input: bool,
+    /// The message being sent chunk by chunk is compressed.
+    streaming_out: bool,
 }
 
 impl PerMessageDeflate {
@@ -424,6 +426,7 @@ impl PerMessageDeflate {
             decompressor: None,
             stream_ended: false,
             saw_input: false,
+            streaming_out: false,
         }
     }
 
@@ -437,16 +440,19 @@ impl PerMessageDeflate {
         })
     }
 
+    /// Inflates `input` into `out`, stopping early once `out` holds
+    /// `pause_at` bytes; returns the input bytes used.
     fn inflate(
         &mut self,
         input: &[u8],
         out: &mut BytesMut,
         limit: usize,
-    ) -> Result<(), ProtocolError> {
+        pause_at: usize,
+    ) -> Result<usize, ProtocolError> {
         if self.stream_ended {
-            return Ok(());
+            return Ok(input.len());
         }
-        let result = self.inflate_inner(input, out, limit);
+        let result = self.inflate_inner(input, out, limit, pause_at);
         if result.is_err() {
             // The connection fails; give the memory back at once.
             self.decompressor = None;
@@ -459,13 +465,20 @@ impl PerMessageDeflate {
         mut input: &[u8],
         out: &mut BytesMut,
         limit: usize,
-    ) -> Result<(), ProtocolError> {
+        pause_at: usize,
+    ) -> Result<usize, ProtocolError> {
+        let total = input.len();
         let bits = self.recv_bits;
         let d = self
             .decompressor
             .get_or_insert_with(|| Box::new(Decompress::new_with_window_bits(false, bits)));
         let mut chunk = [0u8; INFLATE_CHUNK];
         loop {
+            // Output still inside the decompressor comes out on the next
+            // call, before anything from new input.
+            if out.len() >= pause_at {
+                return Ok(total - input.len());
+            }
             let (in_before, out_before) = (d.total_in(), d.total_out());
             let status = d
                 .decompress(input, &mut chunk, FlushDecompress::None)
@@ -482,12 +495,12 @@ impl PerMessageDeflate {
             }
             if status == Status::StreamEnd {
                 self.stream_ended = true;
-                return Ok(());
+                return Ok(total);
             }
             // Done when the input is used up and the output had room left
             // (nothing more is pending inside the decompressor).
             if input.is_empty() && made < chunk.len() {
-                return Ok(());
+                return Ok(total);
             }
             if used == 0 && made == 0 {
                 return Err(corrupt());
@@ -518,6 +531,14 @@ fn grow(out: &mut BytesMut, need: usize, limit: usize) {
 /// Compresses `payload` as one message (§7.2.1): a sync flush, with the
 /// trailing empty stored block removed.
 fn compress_message(c: &mut Compress, payload: &[u8]) -> Vec<u8> {
+    compress_piece(c, payload, true)
+}
+
+/// Compresses `payload` with a sync flush, so the peer can inflate
+/// everything sent so far; `last` removes the trailing empty stored block
+/// that ends a message (§7.2.1). Pieces before the last keep theirs: it is
+/// valid deflate data in the middle of the stream.
+fn compress_piece(c: &mut Compress, payload: &[u8], last: bool) -> Vec<u8> {
     let mut out = Vec::with_capacity(payload.len() / 2 + 64);
     let mut input = payload;
     loop {
@@ -537,7 +558,7 @@ fn compress_message(c: &mut Compress, payload: &[u8]) -> Vec<u8> {
             break;
         }
     }
-    if out.ends_with(&TAIL) {
+    if last && out.ends_with(&TAIL) {
         out.truncate(out.len() - TAIL.len());
     }
     out
@@ -591,14 +612,25 @@ impl Extension for PerMessageDeflate {
         limit: usize,
     ) -> Result<(), ProtocolError> {
         self.saw_input |= !input.is_empty();
-        self.inflate(input, out, limit)
+        self.inflate(input, out, limit, usize::MAX).map(|_| ())
+    }
+
+    fn decode_some(
+        &mut self,
+        input: &[u8],
+        out: &mut BytesMut,
+        limit: usize,
+        pause_at: usize,
+    ) -> Result<usize, ProtocolError> {
+        self.saw_input |= !input.is_empty();
+        self.inflate(input, out, limit, pause_at)
     }
 
     fn decode_end(&mut self, out: &mut BytesMut, limit: usize) -> Result<(), ProtocolError> {
         // A compressed message without payload bytes is taken as empty
         // (the RFC's form is a single 0x00, but some peers send nothing).
         let result = if self.saw_input {
-            self.inflate(&TAIL, out, limit)
+            self.inflate(&TAIL, out, limit, usize::MAX).map(|_| ())
         } else {
             Ok(())
         };
@@ -631,6 +663,41 @@ impl Extension for PerMessageDeflate {
         // With context takeover the peer's window must see every byte we
         // compressed, so the result is sent even if it grew.
         Some((RSV1, Bytes::from(compress_message(c, payload))))
+    }
+
+    fn encode_chunk(
+        &mut self,
+        opcode: OpCode,
+        payload: &[u8],
+        first: bool,
+        last: bool,
+    ) -> Option<(u8, Bytes)> {
+        if first {
+            // The size is not known in advance: a message that is one small
+            // chunk goes plain like a whole one; any other is compressed.
+            self.streaming_out = matches!(opcode, OpCode::Text | OpCode::Binary)
+                && !(last && payload.len() < self.threshold);
+        }
+        if !self.streaming_out {
+            return None;
+        }
+        let (bits, level) = (self.send_bits, self.level);
+        // Without context takeover this compressor lives for the one message.
+        let c = self.compressor.get_or_insert_with(|| {
+            Box::new(Compress::new_with_window_bits(
+                Compression::new(level),
+                false,
+                bits,
+            ))
+        });
+        let out = Bytes::from(compress_piece(c, payload, last));
+        if last {
+            self.streaming_out = false;
+            if self.send_reset {
+                self.compressor = None;
+            }
+        }
+        Some((if first { RSV1 } else { 0 }, out))
     }
 }
 

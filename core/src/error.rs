@@ -289,6 +289,10 @@ pub enum UsageError {
     /// A ping or pong payload over 125 bytes.
     #[error("control frame payload is {0} bytes; the limit is 125")]
     ControlPayloadTooLong(usize),
+    /// A chunk of a different kind (text or binary) than the message being
+    /// streamed out.
+    #[error("a {0} chunk cannot continue a message of the other kind")]
+    ChunkKindMismatch(&'static str),
 }
 
 /// Why an operation on a connection failed, as every runtime adapter

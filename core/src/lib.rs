@@ -93,9 +93,9 @@ mod timer;
 pub use close::{CloseCode, CloseFrame};
 pub use config::{Config, SeedSource};
 pub use connection::{
-    Connection, Event, Outcome, PreparedMessage, ReadTarget, Role, FRAGMENT_COST,
+    Connection, Event, Outcome, PreparedMessage, ReadTarget, Role, FRAGMENT_COST, STREAM_CHUNK,
 };
-pub use message::{Message, Utf8Bytes};
+pub use message::{Chunk, Message, Utf8Bytes};
 pub use pool::BufferPool;
 
 // Extensions.

@@ -189,3 +189,34 @@ impl From<Vec<u8>> for Message {
         Message::Binary(b.into())
     }
 }
+
+/// A piece of a message taken as it arrives (streaming mode, see
+/// [`Config::stream_messages`](crate::Config::stream_messages)), or a piece
+/// of a message sent the same way.
+///
+/// A text chunk is valid UTF-8 on its own: a code point split between two
+/// frames or two reads is held back until it is complete, so the whole
+/// message's bytes are the chunks' bytes in order. A message that is
+/// invalid UTF-8 ends the stream with an error at the chunk where the
+/// invalid bytes arrived.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Chunk {
+    /// The chunk's bytes, with the message's kind (text or binary).
+    pub data: Message,
+    /// Whether this is the message's first chunk.
+    pub first: bool,
+    /// Whether this is the message's last chunk: the next chunk (if any)
+    /// starts a new message.
+    pub last: bool,
+}
+
+impl Chunk {
+    /// A whole message as one chunk (both first and last).
+    pub fn whole(message: Message) -> Chunk {
+        Chunk {
+            data: message,
+            first: true,
+            last: true,
+        }
+    }
+}
