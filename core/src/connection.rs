@@ -1153,6 +1153,10 @@ impl Connection {
         let Some(frame) = self.frame.take() else {
             return;
         };
+        if frame.header.opcode.is_control() {
+            // A streamed message's bytes before this frame come first.
+            self.flush_stream();
+        }
         match frame.header.opcode {
             OpCode::Ping => {
                 let payload = Bytes::from(self.take_control());

@@ -293,6 +293,10 @@ pub enum UsageError {
     /// streamed out.
     #[error("a {0} chunk cannot continue a message of the other kind")]
     ChunkKindMismatch(&'static str),
+    /// A whole message was asked for while messages stream in chunks
+    /// (take them chunk by chunk instead).
+    #[error("messages arrive in chunks on this connection; take them chunk by chunk")]
+    Streaming,
 }
 
 /// Why an operation on a connection failed, as every runtime adapter
@@ -315,6 +319,9 @@ pub enum Error {
     Timeout(TimeoutKind),
     /// The connection ended without a close frame (reported as 1006).
     Eof,
+    /// The connection closed (cleanly) in the middle of a message that was
+    /// being taken in chunks: the rest of it will never come.
+    Incomplete,
     /// The caller misused the API (sending after close, a bad close code, ...).
     Usage(UsageError),
     /// The request hook rejected the request with this HTTP status.
@@ -341,6 +348,7 @@ impl fmt::Display for Error {
                 }
             }),
             Error::Eof => f.write_str("the connection ended without a close frame"),
+            Error::Incomplete => f.write_str("the connection closed in the middle of a message"),
             Error::Usage(e) => fmt::Display::fmt(e, f),
             Error::Rejected(status) => write!(f, "request rejected with status {status}"),
             Error::Tls(e) => write!(f, "tls: {e}"),

@@ -225,6 +225,8 @@ mod behaviour {
     mod deadlines;
     #[macro_use]
     mod streams;
+    #[macro_use]
+    pub(crate) mod chunks;
 }
 
 /// The scenarios. `$rt` names one of the glue modules above.
@@ -306,6 +308,7 @@ macro_rules! behaviour_suite {
             serving_scenarios!();
             deadlines_scenarios!();
             streams_scenarios!();
+            chunks_scenarios!();
 
             /// Starts an echo server in a background thread on this runtime
             /// and returns its address. Paths: `/missing` is 404, a foreign

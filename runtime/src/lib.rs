@@ -104,6 +104,7 @@ mod serve;
 mod server;
 mod shared;
 mod sse;
+mod stream;
 mod tls;
 mod websocket;
 
@@ -116,6 +117,7 @@ pub use runtime::{BoxFuture, Broadcast, Runtime, Timer, Transport, TryRecv};
 pub use client::{client_over, connect, connect_with, Response};
 pub use reconnect::Reconnect;
 pub use server::{accept, accept_with, default_config, read_request, Incoming};
+pub use stream::IncomingMessage;
 #[cfg(feature = "rustls")]
 pub use tls::{connect_tls_with, default_client_config};
 pub use websocket::{Receiver, Sender, WebSocket};
@@ -131,10 +133,10 @@ pub use wavecast_core::room::{
     LagPolicy, MemberEnd, RoomConfig, RoomError, RoomEvent, RoomMessage,
 };
 pub use wavecast_core::{
-    Backoff, CloseCode, CloseFrame, Config, ConnectionError, Error, HandshakeError, HostAllowList,
-    HttpResponse, Jitter, Message, Negotiated, OriginAllowList, Outcome, PreparedMessage,
-    ProtocolError, Role, SeedSource, ServeConfig, SseConfig, SseEnd, SseEvent, SseParser,
-    TimeoutKind, TrySendError, UsageError, Utf8Bytes,
+    Backoff, Chunk, CloseCode, CloseFrame, Config, ConnectionError, Error, HandshakeError,
+    HostAllowList, HttpResponse, Jitter, Message, Negotiated, OriginAllowList, Outcome,
+    PreparedMessage, ProtocolError, Role, SeedSource, ServeConfig, SseConfig, SseEnd, SseEvent,
+    SseParser, TimeoutKind, TrySendError, UsageError, Utf8Bytes,
 };
 
 /// Writes the fixed-runtime API of an adapter crate: type aliases

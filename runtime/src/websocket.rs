@@ -19,15 +19,17 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use futures_core::Stream;
+use futures_io::AsyncRead;
 use futures_sink::Sink;
 use wavecast_core::{
-    CloseCode, CloseFrame, Config, Connection, Error, Message, Negotiated, Outcome,
+    Chunk, CloseCode, CloseFrame, Config, Connection, Error, Message, Negotiated, Outcome,
     PreparedMessage, Role, TrySendError, Utf8Bytes,
 };
 
 use crate::driver::Driver;
 use crate::runtime::{Runtime, Transport};
 use crate::shared::Shared;
+use crate::stream::{self, IncomingMessage};
 
 /// A WebSocket connection. Send and receive directly, or [`WebSocket::split`]
 /// into halves for separate tasks.
@@ -177,6 +179,41 @@ impl WebSocket {
         self.receiver.close_frame()
     }
 
+    /// Receives the next piece of a message; see [`Receiver::recv_chunk`].
+    pub fn recv_chunk(&mut self) -> impl Future<Output = Option<Result<Chunk, Error>>> + '_ {
+        self.receiver.recv_chunk()
+    }
+
+    /// Waits for the next message and hands it out as it arrives; see
+    /// [`Receiver::next_message`].
+    pub async fn next_message(&mut self) -> Option<Result<IncomingMessage<'_>, Error>> {
+        self.receiver.next_message().await
+    }
+
+    /// Switches streaming on or off; see [`Receiver::set_streaming`].
+    pub fn set_streaming(&mut self, on: bool) {
+        self.receiver.set_streaming(on);
+    }
+
+    /// Queues one chunk of a message sent in pieces; see
+    /// [`Sender::send_chunk`].
+    pub fn send_chunk(
+        &mut self,
+        data: impl Into<Message>,
+        last: bool,
+    ) -> impl Future<Output = Result<(), Error>> + '_ {
+        self.sender.send_chunk(data, last)
+    }
+
+    /// Sends a message read from `reader`; see [`Sender::send_reader`].
+    pub async fn send_reader<R: AsyncRead + Unpin>(
+        &mut self,
+        text: bool,
+        reader: R,
+    ) -> Result<u64, Error> {
+        self.sender.send_reader(text, reader).await
+    }
+
     /// A clone of the sending half, for other tasks.
     pub fn sender(&self) -> Sender {
         self.sender.clone()
@@ -228,6 +265,41 @@ impl Sender {
     /// the message back) while queued output is over the write limit.
     pub fn try_send(&self, message: impl Into<Message>) -> Result<(), TrySendError> {
         self.shared.try_send(message.into())
+    }
+
+    /// Queues one chunk of a message sent in pieces, as one frame, once
+    /// queued output is under the write limit: the first chunk after a
+    /// message ended starts a new one of its kind (text or binary), `last`
+    /// ends it. With permessage-deflate each chunk is compressed as it goes.
+    ///
+    /// Pings, pongs and a close may go out between chunks. Whole messages
+    /// sent meanwhile (from clones of this sender, or room broadcasts)
+    /// wait and follow the last chunk, so a chunked message must be
+    /// finished; [`Sender::send_reader`] closes the connection (1011) if
+    /// its message cannot be. Text chunks must each be valid UTF-8.
+    pub fn send_chunk(
+        &self,
+        data: impl Into<Message>,
+        last: bool,
+    ) -> impl Future<Output = Result<(), Error>> + '_ {
+        stream::send_chunk(&self.shared, data.into(), last)
+    }
+
+    /// Sends everything `reader` yields as one message, without knowing its
+    /// size in advance or holding it whole: a chunk (one frame) per read of
+    /// up to 64 KiB, each waiting for the write limit, so a peer that reads
+    /// slowly slows the reading of the source. Returns the message's size.
+    ///
+    /// For `text`, the source must be UTF-8 (a code point may span reads).
+    /// If the source fails, is not UTF-8, or this future is dropped before
+    /// the end, the message cannot be completed and the connection closes
+    /// with 1011.
+    pub async fn send_reader<R: AsyncRead + Unpin>(
+        &self,
+        text: bool,
+        reader: R,
+    ) -> Result<u64, Error> {
+        stream::send_reader(&self.shared, text, reader).await
     }
 
     /// Queues a message framed once for many connections (broadcast).
@@ -310,6 +382,40 @@ impl Receiver {
     /// is the last item. Cancel-safe.
     pub async fn recv(&mut self) -> Option<Result<Message, Error>> {
         poll_fn(|cx| self.shared.poll_recv(cx)).await
+    }
+
+    /// Polls for the next piece of a message; see [`Receiver::recv_chunk`].
+    pub fn poll_recv_chunk(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Chunk, Error>>> {
+        self.shared.poll_recv_chunk(cx)
+    }
+
+    /// Receives the next piece of a message: with streaming on, chunks as
+    /// they arrive (`first` and `last` mark each message's ends; text
+    /// chunks are valid UTF-8 on their own); otherwise each message whole,
+    /// as one chunk. `None` and errors as for [`Receiver::recv`].
+    /// Cancel-safe.
+    pub async fn recv_chunk(&mut self) -> Option<Result<Chunk, Error>> {
+        poll_fn(|cx| self.shared.poll_recv_chunk(cx)).await
+    }
+
+    /// Waits for the start of the next message and hands it out as it
+    /// arrives, as a [`Stream`] of byte chunks or an
+    /// [`AsyncRead`](futures_io::AsyncRead): a message of any size (up to
+    /// [`Config::max_stream_size`]) passes through a window of 64 KiB.
+    /// Needs streaming on to stream (else a message comes whole, in one
+    /// chunk). `None` after a clean close.
+    pub async fn next_message(&mut self) -> Option<Result<IncomingMessage<'_>, Error>> {
+        IncomingMessage::next(&self.shared).await
+    }
+
+    /// Switches streaming on or off for messages that start from now on
+    /// (the default is [`Config::stream_messages`]). With streaming on,
+    /// take messages with [`Receiver::next_message`] or
+    /// [`Receiver::recv_chunk`]: [`Receiver::recv`] returns
+    /// [`UsageError::Streaming`](wavecast_core::UsageError::Streaming) for a
+    /// message that comes in more than one chunk.
+    pub fn set_streaming(&mut self, on: bool) {
+        self.shared.set_streaming(on);
     }
 
     /// The peer's close frame, once it arrived.

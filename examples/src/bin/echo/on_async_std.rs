@@ -26,15 +26,12 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
             let (tcp, _) = accepted?;
             tcp.set_nodelay(true)?;
             let config = config.clone();
+            let stream = options.stream;
             async_std::task::spawn(async move {
-                let Ok(mut ws) = accept_with(tcp, config, |_| Ok(Accept::new())).await else {
+                let Ok(ws) = accept_with(tcp, config, |_| Ok(Accept::new())).await else {
                     return;
                 };
-                while let Some(Ok(message)) = ws.recv().await {
-                    if ws.send(message).await.is_err() {
-                        break;
-                    }
-                }
+                crate::echo(ws, stream).await;
             });
         }
         println!("echo: shutting down");
