@@ -322,6 +322,75 @@ macro_rules! chunks_scenarios {
             assert_eq!(frame.map(|f| f.code), Some(CloseCode::INTERNAL_ERROR));
         }
 
+        /// A raw client streams a 1 GiB message in 4 MiB fragments with a
+        /// ping after each; the streaming echo answers every ping while
+        /// the message is still passing through.
+        #[test]
+        fn pings_are_answered_in_the_middle_of_a_1_gib_message() {
+            use std::io::Read;
+            const FRAGMENT: usize = 4 << 20;
+            const FRAGMENTS: usize = 256;
+            let addr = stream_echo_server(streaming_config(false));
+            let mut tcp = raw::upgrade(&addr);
+            let mut reader = tcp.try_clone().unwrap();
+            let counting = std::thread::spawn(move || {
+                let (mut data, mut pongs_mid, mut pongs) = (0usize, 0, 0);
+                while data < FRAGMENT * FRAGMENTS || pongs < FRAGMENTS {
+                    let mut head = [0u8; 2];
+                    reader.read_exact(&mut head).unwrap();
+                    let len = match head[1] & 0x7f {
+                        126 => {
+                            let mut b = [0u8; 2];
+                            reader.read_exact(&mut b).unwrap();
+                            u16::from_be_bytes(b) as usize
+                        }
+                        127 => {
+                            let mut b = [0u8; 8];
+                            reader.read_exact(&mut b).unwrap();
+                            u64::from_be_bytes(b) as usize
+                        }
+                        n => n as usize,
+                    };
+                    let mut payload = vec![0u8; len];
+                    reader.read_exact(&mut payload).unwrap();
+                    match head[0] & 0x0f {
+                        0x0 | 0x2 => {
+                            assert!(payload.iter().all(|&b| b == 0x5a));
+                            data += len;
+                        }
+                        0xa => {
+                            pongs += 1;
+                            if data < FRAGMENT * FRAGMENTS {
+                                pongs_mid += 1;
+                            }
+                        }
+                        other => panic!("opcode {other}"),
+                    }
+                }
+                (data, pongs, pongs_mid)
+            });
+            // A zero mask key leaves the payload as it is.
+            let payload = vec![0x5au8; FRAGMENT];
+            for i in 0..FRAGMENTS {
+                let opcode = if i == 0 { 0x2 } else { 0x0 };
+                let fin = if i + 1 == FRAGMENTS { 0x80 } else { 0 };
+                let mut head = vec![fin | opcode, 0x80 | 127];
+                head.extend_from_slice(&(FRAGMENT as u64).to_be_bytes());
+                head.extend_from_slice(&[0, 0, 0, 0]);
+                tcp.write_all(&head).unwrap();
+                tcp.write_all(&payload).unwrap();
+                tcp.write_all(&raw::frame(0x89, format!("ping {i}").as_bytes()))
+                    .unwrap();
+            }
+            let (data, pongs, pongs_mid) = counting.join().unwrap();
+            assert_eq!(data, FRAGMENT * FRAGMENTS);
+            assert_eq!(pongs, FRAGMENTS);
+            assert!(
+                pongs_mid >= FRAGMENTS - 1,
+                "{pongs_mid} pongs before the end"
+            );
+        }
+
         /// Runs `future` for at most `limit`; `None` if it did not finish.
         async fn within_or_none<T>(limit: Duration, future: impl Future<Output = T>) -> Option<T> {
             let timer = sleep(limit);
