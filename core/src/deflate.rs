@@ -590,6 +590,21 @@ pub(crate) fn compress_fresh(key: SharedKey, payload: &[u8]) -> Option<Bytes> {
     (out.len() < payload.len()).then(|| Bytes::from(out))
 }
 
+impl PerMessageDeflate {
+    /// The compressor kept between calls (for the connection with context
+    /// takeover, for one chunked message without).
+    fn compressor(&mut self) -> &mut Compress {
+        let (bits, level) = (self.send_bits, self.level);
+        self.compressor.get_or_insert_with(|| {
+            Box::new(Compress::new_with_window_bits(
+                Compression::new(level),
+                false,
+                bits,
+            ))
+        })
+    }
+}
+
 impl Extension for PerMessageDeflate {
     fn name(&self) -> &'static str {
         NAME
@@ -652,17 +667,12 @@ impl Extension for PerMessageDeflate {
                 .expect("a resetting compressor has a shared key");
             return compress_fresh(key, payload).map(|b| (RSV1, b));
         }
-        let (bits, level) = (self.send_bits, self.level);
-        let c = self.compressor.get_or_insert_with(|| {
-            Box::new(Compress::new_with_window_bits(
-                Compression::new(level),
-                false,
-                bits,
-            ))
-        });
         // With context takeover the peer's window must see every byte we
         // compressed, so the result is sent even if it grew.
-        Some((RSV1, Bytes::from(compress_message(c, payload))))
+        Some((
+            RSV1,
+            Bytes::from(compress_message(self.compressor(), payload)),
+        ))
     }
 
     fn encode_chunk(
@@ -672,25 +682,19 @@ impl Extension for PerMessageDeflate {
         first: bool,
         last: bool,
     ) -> Option<(u8, Bytes)> {
+        if first && last {
+            // A message in one chunk is a whole message.
+            return self.encode(opcode, payload);
+        }
         if first {
-            // The size is not known in advance: a message that is one small
-            // chunk goes plain like a whole one; any other is compressed.
-            self.streaming_out = matches!(opcode, OpCode::Text | OpCode::Binary)
-                && !(last && payload.len() < self.threshold);
+            // The size is not known in advance: compress it all.
+            self.streaming_out = matches!(opcode, OpCode::Text | OpCode::Binary);
         }
         if !self.streaming_out {
             return None;
         }
-        let (bits, level) = (self.send_bits, self.level);
         // Without context takeover this compressor lives for the one message.
-        let c = self.compressor.get_or_insert_with(|| {
-            Box::new(Compress::new_with_window_bits(
-                Compression::new(level),
-                false,
-                bits,
-            ))
-        });
-        let out = Bytes::from(compress_piece(c, payload, last));
+        let out = Bytes::from(compress_piece(self.compressor(), payload, last));
         if last {
             self.streaming_out = false;
             if self.send_reset {
