@@ -373,3 +373,29 @@ fn streaming_can_be_switched_per_connection() {
     assert!(matches!(&events[0], Event::Message(_)));
     assert!(matches!(&events[1], Event::Chunk(c) if c.first && c.last));
 }
+
+#[test]
+fn a_compressed_stream_over_its_limit_reports_the_configured_limit() {
+    // The inflater checks the room left after the chunks handed out; the
+    // error must still name the limit, however far the application read
+    // (found by the `stream` fuzz target: the reported limit followed the
+    // read sizes).
+    let d = Some(DeflateConfig::default());
+    let server = streaming()
+        .with_deflate(d.clone())
+        .with_max_stream_size(100_000);
+    let mut pair = negotiated_pair(config().with_deflate(d), server);
+    pair.client.send_binary(vec![0u8; 200_000]).unwrap();
+    let wire = drain_output(&mut pair.client);
+    pair.server.receive(pair.now, &wire);
+    let mut got = Collector::default();
+    got.take(&mut pair.server);
+    assert_eq!(
+        got.error,
+        Some(ConnectionError::Protocol(ProtocolError::MessageTooBig {
+            limit: 100_000
+        }))
+    );
+    let out = parse_frames(&drain_output(&mut pair.server));
+    assert_eq!(&out.last().unwrap().1[..2], &1009u16.to_be_bytes());
+}
