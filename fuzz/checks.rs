@@ -20,8 +20,8 @@ use wavecast_core::handshake::{
 };
 use wavecast_core::sse::{SseError, SseEvent, SseParser};
 use wavecast_core::{
-    BufferPool, CloseCode, Config, Connection, ConnectionError, Event, HandshakeError, Message,
-    Role, SeedSource, Utf8Bytes,
+    BufferPool, Chunk, CloseCode, Config, Connection, ConnectionError, Event, HandshakeError,
+    Message, Role, SeedSource, Utf8Bytes, STREAM_CHUNK,
 };
 
 /// Every fuzz target, by name (also the corpus folder names). The inflate
@@ -35,6 +35,7 @@ pub const TARGETS: &[&str] = &[
     "connection_pair",
     "connection_large",
     "connection_interleave",
+    "stream",
     "sse",
     #[cfg(feature = "deflate")]
     "inflate",
@@ -51,6 +52,7 @@ pub fn run(target: &str, data: &[u8], heap: Option<&Heap>) {
         "connection_pair" => connection_pair(data),
         "connection_large" => connection_large(data, heap),
         "connection_interleave" => connection_interleave(data),
+        "stream" => stream(data, heap),
         "sse" => sse(data, heap),
         #[cfg(feature = "deflate")]
         "inflate" => inflate(data, heap),
@@ -2535,6 +2537,555 @@ pub fn connection_interleave(data: &[u8]) {
                 (*code, reason.as_str())
             );
         }
+    }
+}
+
+// ----------------------------------------------------------------- stream
+
+/// Largest streamed message of the `stream` target, by index: far past the
+/// traffic, a little over 1 MiB, and 100 kB.
+const STREAM_LIMITS: [u64; 3] = [8 << 20, (1 << 20) + 7, 100_000];
+/// Largest whole message (streaming switched off) and frame.
+const STREAM_WHOLE: usize = 1 << 20;
+/// A chunk is handed out once a window (`STREAM_CHUNK`) is decoded; a piece
+/// decoded on top of nearly a window (a read's worth, capped at a window,
+/// or an inflate step) keeps it under two.
+const CHUNK_MAX: usize = 2 * STREAM_CHUNK;
+/// Unread chunk bytes: decoding stops once a window is unread, and the
+/// step that crossed it added at most one chunk.
+const UNREAD_MAX: usize = STREAM_CHUNK + CHUNK_MAX;
+/// Heap for what is not input or chunks: the inflate state (window and
+/// tables), the event queue, pongs, the config.
+const STREAM_OVERHEAD: usize = 192 << 10;
+
+/// What the peer of the `stream` target sends.
+#[derive(Arbitrary, Debug)]
+enum Traffic {
+    /// A frame (or raw bytes) as `connection_large` builds them, written
+    /// straight onto the wire (never compressed).
+    Wire(Wire),
+    /// A message the peer core sends whole (compressed with deflate).
+    Send {
+        text: bool,
+        len: Len,
+        fill: Fill,
+    },
+    /// A message the peer core sends with `send_chunk`, cut at these sizes
+    /// (cycled; text on character boundaries).
+    Chunked {
+        text: bool,
+        len: Len,
+        fill: Fill,
+        pieces: Vec<u16>,
+    },
+    Ping {
+        len: u8,
+        byte: u8,
+    },
+}
+
+#[derive(Arbitrary, Debug)]
+struct StreamSetup {
+    /// permessage-deflate when odd (`deflate_variant(deflate >> 1)`).
+    deflate: u8,
+    stream_limit: u8,
+    /// The peer's fragment size for whole sends, by index.
+    fragment: Option<u8>,
+    auto_pong: bool,
+    /// Scratch size: a few bytes, 4 KiB, 64 KiB, or anything to 128 KiB.
+    scratch: u32,
+    /// End with a read of 0 bytes (end of stream).
+    eof: bool,
+    traffic: Vec<Traffic>,
+}
+
+/// One step of the adapter or the application in `stream`.
+#[derive(Arbitrary, Debug)]
+enum StreamOp {
+    /// `count` reads through `read_target` of at most `size` bytes each
+    /// (0: as much as the target lends), only while the core wants input.
+    Read {
+        size: u32,
+        count: u8,
+    },
+    /// `receive` of the next `size` bytes (0: all the rest); `impatient`
+    /// even while the core does not want input.
+    Receive {
+        size: u32,
+        impatient: bool,
+    },
+    /// The application takes up to `max` events, no more: it reads lazily.
+    Poll {
+        max: u8,
+    },
+    /// `skip_message` (does nothing between messages).
+    Skip,
+    /// `set_streaming` switched.
+    Toggle,
+    Transmit,
+}
+
+/// The application of the `stream` target: checks every event as it is
+/// taken and digests the messages, chunks joined.
+struct StreamApp {
+    digest: Digest,
+    /// The message whose chunks are being taken: text, bytes so far, and
+    /// the running hash of its bytes.
+    partial: Option<(bool, u64, u64)>,
+    /// The peer's Close or an Error was taken: nothing more may come.
+    ended: bool,
+    max_stream: u64,
+}
+
+impl StreamApp {
+    fn event(&mut self, event: &Event) {
+        assert!(
+            !self.ended,
+            "event after the peer's Close or an error: {event:?}"
+        );
+        match event {
+            Event::Chunk(c) => self.chunk(c),
+            Event::Message(m) => {
+                assert!(self.partial.is_none(), "a whole message inside a stream");
+                assert!(m.len() <= STREAM_WHOLE, "message of {} B", m.len());
+                if let Message::Text(t) = m {
+                    assert!(std::str::from_utf8(t.as_bytes()).is_ok());
+                }
+                self.digest.event(event);
+            }
+            Event::Ping(p) | Event::Pong(p) => {
+                assert!(p.len() <= 125);
+                self.digest.event(event);
+            }
+            Event::Close(_) | Event::Error(_) => {
+                self.ended = true;
+                self.digest.event(event);
+            }
+            other => panic!("unexpected event {other:?}"),
+        }
+    }
+
+    fn chunk(&mut self, c: &Chunk) {
+        let len = c.data.len();
+        assert_eq!(c.first, self.partial.is_none(), "first flag out of order");
+        assert!(len <= CHUNK_MAX, "chunk of {len} B");
+        assert!(len > 0 || c.last, "an empty chunk in the middle");
+        if let Message::Text(t) = &c.data {
+            assert!(
+                std::str::from_utf8(t.as_bytes()).is_ok(),
+                "a text chunk that is not UTF-8 on its own"
+            );
+        }
+        let (text, total, hash) =
+            self.partial
+                .get_or_insert((c.data.is_text(), 0, 0xcbf29ce484222325));
+        assert_eq!(*text, c.data.is_text(), "kind changed inside a message");
+        *total += len as u64;
+        assert!(
+            *total <= self.max_stream,
+            "stream of {total} B over the limit"
+        );
+        for &b in c.data.as_bytes() {
+            *hash = (*hash ^ u64::from(b)).wrapping_mul(0x100000001b3);
+        }
+        if c.last {
+            let (text, total, hash) = self.partial.take().expect("set above");
+            self.digest.bytes(if text { b"text" } else { b"binary" });
+            self.digest.bytes(&total.to_le_bytes());
+            self.digest.bytes(&hash.to_le_bytes());
+            self.digest.1 += 1;
+        }
+    }
+
+    /// The application abandons the message it is taking.
+    fn skip(&mut self) {
+        self.partial = None;
+    }
+}
+
+/// The connection under test in `stream` and how it is read.
+struct StreamRun<'h> {
+    conn: Connection,
+    app: StreamApp,
+    pool: BufferPool,
+    scratch: Vec<u8>,
+    out: Vec<u8>,
+    stream: Vec<u8>,
+    pos: usize,
+    now: Instant,
+    heap: Option<&'h Heap>,
+    /// Live heap after setup.
+    base: usize,
+    /// Bytes fed since the core last wanted input (so held no backlog).
+    pending_in: usize,
+    /// Whole messages may be reassembled (streaming was switched off).
+    whole: bool,
+    /// The events depend on when the application acted (skips, switches).
+    timing: bool,
+}
+
+impl StreamRun<'_> {
+    /// Heap the connection may hold, or grow by during one call: unread
+    /// input (kept as backlog, copied once when joined), the unread chunks
+    /// and, per byte read since the core last wanted input, the events
+    /// tiny frames make; a whole message when streaming was switched off.
+    fn budget(&self, extra: usize) -> usize {
+        let whole = if self.whole {
+            2 * STREAM_WHOLE + IN_PLACE
+        } else {
+            0
+        };
+        2 * (self.pending_in + extra)
+            + 64 * (self.pending_in + extra)
+            + UNREAD_MAX
+            + CHUNK_MAX
+            + whole
+            + STREAM_OVERHEAD
+    }
+
+    /// Checks the heap after a call that fed `n` bytes.
+    fn check_heap(&mut self, what: &str, n: usize) {
+        if self.conn.wants_read() {
+            self.pending_in = 0;
+        }
+        let Some(h) = self.heap else {
+            return;
+        };
+        let peak = (h.peak)().saturating_sub(self.base);
+        let held = (h.live)().saturating_sub(self.base);
+        let budget = self.budget(n);
+        assert!(
+            peak <= budget,
+            "{what} of {n} B: heap peaked {peak} B over the start ({} B pending)",
+            self.pending_in
+        );
+        assert!(
+            held <= budget,
+            "{what} of {n} B: connection holds {held} B ({} B pending)",
+            self.pending_in
+        );
+    }
+
+    fn start_call(&self) {
+        if let Some(h) = self.heap {
+            (h.reset_peak)();
+        }
+    }
+
+    fn poll(&mut self, max: usize) {
+        for _ in 0..max {
+            self.start_call();
+            let Some(event) = self.conn.poll_event() else {
+                return;
+            };
+            self.app.event(&event);
+            drop(event);
+            self.check_heap("a poll", 0);
+        }
+    }
+
+    fn transmit(&mut self) {
+        loop {
+            self.out.clear();
+            let chunk = self.conn.poll_transmit(&mut self.out);
+            if chunk.is_none() && self.out.is_empty() {
+                return;
+            }
+        }
+    }
+
+    fn serve(&mut self) {
+        loop {
+            self.poll(usize::MAX);
+            self.transmit();
+            if !self.conn.has_events() {
+                return;
+            }
+        }
+    }
+
+    /// One read through `read_target` of at most `size` bytes (0: what the
+    /// target lends). False when no read happened.
+    fn read(&mut self, size: usize) -> bool {
+        if self.pos == self.stream.len() || !self.conn.wants_read() {
+            return false;
+        }
+        self.start_call();
+        let mut target = self.conn.read_target(&mut self.scratch, &mut self.pool);
+        let buf = target.buf();
+        let lent = buf.len();
+        assert!(lent > 0, "an empty read target");
+        let want = if size == 0 { lent } else { size.min(lent) };
+        let n = want.min(self.stream.len() - self.pos);
+        buf[..n].copy_from_slice(&self.stream[self.pos..self.pos + n]);
+        target.commit(self.now, n);
+        self.pos += n;
+        self.pending_in += n;
+        self.check_heap("a read", n);
+        true
+    }
+
+    fn receive(&mut self, size: usize, impatient: bool) {
+        if self.pos == self.stream.len() || !(impatient || self.conn.wants_read()) {
+            return;
+        }
+        let n = if size == 0 {
+            self.stream.len() - self.pos
+        } else {
+            size.min(self.stream.len() - self.pos)
+        };
+        self.start_call();
+        self.conn
+            .receive(self.now, &self.stream[self.pos..self.pos + n]);
+        self.pos += n;
+        self.pending_in += n;
+        self.check_heap("a receive", n);
+    }
+}
+
+/// Builds the traffic of `stream`: frames written directly and messages a
+/// peer core sends (compressed when deflate is negotiated).
+fn stream_traffic(setup: &StreamSetup, peer: &mut Connection) -> Vec<u8> {
+    let mut stream = Vec::new();
+    let flush = |peer: &mut Connection, stream: &mut Vec<u8>| {
+        let mut buf = Vec::new();
+        loop {
+            buf.clear();
+            let chunk = peer.poll_transmit(&mut buf);
+            stream.extend_from_slice(&buf);
+            match chunk {
+                Some(c) => stream.extend_from_slice(&c),
+                None if buf.is_empty() => return,
+                None => {}
+            }
+        }
+    };
+    // Payload bytes the peer core sends: compressed, megabytes of zeros
+    // take a few wire bytes, so the wire cap alone would let an input
+    // inflate hundreds of megabytes (a slow unit, not a finding).
+    let mut sent = 0;
+    for t in &setup.traffic {
+        if stream.len() >= LARGE_STREAM || sent >= LARGE_STREAM {
+            break;
+        }
+        let room = (LARGE_STREAM - stream.len()).min(LARGE_STREAM - sent);
+        match t {
+            Traffic::Wire(w) => emit(w, Role::Server, STREAM_WHOLE, &mut stream),
+            Traffic::Send { text, len, fill } => {
+                let recipe = Recipe {
+                    text: *text,
+                    len: len.get(STREAM_WHOLE).min(room),
+                    fill: *fill,
+                };
+                sent += recipe.len;
+                let _ = peer.send(recipe.message());
+            }
+            Traffic::Chunked {
+                text,
+                len,
+                fill,
+                pieces,
+            } => {
+                let recipe = Recipe {
+                    text: *text,
+                    len: len.get(STREAM_WHOLE).min(room),
+                    fill: *fill,
+                };
+                let bytes = recipe.bytes();
+                sent += bytes.len();
+                let mut at = 0;
+                let mut sizes = pieces.iter().cycle();
+                // At most 4096 pieces: a megabyte in one-byte chunks would
+                // be megabytes of frames to build and read (slow, not deep).
+                let least = bytes.len() / 4096 + 1;
+                loop {
+                    let size = sizes
+                        .next()
+                        .map_or(bytes.len(), |&s| usize::from(s) + 1)
+                        .max(least);
+                    let mut end = (at + size).min(bytes.len());
+                    if *text {
+                        while std::str::from_utf8(&bytes[at..end]).is_err() {
+                            end += 1;
+                        }
+                    }
+                    let piece = bytes[at..end].to_vec();
+                    let data = if *text {
+                        Message::Text(Utf8Bytes::try_from(piece).expect("cut on a boundary"))
+                    } else {
+                        Message::Binary(piece.into())
+                    };
+                    let last = end == bytes.len();
+                    let _ = peer.send_chunk(data, last);
+                    at = end;
+                    if last {
+                        break;
+                    }
+                }
+            }
+            Traffic::Ping { len, byte } => {
+                let _ = peer.send_ping(vec![*byte; usize::from(len % 126)]);
+            }
+        }
+        flush(peer, &mut stream);
+    }
+    stream
+}
+
+/// A streaming server (`stream_messages`, streams up to 8 MiB, whole
+/// messages and frames up to 1 MiB when streaming is switched off),
+/// optionally with permessage-deflate negotiated through a real handshake,
+/// reads traffic from frames built directly (valid and invalid, megabyte
+/// payloads, compressed garbage) and from a client core sending whole and
+/// chunked messages: through `read_target` (scratch of 1 B to 128 KiB,
+/// only while it wants input) and `receive` (any size, even while it does
+/// not), while the application takes events lazily, skips messages and
+/// switches streaming. Never panics; chunks come in order (first, ...,
+/// last), of one kind, non-empty but the last, at most two windows, text
+/// ones valid UTF-8 on their own, a stream never past its limit; nothing
+/// after a Close or an error; the heap held, and its peak during any call,
+/// stay within the unread input plus a window of unread chunks (decoding
+/// pauses, also inflating a bomb); without skips or switches, the messages
+/// (chunks joined) and other events equal those of a streaming server
+/// given all the bytes at once; reads stay paused only while it has
+/// closed; EOF ends it.
+pub fn stream(data: &[u8], heap: Option<&Heap>) {
+    let mut u = Unstructured::new(data);
+    let Ok(setup) = StreamSetup::arbitrary(&mut u) else {
+        return;
+    };
+    let max_stream = STREAM_LIMITS[usize::from(setup.stream_limit) % STREAM_LIMITS.len()];
+    let config = Config::default()
+        .with_seed(SeedSource::Fixed(0x57e4))
+        .with_stream_messages(true)
+        .with_max_stream_size(max_stream)
+        .with_max_message_size(STREAM_WHOLE)
+        .with_max_frame_size(STREAM_WHOLE)
+        .with_max_fragments(4096)
+        .with_auto_pong(setup.auto_pong);
+    let fragment = setup
+        .fragment
+        .map(|i| [125, 4096, IN_PLACE, 300_000][usize::from(i) % 4]);
+    let peer_config = Config::default()
+        .with_seed(SeedSource::Fixed(7))
+        .with_fragment_size(fragment);
+    let now = Instant::now();
+    let (stream_bytes, reference) = {
+        let (mut peer, mut reference) =
+            interleave_pair(peer_config, config.clone(), setup.deflate, now);
+        let stream_bytes = stream_traffic(&setup, &mut peer);
+        reference.receive(now, &stream_bytes);
+        let mut app = StreamApp {
+            digest: Digest::new(),
+            partial: None,
+            ended: false,
+            max_stream,
+        };
+        while let Some(e) = reference.poll_event() {
+            app.event(&e);
+        }
+        (stream_bytes, app.digest)
+    };
+    let conn = {
+        // The same negotiation again; the client side is not needed.
+        let (_, server) = interleave_pair(Config::default(), config, setup.deflate, now);
+        server
+    };
+    let scratch = match setup.scratch % 4 {
+        0 => 1 + (setup.scratch >> 2) as usize % 16,
+        1 => 4096,
+        2 => IN_PLACE,
+        _ => 1 + (setup.scratch >> 2) as usize % (128 << 10),
+    };
+    let mut run = StreamRun {
+        conn,
+        app: StreamApp {
+            digest: Digest::new(),
+            partial: None,
+            ended: false,
+            max_stream,
+        },
+        pool: BufferPool::new(),
+        scratch: vec![0x5c; scratch],
+        out: Vec::with_capacity(64 << 10),
+        stream: stream_bytes,
+        pos: 0,
+        now,
+        heap,
+        base: 0,
+        pending_in: 0,
+        whole: false,
+        timing: false,
+    };
+    run.base = heap.map_or(0, |h| (h.live)());
+
+    let mut steps = 0;
+    while !u.is_empty() {
+        let Ok(op) = StreamOp::arbitrary(&mut u) else {
+            break;
+        };
+        steps += 1;
+        if steps > 256 {
+            break;
+        }
+        match op {
+            StreamOp::Read { size, count } => {
+                for _ in 0..=count {
+                    if !run.read(size as usize) {
+                        break;
+                    }
+                }
+            }
+            StreamOp::Receive { size, impatient } => run.receive(size as usize, impatient),
+            StreamOp::Poll { max } => run.poll(usize::from(max)),
+            StreamOp::Skip => {
+                if run.app.partial.is_some() {
+                    run.timing = true;
+                    run.app.skip();
+                }
+                run.conn.skip_message();
+            }
+            StreamOp::Toggle => {
+                let on = !run.conn.is_streaming();
+                run.conn.set_streaming(on);
+                run.timing = true;
+                run.whole |= !on;
+            }
+            StreamOp::Transmit => run.transmit(),
+        }
+    }
+    // The rest as an adapter reads: 64 KiB at a time while the core wants
+    // input, serving the application when it does not.
+    while run.pos < run.stream.len() {
+        let pos = run.pos;
+        run.receive(64 << 10, false);
+        if run.pos > pos {
+            continue;
+        }
+        run.serve();
+        if !run.conn.wants_read() {
+            assert!(run.conn.is_closed(), "reads stay paused after a full drain");
+            break;
+        }
+    }
+    run.serve();
+    if !run.timing {
+        assert_eq!(
+            run.app.digest, reference,
+            "events depend on how the input was read"
+        );
+    }
+
+    if setup.eof && !run.conn.is_closed() {
+        let ended = run.app.ended;
+        run.conn
+            .read_target(&mut run.scratch, &mut run.pool)
+            .commit(now, 0);
+        run.serve();
+        if !ended {
+            assert!(run.app.ended, "EOF before a close was not reported");
+        }
+        assert!(run.conn.is_closed(), "not closed after EOF");
     }
 }
 

@@ -1045,7 +1045,9 @@ impl Connection {
                 if let Some(key) = key {
                     apply_mask(s, key, at);
                 }
-                let took = ext.decode_some(s, &mut msg.buf, limit, STREAM_CHUNK)?;
+                let took = ext
+                    .decode_some(s, &mut msg.buf, limit, STREAM_CHUNK)
+                    .map_err(|e| stream_limit(e, self.config.max_stream_size))?;
                 at += took;
                 used += took;
                 if took < piece.len() {
@@ -1223,7 +1225,12 @@ impl Connection {
                 limit
             };
             if let Some(ext) = self.extension.as_mut() {
-                ext.decode_end(&mut msg.buf, limit)?;
+                let result = ext.decode_end(&mut msg.buf, limit);
+                if msg.stream {
+                    result.map_err(|e| stream_limit(e, self.config.max_stream_size))?;
+                } else {
+                    result?;
+                }
             }
             if msg.text {
                 check_utf8(&mut msg)?;
@@ -2064,6 +2071,19 @@ fn check_utf8(msg: &mut Assembly) -> Result<(), ProtocolError> {
             Ok(())
         }
         Err(_) => Err(ProtocolError::InvalidUtf8),
+    }
+}
+
+/// A streamed message's inflater is given what the message may still grow
+/// by (`max_stream_size` less the bytes handed out); its error names the
+/// configured limit, so it does not depend on how far the application had
+/// read.
+fn stream_limit(error: ProtocolError, max_stream_size: u64) -> ProtocolError {
+    match error {
+        ProtocolError::MessageTooBig { .. } => ProtocolError::MessageTooBig {
+            limit: usize::try_from(max_stream_size).unwrap_or(usize::MAX),
+        },
+        other => other,
     }
 }
 

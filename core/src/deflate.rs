@@ -694,7 +694,16 @@ impl Extension for PerMessageDeflate {
             return None;
         }
         // Without context takeover this compressor lives for the one message.
-        let out = Bytes::from(compress_piece(self.compressor(), payload, last));
+        let mut out = compress_piece(self.compressor(), payload, last);
+        if last && out.is_empty() {
+            // Nothing new since the previous chunk's sync flush: the
+            // message so far ends with an empty stored block the receiver
+            // cannot see as its end. A lone 0x00 starts one more, which the
+            // receiver's appended 00 00 ff ff completes (RFC 7692 §7.2.2),
+            // so its inflater ends the message on a block boundary.
+            out.push(0x00);
+        }
+        let out = Bytes::from(out);
         if last {
             self.streaming_out = false;
             if self.send_reset {

@@ -99,6 +99,11 @@ fn replay_connection_interleave() {
 }
 
 #[test]
+fn replay_stream() {
+    replay("stream");
+}
+
+#[test]
 fn replay_sse() {
     replay("sse");
 }

@@ -3,16 +3,17 @@
 //! allocator (this test binary's global allocator).
 
 mod common;
+mod deflate_common;
 
 use std::alloc::System;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use common::{client_frame, config};
+use common::{client_frame, config, drain_output};
 use stats_alloc::{Region, StatsAlloc, INSTRUMENTED_SYSTEM};
 use wavecast_core::error::{ConnectionError, ProtocolError};
 use wavecast_core::frame::OpCode;
-use wavecast_core::{Connection, Event, Role, FRAGMENT_COST};
+use wavecast_core::{Connection, DeflateConfig, Event, Role, FRAGMENT_COST, STREAM_CHUNK};
 
 #[global_allocator]
 static GLOBAL: &StatsAlloc<System> = &INSTRUMENTED_SYSTEM;
@@ -126,4 +127,59 @@ fn an_announced_payload_costs_nothing_until_it_arrives() {
         panic!("expected the message");
     };
     assert_eq!(m.as_bytes(), &payload[..]);
+}
+
+/// Takes a streamed message one event at a time (the application reading
+/// lazily) after all of `wire` arrived in one read; returns the bytes
+/// taken and the most live heap seen.
+fn take_lazily(conn: &mut Connection, wire: &[u8], now: Instant) -> (usize, isize) {
+    let region = Region::new(GLOBAL);
+    conn.receive(now, wire);
+    let (mut total, mut peak) = (0, live(&region));
+    loop {
+        match conn.poll_event() {
+            Some(Event::Chunk(c)) => {
+                total += c.data.len();
+                let last = c.last;
+                drop(c);
+                peak = peak.max(live(&region));
+                if last {
+                    return (total, peak);
+                }
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+}
+
+#[test]
+fn a_streamed_bomb_taken_lazily_holds_a_window_not_the_message() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let d = Some(DeflateConfig::default());
+    let mut pair = deflate_common::negotiated_pair(
+        config().with_deflate(d.clone()),
+        config().with_deflate(d).with_stream_messages(true),
+    );
+    // 32 MiB of zeros compress to about 32 KiB.
+    pair.client.send_binary(vec![0u8; 32 << 20]).unwrap();
+    let wire = drain_output(&mut pair.client);
+    let (total, peak) = take_lazily(&mut pair.server, &wire, pair.now);
+    assert_eq!(total, 32 << 20);
+    // Decoding pauses while a window is unread: the input waiting, at most
+    // a window and a chunk of chunks, and the inflate state.
+    let budget = wire.len() + 3 * STREAM_CHUNK + (256 << 10);
+    assert!(peak as usize <= budget, "held {peak} B, budget {budget} B");
+}
+
+#[test]
+fn a_large_read_while_streaming_is_kept_once() {
+    let _serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let now = Instant::now();
+    let mut s = Connection::new(Role::Server, config().with_stream_messages(true), now);
+    let wire = client_frame(true, 0, OpCode::Binary, &vec![7u8; 4 << 20]);
+    let (total, peak) = take_lazily(&mut s, &wire, now);
+    assert_eq!(total, 4 << 20);
+    // The undecoded rest is copied once; chunks are taken as they come.
+    let budget = wire.len() + 3 * STREAM_CHUNK + (16 << 10);
+    assert!(peak as usize <= budget, "held {peak} B, budget {budget} B");
 }

@@ -373,3 +373,65 @@ fn streaming_can_be_switched_per_connection() {
     assert!(matches!(&events[0], Event::Message(_)));
     assert!(matches!(&events[1], Event::Chunk(c) if c.first && c.last));
 }
+
+#[test]
+fn a_compressed_stream_over_its_limit_reports_the_configured_limit() {
+    // The inflater checks the room left after the chunks handed out; the
+    // error must still name the limit, however far the application read
+    // (found by the `stream` fuzz target: the reported limit followed the
+    // read sizes).
+    let d = Some(DeflateConfig::default());
+    let server = streaming()
+        .with_deflate(d.clone())
+        .with_max_stream_size(100_000);
+    let mut pair = negotiated_pair(config().with_deflate(d), server);
+    pair.client.send_binary(vec![0u8; 200_000]).unwrap();
+    let wire = drain_output(&mut pair.client);
+    pair.server.receive(pair.now, &wire);
+    let mut got = Collector::default();
+    got.take(&mut pair.server);
+    assert_eq!(
+        got.error,
+        Some(ConnectionError::Protocol(ProtocolError::MessageTooBig {
+            limit: 100_000
+        }))
+    );
+    let out = parse_frames(&drain_output(&mut pair.server));
+    assert_eq!(&out.last().unwrap().1[..2], &1009u16.to_be_bytes());
+}
+
+#[test]
+fn an_empty_last_chunk_keeps_the_compression_context_in_step() {
+    // The last chunk adds no data after the previous chunk's sync flush.
+    // With context takeover the peer's inflater must still end the message
+    // on a block boundary, or the next message decodes as garbage (found
+    // by the stream_props send property).
+    let d = Some(
+        DeflateConfig::default()
+            .with_client_no_context_takeover(false)
+            .with_threshold(0),
+    );
+    let mut pair = negotiated_pair(config().with_deflate(d.clone()), config().with_deflate(d));
+    let c = &mut pair.client;
+    c.send_chunk(Message::Binary(Bytes::from_static(b"data")), false)
+        .unwrap();
+    c.send_chunk(Message::Binary(Bytes::new()), true).unwrap();
+    c.send_text("next").unwrap();
+    c.send_chunk(Message::from("and "), false).unwrap();
+    c.send_chunk(Message::from(""), true).unwrap();
+    c.send_binary(Bytes::from_static(b"last")).unwrap();
+    let wire = drain_output(&mut pair.client);
+    pair.server.receive(pair.now, &wire);
+    let mut got = Collector::default();
+    got.take(&mut pair.server);
+    assert!(got.error.is_none(), "{:?}", got.error);
+    assert_eq!(
+        got.messages,
+        vec![
+            Message::Binary(Bytes::from_static(b"data")),
+            Message::from("next"),
+            Message::from("and "),
+            Message::Binary(Bytes::from_static(b"last")),
+        ]
+    );
+}
