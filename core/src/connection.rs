@@ -53,7 +53,7 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
 
-use bytes::{Bytes, BytesMut};
+use bytes::{Buf, Bytes, BytesMut};
 
 use crate::close::{CloseCode, CloseFrame, MAX_REASON_LEN};
 use crate::config::Config;
@@ -368,7 +368,7 @@ impl Assembly {
 /// Input kept while streaming waits for the application.
 #[derive(Debug)]
 struct Backlog {
-    bytes: Bytes,
+    bytes: BytesMut,
     /// The peer closed the transport after these bytes.
     eof: bool,
 }
@@ -697,14 +697,12 @@ impl Connection {
         if let Some(backlog) = self.backlog.as_mut() {
             // Only a caller that reads while `wants_read` is false gets
             // here: the new bytes queue behind the old.
-            let mut joined = BytesMut::from(&backlog.bytes[..]);
-            joined.extend_from_slice(data);
-            backlog.bytes = joined.freeze();
+            backlog.bytes.extend_from_slice(data);
         } else {
             let used = self.decode(data, pool);
             if used < data.len() && !self.input_stopped {
                 self.backlog = Some(Box::new(Backlog {
-                    bytes: Bytes::copy_from_slice(&data[used..]),
+                    bytes: BytesMut::from(&data[used..]),
                     eof: false,
                 }));
             }
@@ -731,15 +729,13 @@ impl Connection {
     /// Decodes more of the backlog once the application took its chunks.
     fn resume_backlog(&mut self) {
         while !self.stream_full() && !self.input_stopped {
-            let Some(backlog) = self.backlog.take() else {
+            let Some(mut backlog) = self.backlog.take() else {
                 return;
             };
             let used = self.decode(&backlog.bytes, &mut BufferPool::new());
             if used < backlog.bytes.len() && !self.input_stopped {
-                self.backlog = Some(Box::new(Backlog {
-                    bytes: backlog.bytes.slice(used..),
-                    eof: backlog.eof,
-                }));
+                backlog.bytes.advance(used);
+                self.backlog = Some(backlog);
             } else if backlog.eof {
                 self.receive_eof(self.timers.last_now);
             }
@@ -2023,13 +2019,6 @@ impl Connection {
         self.timers.stall.record(now, wrote, pending);
     }
 
-    /// Whether the driver should shut the transport down and stop: the
-    /// connection is closed ([`Connection::is_closed`]) and either all its
-    /// output was written (nothing left in the core, and the last
-    /// [`Connection::record_output`] said nothing pending) or the linger
-    /// deadline from [`Connection::poll_timeout`] has passed as of the
-    /// latest time the connection was told (then drop the transport
-    /// without flushing). Check it after `record_output` and after
     /// The payload of the control frame just read.
     fn take_control(&mut self) -> Vec<u8> {
         self.control.take().map(|c| *c).unwrap_or_default()
@@ -2041,6 +2030,13 @@ impl Connection {
             if self.timers.last_now >= *linger_until)
     }
 
+    /// Whether the driver should shut the transport down and stop: the
+    /// connection is closed ([`Connection::is_closed`]) and either all its
+    /// output was written (nothing left in the core, and the last
+    /// [`Connection::record_output`] said nothing pending) or the linger
+    /// deadline from [`Connection::poll_timeout`] has passed as of the
+    /// latest time the connection was told (then drop the transport
+    /// without flushing). Check it after `record_output` and after
     /// [`Connection::handle_timeout`].
     pub fn is_finished(&self) -> bool {
         self.close.is_closed()
@@ -2054,9 +2050,6 @@ impl Connection {
     }
 }
 
-/// Grows `buf` to hold exactly `capacity` bytes in total, so that the bytes
-/// allocated for a message never exceed what its frames announced (the
-/// limits count backing buffers, not payload bytes).
 /// Validates the unchecked tail of a text message; a code point cut off at
 /// the end is fine until more bytes arrive.
 fn check_utf8(msg: &mut Assembly) -> Result<(), ProtocolError> {

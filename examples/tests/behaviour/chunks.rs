@@ -134,6 +134,22 @@ macro_rules! chunks_scenarios {
             })
         }
 
+        /// Accepts one connection with streaming on and hands it to
+        /// `handle`; returns the address.
+        fn one_streaming_peer<F, Fut>(handle: F) -> String
+        where
+            F: FnOnce(ws::WebSocket) -> Fut + Send + 'static,
+            Fut: Future<Output = ()>,
+        {
+            background(move |listener| async move {
+                let (tcp, _) = listener.accept().await.unwrap();
+                let socket = ws::accept_with(tcp, streaming_config(false), |_| Ok(Accept::new()))
+                    .await
+                    .unwrap();
+                handle(socket).await;
+            })
+        }
+
         fn streaming_config(deflate: bool) -> Config {
             let config = Config::default()
                 .with_max_message_size(1 << 20)
@@ -210,12 +226,7 @@ macro_rules! chunks_scenarios {
         #[test]
         fn a_close_in_the_middle_ends_the_message_with_an_error() {
             let (tx, rx) = mpsc::channel();
-            let addr = background(move |listener| async move {
-                let (tcp, _) = listener.accept().await.unwrap();
-                let mut socket =
-                    ws::accept_with(tcp, streaming_config(false), |_| Ok(Accept::new()))
-                        .await
-                        .unwrap();
+            let addr = one_streaming_peer(move |mut socket| async move {
                 let mut message = socket.next_message().await.unwrap().unwrap();
                 let first = message.chunk().await.unwrap().unwrap();
                 let end = message.chunk().await;
@@ -237,12 +248,7 @@ macro_rules! chunks_scenarios {
         #[test]
         fn a_dropped_incoming_message_is_skipped() {
             let (tx, rx) = mpsc::channel();
-            let addr = background(move |listener| async move {
-                let (tcp, _) = listener.accept().await.unwrap();
-                let mut socket =
-                    ws::accept_with(tcp, streaming_config(false), |_| Ok(Accept::new()))
-                        .await
-                        .unwrap();
+            let addr = one_streaming_peer(move |mut socket| async move {
                 {
                     let mut big = socket.next_message().await.unwrap().unwrap();
                     let _ = big.chunk().await;
@@ -291,12 +297,7 @@ macro_rules! chunks_scenarios {
         #[test]
         fn an_abandoned_source_closes_with_1011() {
             let (tx, rx) = mpsc::channel();
-            let addr = background(move |listener| async move {
-                let (tcp, _) = listener.accept().await.unwrap();
-                let mut socket =
-                    ws::accept_with(tcp, streaming_config(false), |_| Ok(Accept::new()))
-                        .await
-                        .unwrap();
+            let addr = one_streaming_peer(move |mut socket| async move {
                 let mut message = socket.next_message().await.unwrap().unwrap();
                 let mut end = None;
                 while let Some(chunk) = message.chunk().await {
