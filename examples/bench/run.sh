@@ -121,7 +121,7 @@ table() {
     "| workload | server | MiB/s median (min–max) | vs wavecast-tokio | MiB per server-CPU-s median (min–max) | vs wavecast-tokio | MiB/s vs whole messages, same server | server peak RSS growth, MiB median (max) | server CPU busy | valid runs |",
     "|---|---|---|---|---|---|---|---|---|---|",
     ( group_by(.streaming) | .[] |
-      (.[0] | if .streaming then "one binary message streamed for the whole run (send_reader / next_message, 64 KiB frames)"
+      (.[0] | if .streaming then "one binary message streamed for the whole run (send_reader / next_message, 64 KiB frames, ≤ \(.window / 1024) KiB not yet echoed)"
               else "\(.size / 1048576 * 10 | round / 10) MiB binary messages, whole, \(.inflight) in flight" end) as $lab |
       (map(select(.valid and .server == "wavecast-echo")) | stats(.mib_per_s).med) as $wr |
       (map(select(.valid and .server == "wavecast-echo")) | stats(.mib_per_server_cpu_s).med) as $wc |

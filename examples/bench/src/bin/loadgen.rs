@@ -63,6 +63,7 @@ struct Opts {
     stall_msgs: u64,
     large: bool,
     stream: bool,
+    stream_window: u64,
 }
 
 fn num<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -93,6 +94,7 @@ fn opts() -> Opts {
         stall_msgs: num("stall-msgs", 2000),
         large: flag("large"),
         stream: flag("stream"),
+        stream_window: num("stream-window", 256 << 10),
     }
 }
 
@@ -1154,10 +1156,20 @@ mod bench_broadcast {
 /// reads the echo with `next_message` and checks every byte against the
 /// same generator. Throughput is echoed bytes per second over the window;
 /// at the end every byte sent must have come back within 10 s.
+///
+/// At most `--stream-window` bytes (default 256 KiB) are read from the
+/// source but not yet echoed back (0: no bound). The bound is needed: a
+/// wavecast connection stops reading while its own output is over the
+/// write limit, so two wavecast peers that both write faster than the other
+/// reads (this client and a streaming echo) deadlock once both directions'
+/// socket buffers are full (seen here within seconds without it). 256 KiB is
+/// below what has to be stuck for that: in each direction the 64 KiB write
+/// limit plus the sender's and receiver's socket buffers (16 KiB and
+/// 128 KiB initially, `tcp_wmem` / `tcp_rmem`).
 mod bench_stream {
     use super::*;
     use std::pin::Pin;
-    use std::task::{Context, Poll};
+    use std::task::{Context, Poll, Waker};
     use wavecast_tokio::{client_over, ClientRequest, Config};
 
     /// The message's bytes: byte `i` is byte `i % 8` (little-endian) of
@@ -1199,24 +1211,60 @@ mod bench_stream {
         }
     }
 
-    /// The source `send_reader` reads: the pattern, until `stop` (then EOF,
-    /// which ends the message).
+    /// Bytes echoed so far, and the source waiting for them.
+    #[derive(Default)]
+    struct Echoed {
+        bytes: AtomicU64,
+        waiting: Mutex<Option<Waker>>,
+    }
+
+    impl Echoed {
+        fn add(&self, n: u64) {
+            self.bytes.fetch_add(n, Relaxed);
+            if let Some(w) = self.waiting.lock().unwrap().take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// The source `send_reader` reads: the pattern, at most `window` bytes
+    /// ahead of the echo, until `stop` (then EOF, which ends the message).
     struct Source {
         pattern: Pattern,
         shared: Arc<Shared>,
+        echoed: Arc<Echoed>,
+        window: u64,
+    }
+
+    impl Source {
+        /// Bytes that may be read now.
+        fn room(&self) -> u64 {
+            match self.window {
+                0 => u64::MAX,
+                w => w.saturating_sub(self.pattern.pos - self.echoed.bytes.load(Relaxed)),
+            }
+        }
     }
 
     impl futures_io::AsyncRead for Source {
         fn poll_read(
             mut self: Pin<&mut Self>,
-            _cx: &mut Context<'_>,
+            cx: &mut Context<'_>,
             buf: &mut [u8],
         ) -> Poll<io::Result<usize>> {
             if self.shared.stop.load(Relaxed) {
                 return Poll::Ready(Ok(0));
             }
-            self.pattern.fill(buf);
-            Poll::Ready(Ok(buf.len()))
+            if self.room() == 0 {
+                *self.echoed.waiting.lock().unwrap() = Some(cx.waker().clone());
+                // An echo that came in meanwhile found no waker to take.
+                if self.room() == 0 {
+                    return Poll::Pending;
+                }
+            }
+            let n = (buf.len() as u64).min(self.room()) as usize;
+            self.pattern.fill(&mut buf[..n]);
+            Poll::Ready(Ok(n))
         }
     }
 
@@ -1245,11 +1293,13 @@ mod bench_stream {
             }
         };
         let seed = Rng::seeded().next();
-        let received = Arc::new(AtomicU64::new(0));
+        let echoed = Arc::new(Echoed::default());
         let sender = {
             let source = Source {
                 pattern: Pattern { seed, pos: 0 },
                 shared: shared.clone(),
+                echoed: echoed.clone(),
+                window: o.stream_window,
             };
             // The sender is handed back: dropping the last one would close
             // the connection before the echo is in.
@@ -1259,7 +1309,7 @@ mod bench_stream {
             })
         };
         let receiver = {
-            let received = received.clone();
+            let echoed = echoed.clone();
             tokio::spawn(async move {
                 let mut msg = match rx.next_message().await {
                     Some(Ok(msg)) => msg,
@@ -1282,7 +1332,7 @@ mod bench_stream {
                             chunk.len()
                         ));
                     }
-                    received.fetch_add(chunk.len() as u64, Relaxed);
+                    echoed.add(chunk.len() as u64);
                 }
                 Ok(expect.pos)
             })
@@ -1291,14 +1341,14 @@ mod bench_stream {
         let pid = o.pid.map(|p| p.to_string());
         let cpu = |p: &Option<String>| p.as_deref().and_then(cpu_seconds);
         let (b0, s0, c0, t0) = (
-            received.load(Relaxed),
+            echoed.bytes.load(Relaxed),
             cpu(&pid),
             cpu_seconds("self"),
             Instant::now(),
         );
         tokio::time::sleep(Duration::from_secs_f64(o.duration)).await;
         let (b1, s1, c1, t1) = (
-            received.load(Relaxed),
+            echoed.bytes.load(Relaxed),
             cpu(&pid),
             cpu_seconds("self"),
             Instant::now(),
@@ -1324,7 +1374,7 @@ mod bench_stream {
                 Err(_) => {
                     shared.fail(format!(
                         "the echo did not end within 10 s ({} bytes back)",
-                        received.load(Relaxed)
+                        echoed.bytes.load(Relaxed)
                     ));
                     (0, 0)
                 }
@@ -1339,9 +1389,10 @@ mod bench_stream {
         let opt = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.3}"));
         format!(
             "{{\"mode\":\"large\",\"server\":\"{}\",\"streaming\":true,\"conns\":1,\"kind\":\"binary\",\
-             \"seconds\":{secs:.3},\"bytes\":{}{},\"server_cpu_s\":{},\"client_cpu_s\":{},\
+             \"window\":{},\"seconds\":{secs:.3},\"bytes\":{}{},\"server_cpu_s\":{},\"client_cpu_s\":{},\
              \"message_bytes\":{sent},\"echoed_bytes\":{echoed}{}",
             o.server,
+            o.stream_window,
             b1 - b0,
             mib_fields(b1 - b0, secs, server_cpu),
             opt(server_cpu),
