@@ -12,7 +12,7 @@
 #                            whole, and one streamed message on the wavecast
 #                            servers: MiB/s and the server's peak RSS) (~30 min)
 #   ./run.sh --quick         1 round, ~1 s per workload, 1,000 idle conns, 200
-#                            subscribers (CI smoke, < 3 min once built)
+#                            subscribers (CI smoke, < 2 min once built)
 #   ./run.sh --small-only    echo only the 20 B workload
 #   ./run.sh --large-only    only the large-message workload
 #   options: --rounds N --duration S --warmup S --idle-conns C --idle-wait S
