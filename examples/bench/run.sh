@@ -8,13 +8,17 @@
 #                            10,000 subscribers (as fast as the room drains,
 #                            and at 20,000 deliveries/s for latency; the peers
 #                            get a naive tokio broadcast fan-out); idle memory
-#                            at 10,000 connections (~25 min)
+#                            at 10,000 connections; large messages (16 MiB
+#                            whole, and one streamed message on the wavecast
+#                            servers: MiB/s and the server's peak RSS) (~30 min)
 #   ./run.sh --quick         1 round, ~1 s per workload, 1,000 idle conns, 200
 #                            subscribers (CI smoke, < 2 min once built)
 #   ./run.sh --small-only    echo only the 20 B workload
+#   ./run.sh --large-only    only the large-message workload
 #   options: --rounds N --duration S --warmup S --idle-conns C --idle-wait S
 #            --inflight K --subs "N1 N2" --hs-workers C --no-idle
-#            --no-broadcast --no-handshakes --no-build (--all: accepted, the default)
+#            --no-broadcast --no-handshakes --no-large --large-size BYTES
+#            --no-build (--all: accepted, the default)
 #   ./run.sh --report results/<ts>/results.jsonl   re-print the table of a past run
 #
 # Each server runs on CPU 0 (taskset -c 0; one tokio worker, SMOL_THREADS=1,
@@ -27,12 +31,14 @@ cd "$(dirname "$0")"
 
 ROUNDS=5 DURATION=5 WARMUP=1 IDLE_CONNS=10000 IDLE_WAIT=3 INFLIGHT=8
 SUBS="1000 10000" BDURATION=3 BCAST_DELIVERIES=20000 HS_WORKERS=16 HS_DURATION=3
-ECHO_ONLY_SMALL=0 IDLE=1 BROADCAST=1 HANDSHAKES=1 BUILD=1 REPORT=
+LARGE_SIZE=16777216
+ECHO_ONLY_SMALL=0 ECHO=1 IDLE=1 BROADCAST=1 HANDSHAKES=1 LARGE=1 BUILD=1 REPORT=
 while [[ $# -gt 0 ]]; do
   case "$1" in
     --quick) ROUNDS=1 DURATION=1 WARMUP=0.5 IDLE_CONNS=1000 IDLE_WAIT=1 SUBS=200 BDURATION=1 HS_DURATION=1 ;;
     --all) ;; # the default now; kept so older command lines still work
     --small-only) ECHO_ONLY_SMALL=1 ;;
+    --large-only) ECHO=0 IDLE=0 BROADCAST=0 HANDSHAKES=0 ;;
     --rounds) ROUNDS=$2; shift ;;
     --duration) DURATION=$2; shift ;;
     --warmup) WARMUP=$2; shift ;;
@@ -44,9 +50,11 @@ while [[ $# -gt 0 ]]; do
     --no-idle) IDLE=0 ;;
     --no-broadcast) BROADCAST=0 ;;
     --no-handshakes) HANDSHAKES=0 ;;
+    --no-large) LARGE=0 ;;
+    --large-size) LARGE_SIZE=$2; shift ;;
     --no-build) BUILD=0 ;;
     --report) REPORT=$2; shift ;;
-    -h|--help) sed -n '2,24p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -103,6 +111,24 @@ table() {
       group_by(.server) | sort_by(.[0].server | rank) | .[] |
         .[0].server as $s | map(select(.valid)) as $sv |
         "| \($lab) | \($s) | \($sv | spread(.msgs_per_s)) | \(ratio($sv | stats(.msgs_per_s).med; $wr)) | \($sv | spread(.msgs_per_server_cpu_s)) | \(ratio($sv | stats(.msgs_per_server_cpu_s).med; $wc)) | \($sv | spread(.p50_us)) | \($sv | spread(.p99_us)) | \($sv | busy) | \($sv | length)/\(length) |" )
+  end ),
+  ( map(select(.mode == "large")) | if length == 0 then empty else
+    (map(select(.valid and .streaming == false)) | group_by(.server) |
+      map({key: .[0].server, value: (map(.mib_per_s) | med)}) | from_entries) as $whole |
+    "",
+    "### Large messages (one connection, MiB of echoed payload; streaming: the wavecast servers with `--stream`)",
+    "",
+    "| workload | server | MiB/s median (min–max) | vs wavecast-tokio | MiB per server-CPU-s median (min–max) | vs wavecast-tokio | MiB/s vs whole messages, same server | server peak RSS growth, MiB median (max) | server CPU busy | valid runs |",
+    "|---|---|---|---|---|---|---|---|---|---|",
+    ( group_by(.streaming) | .[] |
+      (.[0] | if .streaming then "one binary message streamed for the whole run (send_reader / next_message, 64 KiB frames, ≤ \(.window / 1024) KiB not yet echoed)"
+              else "\(.size / 1048576 * 10 | round / 10) MiB binary messages, whole, \(.inflight) in flight" end) as $lab |
+      (map(select(.valid and .server == "wavecast-echo")) | stats(.mib_per_s).med) as $wr |
+      (map(select(.valid and .server == "wavecast-echo")) | stats(.mib_per_server_cpu_s).med) as $wc |
+      group_by(.server) | sort_by(.[0].server | rank) | .[] |
+        .[0].server as $s | map(select(.valid)) as $sv |
+        ($sv | map(.server_hwm_growth_kib | select(. != null) / 1024)) as $m |
+        "| \($lab) | \($s) | \($sv | spread(.mib_per_s)) | \(ratio($sv | stats(.mib_per_s).med; $wr)) | \($sv | spread(.mib_per_server_cpu_s)) | \(ratio($sv | stats(.mib_per_server_cpu_s).med; $wc)) | \(if .[0].streaming then ratio($sv | stats(.mib_per_s).med; $whole[$s]) else "-" end) | \($m | med | fmt) (\($m | max | fmt)) | \($sv | busy) | \($sv | length)/\(length) |" )
   end ),
   ( map(select(.mode == "idle")) | if length == 0 then empty else
     (.[0].conns) as $n |
@@ -180,13 +206,29 @@ for ((r = 1; r <= ROUNDS; r++)); do
   echo "round $r: $(uptime)" | tee -a "$OUT/load.txt"
   for ((i = 0; i < ${#SERVERS[@]}; i++)); do
     s=${SERVERS[$(((i + r - 1) % ${#SERVERS[@]}))]}
-    start_server "$s"
-    for w in "${WORKLOADS[@]}"; do
-      read -r conns size kind inflight <<< "$w"
-      loadgen "$r" --server "$s" --conns "$conns" --size "$size" "--$kind" \
-        --inflight "$inflight" --warmup "$WARMUP" --duration "$DURATION"
-    done
-    stop_server
+    if [[ $ECHO == 1 ]]; then
+      start_server "$s"
+      for w in "${WORKLOADS[@]}"; do
+        read -r conns size kind inflight <<< "$w"
+        loadgen "$r" --server "$s" --conns "$conns" --size "$size" "--$kind" \
+          --inflight "$inflight" --warmup "$WARMUP" --duration "$DURATION"
+      done
+      stop_server
+    fi
+    # Large messages, each on a fresh server so its peak RSS (VmHWM) starts
+    # at the baseline: whole messages on every server, then (wavecast only,
+    # started with --stream) one message streamed for the whole run.
+    if [[ $LARGE == 1 ]]; then
+      start_server "$s"
+      loadgen "$r" --server "$s" --large --conns 1 --size "$LARGE_SIZE" --binary --inflight 1 \
+        --warmup "$WARMUP" --duration "$DURATION"
+      stop_server
+      if [[ $s == wavecast-* ]]; then
+        start_server "$s" --stream
+        loadgen "$r" --server "$s" --large --stream --warmup "$WARMUP" --duration "$DURATION"
+        stop_server
+      fi
+    fi
     if [[ $HANDSHAKES == 1 ]]; then
       start_server "$s"
       loadgen "$r" --server "$s" --handshakes "$HS_WORKERS" --warmup "$WARMUP" \

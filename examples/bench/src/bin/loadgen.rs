@@ -13,6 +13,14 @@
 //! waits `--idle-wait` seconds and reports the growth of the server's VmRSS
 //! over its baseline, divided by C.
 //!
+//! Large-message mode (`--large`, one connection, reports MiB/s of echoed
+//! payload and the growth of the server's peak RSS, `VmHWM`): whole
+//! messages of `--size` bytes, `--inflight` at a time, as in throughput
+//! mode; or, with `--stream` (against a server in streaming mode), one
+//! binary message for the whole run, sent with wavecast's `send_reader`
+//! from a generated source and read back concurrently with `next_message`,
+//! every byte checked (see `bench_stream`).
+//!
 //! Stall mode (`--stall N`, against a `--broadcast` server): N room members
 //! whose clients never read (4 KiB receive buffers), then `--stall-msgs M`
 //! messages of `--size` bytes published; reports the server's VmRSS growth
@@ -53,6 +61,9 @@ struct Opts {
     handshakes: Option<usize>,
     stall: Option<usize>,
     stall_msgs: u64,
+    large: bool,
+    stream: bool,
+    stream_window: u64,
 }
 
 fn num<T: std::str::FromStr>(name: &str, default: T) -> T {
@@ -81,6 +92,9 @@ fn opts() -> Opts {
         handshakes: arg("handshakes").map(|c| c.parse().expect("bad --handshakes")),
         stall: arg("stall").map(|c| c.parse().expect("bad --stall")),
         stall_msgs: num("stall-msgs", 2000),
+        large: flag("large"),
+        stream: flag("stream"),
+        stream_window: num("stream-window", 256 << 10),
     }
 }
 
@@ -164,9 +178,10 @@ async fn handshake(addr: SocketAddr) -> io::Result<(TcpStream, Vec<u8>)> {
     handshake_path(addr, "/").await
 }
 
-async fn handshake_path(addr: SocketAddr, path: &str) -> io::Result<(TcpStream, Vec<u8>)> {
+/// Connects, retrying for up to 10 s while the server is still starting.
+async fn connect(addr: SocketAddr) -> io::Result<TcpStream> {
     let deadline = Instant::now() + Duration::from_secs(10);
-    let mut tcp = loop {
+    let tcp = loop {
         match TcpStream::connect(addr).await {
             Ok(t) => break t,
             Err(e) if Instant::now() < deadline && e.kind() == io::ErrorKind::ConnectionRefused => {
@@ -176,6 +191,11 @@ async fn handshake_path(addr: SocketAddr, path: &str) -> io::Result<(TcpStream, 
         }
     };
     tcp.set_nodelay(true)?;
+    Ok(tcp)
+}
+
+async fn handshake_path(addr: SocketAddr, path: &str) -> io::Result<(TcpStream, Vec<u8>)> {
+    let mut tcp = connect(addr).await?;
     let req = format!(
         "GET {path} HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
          Sec-WebSocket-Key: {KEY}\r\nSec-WebSocket-Version: 13\r\n\r\n"
@@ -341,9 +361,41 @@ fn cpu_seconds(pid: &str) -> Option<f64> {
 }
 
 fn rss_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmRSS:")
+}
+
+/// Peak RSS of a process so far.
+fn hwm_kib(pid: u32) -> Option<u64> {
+    status_kib(pid, "VmHWM:")
+}
+
+fn status_kib(pid: u32, field: &str) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
     line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// `,"server_hwm_kib_before":..,"server_hwm_kib_after":..,"server_hwm_growth_kib":..`
+fn hwm_fields(before: Option<u64>, after: Option<u64>) -> String {
+    let opt = |v: Option<u64>| v.map_or("null".to_string(), |v| v.to_string());
+    format!(
+        ",\"server_hwm_kib_before\":{},\"server_hwm_kib_after\":{},\"server_hwm_growth_kib\":{}",
+        opt(before),
+        opt(after),
+        opt(before.zip(after).map(|(b, a)| a.saturating_sub(b))),
+    )
+}
+
+/// `,"mib_per_s":..,"mib_per_server_cpu_s":..` for `bytes` in `secs`.
+fn mib_fields(bytes: u64, secs: f64, server_cpu: Option<f64>) -> String {
+    let mib = bytes as f64 / f64::from(1 << 20);
+    format!(
+        ",\"mib_per_s\":{:.1},\"mib_per_server_cpu_s\":{}",
+        mib / secs,
+        server_cpu
+            .filter(|c| *c > 0.0)
+            .map_or("null".to_string(), |c| format!("{:.1}", mib / c)),
+    )
 }
 
 async fn run_conn(
@@ -441,6 +493,8 @@ async fn run_conn(
 }
 
 async fn throughput(o: &Opts, shared: Arc<Shared>) -> String {
+    // `--large` reports peak memory; the server is a fresh one then.
+    let hwm0 = o.pid.filter(|_| o.large).and_then(hwm_kib);
     let mut streams = Vec::with_capacity(o.conns);
     for _ in 0..o.conns {
         match handshake(o.addr).await {
@@ -514,10 +568,21 @@ async fn throughput(o: &Opts, shared: Arc<Shared>) -> String {
     let client_cpu = c0.zip(c1).map(|(a, b)| b - a);
     let opt = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.3}"));
     let per_cpu = server_cpu.filter(|c| *c > 0.0).map(|c| msgs as f64 / c);
+    let large = if o.large {
+        let hwm1 = o.pid.and_then(hwm_kib);
+        format!(
+            ",\"streaming\":false{}{}",
+            mib_fields(msgs * o.size as u64, secs, server_cpu),
+            hwm_fields(hwm0, hwm1)
+        )
+    } else {
+        String::new()
+    };
     format!(
-        "{{\"mode\":\"throughput\",\"server\":\"{}\",\"conns\":{},\"size\":{},\"kind\":\"{}\",\"inflight\":{},\
+        "{{\"mode\":\"{}\",\"server\":\"{}\",\"conns\":{},\"size\":{},\"kind\":\"{}\",\"inflight\":{},\
          \"seconds\":{secs:.3},\"messages\":{msgs},\"msgs_per_s\":{:.0},\"server_cpu_s\":{},\
-         \"msgs_per_server_cpu_s\":{},\"client_cpu_s\":{},\"sent_total\":{},\"received_total\":{}",
+         \"msgs_per_server_cpu_s\":{},\"client_cpu_s\":{},\"sent_total\":{},\"received_total\":{}{large}",
+        if o.large { "large" } else { "throughput" },
         o.server,
         o.conns,
         o.size,
@@ -739,6 +804,8 @@ fn main() {
             bench_broadcast::run(&o, shared.clone(), n).await
         } else if let Some(c) = o.handshakes {
             bench_handshakes(&o, shared.clone(), c).await
+        } else if o.large && o.stream {
+            bench_stream::run(&o, shared.clone()).await
         } else {
             match o.idle {
                 Some(c) => idle(&o, shared.clone(), c).await,
@@ -1078,6 +1145,259 @@ mod bench_broadcast {
             st.hist.count(),
             st.published.load(Relaxed),
             st.received.load(Relaxed),
+        )
+    }
+}
+
+/// Streaming mode (`--large --stream`, against a wavecast server started
+/// with `--stream`): one connection, split; the sending half streams one
+/// binary message from a generated source with `send_reader` (a 64 KiB
+/// frame per read) until the measured window ends, while the receiving half
+/// reads the echo with `next_message` and checks every byte against the
+/// same generator. Throughput is echoed bytes per second over the window;
+/// at the end every byte sent must have come back within 10 s.
+///
+/// At most `--stream-window` bytes (default 256 KiB) are read from the
+/// source but not yet echoed back (0: no bound). The bound is needed: a
+/// wavecast connection stops reading while its own output is over the
+/// write limit, so two wavecast peers that both write faster than the other
+/// reads (this client and a streaming echo) deadlock once both directions'
+/// socket buffers are full (seen here within seconds without it). 256 KiB is
+/// below what has to be stuck for that: in each direction the 64 KiB write
+/// limit plus the sender's and receiver's socket buffers (16 KiB and
+/// 128 KiB initially, `tcp_wmem` / `tcp_rmem`).
+mod bench_stream {
+    use super::*;
+    use std::pin::Pin;
+    use std::task::{Context, Poll, Waker};
+    use wavecast_tokio::{client_over, ClientRequest, Config};
+
+    /// The message's bytes: byte `i` is byte `i % 8` (little-endian) of
+    /// splitmix64(seed + i / 8), so the receiver regenerates any stretch on
+    /// its own, at any chunk boundary.
+    struct Pattern {
+        seed: u64,
+        pos: u64,
+    }
+
+    impl Pattern {
+        fn word(&self, index: u64) -> [u8; 8] {
+            let mut z = self
+                .seed
+                .wrapping_add(index.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            (z ^ (z >> 31)).to_le_bytes()
+        }
+
+        fn fill(&mut self, out: &mut [u8]) {
+            // Up to a word boundary, whole words, then the tail.
+            let head = ((8 - self.pos % 8) % 8).min(out.len() as u64) as usize;
+            let (first, rest) = out.split_at_mut(head);
+            self.bytes(first);
+            let mut words = rest.chunks_exact_mut(8);
+            for w in &mut words {
+                w.copy_from_slice(&self.word(self.pos / 8));
+                self.pos += 8;
+            }
+            self.bytes(words.into_remainder());
+        }
+
+        fn bytes(&mut self, out: &mut [u8]) {
+            for b in out {
+                *b = self.word(self.pos / 8)[(self.pos % 8) as usize];
+                self.pos += 1;
+            }
+        }
+    }
+
+    /// Bytes echoed so far, and the source waiting for them.
+    #[derive(Default)]
+    struct Echoed {
+        bytes: AtomicU64,
+        waiting: Mutex<Option<Waker>>,
+    }
+
+    impl Echoed {
+        fn add(&self, n: u64) {
+            self.bytes.fetch_add(n, Relaxed);
+            if let Some(w) = self.waiting.lock().unwrap().take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// The source `send_reader` reads: the pattern, at most `window` bytes
+    /// ahead of the echo, until `stop` (then EOF, which ends the message).
+    struct Source {
+        pattern: Pattern,
+        shared: Arc<Shared>,
+        echoed: Arc<Echoed>,
+        window: u64,
+    }
+
+    impl Source {
+        /// Bytes that may be read now.
+        fn room(&self) -> u64 {
+            match self.window {
+                0 => u64::MAX,
+                w => w.saturating_sub(self.pattern.pos - self.echoed.bytes.load(Relaxed)),
+            }
+        }
+    }
+
+    impl futures_io::AsyncRead for Source {
+        fn poll_read(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+            buf: &mut [u8],
+        ) -> Poll<io::Result<usize>> {
+            if self.shared.stop.load(Relaxed) {
+                return Poll::Ready(Ok(0));
+            }
+            if self.room() == 0 {
+                *self.echoed.waiting.lock().unwrap() = Some(cx.waker().clone());
+                // An echo that came in meanwhile found no waker to take.
+                if self.room() == 0 {
+                    return Poll::Pending;
+                }
+            }
+            let n = (buf.len() as u64).min(self.room()) as usize;
+            self.pattern.fill(&mut buf[..n]);
+            Poll::Ready(Ok(n))
+        }
+    }
+
+    pub(super) async fn run(o: &Opts, shared: Arc<Shared>) -> String {
+        // A fresh server: its peak RSS so far is its baseline.
+        let hwm0 = o.pid.and_then(hwm_kib);
+        let url = format!("ws://{}/", o.addr);
+        let (request, _) = ClientRequest::from_url(&url).expect("a ws:// URL");
+        // No permessage-deflate (the raw-socket modes offer none either);
+        // the client streams too, so the echo is never held whole here.
+        let config = Config::default()
+            .with_deflate(None)
+            .with_stream_messages(true);
+        let ws = match connect(o.addr).await {
+            Ok(tcp) => client_over(tcp, request, config).await,
+            Err(e) => {
+                shared.fail(format!("connect: {e}"));
+                return String::new();
+            }
+        };
+        let (tx, mut rx) = match ws {
+            Ok((ws, _)) => ws.split(),
+            Err(e) => {
+                shared.fail(format!("handshake: {e}"));
+                return String::new();
+            }
+        };
+        let seed = Rng::seeded().next();
+        let echoed = Arc::new(Echoed::default());
+        let sender = {
+            let source = Source {
+                pattern: Pattern { seed, pos: 0 },
+                shared: shared.clone(),
+                echoed: echoed.clone(),
+                window: o.stream_window,
+            };
+            // The sender is handed back: dropping the last one would close
+            // the connection before the echo is in.
+            tokio::spawn(async move {
+                let sent = tx.send_reader(false, source).await;
+                (tx, sent)
+            })
+        };
+        let receiver = {
+            let echoed = echoed.clone();
+            tokio::spawn(async move {
+                let mut msg = match rx.next_message().await {
+                    Some(Ok(msg)) => msg,
+                    Some(Err(e)) => return Err(format!("receive: {e}")),
+                    None => return Err("closed before the echo started".to_string()),
+                };
+                if msg.is_text() {
+                    return Err("the echo is a text message".to_string());
+                }
+                let mut expect = Pattern { seed, pos: 0 };
+                let mut scratch = Vec::new();
+                while let Some(chunk) = msg.chunk().await {
+                    let chunk = chunk.map_err(|e| format!("receive: {e}"))?;
+                    scratch.resize(chunk.len(), 0);
+                    let at = expect.pos;
+                    expect.fill(&mut scratch);
+                    if chunk[..] != scratch[..] {
+                        return Err(format!(
+                            "the echo differs in the {} bytes from offset {at}",
+                            chunk.len()
+                        ));
+                    }
+                    echoed.add(chunk.len() as u64);
+                }
+                Ok(expect.pos)
+            })
+        };
+        tokio::time::sleep(Duration::from_secs_f64(o.warmup)).await;
+        let pid = o.pid.map(|p| p.to_string());
+        let cpu = |p: &Option<String>| p.as_deref().and_then(cpu_seconds);
+        let (b0, s0, c0, t0) = (
+            echoed.bytes.load(Relaxed),
+            cpu(&pid),
+            cpu_seconds("self"),
+            Instant::now(),
+        );
+        tokio::time::sleep(Duration::from_secs_f64(o.duration)).await;
+        let (b1, s1, c1, t1) = (
+            echoed.bytes.load(Relaxed),
+            cpu(&pid),
+            cpu_seconds("self"),
+            Instant::now(),
+        );
+        // The source ends the message; all of it must come back.
+        shared.stop.store(true, Relaxed);
+        let drain = Duration::from_secs(10);
+        let (sent, echoed) =
+            match tokio::time::timeout(drain, async { (sender.await, receiver.await) }).await {
+                Ok((Ok((_tx, Ok(sent))), Ok(Ok(echoed)))) => (sent, echoed),
+                Ok((Ok((_, Err(e))), _)) => {
+                    shared.fail(format!("send_reader: {e}"));
+                    (0, 0)
+                }
+                Ok((_, Ok(Err(e)))) => {
+                    shared.fail(e);
+                    (0, 0)
+                }
+                Ok(_) => {
+                    shared.fail("a client task panicked".to_string());
+                    (0, 0)
+                }
+                Err(_) => {
+                    shared.fail(format!(
+                        "the echo did not end within 10 s ({} bytes back)",
+                        echoed.bytes.load(Relaxed)
+                    ));
+                    (0, 0)
+                }
+            };
+        if sent != echoed {
+            shared.fail(format!("sent {sent} bytes, {echoed} came back"));
+        }
+        let hwm1 = o.pid.and_then(hwm_kib);
+        let secs = (t1 - t0).as_secs_f64();
+        let server_cpu = s0.zip(s1).map(|(a, b)| b - a);
+        let client_cpu = c0.zip(c1).map(|(a, b)| b - a);
+        let opt = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.3}"));
+        format!(
+            "{{\"mode\":\"large\",\"server\":\"{}\",\"streaming\":true,\"conns\":1,\"kind\":\"binary\",\
+             \"window\":{},\"seconds\":{secs:.3},\"bytes\":{}{},\"server_cpu_s\":{},\"client_cpu_s\":{},\
+             \"message_bytes\":{sent},\"echoed_bytes\":{echoed}{}",
+            o.server,
+            o.stream_window,
+            b1 - b0,
+            mib_fields(b1 - b0, secs, server_cpu),
+            opt(server_cpu),
+            opt(client_cpu),
+            hwm_fields(hwm0, hwm1),
         )
     }
 }

@@ -22,6 +22,8 @@ static ROOM: OnceLock<broadcast::Sender<Message>> = OnceLock::new();
 async fn naive_broadcast(stream: TcpStream, tx: broadcast::Sender<Message>) {
     let _ = stream.set_nodelay(true);
     let mut rx = None;
+    // The callback's signature (and its large error response) is tungstenite's.
+    #[allow(clippy::result_large_err)]
     let callback = |req: &Request, resp: Response| {
         if req.uri().path() != "/pub" {
             rx = Some(tx.subscribe());

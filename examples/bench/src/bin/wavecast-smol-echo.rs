@@ -8,6 +8,8 @@
 //! `smol::block_on` (async-io's reactor). `run.sh` pins the process to CPU 0.
 //!
 //! `--broadcast`: a room; `/sub` joins it, what `/pub` sends is published.
+//! `--stream`: streaming on, each chunk echoed as it arrives (as in
+//! `wavecast-echo --stream`).
 
 use std::sync::Arc;
 
@@ -20,7 +22,8 @@ fn main() {
     let config = Arc::new(
         Config::default()
             .with_max_message_size(16 << 20)
-            .with_max_frame_size(16 << 20),
+            .with_max_frame_size(16 << 20)
+            .with_stream_messages(wavecast_bench::flag("stream")),
     );
     let broadcast = wavecast_bench::flag("broadcast");
     smol::block_on(smol::spawn(async move {
@@ -34,6 +37,7 @@ fn main() {
             let config = config.clone();
             match &room {
                 Some(room) => smol::spawn(broadcast_conn(tcp, config, room.clone())).detach(),
+                None if config.stream_messages => smol::spawn(echo_chunks(tcp, config)).detach(),
                 None => smol::spawn(echo(tcp, config)).detach(),
             }
         }
@@ -46,6 +50,18 @@ async fn echo(tcp: TcpStream, config: Arc<Config>) {
     };
     while let Some(Ok(msg)) = ws.recv().await {
         if ws.send(msg).await.is_err() {
+            break;
+        }
+    }
+}
+
+/// `--stream`: its own task body, so the plain echo task stays as it is.
+async fn echo_chunks(tcp: TcpStream, config: Arc<Config>) {
+    let Ok(mut ws) = accept_with(tcp, config, |_req| Ok(Accept::new())).await else {
+        return;
+    };
+    while let Some(Ok(chunk)) = ws.recv_chunk().await {
+        if ws.send_chunk(chunk.data, chunk.last).await.is_err() {
             break;
         }
     }
