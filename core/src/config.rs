@@ -39,8 +39,8 @@ pub struct Config {
     pub max_fragments: usize,
     /// Answer pings with pongs automatically. Default on.
     pub auto_pong: bool,
-    /// Queued output above which the adapter should stop reading and make
-    /// senders wait. Default 64 KiB.
+    /// Queued output above which senders wait (and `try_send` reports
+    /// `Full`); reading goes on. Default 64 KiB.
     pub write_buffer_limit: usize,
     /// Split outgoing data messages into frames of at most this many payload
     /// bytes. Default `None` (one frame per message).

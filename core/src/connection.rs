@@ -29,11 +29,12 @@
 //! reply to message N goes out first. After `poll_event` (and after any
 //! `send_*` or `close`), drain [`Connection::poll_transmit`] again.
 //!
-//! [`Connection::wants_read`] turns false while unread events or queued
-//! output exceed their limits (backpressure), or once the peer's input no
-//! longer matters. Only the application's unread events suspend the idle
-//! and heartbeat clocks; output over the write limit does not, since then
-//! it is the peer that is not reading.
+//! [`Connection::wants_read`] turns false while unread events exceed their
+//! limits (the application's backpressure, which also suspends the idle and
+//! heartbeat clocks), or once the peer's input no longer matters. Output
+//! over the write limit makes senders wait but never stops reading, so
+//! control frames are always answered and two peers streaming at each other
+//! cannot both stop reading.
 //!
 //! Once [`Connection::is_closed`], the driver keeps writing the last frames
 //! for at most [`Config::close_timeout`] (at least 1 ms): the core reports
@@ -1847,10 +1848,16 @@ impl Connection {
 
     /// Whether the adapter should read from the transport now.
     ///
-    /// False while unread events or queued output exceed their limits (our
-    /// own backpressure; the idle clock stops only while it is unread
-    /// events), or once input no longer matters. A client after the close
-    /// handshake still reads, to see the server close the transport.
+    /// False while unread events exceed their limits (the application's
+    /// backpressure, which also stops the idle clock), or once input no
+    /// longer matters. A client after the close handshake still reads, to
+    /// see the server close the transport.
+    ///
+    /// Output over the write limit does not stop reading: senders wait for
+    /// it instead, so what is queued stays bounded either way, and pings and
+    /// closes keep being answered. If it did, two peers that both send
+    /// faster than the other reads (a full-duplex stream through an echo)
+    /// would each stop reading and wait for the other forever.
     pub fn wants_read(&self) -> bool {
         if self.close.is_closed() {
             return false;
@@ -1863,13 +1870,12 @@ impl Connection {
     }
 
     fn reads_paused(&self) -> bool {
-        self.is_write_blocked() || self.app_paused()
+        self.app_paused()
     }
 
-    /// Reads pause because the application has not taken its events. Only
-    /// this pause suspends the idle clock and heartbeats: a pause because
-    /// our output is over the write limit means the peer is not reading,
-    /// which the idle and write-stall deadlines must still catch.
+    /// Reads pause because the application has not taken its events; this
+    /// pause also suspends the idle clock and heartbeats (a peer that does
+    /// not read our output is caught by the write-stall deadline).
     fn app_paused(&self) -> bool {
         let limit = if self.streaming_input() {
             STREAM_CHUNK

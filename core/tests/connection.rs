@@ -893,12 +893,21 @@ fn unread_events_suspend_idle_but_output_backpressure_does_not() {
         .with_write_timeout(Duration::from_secs(3600));
     let now = std::time::Instant::now();
 
-    // Output over the write limit pauses reads, but the peer that does
-    // not read us is still timed out as idle.
+    // Output over the write limit makes senders wait but keeps reading
+    // (pings are still answered, and two peers streaming at each other
+    // cannot both stop reading); the peer that does not read us is still
+    // timed out as idle.
     let mut s = Connection::new(Role::Server, cfg.clone(), now);
     s.send_binary(vec![0u8; 4096]).unwrap();
     assert!(s.is_write_blocked());
-    assert!(!s.wants_read());
+    assert!(s.wants_read());
+    s.receive(now, &client_frame(true, 0, OpCode::Ping, b"still here?"));
+    let frames = parse_frames(&drain_output(&mut s));
+    assert!(frames
+        .iter()
+        .any(|(h, p)| h.opcode == OpCode::Pong && p == b"still here?"));
+    s.send_binary(vec![0u8; 4096]).unwrap();
+    assert!(s.is_write_blocked());
     s.handle_timeout(now);
     assert_eq!(s.poll_timeout(), Some(now + Duration::from_secs(4)));
     s.handle_timeout(now + Duration::from_secs(4));
@@ -908,7 +917,10 @@ fn unread_events_suspend_idle_but_output_backpressure_does_not() {
     assert!(s.is_closed());
     assert_eq!(
         drain_events(&mut s),
-        vec![Event::Error(ConnectionError::Timeout(TimeoutKind::Idle))]
+        vec![
+            Event::Ping(Bytes::from_static(b"still here?")),
+            Event::Error(ConnectionError::Timeout(TimeoutKind::Idle))
+        ]
     );
 
     // Unread messages the application has not taken suspend the clock.
