@@ -101,7 +101,7 @@ fn sse_until(tcp: TcpStream, needle: &str) -> Vec<String> {
 /// the echo endpoint.
 fn chat(runtime: &str) {
     let addr = free_addr();
-    let server = Program::start_server(
+    let mut server = Program::start_server(
         "chat",
         env!("CARGO_BIN_EXE_chat"),
         &["--runtime", runtime, "--addr", &addr],
@@ -222,6 +222,15 @@ fn chat(runtime: &str) {
         "{seen:?}"
     );
 
+    // The server logs one line per join and leave, with room and nickname.
+    for line in [
+        r#"join room="lobby" nick="a""#,
+        r#"join room="lobby" nick="b""#,
+        r#"leave room="lobby" nick="b""#,
+        r#"leave room="lobby" nick="a""#,
+    ] {
+        server.expect_line(line, WAIT);
+    }
     server.interrupt_and_check();
 }
 

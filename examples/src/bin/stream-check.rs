@@ -6,7 +6,7 @@
 //! `.ci/stream` runs it against `echo --stream` on every runtime and checks
 //! the server's peak memory.
 //!
-//! With `--stall N`, it instead opens N connections that each send a
+//! With --stall N, it instead opens N connections that each send a
 //! message of `--bytes` and never read the echo, holds them for
 //! `--hold SECS` (default 5) and leaves: what the server holds for peers
 //! that do not read.
@@ -18,58 +18,43 @@
 use std::io;
 use std::pin::Pin;
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
+use clap::Parser;
 use futures_io::AsyncRead;
+use wavecast_examples::seconds;
 use wavecast_tokio::{ClientRequest, CloseCode, Config};
 
+/// Sends one message of any size through an echo server chunk by chunk
+/// (from a generator, reading the echo while it sends) and checks that the
+/// same bytes come back. With --stall N, instead opens N peers that send
+/// and never read the echo, holds them, and leaves.
+#[derive(Parser)]
+#[command(name = "stream-check", version)]
 struct Options {
+    /// The echo server to send through (echo --stream).
+    #[arg(long, value_name = "URL", default_value = "ws://127.0.0.1:9001/")]
     url: String,
+    /// The size of the message, in bytes.
+    #[arg(long, value_name = "N", default_value_t = 1 << 30)]
     bytes: u64,
+    /// Send a text message (UTF-8 lines) instead of binary.
+    #[arg(long)]
     text: bool,
+    /// Offer permessage-deflate, and fail if the server does not agree.
+    #[arg(long)]
     deflate: bool,
+    /// Open N peers that send --bytes each and never read (0: check the
+    /// echo instead).
+    #[arg(long, value_name = "N", default_value_t = 0)]
     stall: usize,
-    hold: f64,
+    /// How long --stall holds its peers, in seconds.
+    #[arg(long, value_name = "SECS", default_value = "5", value_parser = seconds)]
+    hold: Duration,
 }
 
 fn main() {
-    let mut options = Options {
-        url: "ws://127.0.0.1:9001/".to_owned(),
-        bytes: 1 << 30,
-        text: false,
-        deflate: false,
-        stall: 0,
-        hold: 5.0,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || {
-            args.next()
-                .unwrap_or_else(|| usage(&format!("{arg} needs a value")))
-        };
-        match arg.as_str() {
-            "--url" => options.url = value(),
-            "--bytes" => {
-                options.bytes = value()
-                    .parse()
-                    .unwrap_or_else(|_| usage("--bytes takes a byte count"))
-            }
-            "--text" => options.text = true,
-            "--deflate" => options.deflate = true,
-            "--stall" => {
-                options.stall = value()
-                    .parse()
-                    .unwrap_or_else(|_| usage("--stall takes a connection count"))
-            }
-            "--hold" => {
-                options.hold = value()
-                    .parse()
-                    .unwrap_or_else(|_| usage("--hold takes seconds"))
-            }
-            "-h" | "--help" => usage(""),
-            other => usage(&format!("unknown argument {other}")),
-        }
-    }
+    let options = Options::parse();
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -83,16 +68,6 @@ fn main() {
         eprintln!("stream-check: FAILED: {e}");
         std::process::exit(1);
     }
-}
-
-fn usage(problem: &str) -> ! {
-    if !problem.is_empty() {
-        eprintln!("stream-check: {problem}");
-    }
-    eprintln!(
-        "usage: stream-check [--url URL] [--bytes N] [--text] [--deflate] [--stall N [--hold SECS]]"
-    );
-    std::process::exit(2);
 }
 
 fn config(options: &Options) -> Config {
@@ -111,7 +86,9 @@ async fn stall(options: &Options) -> Result<(), Box<dyn std::error::Error>> {
     let mut held = Vec::new();
     for _ in 0..options.stall {
         let (request, _) = ClientRequest::from_url(&options.url)?;
-        let (ws, _) = wavecast_tokio::connect_with(&options.url, request, config(options)).await?;
+        let (ws, _) = wavecast_tokio::connect_with(&options.url, request, config(options))
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", options.url))?;
         let (tx, rx) = ws.split();
         let source = Source::new(options.bytes, options.text);
         let text = options.text;
@@ -121,12 +98,12 @@ async fn stall(options: &Options) -> Result<(), Box<dyn std::error::Error>> {
         });
         held.push((sending, rx));
     }
-    tokio::time::sleep(std::time::Duration::from_secs_f64(options.hold)).await;
+    tokio::time::sleep(options.hold).await;
     let finished = held.iter().filter(|(s, _)| s.is_finished()).count();
     println!(
         "stream-check: held {} peers that never read for {:.1} s; {finished} of them got their whole {} MiB out",
         options.stall,
-        options.hold,
+        options.hold.as_secs_f64(),
         options.bytes >> 20
     );
     Ok(())
@@ -135,7 +112,9 @@ async fn stall(options: &Options) -> Result<(), Box<dyn std::error::Error>> {
 async fn run(options: &Options) -> Result<(), Box<dyn std::error::Error>> {
     let config = config(options);
     let (request, _) = ClientRequest::from_url(&options.url)?;
-    let (ws, response) = wavecast_tokio::connect_with(&options.url, request, config).await?;
+    let (ws, response) = wavecast_tokio::connect_with(&options.url, request, config)
+        .await
+        .map_err(|e| format!("cannot connect to {}: {e}", options.url))?;
     let negotiated = response
         .headers
         .get("sec-websocket-extensions")

@@ -49,6 +49,8 @@ impl Program {
     pub(crate) fn spawn(name: &'static str, exe: &str, args: &[&str]) -> Program {
         let mut child = Command::new(exe)
             .args(args)
+            // The chat's log lines are checked as it logs by default.
+            .env_remove("RUST_LOG")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
@@ -68,6 +70,19 @@ impl Program {
         let line = self.lines.recv_timeout(wait).ok()?;
         self.printed.push(line.clone());
         Some(line)
+    }
+
+    /// Waits up to `wait` for a line containing `wanted` (or finds one
+    /// among those already printed), panicking with everything printed if
+    /// none comes.
+    pub(crate) fn expect_line(&mut self, wanted: &str, wait: Duration) {
+        let deadline = Instant::now() + wait;
+        while !self.printed.iter().any(|l| l.contains(wanted)) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if self.next_line(left).is_none() {
+                panic!("{} printed no {wanted:?}: {:?}", self.name, self.printed);
+            }
+        }
     }
 
     /// Waits up to `wait` for the program to exit by itself and returns

@@ -10,11 +10,30 @@ mod on_async_std;
 mod on_smol;
 mod on_tokio;
 
+use clap::Parser;
+use wavecast_examples::Runtime;
+
+/// The conformance suite's testee client: asks the fuzzing server for the
+/// number of cases, runs each one echoing every message back, then asks the
+/// server to write its reports.
+#[derive(Parser)]
+#[command(name = "autobahn-client", version)]
+struct Cli {
+    /// The async runtime to run on.
+    #[arg(long, value_enum, default_value_t = Runtime::Tokio)]
+    runtime: Runtime,
+    #[command(flatten)]
+    options: Options,
+}
+
 /// Options shared by every runtime's version.
+#[derive(clap::Args)]
 pub(crate) struct Options {
     /// Base URL of the fuzzing server, without a path.
+    #[arg(long, value_name = "URL", default_value = "ws://127.0.0.1:9001")]
     pub(crate) url: String,
     /// The agent name reports are filed under.
+    #[arg(long, value_name = "NAME", default_value = "wavecast")]
     pub(crate) agent: String,
 }
 
@@ -31,41 +50,18 @@ impl Options {
 }
 
 fn main() {
-    let mut runtime = "tokio".to_owned();
-    let mut options = Options {
-        url: "ws://127.0.0.1:9001".to_owned(),
-        agent: "wavecast".to_owned(),
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || {
-            args.next()
-                .unwrap_or_else(|| usage(&format!("{arg} needs a value")))
-        };
-        match arg.as_str() {
-            "--runtime" => runtime = value(),
-            "--url" => options.url = value().trim_end_matches('/').to_owned(),
-            "--agent" => options.agent = value(),
-            "-h" | "--help" => usage(""),
-            other => usage(&format!("unknown argument {other}")),
-        }
-    }
-    let result = match runtime.as_str() {
-        "tokio" => on_tokio::run(options),
-        "async-std" => on_async_std::run(options),
-        "smol" => on_smol::run(options),
-        other => usage(&format!("unknown runtime {other}")),
+    let Cli {
+        runtime,
+        mut options,
+    } = Cli::parse();
+    options.url = options.url.trim_end_matches('/').to_owned();
+    let result = match runtime {
+        Runtime::Tokio => on_tokio::run(options),
+        Runtime::AsyncStd => on_async_std::run(options),
+        Runtime::Smol => on_smol::run(options),
     };
     if let Err(e) = result {
         eprintln!("autobahn-client: {e}");
         std::process::exit(1);
     }
-}
-
-fn usage(problem: &str) -> ! {
-    if !problem.is_empty() {
-        eprintln!("autobahn-client: {problem}");
-    }
-    eprintln!("usage: autobahn-client [--runtime tokio|async-std|smol] [--url ws://HOST:PORT] [--agent NAME]");
-    std::process::exit(2);
 }

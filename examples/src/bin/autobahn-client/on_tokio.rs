@@ -1,10 +1,11 @@
 //! The testee client on tokio.
 
-use wavecast_tokio::{connect_with, ClientRequest, Config, Error, Message};
+use wavecast_examples::Failure;
+use wavecast_tokio::{connect_with, ClientRequest, Config, Message};
 
 use crate::Options;
 
-pub(crate) fn run(options: Options) -> Result<(), Error> {
+pub(crate) fn run(options: Options) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
@@ -30,24 +31,25 @@ pub(crate) fn run(options: Options) -> Result<(), Error> {
         }
         let url = options.reports_url();
         let (request, _) = ClientRequest::from_url(&url)?;
-        let (mut ws, _) = connect_with(&url, request, config).await?;
+        let (mut ws, _) = connect_with(&url, request, config)
+            .await
+            .map_err(|e| format!("cannot connect to {url}: {e}"))?;
         while ws.recv().await.is_some() {}
         println!("reports updated");
         Ok(())
     })
 }
 
-async fn case_count(url: &str, config: &Config) -> Result<u32, Error> {
+async fn case_count(url: &str, config: &Config) -> Result<u32, Failure> {
     let (request, _) = ClientRequest::from_url(url)?;
-    let (mut ws, _) = connect_with(url, request, config.clone()).await?;
+    let (mut ws, _) = connect_with(url, request, config.clone())
+        .await
+        .map_err(|e| format!("cannot connect to {url}: {e}"))?;
     let mut count = None;
     while let Some(message) = ws.recv().await {
         if let Message::Text(text) = message? {
             count = text.trim().parse().ok();
         }
     }
-    count.ok_or_else(|| {
-        let why = format!("{url} did not answer with a case count");
-        Error::Io(std::sync::Arc::new(std::io::Error::other(why)))
-    })
+    count.ok_or_else(|| format!("{url} did not answer with a case count").into())
 }

@@ -205,21 +205,23 @@ pub(crate) struct Members {
 }
 
 impl Members {
-    /// Adds `nick` to `room` and returns the `join` event.
+    /// Adds `nick` to `room`, logs it and returns the `join` event.
     pub(crate) fn join(&self, room: &str, nick: &str) -> String {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         let list = rooms.entry(room.to_owned()).or_default();
         list.push(nick.to_owned());
+        tracing::info!(room, nick, members = list.len(), "join");
         json!({ "type": "join", "nick": nick, "members": list }).to_string()
     }
 
-    /// Removes one `nick` from `room` and returns the `leave` event.
+    /// Removes one `nick` from `room`, logs it and returns the `leave` event.
     pub(crate) fn leave(&self, room: &str, nick: &str) -> String {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
         let list = rooms.entry(room.to_owned()).or_default();
         if let Some(at) = list.iter().position(|n| n == nick) {
             list.remove(at);
         }
+        tracing::info!(room, nick, members = list.len(), "leave");
         let event = json!({ "type": "leave", "nick": nick, "members": list }).to_string();
         if list.is_empty() {
             rooms.remove(room);

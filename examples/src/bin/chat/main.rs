@@ -10,7 +10,7 @@
 //! Heartbeats are on, requests for a host name the server does not serve
 //! get 421 (DNS rebinding), browsers from other origins get 403, and
 //! connections are capped. It answers to `localhost`, `127.0.0.1`, `[::1]`
-//! and the host of `--addr`; reaching it by another name (a LAN address, a
+//! and the host of --addr; reaching it by another name (a LAN address, a
 //! DNS name) needs `--allow-host NAME` for each.
 //!
 //! ```text
@@ -22,59 +22,58 @@ mod on_async_std;
 mod on_smol;
 mod on_tokio;
 
+use clap::Parser;
+use tracing_subscriber::EnvFilter;
+use wavecast_examples::Runtime;
+
+/// A chat server: the page on /, rooms as WebSockets on
+/// /ws/<room>?nick=<name> and as Server-Sent Events on /sse/<room>.
+/// Logs one line per join and leave; RUST_LOG (e.g. RUST_LOG=debug)
+/// changes what is logged.
+#[derive(Parser)]
+#[command(name = "chat", version)]
+struct Cli {
+    /// The async runtime to run on.
+    #[arg(long, value_enum, default_value_t = Runtime::Tokio)]
+    runtime: Runtime,
+    #[command(flatten)]
+    options: Options,
+}
+
 /// Options shared by every runtime's version.
+#[derive(clap::Args)]
 pub(crate) struct Options {
+    /// The address to listen on.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:60000")]
     pub(crate) addr: String,
+    /// Connections served at once; more are answered with 503.
+    #[arg(long, value_name = "N", default_value_t = 1000)]
     pub(crate) max_connections: usize,
-    /// Host names to answer to besides loopback and the listen address.
+    /// Another host name to answer to besides localhost, 127.0.0.1, [::1]
+    /// and the host of --addr (a LAN address, a DNS name); repeat for
+    /// each [default: none].
+    #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
     pub(crate) allow_hosts: Vec<String>,
 }
 
 fn main() {
-    let mut runtime = "tokio".to_owned();
-    let mut options = Options {
-        addr: "127.0.0.1:60000".to_owned(),
-        max_connections: 1000,
-        allow_hosts: Vec::new(),
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || {
-            args.next()
-                .unwrap_or_else(|| usage(&format!("{arg} needs a value")))
-        };
-        match arg.as_str() {
-            "--runtime" => runtime = value(),
-            "--addr" => options.addr = value(),
-            "--allow-host" => options.allow_hosts.push(value()),
-            "--max-connections" => {
-                options.max_connections = value()
-                    .parse()
-                    .unwrap_or_else(|_| usage("--max-connections takes a number"))
-            }
-            "-h" | "--help" => usage(""),
-            other => usage(&format!("unknown argument {other}")),
-        }
-    }
-    let result = match runtime.as_str() {
-        "tokio" => on_tokio::run(options),
-        "async-std" => on_async_std::run(options),
-        "smol" => on_smol::run(options),
-        other => usage(&format!("unknown runtime {other}")),
+    let Cli { runtime, options } = Cli::parse();
+    // Quiet apart from joins and leaves (and warnings), unless RUST_LOG
+    // says otherwise.
+    let filter =
+        EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn,chat=info"));
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_target(false)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
+        .init();
+    let result = match runtime {
+        Runtime::Tokio => on_tokio::run(options),
+        Runtime::AsyncStd => on_async_std::run(options),
+        Runtime::Smol => on_smol::run(options),
     };
     if let Err(e) = result {
         eprintln!("chat: {e}");
         std::process::exit(1);
     }
-}
-
-fn usage(problem: &str) -> ! {
-    if !problem.is_empty() {
-        eprintln!("chat: {problem}");
-    }
-    eprintln!(
-        "usage: chat [--runtime tokio|async-std|smol] [--addr HOST:PORT] [--max-connections N] \
-         [--allow-host HOST[:PORT]]..."
-    );
-    std::process::exit(2);
 }

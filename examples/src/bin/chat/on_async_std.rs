@@ -7,6 +7,7 @@ use wavecast_async_std::{
     serve, Accept, CloseCode, HostAllowList, Hub, Incoming, RoomConfig, ServeConfig, SseConfig,
     SseStream,
 };
+use wavecast_examples::cannot_listen;
 
 use crate::chat::{self, Members, Route};
 use crate::Options;
@@ -14,7 +15,9 @@ use crate::Options;
 pub(crate) fn run(options: Options) -> std::io::Result<()> {
     let stop = ctrl_c();
     async_std::task::block_on(async {
-        let listener = TcpListener::bind(&options.addr).await?;
+        let listener = TcpListener::bind(&options.addr)
+            .await
+            .map_err(cannot_listen(&options.addr))?;
         println!(
             "chat (async-std): open http://{}/ in a browser",
             listener.local_addr()?

@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use smol::net::{TcpListener, TcpStream};
+use wavecast_examples::cannot_listen;
 use wavecast_smol::{
     serve, Accept, CloseCode, HostAllowList, Hub, Incoming, RoomConfig, ServeConfig, SseConfig,
     SseStream,
@@ -14,7 +15,9 @@ use crate::Options;
 pub(crate) fn run(options: Options) -> std::io::Result<()> {
     let stop = ctrl_c();
     smol::block_on(async {
-        let listener = TcpListener::bind(&options.addr).await?;
+        let listener = TcpListener::bind(&options.addr)
+            .await
+            .map_err(cannot_listen(&options.addr))?;
         println!(
             "chat (smol): open http://{}/ in a browser",
             listener.local_addr()?

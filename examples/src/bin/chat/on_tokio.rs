@@ -3,6 +3,7 @@
 use std::sync::Arc;
 
 use tokio::net::{TcpListener, TcpStream};
+use wavecast_examples::cannot_listen;
 use wavecast_tokio::{
     serve, Accept, CloseCode, HostAllowList, Hub, Incoming, RoomConfig, ServeConfig, SseConfig,
     SseStream,
@@ -16,7 +17,9 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let listener = TcpListener::bind(&options.addr).await?;
+        let listener = TcpListener::bind(&options.addr)
+            .await
+            .map_err(cannot_listen(&options.addr))?;
         println!(
             "chat (tokio): open http://{}/ in a browser",
             listener.local_addr()?

@@ -11,59 +11,44 @@ mod on_tokio;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use clap::Parser;
+use wavecast_examples::Runtime;
+
+/// Connects to a WebSocket server, sends the current time every second and
+/// prints everything it receives, until Ctrl-C or the server closes.
+#[derive(Parser)]
+#[command(name = "client", version)]
+struct Cli {
+    /// The async runtime to run on.
+    #[arg(long, value_enum, default_value_t = Runtime::Tokio)]
+    runtime: Runtime,
+    #[command(flatten)]
+    options: Options,
+}
+
 /// Options shared by every runtime's version.
+#[derive(clap::Args)]
 pub(crate) struct Options {
+    /// The server to connect to.
+    #[arg(long, value_name = "URL", default_value = "ws://127.0.0.1:9001/")]
     pub(crate) url: String,
-    /// Stop after sending this many messages (and reading their replies).
+    /// Stop after sending N messages and reading as many replies
+    /// [default: run until Ctrl-C].
+    #[arg(long, value_name = "N")]
     pub(crate) count: Option<u64>,
 }
 
 fn main() {
-    let mut runtime = "tokio".to_owned();
-    let mut options = Options {
-        url: "ws://127.0.0.1:9001/".to_owned(),
-        count: None,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || {
-            args.next()
-                .unwrap_or_else(|| usage(&format!("{arg} needs a value")))
-        };
-        match arg.as_str() {
-            "--runtime" => runtime = value(),
-            "--url" => options.url = value(),
-            "--count" => {
-                options.count = Some(
-                    value()
-                        .parse()
-                        .unwrap_or_else(|_| usage("--count takes a number")),
-                )
-            }
-            "-h" | "--help" => usage(""),
-            other => usage(&format!("unknown argument {other}")),
-        }
-    }
-    let result = match runtime.as_str() {
-        "tokio" => on_tokio::run(options),
-        "async-std" => on_async_std::run(options),
-        "smol" => on_smol::run(options),
-        other => usage(&format!("unknown runtime {other}")),
+    let Cli { runtime, options } = Cli::parse();
+    let result = match runtime {
+        Runtime::Tokio => on_tokio::run(options),
+        Runtime::AsyncStd => on_async_std::run(options),
+        Runtime::Smol => on_smol::run(options),
     };
     if let Err(e) = result {
         eprintln!("client: {e}");
         std::process::exit(1);
     }
-}
-
-fn usage(problem: &str) -> ! {
-    if !problem.is_empty() {
-        eprintln!("client: {problem}");
-    }
-    eprintln!(
-        "usage: client [--runtime tokio|async-std|smol] [--url ws://HOST:PORT/PATH] [--count N]"
-    );
-    std::process::exit(2);
 }
 
 /// The message sent every second: the current time, like the classic

@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use futures_lite::future::or;
 use wavecast_async_std::{connect, CloseCode, Error, Message};
+use wavecast_examples::Failure;
 
 use crate::{now_text, Options};
 
@@ -13,10 +14,12 @@ enum Step {
     Stop,
 }
 
-pub(crate) fn run(options: Options) -> Result<(), Error> {
+pub(crate) fn run(options: Options) -> Result<(), Failure> {
     let stop = ctrl_c();
     async_std::task::block_on(async {
-        let (mut ws, _) = connect(&options.url).await?;
+        let (mut ws, _) = connect(&options.url)
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", options.url))?;
         println!("connected to {}", options.url);
         let (mut sent, mut received) = (0u64, 0u64);
         loop {
@@ -46,7 +49,7 @@ pub(crate) fn run(options: Options) -> Result<(), Error> {
                     received += 1;
                     print_message(&message);
                 }
-                Step::Incoming(Some(Err(e))) => return Err(e),
+                Step::Incoming(Some(Err(e))) => return Err(e.into()),
                 Step::Incoming(None) => {
                     println!("server closed the connection");
                     return Ok(());

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use smol::future::or;
+use wavecast_examples::Failure;
 use wavecast_smol::{connect, CloseCode, Error, Message};
 
 use crate::{now_text, Options};
@@ -13,10 +14,12 @@ enum Step {
     Stop,
 }
 
-pub(crate) fn run(options: Options) -> Result<(), Error> {
+pub(crate) fn run(options: Options) -> Result<(), Failure> {
     let stop = ctrl_c();
     smol::block_on(async {
-        let (mut ws, _) = connect(&options.url).await?;
+        let (mut ws, _) = connect(&options.url)
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", options.url))?;
         println!("connected to {}", options.url);
         let mut ticker = smol::Timer::interval(Duration::from_secs(1));
         let (mut sent, mut received) = (0u64, 0u64);
@@ -47,7 +50,7 @@ pub(crate) fn run(options: Options) -> Result<(), Error> {
                     received += 1;
                     print_message(&message);
                 }
-                Step::Incoming(Some(Err(e))) => return Err(e),
+                Step::Incoming(Some(Err(e))) => return Err(e.into()),
                 Step::Incoming(None) => {
                     println!("server closed the connection");
                     return Ok(());

@@ -2,16 +2,19 @@
 
 use std::time::Duration;
 
-use wavecast_tokio::{connect, CloseCode, Error, Message};
+use wavecast_examples::Failure;
+use wavecast_tokio::{connect, CloseCode, Message};
 
 use crate::{now_text, Options};
 
-pub(crate) fn run(options: Options) -> Result<(), Error> {
+pub(crate) fn run(options: Options) -> Result<(), Failure> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let (mut ws, _) = connect(&options.url).await?;
+        let (mut ws, _) = connect(&options.url)
+            .await
+            .map_err(|e| format!("cannot connect to {}: {e}", options.url))?;
         println!("connected to {}", options.url);
         let mut ticker = tokio::time::interval(Duration::from_secs(1));
         let (mut sent, mut received) = (0u64, 0u64);
@@ -29,7 +32,7 @@ pub(crate) fn run(options: Options) -> Result<(), Error> {
                         received += 1;
                         print_message(&message);
                     }
-                    Some(Err(e)) => return Err(e),
+                    Some(Err(e)) => return Err(e.into()),
                     None => {
                         println!("server closed the connection");
                         return Ok(());

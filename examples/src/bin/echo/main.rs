@@ -18,58 +18,49 @@ mod on_tokio;
 
 use std::time::Duration;
 
+use clap::Parser;
+use wavecast_examples::{seconds, Runtime};
+
+/// Echoes every WebSocket message back as one frame, on any path: the
+/// conformance testee and benchmark server. Messages up to 16 MiB; it sends
+/// nothing the peer did not ask for unless --heartbeat is given.
+#[derive(Parser)]
+#[command(name = "echo", version)]
+struct Cli {
+    /// The async runtime to run on.
+    #[arg(long, value_enum, default_value_t = Runtime::Tokio)]
+    runtime: Runtime,
+    #[command(flatten)]
+    options: Options,
+}
+
 /// Options shared by every runtime's version.
+#[derive(clap::Args)]
 pub(crate) struct Options {
+    /// The address to listen on.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9001")]
     pub(crate) addr: String,
+    /// Ping every SECS seconds and drop a peer silent for three times that
+    /// [default: off].
+    #[arg(long, value_name = "SECS", value_parser = seconds)]
     pub(crate) heartbeat: Option<Duration>,
+    /// Echo each chunk as it arrives (one frame each) instead of whole
+    /// messages: any size passes and no message is held whole.
+    #[arg(long)]
     pub(crate) stream: bool,
 }
 
 fn main() {
-    let mut runtime = "tokio".to_owned();
-    let mut options = Options {
-        addr: "127.0.0.1:9001".to_owned(),
-        heartbeat: None,
-        stream: false,
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || {
-            args.next()
-                .unwrap_or_else(|| usage(&format!("{arg} needs a value")))
-        };
-        match arg.as_str() {
-            "--runtime" => runtime = value(),
-            "--addr" => options.addr = value(),
-            "--heartbeat" => {
-                let secs: f64 = value()
-                    .parse()
-                    .unwrap_or_else(|_| usage("--heartbeat takes seconds"));
-                options.heartbeat = Some(Duration::from_secs_f64(secs));
-            }
-            "--stream" => options.stream = true,
-            "-h" | "--help" => usage(""),
-            other => usage(&format!("unknown argument {other}")),
-        }
-    }
-    let result = match runtime.as_str() {
-        "tokio" => on_tokio::run(options),
-        "async-std" => on_async_std::run(options),
-        "smol" => on_smol::run(options),
-        other => usage(&format!("unknown runtime {other}")),
+    let Cli { runtime, options } = Cli::parse();
+    let result = match runtime {
+        Runtime::Tokio => on_tokio::run(options),
+        Runtime::AsyncStd => on_async_std::run(options),
+        Runtime::Smol => on_smol::run(options),
     };
     if let Err(e) = result {
         eprintln!("echo: {e}");
         std::process::exit(1);
     }
-}
-
-fn usage(problem: &str) -> ! {
-    if !problem.is_empty() {
-        eprintln!("echo: {problem}");
-    }
-    eprintln!("usage: echo [--runtime tokio|async-std|smol] [--addr HOST:PORT] [--heartbeat SECS] [--stream]");
-    std::process::exit(2);
 }
 
 /// The connection settings of the echo server on every runtime.

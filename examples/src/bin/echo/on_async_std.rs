@@ -2,13 +2,16 @@
 
 use async_std::net::TcpListener;
 use wavecast_async_std::{accept_with, Accept};
+use wavecast_examples::cannot_listen;
 
 use crate::{config, Options};
 
 pub(crate) fn run(options: Options) -> std::io::Result<()> {
     let stop = ctrl_c();
     async_std::task::block_on(async {
-        let listener = TcpListener::bind(&options.addr).await?;
+        let listener = TcpListener::bind(&options.addr)
+            .await
+            .map_err(cannot_listen(&options.addr))?;
         println!(
             "echo (async-std) listening on ws://{}",
             listener.local_addr()?

@@ -1,6 +1,7 @@
 //! The echo server on smol.
 
 use smol::net::TcpListener;
+use wavecast_examples::cannot_listen;
 use wavecast_smol::{accept_with, Accept};
 
 use crate::{config, Options};
@@ -8,7 +9,9 @@ use crate::{config, Options};
 pub(crate) fn run(options: Options) -> std::io::Result<()> {
     let stop = ctrl_c();
     smol::block_on(async {
-        let listener = TcpListener::bind(&options.addr).await?;
+        let listener = TcpListener::bind(&options.addr)
+            .await
+            .map_err(cannot_listen(&options.addr))?;
         println!("echo (smol) listening on ws://{}", listener.local_addr()?);
         let config = std::sync::Arc::new(config(&options));
         loop {

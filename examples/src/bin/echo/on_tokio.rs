@@ -1,6 +1,7 @@
 //! The echo server on tokio.
 
 use tokio::net::TcpListener;
+use wavecast_examples::cannot_listen;
 use wavecast_tokio::{accept_with, Accept};
 
 use crate::{config, Options};
@@ -10,7 +11,9 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let listener = TcpListener::bind(&options.addr).await?;
+        let listener = TcpListener::bind(&options.addr)
+            .await
+            .map_err(cannot_listen(&options.addr))?;
         println!("echo (tokio) listening on ws://{}", listener.local_addr()?);
         let config = std::sync::Arc::new(config(&options));
         loop {

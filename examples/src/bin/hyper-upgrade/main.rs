@@ -22,6 +22,7 @@ mod on_smol;
 mod on_tokio;
 
 use bytes::Bytes;
+use clap::Parser;
 use http_body_util::Full;
 use hyper::body::Incoming;
 use hyper::header::{HeaderValue, CONTENT_TYPE};
@@ -29,48 +30,40 @@ use hyper::upgrade::OnUpgrade;
 use hyper::{Request, Response, StatusCode, Version};
 use wavecast_core::handshake::{negotiate, Accept, UpgradeMode};
 use wavecast_core::{Config, HandshakeError, Negotiated};
+use wavecast_examples::Runtime;
+
+/// A hyper 1 server that answers GET / with a text page and upgrades
+/// /ws itself, handing the stream to wavecast, which echoes on it: the
+/// path axum and hyper users take.
+#[derive(Parser)]
+#[command(name = "hyper-upgrade", version)]
+struct Cli {
+    /// The async runtime to run on.
+    #[arg(long, value_enum, default_value_t = Runtime::Tokio)]
+    runtime: Runtime,
+    #[command(flatten)]
+    options: Options,
+}
 
 /// Options shared by every runtime's version.
+#[derive(clap::Args)]
 pub(crate) struct Options {
+    /// The address to listen on.
+    #[arg(long, value_name = "HOST:PORT", default_value = "127.0.0.1:9002")]
     pub(crate) addr: String,
 }
 
 fn main() {
-    let mut runtime = "tokio".to_owned();
-    let mut options = Options {
-        addr: "127.0.0.1:9002".to_owned(),
-    };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || {
-            args.next()
-                .unwrap_or_else(|| usage(&format!("{arg} needs a value")))
-        };
-        match arg.as_str() {
-            "--runtime" => runtime = value(),
-            "--addr" => options.addr = value(),
-            "-h" | "--help" => usage(""),
-            other => usage(&format!("unknown argument {other}")),
-        }
-    }
-    let result = match runtime.as_str() {
-        "tokio" => on_tokio::run(options),
-        "async-std" => on_async_std::run(options),
-        "smol" => on_smol::run(options),
-        other => usage(&format!("unknown runtime {other}")),
+    let Cli { runtime, options } = Cli::parse();
+    let result = match runtime {
+        Runtime::Tokio => on_tokio::run(options),
+        Runtime::AsyncStd => on_async_std::run(options),
+        Runtime::Smol => on_smol::run(options),
     };
     if let Err(e) = result {
         eprintln!("hyper-upgrade: {e}");
         std::process::exit(1);
     }
-}
-
-fn usage(problem: &str) -> ! {
-    if !problem.is_empty() {
-        eprintln!("hyper-upgrade: {problem}");
-    }
-    eprintln!("usage: hyper-upgrade [--runtime tokio|async-std|smol] [--addr HOST:PORT]");
-    std::process::exit(2);
 }
 
 /// The page served on `/`.

@@ -10,6 +10,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use smol_hyper::rt::{FuturesIo, SmolTimer};
 use wavecast_async_std::{from_upgraded, Role, WebSocket};
+use wavecast_examples::cannot_listen;
 
 use crate::futures_io_compat::HyperIo;
 use crate::{config, route, Options, Routed};
@@ -17,7 +18,9 @@ use crate::{config, route, Options, Routed};
 pub(crate) fn run(options: Options) -> std::io::Result<()> {
     let stop = ctrl_c();
     async_std::task::block_on(async {
-        let listener = TcpListener::bind(&options.addr).await?;
+        let listener = TcpListener::bind(&options.addr)
+            .await
+            .map_err(cannot_listen(&options.addr))?;
         println!(
             "hyper-upgrade (async-std) listening on http://{}",
             listener.local_addr()?

@@ -8,6 +8,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use smol::net::TcpListener;
 use smol_hyper::rt::{FuturesIo, SmolTimer};
+use wavecast_examples::cannot_listen;
 use wavecast_smol::{from_upgraded, Role, WebSocket};
 
 use crate::futures_io_compat::HyperIo;
@@ -16,7 +17,9 @@ use crate::{config, route, Options, Routed};
 pub(crate) fn run(options: Options) -> std::io::Result<()> {
     let stop = ctrl_c();
     smol::block_on(async {
-        let listener = TcpListener::bind(&options.addr).await?;
+        let listener = TcpListener::bind(&options.addr)
+            .await
+            .map_err(cannot_listen(&options.addr))?;
         println!(
             "hyper-upgrade (smol) listening on http://{}",
             listener.local_addr()?

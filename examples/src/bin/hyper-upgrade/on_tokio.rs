@@ -7,6 +7,7 @@ use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
+use wavecast_examples::cannot_listen;
 use wavecast_tokio::{Role, WebSocket};
 
 use crate::{config, route, Options, Routed};
@@ -16,7 +17,9 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let listener = TcpListener::bind(&options.addr).await?;
+        let listener = TcpListener::bind(&options.addr)
+            .await
+            .map_err(cannot_listen(&options.addr))?;
         println!(
             "hyper-upgrade (tokio) listening on http://{}",
             listener.local_addr()?

@@ -39,51 +39,62 @@ mod scenario;
 
 use std::time::Instant;
 
+use clap::Parser;
 use scenario::Options;
+use wavecast_examples::Runtime;
+
+/// A bounded server-side soak test (run by .ci/soak): thousands of
+/// client connections in rounds against one serve loop, then checks that
+/// no message was lost, nothing was left behind and RSS did not grow.
+/// Prints a summary; exits with 1 on any violation.
+#[derive(Parser)]
+#[command(name = "soak", version)]
+struct Cli {
+    /// The async runtime to run on.
+    #[arg(long, value_enum, default_value_t = Runtime::Tokio)]
+    runtime: Runtime,
+    /// Picks every client's behaviour, so a failing run can be repeated
+    /// [default: from the clock, printed at the start].
+    #[arg(long, value_name = "N")]
+    seed: Option<u64>,
+    /// Client connections in all.
+    #[arg(long, value_name = "N", default_value_t = 3000)]
+    connections: usize,
+    /// Client connections at a time (at least 1).
+    #[arg(long, value_name = "N", default_value_t = 200)]
+    concurrency: usize,
+    /// Rounds the connections are split into (at least 4 for the RSS
+    /// check).
+    #[arg(long, value_name = "N", default_value_t = 5)]
+    rounds: usize,
+    /// How far RSS may end above the first rounds', in KiB.
+    #[arg(long, value_name = "KIB", default_value_t = 8 << 10)]
+    rss_slack_kib: u64,
+}
 
 fn main() {
-    let mut runtime = "tokio".to_owned();
-    let mut options = Options {
-        seed: std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map_or(1, |t| t.as_nanos() as u64),
-        connections: 3000,
-        concurrency: 200,
-        rounds: 5,
-        rss_slack_kib: 8 << 10,
+    let cli = Cli::parse();
+    let runtime = cli.runtime.name();
+    let options = Options {
+        seed: cli.seed.unwrap_or_else(|| {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |t| t.as_nanos() as u64)
+        }),
+        connections: cli.connections,
+        concurrency: cli.concurrency.max(1),
+        rounds: cli.rounds,
+        rss_slack_kib: cli.rss_slack_kib,
     };
-    let mut args = std::env::args().skip(1);
-    while let Some(arg) = args.next() {
-        let mut value = || {
-            args.next()
-                .unwrap_or_else(|| usage(&format!("{arg} needs a value")))
-        };
-        let mut number = || {
-            value()
-                .parse::<u64>()
-                .unwrap_or_else(|_| usage(&format!("{arg} takes a number")))
-        };
-        match arg.as_str() {
-            "--runtime" => runtime = value(),
-            "--seed" => options.seed = number(),
-            "--connections" => options.connections = number() as usize,
-            "--concurrency" => options.concurrency = (number() as usize).max(1),
-            "--rounds" => options.rounds = number() as usize,
-            "--rss-slack-kib" => options.rss_slack_kib = number(),
-            "-h" | "--help" => usage(""),
-            other => usage(&format!("unknown argument {other}")),
-        }
-    }
     println!(
         "soak {runtime}: seed {} ({} connections, {} at a time, in {} rounds)",
         options.seed, options.connections, options.concurrency, options.rounds
     );
     let started = Instant::now();
-    let result = match runtime.as_str() {
-        "tokio" => on_tokio::run(options.clone()),
-        "async-std" => on_async_std::run(options.clone()),
-        "smol" => on_smol::run(options.clone()),
-        other => usage(&format!("unknown runtime {other}")),
+    let result = match cli.runtime {
+        Runtime::Tokio => on_tokio::run(options.clone()),
+        Runtime::AsyncStd => on_async_std::run(options.clone()),
+        Runtime::Smol => on_smol::run(options.clone()),
     };
     let report = result.unwrap_or_else(|e| {
         eprintln!("soak {runtime}: {e}");
@@ -125,15 +136,4 @@ fn main() {
         }
         std::process::exit(1);
     }
-}
-
-fn usage(problem: &str) -> ! {
-    if !problem.is_empty() {
-        eprintln!("soak: {problem}");
-    }
-    eprintln!(
-        "usage: soak [--runtime tokio|async-std|smol] [--seed N] [--connections N] \
-         [--concurrency N] [--rounds N] [--rss-slack-kib N]"
-    );
-    std::process::exit(2);
 }

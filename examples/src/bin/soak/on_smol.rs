@@ -1,5 +1,6 @@
 //! The soak on smol (its global executor; `SMOL_THREADS` sets its threads).
 
+use wavecast_examples::cannot_listen;
 use wavecast_smol::Smol;
 
 use crate::counted::Counted;
@@ -7,7 +8,9 @@ use crate::scenario::{self, Options, Report};
 
 pub(crate) fn run(options: Options) -> std::io::Result<Report> {
     smol::block_on(async {
-        let listener = smol::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = smol::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(cannot_listen("127.0.0.1:0"))?;
         Ok(scenario::run::<Counted<Smol>>(listener, options, || None).await)
     })
 }

@@ -1,5 +1,6 @@
 //! The soak on tokio (two worker threads: the machine CI runs on).
 
+use wavecast_examples::cannot_listen;
 use wavecast_tokio::Tokio;
 
 use crate::counted::Counted;
@@ -11,7 +12,9 @@ pub(crate) fn run(options: Options) -> std::io::Result<Report> {
         .enable_all()
         .build()?;
     runtime.block_on(async {
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .map_err(cannot_listen("127.0.0.1:0"))?;
         // tokio's own count of tasks, to check the spawn hook's.
         let native = || {
             Some(
