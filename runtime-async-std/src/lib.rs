@@ -16,12 +16,99 @@
 //! `async-broadcast` (executor-agnostic, from the same ecosystem), with the
 //! lag policy every wavecast adapter shares.
 //!
+//! # Echo server
+//!
 //! ```no_run
-//! # fn main() -> Result<(), wavecast_async_std::Error> { async_std::task::block_on(async {
-//! let (mut ws, _) = wavecast_async_std::connect("ws://127.0.0.1:9001/").await?;
-//! ws.send("hello").await?;
-//! # Ok(()) }) }
+//! use async_std::net::TcpListener;
+//!
+//! fn main() -> std::io::Result<()> {
+//!     async_std::task::block_on(async {
+//!         let listener = TcpListener::bind("127.0.0.1:9001").await?;
+//!         loop {
+//!             let (tcp, _) = listener.accept().await?;
+//!             async_std::task::spawn(async move {
+//!                 let Ok(mut ws) = wavecast_async_std::accept(tcp).await else { return };
+//!                 while let Some(Ok(message)) = ws.recv().await {
+//!                     if ws.send(message).await.is_err() {
+//!                         break;
+//!                     }
+//!                 }
+//!             });
+//!         }
+//!     })
+//! }
 //! ```
+//!
+//! [`accept_with`] checks the request first (path, origin, host name), and
+//! [`serve`] is this loop with a connection cap, graceful shutdown and plain
+//! HTTP answers on the same port.
+//!
+//! # Client
+//!
+//! ```no_run
+//! use wavecast_async_std::{connect, CloseCode};
+//!
+//! fn main() -> Result<(), wavecast_async_std::Error> {
+//!     async_std::task::block_on(async {
+//!         let (mut ws, _response) = connect("ws://127.0.0.1:9001/").await?;
+//!         ws.send("hello").await?; // Ok = queued; ws.flush() waits for the write
+//!         if let Some(reply) = ws.recv().await { // None = closed cleanly
+//!             println!("got {:?}", reply?);
+//!         }
+//!         ws.close(CloseCode::NORMAL, "done").await?;
+//!         Ok(())
+//!     })
+//! }
+//! ```
+//!
+//! [`Reconnect`] connects again with backoff when the connection drops.
+//!
+//! # Broadcast
+//!
+//! A [`Hub`] of named [`Room`]s: a message published to a room is framed once
+//! and goes to every member. This example runs as it is: a server with a room
+//! per path and two clients.
+//!
+//! ```
+//! use async_std::net::TcpListener;
+//! use wavecast_async_std::{connect, serve, Accept, Hub, RoomConfig, ServeConfig};
+//!
+//! fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     async_std::task::block_on(async {
+//!         let hub = Hub::new(RoomConfig::default());
+//!         let listener = TcpListener::bind("127.0.0.1:0").await?;
+//!         let server = serve(listener, ServeConfig::default(), move |incoming| {
+//!             let hub = hub.clone();
+//!             async move {
+//!                 // One room per path.
+//!                 let Ok(room) = hub.room(incoming.request().path()) else { return };
+//!                 // Join before the 101 is written, so nothing is missed.
+//!                 let mut member = None;
+//!                 let accepted = incoming.accept_then(Accept::new(), |ws| {
+//!                     member = Some(room.join(ws.sender()));
+//!                 });
+//!                 if let (Ok(ws), Some(member)) = (accepted, member) {
+//!                     // What the client sends goes to the room, and back.
+//!                     let _ = room.chat(ws, member).await;
+//!                 }
+//!             }
+//!         })?;
+//!
+//!         let url = format!("ws://{}/lobby", server.local_addr());
+//!         let (mut alice, _) = connect(&url).await?;
+//!         let (mut bob, _) = connect(&url).await?;
+//!         alice.send("hi all").await?;
+//!         for ws in [&mut alice, &mut bob] {
+//!             let message = ws.recv().await.expect("the room's message")?;
+//!             assert_eq!(message.as_bytes(), b"hi all");
+//!         }
+//!         Ok(())
+//!     })
+//! }
+//! ```
+//!
+//! [`SseStream`] sends the same rooms to browsers as Server-Sent Events.
+// axum: the extractor's section goes here.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -81,4 +168,13 @@ fn io<S>(stream: S) -> S {
     stream
 }
 
-wavecast_runtime::adapter!(AsyncStd, TcpStream, Transport);
+wavecast_runtime::adapter!(
+    docs(
+        "wavecast_async_std",
+        "async_std::net",
+        "async_std::task::block_on"
+    ),
+    AsyncStd,
+    TcpStream,
+    Transport
+);

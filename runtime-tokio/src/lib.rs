@@ -17,15 +17,96 @@
 //! - [`Hub`] and [`Room`]: broadcast rooms; [`SseStream`]: Server-Sent
 //!   Events fed by the same rooms.
 //!
+//! # Echo server
+//!
 //! ```no_run
-//! # #[tokio::main] async fn main() -> Result<(), wavecast_tokio::Error> {
-//! let (mut ws, _) = wavecast_tokio::connect("ws://127.0.0.1:9001/").await?;
-//! ws.send("hello").await?;
-//! if let Some(Ok(reply)) = ws.recv().await {
-//!     println!("{reply:?}");
+//! use tokio::net::TcpListener;
+//!
+//! #[tokio::main]
+//! async fn main() -> std::io::Result<()> {
+//!     let listener = TcpListener::bind("127.0.0.1:9001").await?;
+//!     loop {
+//!         let (tcp, _) = listener.accept().await?;
+//!         tokio::spawn(async move {
+//!             let Ok(mut ws) = wavecast_tokio::accept(tcp).await else { return };
+//!             while let Some(Ok(message)) = ws.recv().await {
+//!                 if ws.send(message).await.is_err() {
+//!                     break;
+//!                 }
+//!             }
+//!         });
+//!     }
 //! }
-//! # Ok(()) }
 //! ```
+//!
+//! [`accept_with`] checks the request first (path, origin, host name), and
+//! [`serve`] is this loop with a connection cap, graceful shutdown and plain
+//! HTTP answers on the same port.
+//!
+//! # Client
+//!
+//! ```no_run
+//! use wavecast_tokio::{connect, CloseCode};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), wavecast_tokio::Error> {
+//!     let (mut ws, _response) = connect("ws://127.0.0.1:9001/").await?;
+//!     ws.send("hello").await?; // Ok = queued; ws.flush() waits for the write
+//!     if let Some(reply) = ws.recv().await { // None = closed cleanly
+//!         println!("got {:?}", reply?);
+//!     }
+//!     ws.close(CloseCode::NORMAL, "done").await?;
+//!     Ok(())
+//! }
+//! ```
+//!
+//! [`Reconnect`] connects again with backoff when the connection drops.
+//!
+//! # Broadcast
+//!
+//! A [`Hub`] of named [`Room`]s: a message published to a room is framed once
+//! and goes to every member. This example runs as it is: a server with a room
+//! per path and two clients.
+//!
+//! ```
+//! use tokio::net::TcpListener;
+//! use wavecast_tokio::{connect, serve, Accept, Hub, RoomConfig, ServeConfig};
+//!
+//! #[tokio::main]
+//! async fn main() -> Result<(), Box<dyn std::error::Error>> {
+//!     let hub = Hub::new(RoomConfig::default());
+//!     let listener = TcpListener::bind("127.0.0.1:0").await?;
+//!     let server = serve(listener, ServeConfig::default(), move |incoming| {
+//!         let hub = hub.clone();
+//!         async move {
+//!             // One room per path.
+//!             let Ok(room) = hub.room(incoming.request().path()) else { return };
+//!             // Join before the 101 is written, so nothing is missed.
+//!             let mut member = None;
+//!             let accepted = incoming.accept_then(Accept::new(), |ws| {
+//!                 member = Some(room.join(ws.sender()));
+//!             });
+//!             if let (Ok(ws), Some(member)) = (accepted, member) {
+//!                 // What the client sends goes to the room, and back.
+//!                 let _ = room.chat(ws, member).await;
+//!             }
+//!         }
+//!     })?;
+//!
+//!     let url = format!("ws://{}/lobby", server.local_addr());
+//!     let (mut alice, _) = connect(&url).await?;
+//!     let (mut bob, _) = connect(&url).await?;
+//!     alice.send("hi all").await?;
+//!     for ws in [&mut alice, &mut bob] {
+//!         let message = ws.recv().await.expect("the room's message")?;
+//!         assert_eq!(message.as_bytes(), b"hi all");
+//!     }
+//!     Ok(())
+//! }
+//! ```
+//!
+//! [`SseStream`] sends the same rooms to browsers as Server-Sent Events.
+// axum: the extractor's section goes here.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
@@ -192,6 +273,11 @@ fn io<S>(stream: S) -> FuturesIo<S> {
 }
 
 wavecast_runtime::adapter!(
+    docs(
+        "wavecast_tokio",
+        "tokio::net",
+        "tokio::runtime::Runtime::new()?.block_on"
+    ),
     Tokio,
     tokio::net::TcpStream,
     tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static

@@ -36,6 +36,26 @@ const SEND_CHUNK: usize = 64 << 10;
 ///
 /// Dropping it before the end discards the rest of the message (it is still
 /// received and checked, not handed out); the next message comes as usual.
+///
+/// ```
+/// # use wavecast_runtime::{Config, Error, WebSocket};
+/// // Messages of up to 1 GiB, streamed: none is held whole.
+/// let config = Config::default()
+///     .with_stream_messages(true)
+///     .with_max_stream_size(1 << 30);
+/// # let _ = config;
+///
+/// /// Echoes every message back as it arrives, chunk by chunk.
+/// async fn echo_stream(ws: WebSocket) -> Result<(), Error> {
+///     let (sender, mut receiver) = ws.split();
+///     while let Some(message) = receiver.next_message().await {
+///         let message = message?;
+///         let text = message.is_text();
+///         sender.send_reader(text, message).await?; // as an `AsyncRead`
+///     }
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug)]
 pub struct IncomingMessage<'a> {
     shared: &'a Shared,

@@ -33,6 +33,36 @@ use crate::stream::{self, IncomingMessage};
 
 /// A WebSocket connection. Send and receive directly, or [`WebSocket::split`]
 /// into halves for separate tasks.
+///
+/// You get one from `accept`, `connect` or `serve` in an adapter crate;
+/// every adapter re-exports this type (`wavecast_tokio::WebSocket` is this
+/// type). Its driver runs in a task of its own, so heartbeats and pongs go
+/// out even while you are not calling `recv`.
+///
+/// ```
+/// # use wavecast_runtime::{CloseCode, Error, Message, WebSocket};
+/// /// Echoes text back in upper case and binary as it is, until the peer closes.
+/// async fn echo(mut ws: WebSocket) -> Result<(), Error> {
+///     while let Some(message) = ws.recv().await {
+///         match message? {
+///             Message::Text(text) => ws.send(text.to_uppercase()).await?,
+///             binary => ws.send(binary).await?,
+///         }
+///     }
+///     // `None`: the peer closed cleanly, and this side has answered.
+///     if let Some(frame) = ws.close_frame() {
+///         println!("peer closed with {:?}", frame.code);
+///     }
+///     Ok(())
+/// }
+///
+/// /// Says goodbye: waits until the peer answers the close or the close timeout passes.
+/// async fn goodbye(mut ws: WebSocket) -> Result<(), Error> {
+///     ws.send("bye").await?;
+///     ws.close(CloseCode::NORMAL, "done").await?;
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug)]
 pub struct WebSocket {
     sender: Sender,
@@ -41,6 +71,27 @@ pub struct WebSocket {
 
 /// The sending half. Clone it to send from several tasks at once; each
 /// message is queued whole.
+///
+/// ```
+/// # use wavecast_runtime::{Error, Sender, WebSocket};
+/// /// Answers what the peer sends while another task feeds it the news.
+/// async fn run(ws: WebSocket) -> Result<(), Error> {
+///     let (sender, mut receiver) = ws.split();
+///     let news = sender.clone(); // spawn `feed(news, ...)` on your runtime
+/// #   drop(news);
+///     while let Some(message) = receiver.recv().await {
+///         sender.send(message?).await?;
+///     }
+///     Ok(())
+/// }
+///
+/// async fn feed(sender: Sender, headlines: Vec<String>) -> Result<(), Error> {
+///     for headline in headlines {
+///         sender.send(headline).await?; // waits while output is over the write limit
+///     }
+///     sender.flush().await // waits until all of it is written
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Sender {
     shared: Arc<Shared>,
@@ -49,6 +100,20 @@ pub struct Sender {
 /// The receiving half. Dropping it switches the connection to discard mode:
 /// data messages are counted and dropped, control frames are still handled,
 /// so heartbeats keep working for send-only feeds.
+///
+/// ```
+/// # use wavecast_runtime::{Error, Receiver};
+/// /// Prints what arrives until the connection ends.
+/// async fn print_all(mut receiver: Receiver) -> Result<(), Error> {
+///     while let Some(message) = receiver.recv().await {
+///         // `Some(Err(..))` is the last item: a protocol error, a timeout, a reset.
+///         println!("{:?}", message?);
+///     }
+///     // `None`: a clean close.
+///     println!("closed: {:?}", receiver.close_frame());
+///     Ok(())
+/// }
+/// ```
 #[derive(Debug)]
 pub struct Receiver {
     shared: Arc<Shared>,
@@ -294,6 +359,19 @@ impl Sender {
     /// If the source fails, is not UTF-8, or this future is dropped before
     /// the end, the message cannot be completed and the connection closes
     /// with 1011.
+    ///
+    /// The source is a `futures-io` reader: a byte slice, `async_fs::File`
+    /// on smol, or a tokio file wrapped in `wavecast_tokio::FuturesIo`.
+    ///
+    /// ```
+    /// # use wavecast_runtime::{Error, Sender};
+    /// /// Sends `report` as one binary message, 64 KiB per frame.
+    /// async fn send_report(sender: &Sender, report: &[u8]) -> Result<(), Error> {
+    ///     let size = sender.send_reader(false, report).await?;
+    ///     assert_eq!(size, report.len() as u64);
+    ///     Ok(())
+    /// }
+    /// ```
     pub async fn send_reader<R: AsyncRead + Unpin>(
         &self,
         text: bool,
@@ -404,6 +482,23 @@ impl Receiver {
     /// [`Config::max_stream_size`]) passes through a window of 64 KiB.
     /// Needs streaming on to stream (else a message comes whole, in one
     /// chunk). `None` after a clean close.
+    ///
+    /// ```
+    /// # use wavecast_runtime::{Error, Receiver};
+    /// /// Prints the size of every message without holding one whole.
+    /// async fn sizes(mut receiver: Receiver) -> Result<(), Error> {
+    ///     receiver.set_streaming(true);
+    ///     while let Some(message) = receiver.next_message().await {
+    ///         let mut message = message?;
+    ///         let mut size = 0;
+    ///         while let Some(chunk) = message.chunk().await {
+    ///             size += chunk?.len(); // an error here: the message is cut short
+    ///         }
+    ///         println!("{size} bytes");
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
     pub async fn next_message(&mut self) -> Option<Result<IncomingMessage<'_>, Error>> {
         IncomingMessage::next(&self.shared).await
     }

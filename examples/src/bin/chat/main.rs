@@ -30,6 +30,8 @@ use wavecast_examples::Runtime;
 /// /ws/<room>?nick=<name> and as Server-Sent Events on /sse/<room>.
 /// Logs one line per join and leave; RUST_LOG (e.g. RUST_LOG=debug)
 /// changes what is logged.
+// This comment is also `--help`'s text, so `<room>` stays plain.
+#[allow(rustdoc::invalid_html_tags)]
 #[derive(Parser)]
 #[command(name = "chat", version)]
 struct Cli {
@@ -41,6 +43,8 @@ struct Cli {
 }
 
 /// Options shared by every runtime's version.
+// The field comments are also `--help`'s text, so `[::1]` stays plain.
+#[allow(rustdoc::broken_intra_doc_links)]
 #[derive(clap::Args)]
 pub(crate) struct Options {
     /// The address to listen on.
