@@ -32,13 +32,19 @@ use crate::websocket::WebSocket;
 /// A WebSocket upgrade request, parsed by hyper (or axum), checked by
 /// wavecast, and not answered yet.
 ///
-/// With hyper, inside a service:
+/// With hyper, inside a service (`wavecast_tokio::WebSocketUpgrade` is
+/// this type with the runtime fixed):
 ///
-/// ```ignore
-/// let upgrade = WebSocketUpgrade::<Tokio>::from_request(&mut request)?;
-/// let (response, ws) = upgrade.respond()?;
-/// tokio::spawn(echo(ws)); // the WebSocket works once hyper has sent `response`
-/// Ok(response)
+/// ```
+/// use wavecast_runtime::{Runtime, UpgradeRejection, WebSocket, WebSocketUpgrade};
+///
+/// /// Answers `request`; spawn something that uses the WebSocket, which
+/// /// works once hyper has sent the response.
+/// fn upgrade<R: Runtime, B>(
+///     mut request: http::Request<B>,
+/// ) -> Result<(http::Response<Vec<u8>>, WebSocket), UpgradeRejection> {
+///     WebSocketUpgrade::<R>::from_request(&mut request)?.respond()
+/// }
 /// ```
 ///
 /// With axum (feature `axum`), it is an extractor, and a rejected request
@@ -222,13 +228,19 @@ impl<R: Runtime> WebSocketUpgrade<R> {
     /// [`WebSocketUpgrade::respond_then`]) and passes what it returns to
     /// `callback`:
     ///
-    /// ```ignore
-    /// upgrade.on_upgrade_then(
-    ///     |ws| (room.join(ws.sender()), room),
-    ///     |ws, (member, room)| async move {
-    ///         let _ = room.chat(ws, member).await;
-    ///     },
-    /// )
+    /// ```
+    /// # use wavecast_runtime::{Room, Runtime, WebSocketUpgrade};
+    /// fn chat<R: Runtime>(
+    ///     upgrade: WebSocketUpgrade<R>,
+    ///     room: Room<R>,
+    /// ) -> axum_core::response::Response {
+    ///     upgrade.on_upgrade_then(
+    ///         |ws| (room.join(ws.sender()), room),
+    ///         |ws, (member, room)| async move {
+    ///             let _ = room.chat(ws, member).await;
+    ///         },
+    ///     )
+    /// }
     /// ```
     #[cfg(feature = "axum")]
     pub fn on_upgrade_then<T, S, F, Fut>(

@@ -29,8 +29,15 @@ struct Cli {
     idle: Duration,
 }
 
+fn main() {
+    if let Err(e) = run() {
+        eprintln!("axum-chat: {e}");
+        std::process::exit(1);
+    }
+}
+
 #[tokio::main]
-async fn main() -> Result<(), Failure> {
+async fn run() -> Result<(), Failure> {
     let cli = Cli::parse();
     let config = Config::default()
         .with_heartbeat_interval(Some(cli.ping))
