@@ -13,7 +13,7 @@ use support::{free_addr, RUNTIMES};
 type Flag = (&'static str, Option<&'static str>);
 
 /// Every program with every flag it takes.
-const PROGRAMS: [(&str, &str, &[Flag]); 7] = [
+const PROGRAMS: [(&str, &str, &[Flag]); 8] = [
     (
         "echo",
         env!("CARGO_BIN_EXE_echo"),
@@ -58,6 +58,15 @@ const PROGRAMS: [(&str, &str, &[Flag]); 7] = [
         &[
             ("--runtime", Some("tokio")),
             ("--addr", Some("127.0.0.1:9002")),
+        ],
+    ),
+    (
+        "axum-chat",
+        env!("CARGO_BIN_EXE_axum-chat"),
+        &[
+            ("--addr", Some("127.0.0.1:3000")),
+            ("--ping", Some("10")),
+            ("--idle", Some("30")),
         ],
     ),
     (
@@ -191,10 +200,16 @@ fn an_address_in_use_is_named_and_exits_1() {
         ("echo", env!("CARGO_BIN_EXE_echo")),
         ("chat", env!("CARGO_BIN_EXE_chat")),
         ("hyper-upgrade", env!("CARGO_BIN_EXE_hyper-upgrade")),
+        ("axum-chat", env!("CARGO_BIN_EXE_axum-chat")),
     ];
     for (name, exe) in servers {
+        let tokio_only = name == "axum-chat";
         for runtime in RUNTIMES {
-            let out = run(exe, &["--runtime", runtime, "--addr", &addr]);
+            let out = if tokio_only {
+                run(exe, &["--addr", &addr])
+            } else {
+                run(exe, &["--runtime", runtime, "--addr", &addr])
+            };
             let stderr = String::from_utf8_lossy(&out.stderr);
             assert_eq!(out.status.code(), Some(1), "{name} on {runtime}: {stderr}");
             let expected = format!("{name}: cannot listen on {addr}: ");

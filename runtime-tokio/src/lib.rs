@@ -16,6 +16,9 @@
 //!   client that reconnects with backoff.
 //! - [`Hub`] and [`Room`]: broadcast rooms; [`SseStream`]: Server-Sent
 //!   Events fed by the same rooms.
+//! - `WebSocketUpgrade` (feature `hyper`): upgrades in a hyper 1 service;
+//!   with feature `axum`, an axum extractor whose rejections are axum
+//!   responses.
 //!
 //! # Echo server
 //!

@@ -106,6 +106,8 @@ mod shared;
 mod sse;
 mod stream;
 mod tls;
+#[cfg(feature = "hyper")]
+mod upgrade;
 mod websocket;
 
 // The runtime contract.
@@ -120,6 +122,8 @@ pub use server::{accept, accept_with, default_config, read_request, Incoming};
 pub use stream::IncomingMessage;
 #[cfg(feature = "rustls")]
 pub use tls::{connect_tls_with, default_client_config};
+#[cfg(feature = "hyper")]
+pub use upgrade::{UpgradeRejection, WebSocketUpgrade};
 pub use websocket::{Receiver, Sender, WebSocket};
 
 // Rooms, SSE and the server loop.
@@ -128,7 +132,7 @@ pub use serve::{serve, Server};
 pub use sse::SseStream;
 
 // The core's types an application names.
-pub use wavecast_core::handshake::{Accept, ClientRequest, Request};
+pub use wavecast_core::handshake::{Accept, ClientRequest, Headers, HttpVersion, Request};
 pub use wavecast_core::room::{
     LagPolicy, MemberEnd, RoomConfig, RoomError, RoomEvent, RoomMessage,
 };
@@ -265,6 +269,10 @@ macro_rules! adapter {
             "```",
         )]
         pub type SseStream<S = $tcp> = $crate::SseStream<Io<S>, $rt>;
+        /// A WebSocket upgrade in a hyper service or an axum handler (see
+        /// [`wavecast_runtime::WebSocketUpgrade`]).
+        #[cfg(feature = "hyper")]
+        pub type WebSocketUpgrade = $crate::WebSocketUpgrade<$rt>;
 
         /// Accepts a WebSocket on `stream` with the default configuration
         /// and no checks beyond RFC 6455: any path, any origin (see

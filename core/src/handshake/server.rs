@@ -56,6 +56,19 @@ pub struct Request {
 }
 
 impl Request {
+    /// A request head another HTTP stack (hyper, axum) has already parsed,
+    /// so that the same accessors and checks ([`Request::validate_upgrade`],
+    /// [`crate::OriginAllowList::check`], ...) serve it. `target` is the
+    /// path and query, e.g. `/chat?room=a`.
+    pub fn new(method: &str, target: &str, version: HttpVersion, headers: Headers) -> Self {
+        Request {
+            method: method.to_owned(),
+            target: target.to_owned(),
+            version,
+            headers,
+        }
+    }
+
     /// The request method, e.g. `GET`.
     pub fn method(&self) -> &str {
         &self.method

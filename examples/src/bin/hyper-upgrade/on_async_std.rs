@@ -5,15 +5,13 @@
 use std::convert::Infallible;
 
 use async_std::net::TcpListener;
-use bytes::Bytes;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use smol_hyper::rt::{FuturesIo, SmolTimer};
-use wavecast_async_std::{from_upgraded, Role, WebSocket};
+use wavecast_async_std::AsyncStd;
 use wavecast_examples::cannot_listen;
 
-use crate::futures_io_compat::HyperIo;
-use crate::{config, route, Options, Routed};
+use crate::{echo, route, Options, Routed};
 
 pub(crate) fn run(options: Options) -> std::io::Result<()> {
     let stop = ctrl_c();
@@ -38,26 +36,10 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
             tcp.set_nodelay(true)?;
             async_std::task::spawn(async move {
                 let service = service_fn(|mut request| async move {
-                    Ok::<_, Infallible>(match route(&mut request) {
+                    Ok::<_, Infallible>(match route::<AsyncStd>(&mut request) {
                         Routed::Plain(response) => response,
-                        Routed::Upgrade {
-                            response,
-                            on_upgrade,
-                            negotiated,
-                        } => {
-                            async_std::task::spawn(async move {
-                                let Ok(upgraded) = on_upgrade.await else {
-                                    return;
-                                };
-                                let ws = from_upgraded(
-                                    HyperIo(upgraded),
-                                    Role::Server,
-                                    config(),
-                                    &negotiated,
-                                    Bytes::new(),
-                                );
-                                echo(ws).await;
-                            });
+                        Routed::Upgrade { response, ws } => {
+                            async_std::task::spawn(echo(ws));
                             response
                         }
                     })
@@ -72,15 +54,6 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
         println!("hyper-upgrade: shutting down");
         Ok(())
     })
-}
-
-/// Sends every message back.
-async fn echo(mut ws: WebSocket) {
-    while let Some(Ok(message)) = ws.recv().await {
-        if ws.send(message).await.is_err() {
-            break;
-        }
-    }
 }
 
 /// A channel that receives once on Ctrl-C.

@@ -3,16 +3,14 @@
 
 use std::convert::Infallible;
 
-use bytes::Bytes;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use smol::net::TcpListener;
 use smol_hyper::rt::{FuturesIo, SmolTimer};
 use wavecast_examples::cannot_listen;
-use wavecast_smol::{from_upgraded, Role, WebSocket};
+use wavecast_smol::Smol;
 
-use crate::futures_io_compat::HyperIo;
-use crate::{config, route, Options, Routed};
+use crate::{echo, route, Options, Routed};
 
 pub(crate) fn run(options: Options) -> std::io::Result<()> {
     let stop = ctrl_c();
@@ -36,27 +34,10 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
             tcp.set_nodelay(true)?;
             smol::spawn(async move {
                 let service = service_fn(|mut request| async move {
-                    Ok::<_, Infallible>(match route(&mut request) {
+                    Ok::<_, Infallible>(match route::<Smol>(&mut request) {
                         Routed::Plain(response) => response,
-                        Routed::Upgrade {
-                            response,
-                            on_upgrade,
-                            negotiated,
-                        } => {
-                            smol::spawn(async move {
-                                let Ok(upgraded) = on_upgrade.await else {
-                                    return;
-                                };
-                                let ws = from_upgraded(
-                                    HyperIo(upgraded),
-                                    Role::Server,
-                                    config(),
-                                    &negotiated,
-                                    Bytes::new(),
-                                );
-                                echo(ws).await;
-                            })
-                            .detach();
+                        Routed::Upgrade { response, ws } => {
+                            smol::spawn(echo(ws)).detach();
                             response
                         }
                     })
@@ -72,15 +53,6 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
         println!("hyper-upgrade: shutting down");
         Ok(())
     })
-}
-
-/// Sends every message back.
-async fn echo(mut ws: WebSocket) {
-    while let Some(Ok(message)) = ws.recv().await {
-        if ws.send(message).await.is_err() {
-            break;
-        }
-    }
 }
 
 /// A channel that receives once on Ctrl-C.

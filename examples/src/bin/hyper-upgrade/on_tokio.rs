@@ -2,15 +2,14 @@
 
 use std::convert::Infallible;
 
-use bytes::Bytes;
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio::net::TcpListener;
 use wavecast_examples::cannot_listen;
-use wavecast_tokio::{Role, WebSocket};
+use wavecast_tokio::Tokio;
 
-use crate::{config, route, Options, Routed};
+use crate::{echo, route, Options, Routed};
 
 pub(crate) fn run(options: Options) -> std::io::Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -32,29 +31,10 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
             tcp.set_nodelay(true)?;
             tokio::spawn(async move {
                 let service = service_fn(|mut request| async move {
-                    Ok::<_, Infallible>(match route(&mut request) {
+                    Ok::<_, Infallible>(match route::<Tokio>(&mut request) {
                         Routed::Plain(response) => response,
-                        Routed::Upgrade {
-                            response,
-                            on_upgrade,
-                            negotiated,
-                        } => {
-                            tokio::spawn(async move {
-                                let Ok(upgraded) = on_upgrade.await else {
-                                    return;
-                                };
-                                // hyper hands back any bytes it read past the
-                                // request through the stream itself, so
-                                // there is no leftover to pass.
-                                let ws = wavecast_tokio::from_upgraded(
-                                    TokioIo::new(upgraded),
-                                    Role::Server,
-                                    config(),
-                                    &negotiated,
-                                    Bytes::new(),
-                                );
-                                echo(ws).await;
-                            });
+                        Routed::Upgrade { response, ws } => {
+                            tokio::spawn(echo(ws));
                             response
                         }
                     })
@@ -69,13 +49,4 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
         println!("hyper-upgrade: shutting down");
         Ok(())
     })
-}
-
-/// Sends every message back.
-async fn echo(mut ws: WebSocket) {
-    while let Some(Ok(message)) = ws.recv().await {
-        if ws.send(message).await.is_err() {
-            break;
-        }
-    }
 }
