@@ -1024,59 +1024,50 @@ impl Connection {
             return Ok(chunk.len());
         };
         let mut used = chunk.len();
-        if msg.transformed && msg.stream {
+        if msg.transformed {
             let ext = self
                 .extension
                 .as_mut()
                 .expect("a transformed message has a negotiated extension");
-            // The limit applies to `buf`, which holds what was not handed
-            // out yet: what the stream may still grow by, plus that.
-            let budget = self.config.max_stream_size.saturating_sub(msg.streamed);
-            let limit = usize::try_from(budget).unwrap_or(usize::MAX);
+            // A whole message is limited as a whole. A streamed one may
+            // pause, and its limit applies to `buf`, which holds what was
+            // not handed out yet: what the stream may still grow by.
+            let max_stream = self.config.max_stream_size;
+            let (limit, pause_at) = if msg.stream {
+                let budget = max_stream.saturating_sub(msg.streamed);
+                (usize::try_from(budget).unwrap_or(usize::MAX), STREAM_CHUNK)
+            } else {
+                (self.config.max_message_size, usize::MAX)
+            };
             let mut scratch = [0u8; 4096];
-            let mut at = offset;
             used = 0;
             for piece in chunk.chunks(scratch.len()) {
                 let s = &mut scratch[..piece.len()];
                 s.copy_from_slice(piece);
                 if let Some(key) = key {
-                    apply_mask(s, key, at);
+                    apply_mask(s, key, offset + used);
                 }
                 let took = ext
-                    .decode_some(s, &mut msg.buf, limit, STREAM_CHUNK)
-                    .map_err(|e| stream_limit(e, self.config.max_stream_size))?;
-                at += took;
+                    .decode_some(s, &mut msg.buf, limit, pause_at)
+                    .map_err(|e| {
+                        if msg.stream {
+                            stream_limit(e, max_stream)
+                        } else {
+                            e
+                        }
+                    })?;
                 used += took;
                 if took < piece.len() {
                     break;
                 }
             }
-        } else if msg.stream {
-            msg.buf.reserve(chunk.len());
-            let start = msg.buf.len();
-            msg.buf.extend_from_slice(chunk);
-            if let Some(key) = key {
-                apply_mask(&mut msg.buf[start..], key, offset);
-            }
-        } else if msg.transformed {
-            let limit = self.config.max_message_size;
-            let ext = self
-                .extension
-                .as_mut()
-                .expect("a transformed message has a negotiated extension");
-            let mut scratch = [0u8; 4096];
-            let mut at = offset;
-            for piece in chunk.chunks(scratch.len()) {
-                let s = &mut scratch[..piece.len()];
-                s.copy_from_slice(piece);
-                if let Some(key) = key {
-                    apply_mask(s, key, at);
-                }
-                at += piece.len();
-                ext.decode(s, &mut msg.buf, limit)?;
-            }
         } else {
-            msg.grow(chunk.len(), frame_rest, pool);
+            if msg.stream {
+                // Handed out as it comes: no pooled buffer, no doubling.
+                msg.buf.reserve(chunk.len());
+            } else {
+                msg.grow(chunk.len(), frame_rest, pool);
+            }
             let start = msg.buf.len();
             msg.buf.extend_from_slice(chunk);
             if let Some(key) = key {
