@@ -104,6 +104,33 @@ mod raw {
         false
     }
 
+    /// Plays a server: accepts one connection on `listener`, reads the
+    /// client's upgrade request and answers 101. Returns the socket.
+    pub(crate) fn accept_upgrade(listener: &std::net::TcpListener) -> TcpStream {
+        let (mut tcp, _) = listener.accept().unwrap();
+        tcp.set_nodelay(true).unwrap();
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let head = read_head(&mut tcp);
+        let key = head
+            .lines()
+            .find_map(|l| {
+                let (name, value) = l.split_once(':')?;
+                name.eq_ignore_ascii_case("sec-websocket-key")
+                    .then(|| value.trim().to_owned())
+            })
+            .expect("the client sent a key");
+        let accept = wavecast_core::handshake::accept_key(key.as_bytes());
+        tcp.write_all(
+            format!(
+                "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
+                 Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        tcp
+    }
+
     /// A masked client frame.
     pub(crate) fn frame(first_byte: u8, payload: &[u8]) -> Vec<u8> {
         assert!(payload.len() < 126);

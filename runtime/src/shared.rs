@@ -512,6 +512,17 @@ impl Shared {
         }))
     }
 
+    /// Ready once the driver has stopped: the close handshake is over (or
+    /// the connection failed) and the transport has been shut.
+    pub(crate) fn poll_finished(&self, cx: &mut Context<'_>) -> Poll<()> {
+        let mut s = self.lock();
+        if s.done {
+            return Poll::Ready(());
+        }
+        s.register_closer(cx.waker());
+        Poll::Pending
+    }
+
     /// Ready once the connection can no longer send (closing, closed or
     /// failed); for tasks that feed a connection until it goes away.
     pub(crate) fn poll_send_closed(&self, cx: &mut Context<'_>) -> Poll<()> {

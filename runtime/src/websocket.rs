@@ -229,6 +229,12 @@ impl WebSocket {
         self.sender.flush().await
     }
 
+    /// Waits until the connection has completely ended; see
+    /// [`Sender::closed`].
+    pub async fn closed(&self) {
+        self.sender.closed().await;
+    }
+
     /// Closes; see [`Sender::close`].
     pub async fn close(&mut self, code: CloseCode, reason: &str) -> Result<Outcome, Error> {
         self.sender.close(code, reason).await
@@ -412,6 +418,17 @@ impl Sender {
     /// Whether the connection still accepts messages.
     pub fn is_open(&self) -> bool {
         self.shared.is_open()
+    }
+
+    /// Waits until the connection has completely ended: the close
+    /// handshake is over (or the connection failed), our last frames were
+    /// written and the transport was shut. `recv` returns `None` as soon as
+    /// the peer's close frame arrives, while the answer is still being
+    /// written in the background; a program about to exit, or a client
+    /// whose next step depends on the peer having seen the end, awaits
+    /// this first.
+    pub async fn closed(&self) {
+        poll_fn(|cx| self.shared.poll_finished(cx)).await;
     }
 
     /// Waits until a message may be queued without exceeding the write limit.

@@ -94,34 +94,7 @@ macro_rules! streams_scenarios {
             let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             let addr = listener.local_addr().unwrap().to_string();
             std::thread::spawn(move || {
-                use std::io::Read;
-                let (mut tcp, _) = listener.accept().unwrap();
-                tcp.set_nodelay(true).unwrap();
-                let mut head = Vec::new();
-                let mut buf = [0u8; 1024];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") {
-                    let n = tcp.read(&mut buf).unwrap();
-                    assert!(n > 0, "the client sent its request");
-                    head.extend_from_slice(&buf[..n]);
-                }
-                let text = String::from_utf8_lossy(&head).to_string();
-                let key = text
-                    .lines()
-                    .find_map(|l| {
-                        let (name, value) = l.split_once(':')?;
-                        name.eq_ignore_ascii_case("sec-websocket-key")
-                            .then(|| value.trim().to_owned())
-                    })
-                    .expect("a key");
-                let accept = wavecast_core::handshake::accept_key(key.as_bytes());
-                tcp.write_all(
-                    format!(
-                        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\
-                         Connection: Upgrade\r\nSec-WebSocket-Accept: {accept}\r\n\r\n"
-                    )
-                    .as_bytes(),
-                )
-                .unwrap();
+                let mut tcp = raw::accept_upgrade(&listener);
                 let mut stream = Vec::new();
                 for i in 0..1000u32 {
                     let payload = format!("message {i}");
@@ -155,6 +128,43 @@ macro_rules! streams_scenarios {
                     }
                 })
                 .await;
+            });
+        }
+
+        /// `recv` ends as soon as the peer's close frame arrives; `closed`
+        /// returns only after our answer was written and the transport shut,
+        /// so a client that moves on (or exits) after it has not cut its
+        /// goodbye short. The raw server reads our close frame only after a
+        /// pause, then closes the socket.
+        #[test]
+        fn closed_waits_until_the_peer_has_our_close_answer() {
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            let addr = listener.local_addr().unwrap().to_string();
+            let (answered, got_answer) = mpsc::channel();
+            std::thread::spawn(move || {
+                let mut tcp = raw::accept_upgrade(&listener);
+                // A close frame, code 1000, unmasked (server to client).
+                tcp.write_all(&[0x88, 0x02, 0x03, 0xe8]).unwrap();
+                std::thread::sleep(Duration::from_millis(300));
+                let mut frame = [0u8; 8];
+                std::io::Read::read_exact(&mut tcp, &mut frame).unwrap();
+                answered.send(frame).unwrap();
+                // Dropping the socket ends the connection.
+            });
+            block_on(async move {
+                let (mut client, _) = ws::connect(&format!("ws://{addr}/")).await.unwrap();
+                assert!(within(Duration::from_secs(5), client.recv())
+                    .await
+                    .is_none());
+                within(Duration::from_secs(5), client.closed()).await;
+                let frame = got_answer.try_recv().expect("the server had our answer");
+                // A masked close frame echoing code 1000.
+                assert_eq!(frame[..2], [0x88, 0x82]);
+                let code = [frame[6] ^ frame[2], frame[7] ^ frame[3]];
+                assert_eq!(u16::from_be_bytes(code), 1000);
+                // Once ended, it stays ended.
+                within(Duration::from_secs(1), client.closed()).await;
+                assert!(!client.sender().is_open());
             });
         }
 

@@ -28,6 +28,9 @@ pub(crate) fn run(options: Options) -> Result<(), Failure> {
                     break;
                 }
             }
+            // The server files a case when the connection ends: the next
+            // connection (the last one asks for the reports) waits for it.
+            ws.closed().await;
         }
         let url = options.reports_url();
         let (request, _) = ClientRequest::from_url(&url)?;
@@ -35,6 +38,7 @@ pub(crate) fn run(options: Options) -> Result<(), Failure> {
             .await
             .map_err(|e| format!("cannot connect to {url}: {e}"))?;
         while ws.recv().await.is_some() {}
+        ws.closed().await;
         println!("reports updated");
         Ok(())
     })
