@@ -83,9 +83,9 @@ fn echo_and_client(runtime: &str) {
 }
 
 /// Reads SSE lines from `tcp` until a `data:` line containing `needle`.
-fn sse_until(tcp: TcpStream, needle: &str) -> Vec<String> {
+fn sse_until(reader: impl BufRead, needle: &str) -> Vec<String> {
     let mut seen = Vec::new();
-    for line in BufReader::new(tcp).lines() {
+    for line in reader.lines() {
         let line = line.unwrap_or_else(|e| panic!("SSE read failed after {seen:?}: {e}"));
         let found = line.starts_with("data:") && line.contains(needle);
         seen.push(line);
@@ -94,6 +94,109 @@ fn sse_until(tcp: TcpStream, needle: &str) -> Vec<String> {
         }
     }
     panic!("SSE stream ended without {needle:?}: {seen:?}");
+}
+
+/// Connects to `url` and expects the server to close with 1008; returns
+/// the reason it gave.
+async fn refused(url: &str) -> String {
+    let (mut ws, _) = connect(url).await.expect("the handshake itself succeeds");
+    let end = tokio::time::timeout(WAIT, ws.recv())
+        .await
+        .expect("closed in time");
+    assert!(!matches!(end, Some(Ok(_))), "expected a close, got {end:?}");
+    let frame = ws.close_frame().expect("a close frame");
+    assert_eq!(frame.code, CloseCode(1008), "{url}");
+    assert!(!frame.reason.is_empty(), "the close says why");
+    frame.reason.to_string()
+}
+
+/// Opens an SSE stream on `room` and returns its first event's data (the
+/// member list).
+fn sse_first_event(addr: &str, room: &str) -> Value {
+    let mut tcp = TcpStream::connect(addr).expect("connect SSE");
+    tcp.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        tcp,
+        "GET /sse/{room} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    let seen = sse_until(BufReader::new(tcp), "\"type\"");
+    let data = seen.last().expect("a data line");
+    serde_json::from_str(data.trim_start_matches("data:").trim()).expect("JSON")
+}
+
+/// Nicknames belong to a page session: the same session may connect again
+/// while its old connection is still there (a reload) without a second
+/// `join` or a `leave`, another session is refused with the reason, and an
+/// SSE listener gets the member list the moment it connects.
+async fn sessions(addr: &str) {
+    let url =
+        |nick: &str, session: &str| format!("ws://{addr}/ws/side?nick={nick}&session={session}");
+    let (mut first, _) = connect(&url("sam", "tab1")).await.expect("sam joins");
+    let joined = next_json(&mut first).await;
+    assert_eq!(joined["type"], "join", "{joined}");
+    assert_eq!(joined["members"], serde_json::json!(["sam"]));
+
+    // The reload's connection: the list, once more, for both.
+    let (mut second, _) = connect(&url("sam", "tab1")).await.expect("sam again");
+    for ws in [&mut second, &mut first] {
+        let list = next_json(ws).await;
+        assert_eq!(list["type"], "members", "{list}");
+        assert_eq!(list["room"], "side");
+        assert_eq!(list["members"], serde_json::json!(["sam"]));
+    }
+
+    // Another tab, or a client without a session, asking for the same name.
+    for intruder in [url("sam", "tab2"), format!("ws://{addr}/ws/side?nick=sam")] {
+        let reason = refused(&intruder).await;
+        assert!(reason.contains("taken"), "{reason}");
+    }
+
+    // A listener arriving now sees sam at once.
+    let side = addr.to_owned();
+    let list = std::thread::spawn(move || sse_first_event(&side, "side"))
+        .join()
+        .expect("SSE listener");
+    assert_eq!(list["type"], "members", "{list}");
+    assert_eq!(list["members"], serde_json::json!(["sam"]));
+
+    // The old connection goes: sam is still there, so nothing is said; the
+    // next event the new one gets is zed's join, with sam still listed.
+    first
+        .close(CloseCode::NORMAL, "reloaded")
+        .await
+        .expect("close");
+    drop(first);
+    let (mut zed, _) = connect(&url("zed", "z")).await.expect("zed joins");
+    for ws in [&mut second, &mut zed] {
+        let joined = next_json(ws).await;
+        assert_eq!(
+            (joined["type"].as_str(), joined["nick"].as_str()),
+            (Some("join"), Some("zed")),
+            "{joined}"
+        );
+        assert_eq!(joined["members"], serde_json::json!(["sam", "zed"]));
+    }
+
+    // Switching room is leaving one and joining another.
+    second
+        .close(CloseCode::NORMAL, "switch")
+        .await
+        .expect("close");
+    let left = next_json(&mut zed).await;
+    assert_eq!(
+        (left["type"].as_str(), left["nick"].as_str()),
+        (Some("leave"), Some("sam"))
+    );
+    assert_eq!(left["members"], serde_json::json!(["zed"]));
+    let (mut moved, _) = connect(&format!("ws://{addr}/ws/elsewhere?nick=sam&session=tab1"))
+        .await
+        .expect("sam joins elsewhere");
+    let joined = next_json(&mut moved).await;
+    assert_eq!(joined["members"], serde_json::json!(["sam"]));
+    for ws in [&mut moved, &mut zed] {
+        ws.close(CloseCode::NORMAL, "").await.expect("close");
+    }
 }
 
 /// `chat`: the page, two members who see each other, an SSE listener, a
@@ -141,10 +244,12 @@ fn chat(runtime: &str) {
     )
     .unwrap();
     let mut head = String::new();
-    let mut reader = BufReader::new(sse.try_clone().unwrap());
+    // One reader throughout: what it buffered past the status line is the
+    // start of the stream.
+    let mut reader = BufReader::new(sse);
     reader.read_line(&mut head).unwrap();
     assert!(head.contains(" 200"), "SSE answered {head:?}");
-    let sse_thread = std::thread::spawn(move || sse_until(sse, "hello from a"));
+    let sse_thread = std::thread::spawn(move || sse_until(reader, "hello from a"));
 
     tokio_rt().block_on(async {
         let (mut a, _) = connect(&format!("ws://{addr}/ws/lobby?nick=a"))
@@ -196,17 +301,14 @@ fn chat(runtime: &str) {
         assert_eq!(left["members"], serde_json::json!(["a"]));
         a.close(CloseCode::NORMAL, "bye").await.expect("a leaves");
 
-        // A nickname with a leading space is refused with 1008 and a reason.
-        let (mut bad, _) = connect(&format!("ws://{addr}/ws/lobby?nick=%20bad"))
-            .await
-            .expect("the handshake itself succeeds");
-        let end = tokio::time::timeout(WAIT, bad.recv())
-            .await
-            .expect("closed in time");
-        assert!(!matches!(end, Some(Ok(_))), "expected a close, got {end:?}");
-        let frame = bad.close_frame().expect("a close frame");
-        assert_eq!(frame.code, CloseCode(1008));
-        assert!(!frame.reason.is_empty(), "the close says why");
+        // A nickname with a leading space is refused with 1008 and a reason,
+        // and so is a session id with a space in it.
+        let reason = refused(&format!("ws://{addr}/ws/lobby?nick=%20bad")).await;
+        assert!(reason.contains("nicknames are"), "{reason}");
+        let reason = refused(&format!("ws://{addr}/ws/lobby?nick=ok&session=a+b")).await;
+        assert!(reason.contains("session ids are"), "{reason}");
+
+        sessions(&addr).await;
 
         // The plain echo endpoint.
         let (mut echo, _) = connect(&format!("ws://{addr}/websocket"))
@@ -217,6 +319,12 @@ fn chat(runtime: &str) {
     });
 
     let seen = sse_thread.join().expect("SSE listener");
+    // First the (empty) member list it started from, then the room.
+    let first = seen.iter().find(|l| l.starts_with("data:")).expect("data");
+    assert!(
+        first.contains(r#""type":"members""#) && first.contains(r#""members":[]"#),
+        "{seen:?}"
+    );
     assert!(
         seen.iter().any(|l| l.contains("\"type\":\"message\"")),
         "{seen:?}"

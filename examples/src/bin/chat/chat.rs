@@ -24,8 +24,14 @@ pub(crate) const REFUSED: u16 = 1008;
 pub(crate) enum Route {
     /// The chat page (or its head, for `HEAD`).
     Page,
-    /// A WebSocket member of a room.
-    Chat { room: String, nick: String },
+    /// A WebSocket member of a room. `session` is the page's per-tab id:
+    /// a connection with the same one may hold the nickname again (a
+    /// reload, a reconnect), any other is refused while it is taken.
+    Chat {
+        room: String,
+        nick: String,
+        session: Option<String>,
+    },
     /// A WebSocket whose room or nickname is invalid: accept, then close
     /// with [`REFUSED`] and this reason, so the page can show it.
     Refuse(String),
@@ -76,16 +82,18 @@ pub(crate) fn route(request: &Request, hosts: &HostAllowList) -> Route {
     }
     if let (Some(room), true) = (path.strip_prefix("/ws/"), upgrade) {
         let room = percent_decode(room);
-        let nick = request
-            .query()
-            .unwrap_or("")
-            .split('&')
-            .find_map(|kv| kv.strip_prefix("nick="))
-            .map(|n| percent_decode(&n.replace('+', " ")))
-            .unwrap_or_default();
-        return match (check_room(&room), check_nick(&nick)) {
-            (Err(reason), _) | (_, Err(reason)) => Route::Refuse(reason),
-            (Ok(()), Ok(())) => Route::Chat { room, nick },
+        let nick = query_param(request, "nick").unwrap_or_default();
+        let session = query_param(request, "session");
+        let checked = check_room(&room)
+            .and_then(|()| check_nick(&nick))
+            .and_then(|()| session.as_deref().map_or(Ok(()), check_session));
+        return match checked {
+            Err(reason) => Route::Refuse(reason),
+            Ok(()) => Route::Chat {
+                room,
+                nick,
+                session,
+            },
         };
     }
     if let (Some(room), false) = (path.strip_prefix("/sse/"), upgrade) {
@@ -130,6 +138,28 @@ fn check_nick(nick: &str) -> Result<(), String> {
     } else {
         Err("nicknames are 1-24 letters, digits, spaces, '-' or '_'".to_owned())
     }
+}
+
+fn check_session(session: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&session.len())
+        && session
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err("session ids are 1-64 letters, digits, '-' or '_'".to_owned())
+    }
+}
+
+/// The first `name=value` of the query, decoded (`+` is a space, as
+/// forms and `URLSearchParams` write it).
+fn query_param(request: &Request, name: &str) -> Option<String> {
+    request
+        .query()?
+        .split('&')
+        .find_map(|kv| kv.strip_prefix(name)?.strip_prefix('='))
+        .map(|v| percent_decode(&v.replace('+', " ")))
 }
 
 fn percent_decode(s: &str) -> String {
@@ -197,36 +227,105 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Who is in which room (a nickname may be in a room more than once, with
-/// several tabs).
+/// Who is in which room. A nickname belongs to one page session per room
+/// at a time; that session may hold it over several connections at once
+/// (a reload opens the new connection before the server has seen the old
+/// one go), and it stays listed until the last of them leaves.
+///
+/// Every change is published while the lock is held, so the room sees the
+/// events in the order the changes happened and the last member list it
+/// received is the current one.
 #[derive(Clone, Default)]
 pub(crate) struct Members {
-    rooms: Arc<Mutex<HashMap<String, Vec<String>>>>,
+    rooms: Arc<Mutex<HashMap<String, Vec<Seat>>>>,
+}
+
+/// A nickname in a room.
+struct Seat {
+    nick: String,
+    /// The session that holds it; `None` (a client that sent none) can
+    /// share it with nobody.
+    session: Option<String>,
+    /// Its open connections.
+    connections: usize,
+}
+
+fn names(seats: &[Seat]) -> Vec<&str> {
+    seats.iter().map(|seat| seat.nick.as_str()).collect()
 }
 
 impl Members {
-    /// Adds `nick` to `room`, logs it and returns the `join` event.
-    pub(crate) fn join(&self, room: &str, nick: &str) -> String {
+    /// Seats `nick` in `room` and publishes the change: `join` with the
+    /// member list when the nickname is new there, otherwise `members`
+    /// (the list, for the connection that just joined). Refused with the
+    /// reason when another session holds the nickname in that room.
+    pub(crate) fn join(
+        &self,
+        room: &str,
+        nick: &str,
+        session: Option<&str>,
+        publish: impl FnOnce(String),
+    ) -> Result<(), String> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        let list = rooms.entry(room.to_owned()).or_default();
-        list.push(nick.to_owned());
-        tracing::info!(room, nick, members = list.len(), "join");
-        json!({ "type": "join", "nick": nick, "members": list }).to_string()
+        let seats = rooms.entry(room.to_owned()).or_default();
+        let event = match seats.iter_mut().find(|seat| seat.nick == nick) {
+            Some(seat) if session.is_some() && seat.session.as_deref() == session => {
+                seat.connections += 1;
+                json!({ "type": "members", "room": room, "members": names(seats) })
+            }
+            Some(_) => {
+                tracing::info!(room, nick, "nickname taken");
+                // Short and fixed: a close reason is at most 123 bytes.
+                return Err("that nickname is taken in this room; pick another".to_owned());
+            }
+            None => {
+                seats.push(Seat {
+                    nick: nick.to_owned(),
+                    session: session.map(str::to_owned),
+                    connections: 1,
+                });
+                json!({ "type": "join", "room": room, "nick": nick, "members": names(seats) })
+            }
+        };
+        tracing::info!(room, nick, members = seats.len(), "join");
+        publish(event.to_string());
+        Ok(())
     }
 
-    /// Removes one `nick` from `room`, logs it and returns the `leave` event.
-    pub(crate) fn leave(&self, room: &str, nick: &str) -> String {
+    /// Takes one connection of `nick` out of `room`; publishes `leave` with
+    /// the member list when it was the nickname's last.
+    pub(crate) fn leave(&self, room: &str, nick: &str, publish: impl FnOnce(String)) {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        let list = rooms.entry(room.to_owned()).or_default();
-        if let Some(at) = list.iter().position(|n| n == nick) {
-            list.remove(at);
+        let Some(seats) = rooms.get_mut(room) else {
+            return;
+        };
+        let Some(at) = seats.iter().position(|seat| seat.nick == nick) else {
+            return;
+        };
+        seats[at].connections -= 1;
+        if seats[at].connections == 0 {
+            seats.remove(at);
         }
-        tracing::info!(room, nick, members = list.len(), "leave");
-        let event = json!({ "type": "leave", "nick": nick, "members": list }).to_string();
-        if list.is_empty() {
+        tracing::info!(room, nick, members = seats.len(), "leave");
+        if seats.iter().all(|seat| seat.nick != nick) {
+            let event =
+                json!({ "type": "leave", "room": room, "nick": nick, "members": names(seats) });
+            publish(event.to_string());
+        }
+        if seats.is_empty() {
             rooms.remove(room);
         }
-        event
+    }
+
+    /// Subscribes a listener with `subscribe` and returns the subscription
+    /// with the `members` event to send it first. Both happen under the
+    /// lock, so the list is exactly the state the subscription starts from.
+    pub(crate) fn listen<T>(&self, room: &str, subscribe: impl FnOnce() -> T) -> (T, String) {
+        let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let seats = rooms.get(room).map(Vec::as_slice).unwrap_or_default();
+        let subscription = subscribe();
+        let event = json!({ "type": "members", "room": room, "members": names(seats) });
+        (subscription, event.to_string())
     }
 }
 
@@ -274,5 +373,77 @@ mod tests {
         assert!(on_message("r", "n", &Message::from(long))
             .unwrap_err()
             .contains("limit"));
+    }
+
+    fn event(json: &str) -> serde_json::Value {
+        serde_json::from_str(json).expect("JSON")
+    }
+
+    #[test]
+    fn a_nickname_belongs_to_one_session_per_room() {
+        let members = Members::default();
+        let mut events = Vec::new();
+        members
+            .join("r", "ada", Some("tab1"), |e| events.push(event(&e)))
+            .unwrap();
+        assert_eq!(events[0]["type"], "join");
+        assert_eq!(events[0]["members"], json!(["ada"]));
+
+        // Another session, or none, is refused with a reason; nothing is published.
+        for other in [Some("tab2"), None] {
+            let refused = members.join("r", "ada", other, |e| events.push(event(&e)));
+            assert!(refused.unwrap_err().contains("taken"));
+        }
+        assert_eq!(events.len(), 1);
+        // The same nickname in another room is someone else's business.
+        members.join("s", "ada", None, |_| {}).unwrap();
+
+        // The same session again (a reload): the list, not a second join.
+        members
+            .join("r", "ada", Some("tab1"), |e| events.push(event(&e)))
+            .unwrap();
+        assert_eq!(events[1]["type"], "members");
+        assert_eq!(events[1]["members"], json!(["ada"]));
+        members
+            .join("r", "bob", None, |e| events.push(event(&e)))
+            .unwrap();
+        assert_eq!(events[2]["members"], json!(["ada", "bob"]));
+
+        // Ada's older connection goes: she is still there, nothing to say.
+        members.leave("r", "ada", |e| events.push(event(&e)));
+        assert_eq!(events.len(), 3);
+        members.leave("r", "ada", |e| events.push(event(&e)));
+        assert_eq!(events[3]["type"], "leave");
+        assert_eq!(events[3]["members"], json!(["bob"]));
+        // Now anyone may take the name.
+        members.join("r", "ada", Some("tab9"), |_| {}).unwrap();
+        // Leaving a room or nickname that is not there changes nothing.
+        members.leave("nowhere", "x", |_| panic!("nothing to publish"));
+        members.leave("r", "x", |_| panic!("nothing to publish"));
+    }
+
+    #[test]
+    fn listeners_get_the_list_they_start_from() {
+        let members = Members::default();
+        let ((), empty) = members.listen("r", || ());
+        assert_eq!(event(&empty)["members"], json!([]));
+        members.join("r", "ada", None, |_| {}).unwrap();
+        members.join("r", "bob", None, |_| {}).unwrap();
+        let (subscribed, list) = members.listen("r", || 7);
+        assert_eq!(subscribed, 7);
+        let list = event(&list);
+        assert_eq!(
+            (list["type"].as_str(), list["room"].as_str()),
+            (Some("members"), Some("r"))
+        );
+        assert_eq!(list["members"], json!(["ada", "bob"]));
+    }
+
+    #[test]
+    fn session_ids() {
+        assert!(check_session("a-Z_09").is_ok());
+        assert!(check_session("").is_err());
+        assert!(check_session(&"x".repeat(65)).is_err());
+        assert!(check_session("a b").is_err());
     }
 }

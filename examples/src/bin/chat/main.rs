@@ -1,10 +1,16 @@
 //! `chat`: the main example. One port serves
 //!
 //! - `GET /`: the chat page (no build step, no CDN);
-//! - `ws://…/ws/<room>?nick=<name>`: a room; every member, the sender too,
-//!   receives each message as JSON, and `join`/`leave` events with the
-//!   member list;
-//! - `GET /sse/<room>`: the same room as Server-Sent Events, for listeners;
+//! - `ws://…/ws/<room>?nick=<name>&session=<id>`: a room; every member,
+//!   the sender too, receives each message as JSON, and `join`/`leave`
+//!   events with the member list. A nickname is held by one page session
+//!   per room: the same `session` may connect again while its old
+//!   connection lingers (a reload; the room then gets a `members` event
+//!   instead of a second `join`), any other connection asking for it is
+//!   closed with 1008 and the reason. Leaving or switching room is closing
+//!   the connection (and opening one to the other room);
+//! - `GET /sse/<room>`: the same room as Server-Sent Events, for listeners,
+//!   starting with a `members` event that lists who is there;
 //! - `ws://…/websocket`: a plain echo.
 //!
 //! Heartbeats are on, requests for a host name the server does not serve

@@ -6,7 +6,7 @@ use smol::net::{TcpListener, TcpStream};
 use wavecast_examples::cannot_listen;
 use wavecast_smol::{
     serve, Accept, CloseCode, HostAllowList, Hub, Incoming, RoomConfig, ServeConfig, SseConfig,
-    SseStream,
+    SseEvent, SseStream,
 };
 
 use crate::chat::{self, Members, Route};
@@ -69,23 +69,41 @@ async fn handle(
             };
             let _ = ws.close(CloseCode(chat::REFUSED), &reason).await;
         }
-        Route::Listen { room } => {
-            let Ok(room) = hub.room(&room) else { return };
-            let mut subscription = room.subscribe();
+        Route::Listen { room: name } => {
+            let Ok(room) = hub.room(&name) else { return };
+            // The member list first, then everything from that moment on.
+            let (mut subscription, list) = members.listen(&name, || room.subscribe());
             if let Ok(mut sse) = SseStream::respond(incoming, SseConfig::default()).await {
-                sse.forward(&mut subscription).await;
+                if sse.send(&SseEvent::data(list)).await.is_ok() {
+                    sse.forward(&mut subscription).await;
+                }
             }
         }
-        Route::Chat { room: name, nick } => {
+        Route::Chat {
+            room: name,
+            nick,
+            session,
+        } => {
             let Ok(room) = hub.room(&name) else { return };
             // Join before the 101 is written: nothing published after the
-            // handshake can be missed.
-            let mut member = None;
+            // handshake can be missed, the join event included.
+            let mut seated = Err(String::new());
             let accepted = incoming.accept_then(Accept::new(), |ws| {
-                member = Some(room.join(ws.sender()));
+                let member = room.join(ws.sender());
+                seated = members
+                    .join(&name, &nick, session.as_deref(), |event| {
+                        room.publish(event);
+                    })
+                    .map(|()| member);
             });
-            let Ok(ws) = accepted else { return };
-            room.publish(members.join(&name, &nick));
+            let Ok(mut ws) = accepted else { return };
+            let member = match seated {
+                Ok(member) => member,
+                Err(reason) => {
+                    let _ = ws.close(CloseCode(chat::REFUSED), &reason).await;
+                    return;
+                }
+            };
             let (sender, mut receiver) = ws.split();
             while let Some(Ok(message)) = receiver.recv().await {
                 match chat::on_message(&name, &nick, &message) {
@@ -98,7 +116,9 @@ async fn handle(
                 }
             }
             drop(member);
-            room.publish(members.leave(&name, &nick));
+            members.leave(&name, &nick, |event| {
+                room.publish(event);
+            });
         }
     }
 }
