@@ -3,13 +3,25 @@
 //!
 //! [`WebSocketUpgrade`] takes the request apart, checks it with the core
 //! (RFC 6455 §4.2.1: the same checks [`accept`](crate::accept) runs), and
-//! answers with the `101` response for the HTTP stack to write plus a
+//! answers with the response for the HTTP stack to write plus a
 //! [`WebSocket`] that works at once: its driver waits for the stack to hand
 //! over the upgraded stream, then runs exactly as after `accept` (config,
 //! heartbeats, permessage-deflate, rooms).
 //!
-//! Only HTTP/1.1 upgrades are supported; an HTTP/2 request (RFC 8441
-//! extended `CONNECT`) is answered with 505.
+//! Two kinds of request are accepted:
+//!
+//! - HTTP/1.1 `GET` with `Upgrade: websocket` (RFC 6455), answered `101`;
+//!   the WebSocket then owns the TCP (or TLS) connection.
+//! - With the `http2` feature, HTTP/2 extended `CONNECT` with
+//!   `:protocol websocket` (RFC 8441), answered `200`; the WebSocket runs on
+//!   that one HTTP/2 stream, and the connection keeps serving other
+//!   requests beside it. The server must advertise
+//!   `SETTINGS_ENABLE_CONNECT_PROTOCOL` (hyper:
+//!   `http2().enable_connect_protocol()`), or clients never send one. With
+//!   axum, route the path for both methods (`any(handler)`, or
+//!   `get(handler).connect(handler)`).
+//!
+//! Without the `http2` feature an HTTP/2 request is answered with 505.
 
 use std::future::Future;
 use std::io;
@@ -48,7 +60,9 @@ use crate::websocket::WebSocket;
 /// ```
 ///
 /// With axum (feature `axum`), it is an extractor, and a rejected request
-/// becomes an ordinary response (400, 405, 426, 505, ...).
+/// becomes an ordinary response (400, 405, 426, 505, ...). Over HTTP/2
+/// (feature `http2`) the request is a `CONNECT`, so route it with
+/// `any(handler)` or `get(handler).connect(handler)`, not `get` alone.
 pub struct WebSocketUpgrade<R: Runtime> {
     request: Request,
     on_upgrade: OnUpgrade,
@@ -74,9 +88,10 @@ impl<R: Runtime> WebSocketUpgrade<R> {
     /// # Errors
     ///
     /// The answer to send instead: the handshake error's status (400 for a
-    /// bad key, 405 for another method, 426 without `Upgrade: websocket`,
-    /// 505 for another HTTP version, ...), or 500 when the server does not
-    /// support upgrades.
+    /// bad key, 405 for another method, 426 without `Upgrade: websocket` or
+    /// an HTTP/2 `CONNECT` without `:protocol websocket`, 505 for HTTP/1.0,
+    /// and for HTTP/2 without the `http2` feature, ...), or 500 when the
+    /// server does not support upgrades.
     pub fn from_request<B>(request: &mut http::Request<B>) -> Result<Self, UpgradeRejection> {
         let (method, uri, version) = (request.method(), request.uri(), request.version());
         Self::from_http(
@@ -102,15 +117,38 @@ impl<R: Runtime> WebSocketUpgrade<R> {
         headers: &HeaderMap,
         extensions: &mut Extensions,
     ) -> Result<Self, UpgradeRejection> {
-        if version != Version::HTTP_11 {
-            return Err(HandshakeError::UnsupportedHttpVersion.into());
+        let version = match version {
+            Version::HTTP_11 => HttpVersion::Http11,
+            #[cfg(feature = "http2")]
+            Version::HTTP_2 => HttpVersion::Http2,
+            _ => return Err(HandshakeError::UnsupportedHttpVersion.into()),
+        };
+        let mut fields: Vec<(&str, &[u8])> = Vec::with_capacity(headers.len() + 2);
+        #[cfg(feature = "http2")]
+        if version == HttpVersion::Http2 && method == Method::CONNECT {
+            // hyper keeps the pseudo-header out of the header map; the core
+            // checks its value (RFC 8441 §4). A CONNECT without it asks for
+            // a plain tunnel, not a WebSocket.
+            match extensions.get::<hyper::ext::Protocol>() {
+                Some(protocol) => fields.push((":protocol", protocol.as_str().as_bytes())),
+                None => return Err(HandshakeError::NotUpgrade.into()),
+            }
         }
-        let headers: Headers = headers
-            .iter()
-            .map(|(name, value)| (name.as_str(), value.as_bytes()))
-            .collect();
+        // HTTP/2 carries the host as `:authority` (RFC 9113 §8.3.1), which
+        // hyper puts in the URI: give it to the checks that read `Host`
+        // (`HostAllowList`).
+        let authority = uri.authority().map(|a| a.as_str().as_bytes());
+        if let (None, Some(authority)) = (headers.get(http::header::HOST), authority) {
+            fields.push(("host", authority));
+        }
+        fields.extend(
+            headers
+                .iter()
+                .map(|(name, value)| (name.as_str(), value.as_bytes())),
+        );
+        let headers: Headers = fields.into_iter().collect();
         let target = uri.path_and_query().map_or("/", |p| p.as_str());
-        let request = Request::new(method.as_str(), target, HttpVersion::Http11, headers);
+        let request = Request::new(method.as_str(), target, version, headers);
         request.validate_upgrade()?;
         let Some(on_upgrade) = extensions.remove::<OnUpgrade>() else {
             return Err(UpgradeRejection(HttpResponse::text(
@@ -160,7 +198,8 @@ impl<R: Runtime> WebSocketUpgrade<R> {
         self
     }
 
-    /// Builds the `101` response for the HTTP stack to send, and the
+    /// Builds the response for the HTTP stack to send (`101` for an
+    /// HTTP/1.1 upgrade, `200` for an HTTP/2 extended `CONNECT`), and the
     /// [`WebSocket`], whose driver starts on `R` now and runs as soon as
     /// the stack hands over the stream (if it never does, the WebSocket
     /// ends with an I/O error).
@@ -178,7 +217,8 @@ impl<R: Runtime> WebSocketUpgrade<R> {
     /// Like [`WebSocketUpgrade::respond`], but runs `setup` on the new
     /// connection before its driver starts and before the response is
     /// returned: join a room here ([`Room::join`](crate::Room::join)) and
-    /// the client cannot miss anything published after it sees the `101`.
+    /// the client cannot miss anything published after it sees the `101`
+    /// (or `200`).
     ///
     /// # Errors
     ///
@@ -187,15 +227,20 @@ impl<R: Runtime> WebSocketUpgrade<R> {
         self,
         setup: impl FnOnce(&WebSocket),
     ) -> Result<(http::Response<B>, WebSocket), UpgradeRejection> {
-        let headers = self.request.headers().iter();
+        let mode = self.request.upgrade_mode();
         let (headers, negotiated) = negotiate(
             self.request.method(),
-            headers,
+            self.request.headers().iter(),
             &self.accept,
-            UpgradeMode::Http11,
+            mode,
         )?;
+        // RFC 8441 §5: any 2xx accepts; the body must stay empty, since the
+        // stream's DATA frames are the WebSocket from here on.
         let mut response = http::Response::new(B::from(Bytes::new()));
-        *response.status_mut() = StatusCode::SWITCHING_PROTOCOLS;
+        *response.status_mut() = match mode {
+            UpgradeMode::ExtendedConnect => StatusCode::OK,
+            _ => StatusCode::SWITCHING_PROTOCOLS,
+        };
         append_headers(response.headers_mut(), &headers)?;
         // hyper replays the bytes it read past the head through the
         // upgraded stream itself: there is no leftover to pass.
@@ -213,7 +258,8 @@ impl<R: Runtime> WebSocketUpgrade<R> {
     }
 
     /// Answers the upgrade and runs `callback` with the [`WebSocket`] in a
-    /// task of its own; returns the `101` response for axum to send.
+    /// task of its own; returns the `101` (or `200`) response for axum to
+    /// send.
     #[cfg(feature = "axum")]
     pub fn on_upgrade<F, Fut>(self, callback: F) -> axum_core::response::Response
     where
@@ -357,7 +403,8 @@ impl<R: Runtime, S: Send + Sync> axum_core::extract::FromRequestParts<S> for Web
 }
 
 /// The driver's transport: hyper's upgrade handle until hyper has sent the
-/// `101` and hands over the stream, then that stream.
+/// `101` (or `200`) and hands over the stream, then that stream (the TCP
+/// connection for HTTP/1.1, one HTTP/2 stream for extended `CONNECT`).
 enum PendingUpgrade {
     Waiting(OnUpgrade),
     Upgraded(Upgraded),

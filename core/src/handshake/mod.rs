@@ -48,6 +48,10 @@ pub enum HttpVersion {
     Http10,
     /// HTTP/1.1.
     Http11,
+    /// HTTP/2, where a WebSocket arrives as an extended `CONNECT` (RFC 8441).
+    /// wavecast's own parser never produces it; HTTP stacks that speak
+    /// HTTP/2 (hyper) pass it to [`Request::new`](crate::handshake::Request::new).
+    Http2,
 }
 
 /// Header fields of a parsed HTTP head, in arrival order.

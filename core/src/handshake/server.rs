@@ -159,18 +159,33 @@ impl Request {
         self.header("last-event-id")
     }
 
-    /// Checks the request against RFC 6455 §4.2.1: `GET`, HTTP/1.1 or later,
+    /// Checks the request against RFC 6455 §4.2.1: `GET`, HTTP/1.1,
     /// `Host`, `Upgrade: websocket`, `Connection: upgrade`,
     /// `Sec-WebSocket-Version: 13`, one `Sec-WebSocket-Key` of 16 bytes, and
     /// no body. [`ServerHandshake::accept`] runs this too.
+    ///
+    /// An [`HttpVersion::Http2`] request is checked against RFC 8441 §5
+    /// instead ([`Request::upgrade_mode`]): method `CONNECT`, `:protocol`
+    /// `websocket` if that pseudo-header is among the headers, and
+    /// `Sec-WebSocket-Version: 13`.
     pub fn validate_upgrade(&self) -> Result<(), HandshakeError> {
         validate(
             &self.method,
             self.version,
             &self.headers,
-            UpgradeMode::Http11,
+            self.upgrade_mode(),
         )
         .map(drop)
+    }
+
+    /// How this request asks for a WebSocket: an extended `CONNECT`
+    /// (RFC 8441) over HTTP/2, an `Upgrade` (RFC 6455) otherwise. Pass it to
+    /// [`negotiate`].
+    pub fn upgrade_mode(&self) -> UpgradeMode {
+        match self.version {
+            HttpVersion::Http2 => UpgradeMode::ExtendedConnect,
+            HttpVersion::Http10 | HttpVersion::Http11 => UpgradeMode::Http11,
+        }
     }
 }
 
@@ -775,7 +790,8 @@ fn validate<'a>(
             if method != "GET" {
                 return Err(HandshakeError::MethodNotGet(method.to_owned()));
             }
-            if version < HttpVersion::Http11 {
+            // HTTP/2 has no `Upgrade` (RFC 9113 §8.6): it uses extended CONNECT.
+            if version != HttpVersion::Http11 {
                 return Err(HandshakeError::UnsupportedHttpVersion);
             }
             if !headers.has_token("upgrade", "websocket") {
@@ -1665,6 +1681,29 @@ mod tests {
         assert_eq!(
             negotiate("CONNECT", old, &Accept::new(), UpgradeMode::ExtendedConnect).unwrap_err(),
             HandshakeError::UnsupportedVersion
+        );
+    }
+
+    #[test]
+    fn http2_requests_are_checked_as_extended_connect() {
+        let headers: Headers = [("sec-websocket-version", &b"13"[..])]
+            .into_iter()
+            .collect();
+        let req = Request::new("CONNECT", "/chat", HttpVersion::Http2, headers.clone());
+        assert_eq!(req.upgrade_mode(), UpgradeMode::ExtendedConnect);
+        assert_eq!(req.validate_upgrade(), Ok(()));
+        let get = Request::new("GET", "/chat", HttpVersion::Http2, headers.clone());
+        assert_eq!(
+            get.validate_upgrade(),
+            Err(HandshakeError::MethodNotConnect("GET".into()))
+        );
+        // An HTTP/2 request never takes the RFC 6455 path, even when it
+        // carries the HTTP/1.1 headers.
+        let connect = Request::new("CONNECT", "/chat", HttpVersion::Http11, headers);
+        assert_eq!(connect.upgrade_mode(), UpgradeMode::Http11);
+        assert_eq!(
+            connect.validate_upgrade(),
+            Err(HandshakeError::MethodNotGet("CONNECT".into()))
         );
     }
 }
