@@ -29,6 +29,10 @@ const control = positional[1] || process.env.CONTROL_FILE;
 const shots = process.env.SCREENSHOT_DIR || "out";
 const runtime = process.env.RUNTIME || "tokio";
 const requireDeflate = process.env.REQUIRE_DEFLATE === "1";
+// "h2": the page must have come over HTTP/2 (the WebSockets then share its
+// connection as RFC 8441 streams; the script running this test checks the
+// server's log for that side).
+const expectHttp = process.env.EXPECT_HTTP || "";
 const chromiumPath = process.env.CHROMIUM || "/usr/bin/chromium";
 if (!base || !control) {
   console.error("usage: node chat_test.mjs <base-url> <control-file> [chromium flags...]");
@@ -167,6 +171,16 @@ await sees(listener, "hello from alice", "the SSE listener");
 await sees(alice, "hello from alice", "alice (own message)");
 await send(bob, "hi alice 👋");
 await sees(alice, "hi alice 👋", "alice");
+if (expectHttp) {
+  for (const [who, page] of [["alice", alice], ["bob", bob], ["the SSE listener", listener]]) {
+    const protocol = await page.evaluate(() => performance.getEntriesByType("navigation")[0].nextHopProtocol);
+    if (protocol !== expectHttp) fail(`${who}'s page came over ${protocol}, not ${expectHttp}`);
+    const sse = await page.evaluate(() => performance.getEntriesByType("resource")
+      .filter((e) => e.name.includes("/sse/")).map((e) => e.nextHopProtocol));
+    if (sse.some((p) => p && p !== expectHttp)) fail(`${who}'s event stream came over ${sse}`);
+  }
+  step(`pages over ${expectHttp}`);
+}
 await bob.screenshot({ path: `${shots}/chat-${runtime}.png` });
 if (errors.length) fail("console errors: " + errors.join("; "));
 step("two members and a listener chat");

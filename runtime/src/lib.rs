@@ -123,7 +123,7 @@ pub use stream::IncomingMessage;
 #[cfg(feature = "rustls")]
 pub use tls::{connect_tls_with, default_client_config};
 #[cfg(feature = "hyper")]
-pub use upgrade::{UpgradeRejection, WebSocketUpgrade};
+pub use upgrade::{request_from_http, UpgradeRejection, WebSocketUpgrade};
 pub use websocket::{Receiver, Sender, WebSocket};
 
 // Rooms, SSE and the server loop.

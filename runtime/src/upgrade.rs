@@ -117,38 +117,15 @@ impl<R: Runtime> WebSocketUpgrade<R> {
         headers: &HeaderMap,
         extensions: &mut Extensions,
     ) -> Result<Self, UpgradeRejection> {
-        let version = match version {
-            Version::HTTP_11 => HttpVersion::Http11,
-            #[cfg(feature = "http2")]
-            Version::HTTP_2 => HttpVersion::Http2,
-            _ => return Err(HandshakeError::UnsupportedHttpVersion.into()),
-        };
-        let mut fields: Vec<(&str, &[u8])> = Vec::with_capacity(headers.len() + 2);
-        #[cfg(feature = "http2")]
-        if version == HttpVersion::Http2 && method == Method::CONNECT {
-            // hyper keeps the pseudo-header out of the header map; the core
-            // checks its value (RFC 8441 §4). A CONNECT without it asks for
-            // a plain tunnel, not a WebSocket.
-            match extensions.get::<hyper::ext::Protocol>() {
-                Some(protocol) => fields.push((":protocol", protocol.as_str().as_bytes())),
-                None => return Err(HandshakeError::NotUpgrade.into()),
-            }
+        let request = convert(&method, &uri, version, headers, extensions)?;
+        // A CONNECT without `:protocol` asks for a plain tunnel, not a
+        // WebSocket (RFC 8441 §4).
+        if request.version() == HttpVersion::Http2
+            && method == Method::CONNECT
+            && request.header(":protocol").is_none()
+        {
+            return Err(HandshakeError::NotUpgrade.into());
         }
-        // HTTP/2 carries the host as `:authority` (RFC 9113 §8.3.1), which
-        // hyper puts in the URI: give it to the checks that read `Host`
-        // (`HostAllowList`).
-        let authority = uri.authority().map(|a| a.as_str().as_bytes());
-        if let (None, Some(authority)) = (headers.get(http::header::HOST), authority) {
-            fields.push(("host", authority));
-        }
-        fields.extend(
-            headers
-                .iter()
-                .map(|(name, value)| (name.as_str(), value.as_bytes())),
-        );
-        let headers: Headers = fields.into_iter().collect();
-        let target = uri.path_and_query().map_or("/", |p| p.as_str());
-        let request = Request::new(method.as_str(), target, version, headers);
         request.validate_upgrade()?;
         let Some(on_upgrade) = extensions.remove::<OnUpgrade>() else {
             return Err(UpgradeRejection(HttpResponse::text(
@@ -400,6 +377,81 @@ impl<R: Runtime, S: Send + Sync> axum_core::extract::FromRequestParts<S> for Web
     ) -> Result<Self, Self::Rejection> {
         Self::from_parts(parts)
     }
+}
+
+/// The core's view of a hyper (or axum) request: the same [`Request`] that
+/// [`Incoming::request`](crate::Incoming::request) gives under
+/// [`serve`](crate::serve), so one routing function serves both stacks
+/// (path, query, [`Request::is_websocket_upgrade`], origin and host checks).
+///
+/// Over HTTP/2 the `:authority` pseudo-header becomes the `host` header
+/// (when there is no `host`), and an extended `CONNECT`'s `:protocol`
+/// (hyper keeps it in the extensions, feature `http2`) becomes a
+/// `:protocol` header.
+///
+/// # Errors
+///
+/// [`HandshakeError::UnsupportedHttpVersion`] for a version the core does
+/// not model (HTTP/0.9, HTTP/3).
+///
+/// ```
+/// # use wavecast_runtime::request_from_http;
+/// let request = http::Request::get("http://example.com/sse/lobby?x=1").body(()).unwrap();
+/// let request = request_from_http(&request).unwrap();
+/// assert_eq!((request.path(), request.query()), ("/sse/lobby", Some("x=1")));
+/// assert_eq!(request.header("host"), Some("example.com"));
+/// assert!(!request.is_websocket_upgrade());
+/// ```
+pub fn request_from_http<B>(request: &http::Request<B>) -> Result<Request, HandshakeError> {
+    convert(
+        request.method(),
+        request.uri(),
+        request.version(),
+        request.headers(),
+        request.extensions(),
+    )
+}
+
+fn convert(
+    method: &Method,
+    uri: &Uri,
+    version: Version,
+    headers: &HeaderMap,
+    extensions: &Extensions,
+) -> Result<Request, HandshakeError> {
+    let version = match version {
+        Version::HTTP_10 => HttpVersion::Http10,
+        Version::HTTP_11 => HttpVersion::Http11,
+        #[cfg(feature = "http2")]
+        Version::HTTP_2 => HttpVersion::Http2,
+        _ => return Err(HandshakeError::UnsupportedHttpVersion),
+    };
+    let mut fields: Vec<(&str, &[u8])> = Vec::with_capacity(headers.len() + 2);
+    #[cfg(feature = "http2")]
+    if version == HttpVersion::Http2 && method == Method::CONNECT {
+        // hyper keeps the pseudo-header out of the header map; the core
+        // checks its value (RFC 8441 §4).
+        if let Some(protocol) = extensions.get::<hyper::ext::Protocol>() {
+            fields.push((":protocol", protocol.as_str().as_bytes()));
+        }
+    }
+    #[cfg(not(feature = "http2"))]
+    let _ = (method, extensions);
+    // HTTP/2 carries the host as `:authority` (RFC 9113 §8.3.1), which
+    // hyper puts in the URI: give it to the checks that read `Host`
+    // (`HostAllowList`).
+    let authority = uri.authority().map(|a| a.as_str().as_bytes());
+    if let (None, Some(authority)) = (headers.get(http::header::HOST), authority) {
+        fields.push(("host", authority));
+    }
+    fields.extend(
+        headers
+            .iter()
+            .map(|(name, value)| (name.as_str(), value.as_bytes())),
+    );
+    let headers: Headers = fields.into_iter().collect();
+    let target = uri.path_and_query().map_or("/", |p| p.as_str());
+    Ok(Request::new(method.as_str(), target, version, headers))
 }
 
 /// The driver's transport: hyper's upgrade handle until hyper has sent the

@@ -139,13 +139,24 @@ impl Request {
         parse_extensions(self.headers.get_all_bytes("sec-websocket-extensions"))
     }
 
-    /// Whether the request asks for a WebSocket upgrade (`Upgrade: websocket`
-    /// and `Connection: upgrade`). Use this to serve plain HTTP (SSE, health
-    /// checks) and WebSocket on one port; it does not check the rest of the
-    /// handshake, [`Request::validate_upgrade`] does.
+    /// Whether the request asks for a WebSocket: `Upgrade: websocket` and
+    /// `Connection: upgrade` (RFC 6455), or over HTTP/2 a `CONNECT` with
+    /// `:protocol websocket` (RFC 8441). Use this to serve plain HTTP (SSE,
+    /// health checks) and WebSocket on one port; it does not check the rest
+    /// of the handshake, [`Request::validate_upgrade`] does.
     pub fn is_websocket_upgrade(&self) -> bool {
-        self.headers.has_token("upgrade", "websocket")
-            && self.headers.has_token("connection", "upgrade")
+        match self.version {
+            HttpVersion::Http2 => {
+                self.method == "CONNECT"
+                    && self
+                        .header(":protocol")
+                        .is_some_and(|p| p.eq_ignore_ascii_case("websocket"))
+            }
+            HttpVersion::Http10 | HttpVersion::Http11 => {
+                self.headers.has_token("upgrade", "websocket")
+                    && self.headers.has_token("connection", "upgrade")
+            }
+        }
     }
 
     /// Whether the request announces a body (`Content-Length` above zero, or
@@ -1699,6 +1710,23 @@ mod tests {
         );
         // An HTTP/2 request never takes the RFC 6455 path, even when it
         // carries the HTTP/1.1 headers.
+        // Only `:protocol websocket` makes it a WebSocket request.
+        assert!(!req.is_websocket_upgrade());
+        let with_protocol: Headers = [
+            (":protocol", &b"WebSocket"[..]),
+            ("sec-websocket-version", &b"13"[..]),
+        ]
+        .into_iter()
+        .collect();
+        let ws = Request::new(
+            "CONNECT",
+            "/chat",
+            HttpVersion::Http2,
+            with_protocol.clone(),
+        );
+        assert!(ws.is_websocket_upgrade());
+        let get = Request::new("GET", "/chat", HttpVersion::Http2, with_protocol);
+        assert!(!get.is_websocket_upgrade());
         let connect = Request::new("CONNECT", "/chat", HttpVersion::Http11, headers);
         assert_eq!(connect.upgrade_mode(), UpgradeMode::Http11);
         assert_eq!(

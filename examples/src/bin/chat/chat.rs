@@ -8,8 +8,9 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 use serde_json::json;
-use wavecast_core::handshake::Request;
-use wavecast_core::{Config, HostAllowList, HttpResponse, Message, OriginAllowList};
+use wavecast_core::handshake::{HttpVersion, Request};
+use wavecast_core::{CloseCode, Config, HostAllowList, HttpResponse, Message, OriginAllowList};
+use wavecast_runtime::{Member, Room, Runtime, WebSocket};
 
 /// The page, served at `/`.
 pub(crate) const PAGE: &str = include_str!("page.html");
@@ -24,14 +25,8 @@ pub(crate) const REFUSED: u16 = 1008;
 pub(crate) enum Route {
     /// The chat page (or its head, for `HEAD`).
     Page,
-    /// A WebSocket member of a room. `session` is the page's per-tab id:
-    /// a connection with the same one may hold the nickname again (a
-    /// reload, a reconnect), any other is refused while it is taken.
-    Chat {
-        room: String,
-        nick: String,
-        session: Option<String>,
-    },
+    /// A WebSocket member of a room.
+    Chat(Chatter),
     /// A WebSocket whose room or nickname is invalid: accept, then close
     /// with [`REFUSED`] and this reason, so the page can show it.
     Refuse(String),
@@ -41,6 +36,80 @@ pub(crate) enum Route {
     Echo,
     /// Anything else: answer this response.
     Respond(HttpResponse),
+}
+
+/// Who asks to chat, and where.
+pub(crate) struct Chatter {
+    /// The room's name.
+    pub(crate) room: String,
+    /// The nickname asked for.
+    pub(crate) nick: String,
+    /// The page's per-tab id: a connection with the same one may hold the
+    /// nickname again (a reload, a reconnect), any other is refused while
+    /// it is taken.
+    pub(crate) session: Option<String>,
+}
+
+impl Chatter {
+    /// Seats the new connection `ws` in `room`: joins it to the room's
+    /// fan-out and takes the nickname. Call it while accepting, before the
+    /// `101` (or HTTP/2 `200`) goes out: nothing published after the
+    /// handshake can be missed, the join event included. `http` is the
+    /// request's version, for the log.
+    pub(crate) fn seat<R: Runtime>(
+        &self,
+        ws: &WebSocket,
+        room: &Room<R>,
+        members: &Members,
+        http: HttpVersion,
+    ) -> Result<Member, String> {
+        let member = room.join(ws.sender());
+        members
+            .join(
+                &self.room,
+                &self.nick,
+                self.session.as_deref(),
+                http,
+                |event| {
+                    room.publish(event);
+                },
+            )
+            .map(|()| member)
+    }
+
+    /// Runs a connection [`Chatter::seat`] seated (or refused, with the
+    /// reason) until it leaves: what it sends goes to the room, a bad
+    /// message gets an error event back.
+    pub(crate) async fn converse<R: Runtime>(
+        &self,
+        mut ws: WebSocket,
+        seated: Result<Member, String>,
+        room: &Room<R>,
+        members: &Members,
+    ) {
+        let member = match seated {
+            Ok(member) => member,
+            Err(reason) => {
+                let _ = ws.close(CloseCode(REFUSED), &reason).await;
+                return;
+            }
+        };
+        let (sender, mut receiver) = ws.split();
+        while let Some(Ok(message)) = receiver.recv().await {
+            match on_message(&self.room, &self.nick, &message) {
+                Ok(event) => {
+                    room.publish(event);
+                }
+                Err(error) => {
+                    let _ = sender.send(error).await;
+                }
+            }
+        }
+        drop(member);
+        members.leave(&self.room, &self.nick, |event| {
+            room.publish(event);
+        });
+    }
 }
 
 /// The host names the server answers to: `localhost`, the loopback
@@ -89,11 +158,11 @@ pub(crate) fn route(request: &Request, hosts: &HostAllowList) -> Route {
             .and_then(|()| session.as_deref().map_or(Ok(()), check_session));
         return match checked {
             Err(reason) => Route::Refuse(reason),
-            Ok(()) => Route::Chat {
+            Ok(()) => Route::Chat(Chatter {
                 room,
                 nick,
                 session,
-            },
+            }),
         };
     }
     if let (Some(room), false) = (path.strip_prefix("/sse/"), upgrade) {
@@ -264,6 +333,7 @@ impl Members {
         room: &str,
         nick: &str,
         session: Option<&str>,
+        http: HttpVersion,
         publish: impl FnOnce(String),
     ) -> Result<(), String> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
@@ -287,7 +357,13 @@ impl Members {
                 json!({ "type": "join", "room": room, "nick": nick, "members": names(seats) })
             }
         };
-        tracing::info!(room, nick, members = seats.len(), "join");
+        let http = match http {
+            HttpVersion::Http10 => "HTTP/1.0",
+            HttpVersion::Http11 => "HTTP/1.1",
+            HttpVersion::Http2 => "HTTP/2",
+            _ => "HTTP",
+        };
+        tracing::info!(room, nick, members = seats.len(), http, "join");
         publish(event.to_string());
         Ok(())
     }
@@ -384,28 +460,38 @@ mod tests {
         let members = Members::default();
         let mut events = Vec::new();
         members
-            .join("r", "ada", Some("tab1"), |e| events.push(event(&e)))
+            .join("r", "ada", Some("tab1"), HttpVersion::Http11, |e| {
+                events.push(event(&e))
+            })
             .unwrap();
         assert_eq!(events[0]["type"], "join");
         assert_eq!(events[0]["members"], json!(["ada"]));
 
         // Another session, or none, is refused with a reason; nothing is published.
         for other in [Some("tab2"), None] {
-            let refused = members.join("r", "ada", other, |e| events.push(event(&e)));
+            let refused = members.join("r", "ada", other, HttpVersion::Http11, |e| {
+                events.push(event(&e))
+            });
             assert!(refused.unwrap_err().contains("taken"));
         }
         assert_eq!(events.len(), 1);
         // The same nickname in another room is someone else's business.
-        members.join("s", "ada", None, |_| {}).unwrap();
+        members
+            .join("s", "ada", None, HttpVersion::Http11, |_| {})
+            .unwrap();
 
         // The same session again (a reload): the list, not a second join.
         members
-            .join("r", "ada", Some("tab1"), |e| events.push(event(&e)))
+            .join("r", "ada", Some("tab1"), HttpVersion::Http11, |e| {
+                events.push(event(&e))
+            })
             .unwrap();
         assert_eq!(events[1]["type"], "members");
         assert_eq!(events[1]["members"], json!(["ada"]));
         members
-            .join("r", "bob", None, |e| events.push(event(&e)))
+            .join("r", "bob", None, HttpVersion::Http11, |e| {
+                events.push(event(&e))
+            })
             .unwrap();
         assert_eq!(events[2]["members"], json!(["ada", "bob"]));
 
@@ -416,7 +502,9 @@ mod tests {
         assert_eq!(events[3]["type"], "leave");
         assert_eq!(events[3]["members"], json!(["bob"]));
         // Now anyone may take the name.
-        members.join("r", "ada", Some("tab9"), |_| {}).unwrap();
+        members
+            .join("r", "ada", Some("tab9"), HttpVersion::Http11, |_| {})
+            .unwrap();
         // Leaving a room or nickname that is not there changes nothing.
         members.leave("nowhere", "x", |_| panic!("nothing to publish"));
         members.leave("r", "x", |_| panic!("nothing to publish"));
@@ -427,8 +515,12 @@ mod tests {
         let members = Members::default();
         let ((), empty) = members.listen("r", || ());
         assert_eq!(event(&empty)["members"], json!([]));
-        members.join("r", "ada", None, |_| {}).unwrap();
-        members.join("r", "bob", None, |_| {}).unwrap();
+        members
+            .join("r", "ada", None, HttpVersion::Http11, |_| {})
+            .unwrap();
+        members
+            .join("r", "bob", None, HttpVersion::Http11, |_| {})
+            .unwrap();
         let (subscribed, list) = members.listen("r", || 7);
         assert_eq!(subscribed, 7);
         let list = event(&list);

@@ -22,9 +22,14 @@
 //! ```text
 //! cargo run -p wavecast-examples --bin chat -- [--runtime tokio|async-std|smol] [--addr 127.0.0.1:60000] [--allow-host HOST[:PORT]]...
 //! ```
+//!
+//! With `--https` (tokio, examples' feature `rustls`) it serves the same
+//! over TLS with HTTP/2 and HTTP/1.1, and a browser's WebSockets then run
+//! over HTTP/2 (RFC 8441 extended `CONNECT`).
 
 mod chat;
 mod on_async_std;
+mod on_h2;
 mod on_smol;
 mod on_tokio;
 
@@ -59,6 +64,12 @@ pub(crate) struct Options {
     /// Connections served at once; more are answered with 503.
     #[arg(long, value_name = "N", default_value_t = 1000)]
     pub(crate) max_connections: usize,
+    /// Serve HTTPS instead of plain HTTP, with HTTP/2 and HTTP/1.1 on the
+    /// port (the browser's WebSockets then run over HTTP/2, RFC 8441) and a
+    /// self-signed certificate made at start. Runs on tokio; needs the
+    /// examples' `rustls` feature.
+    #[arg(long)]
+    pub(crate) https: bool,
     /// Another host name to answer to besides localhost, 127.0.0.1, [::1]
     /// and the host of --addr (a LAN address, a DNS name); repeat for
     /// each [default: none].
@@ -78,6 +89,10 @@ fn main() {
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stdout()))
         .init();
     let result = match runtime {
+        Runtime::Tokio if options.https => on_h2::run(options),
+        _ if options.https => Err(std::io::Error::other(
+            "--https runs on tokio only (hyper's HTTP/2 server); drop --runtime or pick tokio",
+        )),
         Runtime::Tokio => on_tokio::run(options),
         Runtime::AsyncStd => on_async_std::run(options),
         Runtime::Smol => on_smol::run(options),

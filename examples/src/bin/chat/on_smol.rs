@@ -79,46 +79,17 @@ async fn handle(
                 }
             }
         }
-        Route::Chat {
-            room: name,
-            nick,
-            session,
-        } => {
-            let Ok(room) = hub.room(&name) else { return };
-            // Join before the 101 is written: nothing published after the
-            // handshake can be missed, the join event included.
+        Route::Chat(chatter) => {
+            let Ok(room) = hub.room(&chatter.room) else {
+                return;
+            };
+            let http = incoming.request().version();
             let mut seated = Err(String::new());
             let accepted = incoming.accept_then(Accept::new(), |ws| {
-                let member = room.join(ws.sender());
-                seated = members
-                    .join(&name, &nick, session.as_deref(), |event| {
-                        room.publish(event);
-                    })
-                    .map(|()| member);
+                seated = chatter.seat(ws, &room, &members, http);
             });
-            let Ok(mut ws) = accepted else { return };
-            let member = match seated {
-                Ok(member) => member,
-                Err(reason) => {
-                    let _ = ws.close(CloseCode(chat::REFUSED), &reason).await;
-                    return;
-                }
-            };
-            let (sender, mut receiver) = ws.split();
-            while let Some(Ok(message)) = receiver.recv().await {
-                match chat::on_message(&name, &nick, &message) {
-                    Ok(event) => {
-                        room.publish(event);
-                    }
-                    Err(error) => {
-                        let _ = sender.send(error).await;
-                    }
-                }
-            }
-            drop(member);
-            members.leave(&name, &nick, |event| {
-                room.publish(event);
-            });
+            let Ok(ws) = accepted else { return };
+            chatter.converse(ws, seated, &room, &members).await;
         }
     }
 }
