@@ -31,6 +31,7 @@ const PROGRAMS: [(&str, &str, &[Flag]); 8] = [
             ("--runtime", Some("tokio")),
             ("--addr", Some("127.0.0.1:60000")),
             ("--max-connections", Some("1000")),
+            ("--https", None),
             ("--allow-host", Some("none")),
         ],
     ),
@@ -219,6 +220,29 @@ fn an_address_in_use_is_named_and_exits_1() {
             );
         }
     }
+}
+
+#[test]
+fn chat_https_says_what_it_needs_and_where_it_failed() {
+    let exe = env!("CARGO_BIN_EXE_chat");
+    let out = run(exe, &["--https", "--runtime", "smol"]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(stderr.contains("--https runs on tokio only"), "{stderr}");
+    let taken = TcpListener::bind("127.0.0.1:0").expect("bind port 0");
+    let addr = taken.local_addr().expect("local addr").to_string();
+    let out = run(exe, &["--https", "--addr", &addr]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    let expected = if cfg!(feature = "rustls") {
+        format!("chat: cannot listen on {addr}: ")
+    } else {
+        "chat: --https needs TLS, which is behind the examples' `rustls` feature".to_owned()
+    };
+    assert!(
+        stderr.starts_with(&expected),
+        "chat said {stderr:?}, not {expected:?}…"
+    );
 }
 
 #[test]

@@ -96,10 +96,7 @@ mod tls {
                             continue;
                         }
                     };
-                    // Over the cap the connection is closed at once.
-                    let Ok(slot) = slots.clone().try_acquire_owned() else {
-                        continue;
-                    };
+                    let slot = slots.clone().try_acquire_owned().ok();
                     let (acceptor, http, state) = (acceptor.clone(), http.clone(), state.clone());
                     tokio::spawn(async move {
                         let handshake =
@@ -107,10 +104,20 @@ mod tls {
                         let Ok(Ok(tls)) = handshake.await else {
                             return;
                         };
-                        let service = service_fn(move |request| handle(request, state.clone()));
-                        let _ = http
-                            .serve_connection_with_upgrades(TokioIo::new(tls), service)
-                            .await;
+                        let io = TokioIo::new(tls);
+                        if slot.is_some() {
+                            let service = service_fn(move |request| handle(request, state.clone()));
+                            let _ = http.serve_connection_with_upgrades(io, service).await;
+                        } else {
+                            // Over the cap: every request on it gets 503.
+                            let service = service_fn(|_| async {
+                                Ok::<_, Infallible>(answer(HttpResponse::text(
+                                    503,
+                                    "server busy\n",
+                                )))
+                            });
+                            let _ = http.serve_connection(io, service).await;
+                        }
                         drop(slot);
                     });
                 }
