@@ -69,6 +69,7 @@ pub struct ClientRequest {
     origin: Option<String>,
     subprotocols: Vec<String>,
     headers: Vec<(String, String)>,
+    http1_only: bool,
 }
 
 impl ClientRequest {
@@ -98,6 +99,7 @@ impl ClientRequest {
             origin: None,
             subprotocols: Vec::new(),
             headers: Vec::new(),
+            http1_only: false,
         })
     }
 
@@ -236,6 +238,22 @@ impl ClientRequest {
         }
         self.headers.push((name, value));
         Ok(self)
+    }
+
+    /// Asks for HTTP/1.1 even where HTTP/2 would be possible: a client
+    /// that can open WebSockets over HTTP/2 (RFC 8441; wavecast-runtime's
+    /// `http2` and `rustls` features, `wss://` only) then offers only
+    /// `http/1.1` by ALPN and upgrades with `GET` as in RFC 6455. Without
+    /// those features every request is HTTP/1.1 anyway.
+    pub fn http1_only(mut self) -> Self {
+        self.http1_only = true;
+        self
+    }
+
+    /// Whether the request may be sent over HTTP/2 (true unless
+    /// [`ClientRequest::http1_only`] was called).
+    pub fn allows_http2(&self) -> bool {
+        !self.http1_only
     }
 
     /// The `Host` header value.
