@@ -9,7 +9,9 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use wavecast_core::handshake::{ClientAccepted, ClientHandshake, ClientRequest, Headers};
+use wavecast_core::handshake::{
+    ClientAccepted, ClientHandshake, ClientRequest, Headers, HttpVersion,
+};
 use wavecast_core::{Config, Error, HandshakeError, Role};
 
 use crate::io::{read, write_all};
@@ -25,6 +27,12 @@ pub struct Response {
     pub headers: Headers,
     /// The subprotocol the server chose, if any.
     pub subprotocol: Option<String>,
+    /// How the WebSocket was opened: [`HttpVersion::Http11`] for an
+    /// `Upgrade` answered `101` (RFC 6455), [`HttpVersion::Http2`] for an
+    /// extended `CONNECT` answered 2xx on an HTTP/2 stream (RFC 8441; only
+    /// `wss://` with the `http2` and `rustls` features, see
+    /// [`connect_with`]).
+    pub http_version: HttpVersion,
 }
 
 /// Connects to a `ws://host:port/path?query` URL with the default config.
@@ -118,6 +126,7 @@ pub(crate) async fn client_over_inner<R: Runtime, S: Transport>(
     let response = Response {
         headers: accepted.response_headers,
         subprotocol: accepted.negotiated.subprotocol.clone(),
+        http_version: HttpVersion::Http11,
     };
     let (ws, driver) = WebSocket::start::<R, S>(
         stream,

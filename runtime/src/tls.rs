@@ -51,20 +51,88 @@ async fn connect_tls_over<R: Runtime>(
     tls: Arc<futures_rustls::rustls::ClientConfig>,
     deadline: Instant,
 ) -> Result<(WebSocket, Response), Error> {
+    #[cfg(feature = "http2")]
+    let tls = with_alpn(tls, request.allows_http2());
+    let stream = open_tls::<R>(&host, port, tls.clone(), deadline).await?;
+    #[cfg(feature = "http2")]
+    if stream.get_ref().1.alpn_protocol() == Some(b"h2") {
+        use crate::http2::{connect_over_h2, Attempt};
+        let connect = wavecast_core::handshake::ExtendedConnect::new(&config, &request);
+        let attempt = crate::runtime::until::<R, _>(
+            deadline,
+            connect_over_h2::<R, _>(stream, connect, config.clone()),
+        )
+        .await
+        .ok_or(Error::Handshake(wavecast_core::HandshakeError::Timeout))??;
+        return match attempt {
+            Attempt::Connected(ws, response) => Ok((ws, response)),
+            // The server speaks HTTP/2 but not RFC 8441: a second connection,
+            // offering only HTTP/1.1, within what is left of the deadline.
+            Attempt::NoConnectProtocol => {
+                let stream = open_tls::<R>(&host, port, with_alpn(tls, false), deadline).await?;
+                crate::client::client_over_inner::<R, _>(stream, request, config, deadline).await
+            }
+        };
+    }
+    crate::client::client_over_inner::<R, _>(stream, request, config, deadline).await
+}
+
+/// TCP, then TLS, both before `deadline`.
+#[cfg(feature = "rustls")]
+async fn open_tls<R: Runtime>(
+    host: &str,
+    port: u16,
+    tls: Arc<futures_rustls::rustls::ClientConfig>,
+    deadline: Instant,
+) -> Result<futures_rustls::client::TlsStream<R::Tcp>, Error> {
     use crate::runtime::until;
     use wavecast_core::HandshakeError;
 
     let timeout = || Error::Handshake(HandshakeError::Timeout);
-    let tcp = until::<R, _>(deadline, R::connect(host.clone(), port))
+    let tcp = until::<R, _>(deadline, R::connect(host.to_owned(), port))
         .await
         .ok_or_else(timeout)??;
-    let name = rustls_pki_types::ServerName::try_from(host.clone())
+    let name = rustls_pki_types::ServerName::try_from(host.to_owned())
         .map_err(|e| tls_error(format!("invalid server name {host:?}: {e}")))?;
     let connecting = futures_rustls::TlsConnector::from(tls).connect(name, tcp);
-    let stream = until::<R, _>(deadline, connecting)
+    Ok(until::<R, _>(deadline, connecting)
         .await
-        .ok_or_else(timeout)??;
-    crate::client::client_over_inner::<R, _>(stream, request, config, deadline).await
+        .ok_or_else(timeout)??)
+}
+
+/// The ALPN protocols to offer (RFC 7301): `h2` then `http/1.1` when
+/// HTTP/2 is allowed and the config names none of its own (a config that
+/// names some is used as it is); without HTTP/2, the config's list without
+/// `h2`, or `http/1.1` alone.
+#[cfg(all(feature = "rustls", feature = "http2"))]
+fn with_alpn(
+    tls: Arc<futures_rustls::rustls::ClientConfig>,
+    http2: bool,
+) -> Arc<futures_rustls::rustls::ClientConfig> {
+    let offered = &tls.alpn_protocols;
+    let alpn: Vec<Vec<u8>> = if http2 {
+        if !offered.is_empty() {
+            return tls;
+        }
+        vec![b"h2".to_vec(), b"http/1.1".to_vec()]
+    } else {
+        let without_h2: Vec<Vec<u8>> = offered
+            .iter()
+            .filter(|p| p.as_slice() != b"h2")
+            .cloned()
+            .collect();
+        if !without_h2.is_empty() && without_h2.len() == offered.len() {
+            return tls;
+        }
+        if without_h2.is_empty() {
+            vec![b"http/1.1".to_vec()]
+        } else {
+            without_h2
+        }
+    };
+    let mut config = (*tls).clone();
+    config.alpn_protocols = alpn;
+    Arc::new(config)
 }
 
 /// A rustls client config with the webpki roots and the ring provider:
