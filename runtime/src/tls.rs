@@ -1,6 +1,8 @@
 //! TLS for `wss://`, behind the `rustls` feature: `futures-rustls` over the
 //! runtime's TCP stream, written once for every runtime. The TLS handshake
 //! runs under the same deadline as the TCP connect and the HTTP upgrade.
+//! With the `http2` feature too, ALPN may choose HTTP/2, and the WebSocket
+//! then opens as in RFC 8441 (`crate::http2`).
 
 use std::sync::Arc;
 use std::time::Instant;
@@ -153,6 +155,12 @@ pub fn default_client_config() -> Arc<futures_rustls::rustls::ClientConfig> {
 
 /// Connects to a `wss://` URL with your own rustls config (private roots,
 /// client certificates).
+///
+/// With the `http2` feature, a config without ALPN protocols gets `h2` and
+/// `http/1.1` (see [`connect_with`](crate::connect_with) for when HTTP/2 is
+/// used); a config that names its own is used as it is, except that `h2`
+/// is dropped from it for [`ClientRequest::http1_only`] requests and for
+/// the second connection of a fallback to HTTP/1.1.
 #[cfg(feature = "rustls")]
 pub fn connect_tls_with<'a, R: Runtime>(
     url: &'a str,
