@@ -607,6 +607,7 @@ pub struct ExtendedConnect {
     path: String,
     headers: Vec<(String, String)>,
     offer: Offer,
+    max_headers: usize,
 }
 
 impl ExtendedConnect {
@@ -645,6 +646,7 @@ impl ExtendedConnect {
             path: request.target.clone(),
             headers,
             offer,
+            max_headers: config.max_headers,
         }
     }
 
@@ -670,14 +672,22 @@ impl ExtendedConnect {
     /// Checks the server's response to the `CONNECT`: any 2xx status
     /// accepts (RFC 8441 §5), and then the chosen subprotocol and
     /// extensions must be ones we offered, as over HTTP/1.1. Another status
-    /// is [`HandshakeError::Rejected`] with the status and headers. The
-    /// returned [`ClientAccepted::leftover`] is empty: the WebSocket's
-    /// bytes are the stream's `DATA` frames.
+    /// is [`HandshakeError::Rejected`] with the status and headers. More
+    /// than [`Config::max_headers`] fields is
+    /// [`HandshakeError::TooManyHeaders`], as over HTTP/1.1 (the HTTP/2
+    /// stack should also cap the header block at [`Config::max_head_size`]
+    /// bytes). The returned [`ClientAccepted::leftover`] is empty: the
+    /// WebSocket's bytes are the stream's `DATA` frames.
     pub fn receive_response(
         &self,
         status: u16,
         headers: Headers,
     ) -> Result<ClientAccepted, HandshakeError> {
+        if headers.len() > self.max_headers {
+            return Err(HandshakeError::TooManyHeaders {
+                limit: self.max_headers,
+            });
+        }
         if !(200..300).contains(&status) {
             return Err(HandshakeError::Rejected {
                 status,
@@ -1240,6 +1250,12 @@ mod tests {
             connect.receive_response(200, headers(&[("sec-websocket-extensions", "x-foo")])),
             Err(HandshakeError::UnofferedExtension(_))
         ));
+        let limit = config().max_headers;
+        let many: Headers = (0..=limit).map(|_| ("x-a", &b"1"[..])).collect();
+        assert_eq!(
+            connect.receive_response(200, many).unwrap_err(),
+            HandshakeError::TooManyHeaders { limit }
+        );
     }
 
     #[cfg(feature = "deflate")]
