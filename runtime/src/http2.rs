@@ -49,9 +49,12 @@ pub(crate) async fn connect_over_h2<R: Runtime, S: Transport>(
     connect: ExtendedConnect,
     config: Arc<Config>,
 ) -> Result<Attempt, Error> {
+    let max_head = u32::try_from(config.max_head_size).unwrap_or(u32::MAX);
     let (mut send, mut connection) = h2::client::Builder::new()
         .initial_window_size(RECEIVE_WINDOW)
         .initial_connection_window_size(RECEIVE_WINDOW)
+        // The response's header block, decoded, as over HTTP/1.1.
+        .max_header_list_size(max_head)
         // We never accept pushed streams (RFC 9113 §8.4).
         .enable_push(false)
         .handshake::<_, Bytes>(TokioIo(io))

@@ -175,3 +175,32 @@ pub fn connect_tls_with<'a, R: Runtime>(
         connect_tls_over::<R>(target.host, target.port, request, config, tls, deadline).await
     })
 }
+
+#[cfg(all(test, feature = "rustls", feature = "http2"))]
+mod tests {
+    use super::*;
+
+    fn alpn(config: &futures_rustls::rustls::ClientConfig) -> Vec<&[u8]> {
+        config.alpn_protocols.iter().map(Vec::as_slice).collect()
+    }
+
+    fn with(protocols: &[&[u8]]) -> Arc<futures_rustls::rustls::ClientConfig> {
+        let mut config = (*default_client_config()).clone();
+        config.alpn_protocols = protocols.iter().map(|p| p.to_vec()).collect();
+        Arc::new(config)
+    }
+
+    #[test]
+    fn alpn_offers_h2_unless_told_otherwise() {
+        let h2: &[u8] = b"h2";
+        let h1: &[u8] = b"http/1.1";
+        assert_eq!(alpn(&with_alpn(with(&[]), true)), [h2, h1]);
+        assert_eq!(alpn(&with_alpn(with(&[]), false)), [h1]);
+        // A config's own list is kept, less `h2` without HTTP/2.
+        assert_eq!(alpn(&with_alpn(with(&[h1]), true)), [h1]);
+        assert_eq!(alpn(&with_alpn(with(&[h2, h1]), false)), [h1]);
+        assert_eq!(alpn(&with_alpn(with(&[h2]), false)), [h1]);
+        let kept = with(&[h1]);
+        assert!(Arc::ptr_eq(&with_alpn(kept.clone(), false), &kept));
+    }
+}
