@@ -175,6 +175,12 @@ async fn serve_connection(
                 Accept::new()
             };
             let counter = match upgrade.request().version() {
+                // RFC 8441 §5: no key over HTTP/2 (the stream is the proof).
+                HttpVersion::Http2 if upgrade.request().header("sec-websocket-key").is_some() => {
+                    let mut response = Response::new(Full::<Bytes>::from("a key over h2"));
+                    *response.status_mut() = StatusCode::BAD_REQUEST;
+                    return Ok(response);
+                }
                 HttpVersion::Http2 => http2,
                 _ => http11,
             };
