@@ -195,9 +195,10 @@ pub enum HandshakeError {
     /// The request carried a body, which an upgrade request must not.
     #[error("the upgrade request must not carry a body")]
     BodyNotAllowed,
-    /// The server answered with something other than `101` (client side).
+    /// The server answered with something other than `101` (client side),
+    /// or, to an HTTP/2 extended `CONNECT`, with something other than 2xx.
     /// The status and headers are kept so the caller can report them.
-    #[error("server answered {status} instead of 101 Switching Protocols")]
+    #[error("server answered {status} and did not accept the upgrade")]
     Rejected {
         /// The HTTP status code.
         status: u16,

@@ -1,15 +1,20 @@
 //! Connecting: from a `ws://` (or `wss://`) URL or over a stream you
 //! already have.
 //!
-//! One deadline covers the whole connect — TCP, TLS and the HTTP upgrade —
-//! as the core computes it ([`Config::handshake_timeout`] from the start):
-//! a server that accepts and then says nothing fails the connect in time.
+//! One deadline covers the whole connect — TCP, TLS and the HTTP upgrade
+//! (over HTTP/2: its connection preface and SETTINGS, the extended
+//! `CONNECT` and its answer, and a second connection if it falls back to
+//! HTTP/1.1) — as the core computes it ([`Config::handshake_timeout`] from
+//! the start): a server that accepts and then says nothing fails the
+//! connect in time.
 
 use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-use wavecast_core::handshake::{ClientAccepted, ClientHandshake, ClientRequest, Headers};
+use wavecast_core::handshake::{
+    ClientAccepted, ClientHandshake, ClientRequest, Headers, HttpVersion,
+};
 use wavecast_core::{Config, Error, HandshakeError, Role};
 
 use crate::io::{read, write_all};
@@ -25,6 +30,12 @@ pub struct Response {
     pub headers: Headers,
     /// The subprotocol the server chose, if any.
     pub subprotocol: Option<String>,
+    /// How the WebSocket was opened: [`HttpVersion::Http11`] for an
+    /// `Upgrade` answered `101` (RFC 6455), [`HttpVersion::Http2`] for an
+    /// extended `CONNECT` answered 2xx on an HTTP/2 stream (RFC 8441; only
+    /// `wss://` with the `http2` and `rustls` features, see
+    /// [`connect_with`]).
+    pub http_version: HttpVersion,
 }
 
 /// Connects to a `ws://host:port/path?query` URL with the default config.
@@ -38,6 +49,33 @@ pub async fn connect<R: Runtime>(url: &str) -> Result<(WebSocket, Response), Err
 
 /// Connects to `url` with a prepared request (subprotocols, extra headers
 /// such as `Authorization`) and a config.
+///
+/// With the `rustls` and `http2` features, `wss://` tries HTTP/2 first
+/// (RFC 8441): TLS offers `h2` and `http/1.1` by ALPN, and when the server
+/// picks `h2` and its SETTINGS enable the extended CONNECT protocol, the
+/// WebSocket opens as an extended `CONNECT` and runs on that HTTP/2 stream.
+/// Otherwise it upgrades over HTTP/1.1 as usual — on a new connection that
+/// offers only `http/1.1` if the server spoke HTTP/2 without RFC 8441.
+/// [`Response::http_version`] tells which; [`ClientRequest::http1_only`]
+/// skips HTTP/2. A refused `CONNECT` fails like a refused upgrade, with
+/// [`HandshakeError::Rejected`].
+///
+/// ```no_run
+/// use wavecast_runtime::{connect_with, ClientRequest, Config, Error, HttpVersion, Runtime};
+///
+/// async fn open<R: Runtime>() -> Result<(), Error> {
+///     let url = "wss://example.com/chat";
+///     let (request, _) = ClientRequest::from_url(url)?;
+///     let (_ws, response) = connect_with::<R>(url, request, Config::default()).await?;
+///     println!("over HTTP/2: {}", response.http_version == HttpVersion::Http2);
+///
+///     // The same, always over HTTP/1.1.
+///     let (request, _) = ClientRequest::from_url(url)?;
+///     let (_ws, response) = connect_with::<R>(url, request.http1_only(), Config::default()).await?;
+///     assert_eq!(response.http_version, HttpVersion::Http11);
+///     Ok(())
+/// }
+/// ```
 ///
 /// The handshake's state is boxed and freed once it ends: the returned
 /// future is one pointer wide, so awaiting it does not grow the caller's
@@ -118,6 +156,7 @@ pub(crate) async fn client_over_inner<R: Runtime, S: Transport>(
     let response = Response {
         headers: accepted.response_headers,
         subprotocol: accepted.negotiated.subprotocol.clone(),
+        http_version: HttpVersion::Http11,
     };
     let (ws, driver) = WebSocket::start::<R, S>(
         stream,

@@ -94,6 +94,8 @@ mod attach;
 mod broadcast;
 mod client;
 mod driver;
+#[cfg(all(feature = "http2", feature = "rustls"))]
+mod http2;
 mod io;
 pub mod metrics;
 mod outbox;

@@ -69,6 +69,7 @@ pub struct ClientRequest {
     origin: Option<String>,
     subprotocols: Vec<String>,
     headers: Vec<(String, String)>,
+    http1_only: bool,
 }
 
 impl ClientRequest {
@@ -98,6 +99,7 @@ impl ClientRequest {
             origin: None,
             subprotocols: Vec::new(),
             headers: Vec::new(),
+            http1_only: false,
         })
     }
 
@@ -238,6 +240,22 @@ impl ClientRequest {
         Ok(self)
     }
 
+    /// Asks for HTTP/1.1 even where HTTP/2 would be possible: a client
+    /// that can open WebSockets over HTTP/2 (RFC 8441; wavecast-runtime's
+    /// `http2` and `rustls` features, `wss://` only) then offers only
+    /// `http/1.1` by ALPN and upgrades with `GET` as in RFC 6455. Without
+    /// those features every request is HTTP/1.1 anyway.
+    pub fn http1_only(mut self) -> Self {
+        self.http1_only = true;
+        self
+    }
+
+    /// Whether the request may be sent over HTTP/2 (true unless
+    /// [`ClientRequest::http1_only`] was called).
+    pub fn allows_http2(&self) -> bool {
+        !self.http1_only
+    }
+
     /// The `Host` header value.
     pub fn host(&self) -> &str {
         &self.host
@@ -281,13 +299,10 @@ pub struct ClientHandshake {
     request: Vec<u8>,
     expected_accept: String,
     key: String,
-    subprotocols: Vec<String>,
+    offer: Offer,
     state: State,
     max_headers: usize,
     deadline: Instant,
-    /// What we offered of permessage-deflate, to check the answer against.
-    #[cfg(feature = "deflate")]
-    deflate: Option<crate::deflate::DeflateConfig>,
 }
 
 impl ClientHandshake {
@@ -330,12 +345,10 @@ impl ClientHandshake {
             request: out,
             expected_accept: accept_key(key.as_bytes()),
             key,
-            subprotocols: request.subprotocols,
+            offer: Offer::new(config, request.subprotocols),
             state: State::Reading(HeadReader::new(config.max_head_size)),
             max_headers: config.max_headers,
             deadline: now + config.handshake_timeout,
-            #[cfg(feature = "deflate")]
-            deflate: config.deflate.clone(),
         }
     }
 
@@ -469,6 +482,43 @@ impl ClientHandshake {
             return Err(HandshakeError::BadAccept);
         }
         drop(accepts);
+        let negotiated = self.offer.check_answer(&headers)?;
+        Ok((headers, negotiated))
+    }
+}
+
+/// What a client offered (subprotocols, permessage-deflate), to check the
+/// server's answer against: the same checks over HTTP/1.1 and HTTP/2.
+#[derive(Clone, Debug)]
+struct Offer {
+    subprotocols: Vec<String>,
+    #[cfg(feature = "deflate")]
+    deflate: Option<crate::deflate::DeflateConfig>,
+}
+
+impl Offer {
+    #[cfg_attr(not(feature = "deflate"), allow(unused_variables))]
+    fn new(config: &Config, subprotocols: Vec<String>) -> Offer {
+        Offer {
+            subprotocols,
+            #[cfg(feature = "deflate")]
+            deflate: config.deflate.clone(),
+        }
+    }
+
+    /// The `Sec-WebSocket-Extensions` value to send, if we offer any.
+    fn extensions_header(&self) -> Option<String> {
+        #[cfg(feature = "deflate")]
+        if let Some(deflate) = &self.deflate {
+            return Some(crate::deflate::client_offer(deflate));
+        }
+        None
+    }
+
+    /// Checks the accepting answer's `Sec-WebSocket-Protocol` and
+    /// `Sec-WebSocket-Extensions` against the offer (RFC 6455 §4.1, items
+    /// 5 and 6; RFC 8441 §5 keeps them unchanged over HTTP/2).
+    fn check_answer(&self, headers: &Headers) -> Result<Negotiated, HandshakeError> {
         // `list` skips values that are not UTF-8; such a value still names a
         // subprotocol we did not offer (found by fuzzing).
         if let Some(v) = headers
@@ -500,7 +550,6 @@ impl ClientHandshake {
             (Some(p), None) if self.subprotocols.iter().any(|o| o == p) => Some(p.to_owned()),
             (Some(p), _) => return Err(HandshakeError::UnofferedSubprotocol(p.to_owned())),
         };
-        drop(chosen);
         #[allow(unused_mut)]
         let mut negotiated = Negotiated::with_subprotocol(subprotocol);
         #[cfg(feature = "deflate")]
@@ -508,7 +557,149 @@ impl ClientHandshake {
             negotiated.extensions = vec![params.response()];
             negotiated.deflate = Some(params);
         }
-        Ok((headers, negotiated))
+        Ok(negotiated)
+    }
+}
+
+/// Header fields that are specific to one HTTP/1.1 connection and malformed
+/// in HTTP/2 (RFC 9113 §8.2.2); `ClientRequest::header` already refuses
+/// `Connection`, `Upgrade` and `Transfer-Encoding`.
+const CONNECTION_SPECIFIC: [&str; 3] = ["keep-alive", "proxy-connection", "te"];
+
+/// The client's opening handshake over HTTP/2: an extended `CONNECT`
+/// (RFC 8441 §4) on one stream of an HTTP/2 connection whose server sent
+/// `SETTINGS_ENABLE_CONNECT_PROTOCOL = 1`.
+///
+/// The HTTP/2 framing is not the core's business: this type only says what
+/// to put in the request's header block and checks the response's. Drive
+/// it like this:
+///
+/// 1. [`ExtendedConnect::new`] from the same [`ClientRequest`] the
+///    HTTP/1.1 handshake takes.
+/// 2. Send a `HEADERS` frame (without `END_STREAM`) with the pseudo-header
+///    fields `:method CONNECT`, `:protocol` [`ExtendedConnect::PROTOCOL`],
+///    `:scheme https` (or `http` over cleartext HTTP/2),
+///    `:authority` [`ExtendedConnect::authority`] and `:path`
+///    [`ExtendedConnect::path`], then [`ExtendedConnect::headers`].
+///    There is no `Sec-WebSocket-Key`: the stream itself proves that the
+///    server took part (RFC 8441 §5).
+/// 3. Pass the response's status and header fields to
+///    [`ExtendedConnect::receive_response`]. From then on the stream's
+///    `DATA` frames carry the WebSocket's bytes in both directions.
+///
+/// ```
+/// # use wavecast_core::handshake::{ClientRequest, ExtendedConnect, Headers};
+/// # use wavecast_core::Config;
+/// let (request, _) = ClientRequest::from_url("wss://example.com/chat")?;
+/// let request = request.subprotocol("chat")?;
+/// let connect = ExtendedConnect::new(&Config::default(), &request);
+/// assert_eq!((connect.authority(), connect.path()), ("example.com", "/chat"));
+/// assert!(connect.headers().any(|h| h == ("sec-websocket-version", "13")));
+///
+/// let answer: Headers = [("sec-websocket-protocol", &b"chat"[..])].into_iter().collect();
+/// let accepted = connect.receive_response(200, answer)?;
+/// assert_eq!(accepted.negotiated.subprotocol.as_deref(), Some("chat"));
+/// # Ok::<(), wavecast_core::HandshakeError>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct ExtendedConnect {
+    authority: String,
+    path: String,
+    headers: Vec<(String, String)>,
+    offer: Offer,
+    max_headers: usize,
+}
+
+impl ExtendedConnect {
+    /// The value of the `:protocol` pseudo-header field (RFC 8441 §4).
+    pub const PROTOCOL: &'static str = "websocket";
+
+    /// Prepares the extended `CONNECT` for `request`: the same subprotocols,
+    /// origin, extra headers and permessage-deflate offer (from `config`) as
+    /// the HTTP/1.1 request [`ClientHandshake::new`] would write. Header
+    /// names are lower-cased, as HTTP/2 requires (RFC 9113 §8.2.1), and the
+    /// hop-by-hop fields `Keep-Alive`, `Proxy-Connection` and `TE` are left
+    /// out (RFC 9113 §8.2.2).
+    pub fn new(config: &Config, request: &ClientRequest) -> ExtendedConnect {
+        let offer = Offer::new(config, request.subprotocols.clone());
+        let mut headers = vec![("sec-websocket-version".to_owned(), "13".to_owned())];
+        if let Some(origin) = &request.origin {
+            headers.push(("origin".to_owned(), origin.clone()));
+        }
+        if !request.subprotocols.is_empty() {
+            headers.push((
+                "sec-websocket-protocol".to_owned(),
+                request.subprotocols.join(", "),
+            ));
+        }
+        if let Some(extensions) = offer.extensions_header() {
+            headers.push(("sec-websocket-extensions".to_owned(), extensions));
+        }
+        for (name, value) in &request.headers {
+            let name = name.to_ascii_lowercase();
+            if !CONNECTION_SPECIFIC.contains(&name.as_str()) {
+                headers.push((name, value.clone()));
+            }
+        }
+        ExtendedConnect {
+            authority: request.host.clone(),
+            path: request.target.clone(),
+            headers,
+            offer,
+            max_headers: config.max_headers,
+        }
+    }
+
+    /// The `:authority` pseudo-header field: what the HTTP/1.1 request sends
+    /// as `Host` (RFC 9113 §8.3.1).
+    pub fn authority(&self) -> &str {
+        &self.authority
+    }
+
+    /// The `:path` pseudo-header field: path and query.
+    pub fn path(&self) -> &str {
+        &self.path
+    }
+
+    /// The regular header fields to send after the pseudo-header fields,
+    /// with lower-case names: `sec-websocket-version: 13`, then `origin`,
+    /// `sec-websocket-protocol`, `sec-websocket-extensions` and the
+    /// request's extra headers, as far as there are any.
+    pub fn headers(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.headers.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    /// Checks the server's response to the `CONNECT`: any 2xx status
+    /// accepts (RFC 8441 §5), and then the chosen subprotocol and
+    /// extensions must be ones we offered, as over HTTP/1.1. Another status
+    /// is [`HandshakeError::Rejected`] with the status and headers. More
+    /// than [`Config::max_headers`] fields is
+    /// [`HandshakeError::TooManyHeaders`], as over HTTP/1.1 (the HTTP/2
+    /// stack should also cap the header block at [`Config::max_head_size`]
+    /// bytes). The returned [`ClientAccepted::leftover`] is empty: the
+    /// WebSocket's bytes are the stream's `DATA` frames.
+    pub fn receive_response(
+        &self,
+        status: u16,
+        headers: Headers,
+    ) -> Result<ClientAccepted, HandshakeError> {
+        if headers.len() > self.max_headers {
+            return Err(HandshakeError::TooManyHeaders {
+                limit: self.max_headers,
+            });
+        }
+        if !(200..300).contains(&status) {
+            return Err(HandshakeError::Rejected {
+                status,
+                headers: headers.into_vec(),
+            });
+        }
+        let negotiated = self.offer.check_answer(&headers)?;
+        Ok(ClientAccepted {
+            response_headers: headers,
+            negotiated,
+            leftover: Bytes::new(),
+        })
     }
 }
 
@@ -737,7 +928,7 @@ mod tests {
         );
         assert_eq!(
             err.to_string(),
-            "server answered 401 instead of 101 Switching Protocols"
+            "server answered 401 and did not accept the upgrade"
         );
 
         let mut hs = handshake(ClientRequest::new("h", "/").unwrap());
@@ -988,5 +1179,101 @@ mod tests {
         assert!(ClientRequest::new("h\r\nX: y", "/").is_err());
         assert!(ClientRequest::new("h", "/a b").is_err());
         assert!(ClientRequest::new("h", "a").is_err());
+    }
+
+    #[test]
+    fn extended_connect_carries_the_request_without_a_key() {
+        let (req, _) = ClientRequest::from_url("wss://example.com:8443/chat?x=1").unwrap();
+        let req = req
+            .subprotocol("chat")
+            .unwrap()
+            .origin("https://example.com")
+            .unwrap()
+            .header("Authorization", "Bearer t")
+            .unwrap()
+            .header("Keep-Alive", "timeout=5")
+            .unwrap();
+        let connect = ExtendedConnect::new(&config(), &req);
+        assert_eq!(connect.authority(), "example.com:8443");
+        assert_eq!(connect.path(), "/chat?x=1");
+        assert_eq!(
+            connect.headers().collect::<Vec<_>>(),
+            [
+                ("sec-websocket-version", "13"),
+                ("origin", "https://example.com"),
+                ("sec-websocket-protocol", "chat"),
+                ("authorization", "Bearer t"),
+            ]
+        );
+    }
+
+    #[test]
+    fn extended_connect_accepts_any_2xx_and_checks_the_answer() {
+        let (req, _) = ClientRequest::from_url("wss://example.com/").unwrap();
+        let connect = ExtendedConnect::new(&config(), &req.subprotocol("chat").unwrap());
+        let headers = |pairs: &[(&'static str, &'static str)]| -> Headers {
+            pairs.iter().map(|(n, v)| (*n, v.as_bytes())).collect()
+        };
+        for status in [200, 204, 299] {
+            let accepted = connect
+                .receive_response(status, Headers::default())
+                .unwrap();
+            assert_eq!(accepted.negotiated.subprotocol, None);
+            assert!(accepted.leftover.is_empty());
+        }
+        let accepted = connect
+            .receive_response(200, headers(&[("sec-websocket-protocol", "chat")]))
+            .unwrap();
+        assert_eq!(accepted.negotiated.subprotocol.as_deref(), Some("chat"));
+        assert_eq!(
+            connect
+                .receive_response(403, headers(&[("content-type", "text/plain")]))
+                .unwrap_err(),
+            HandshakeError::Rejected {
+                status: 403,
+                headers: vec![("content-type".into(), b"text/plain".to_vec())],
+            }
+        );
+        for status in [101, 199, 300] {
+            assert!(matches!(
+                connect.receive_response(status, Headers::default()),
+                Err(HandshakeError::Rejected { .. })
+            ));
+        }
+        assert_eq!(
+            connect
+                .receive_response(200, headers(&[("sec-websocket-protocol", "other")]))
+                .unwrap_err(),
+            HandshakeError::UnofferedSubprotocol("other".into())
+        );
+        assert!(matches!(
+            connect.receive_response(200, headers(&[("sec-websocket-extensions", "x-foo")])),
+            Err(HandshakeError::UnofferedExtension(_))
+        ));
+        let limit = config().max_headers;
+        let many: Headers = (0..=limit).map(|_| ("x-a", &b"1"[..])).collect();
+        assert_eq!(
+            connect.receive_response(200, many).unwrap_err(),
+            HandshakeError::TooManyHeaders { limit }
+        );
+    }
+
+    #[cfg(feature = "deflate")]
+    #[test]
+    fn extended_connect_offers_and_negotiates_deflate() {
+        let config = Config::default().with_seed(SeedSource::Fixed(7));
+        let (req, _) = ClientRequest::from_url("wss://example.com/").unwrap();
+        let connect = ExtendedConnect::new(&config, &req);
+        let offer = connect
+            .headers()
+            .find(|(n, _)| *n == "sec-websocket-extensions")
+            .map(|(_, v)| v.to_owned())
+            .expect("a deflate offer");
+        assert!(offer.starts_with("permessage-deflate"), "{offer}");
+        let answer: Headers = [("sec-websocket-extensions", &b"permessage-deflate"[..])]
+            .into_iter()
+            .collect();
+        let accepted = connect.receive_response(200, answer).unwrap();
+        assert!(accepted.negotiated.deflate.is_some());
     }
 }

@@ -10,7 +10,7 @@ pub mod server;
 
 use crate::error::HandshakeError;
 
-pub use client::{ClientAccepted, ClientHandshake, ClientRequest, Target};
+pub use client::{ClientAccepted, ClientHandshake, ClientRequest, ExtendedConnect, Target};
 pub use server::{negotiate, Accept, Accepted, Request, ServerHandshake, UpgradeMode};
 
 /// The GUID appended to the client's key before hashing (RFC 6455 §1.3).
