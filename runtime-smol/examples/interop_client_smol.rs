@@ -9,29 +9,12 @@ mod client;
 
 /// What the shared client needs from smol.
 mod rt {
-    use std::future::Future;
-    use std::time::Duration;
-
     pub(crate) use wavecast_smol as ws;
 
     /// The program's name in its messages.
     pub(crate) const NAME: &str = "interop_client_smol";
 
-    /// The deadline of [`timeout`] passed.
-    #[derive(Debug)]
-    pub(crate) struct Elapsed;
-
-    /// `f`, unless `limit` passes first (smol has no timeout of its own).
-    pub(crate) async fn timeout<T>(
-        limit: Duration,
-        f: impl Future<Output = T>,
-    ) -> Result<T, Elapsed> {
-        smol::future::or(async { Ok(f.await) }, async {
-            smol::Timer::after(limit).await;
-            Err(Elapsed)
-        })
-        .await
-    }
+    include!("support/timeout.rs");
 }
 
 fn main() {

@@ -152,11 +152,27 @@ pub(crate) async fn client_over_inner<R: Runtime, S: Transport>(
     })
     .await
     .unwrap_or(Err(Error::Handshake(HandshakeError::Timeout)));
-    let accepted = accepted?;
+    Ok(start_client::<R, S>(
+        stream,
+        config,
+        accepted?,
+        HttpVersion::Http11,
+    ))
+}
+
+/// Starts the client connection a finished handshake (`accepted`, over
+/// `http_version`) leaves on `stream`: its driver spawned on `R`, the
+/// server's answer for the caller.
+pub(crate) fn start_client<R: Runtime, S: Transport>(
+    stream: S,
+    config: Arc<Config>,
+    accepted: ClientAccepted,
+    http_version: HttpVersion,
+) -> (WebSocket, Response) {
     let response = Response {
         headers: accepted.response_headers,
         subprotocol: accepted.negotiated.subprotocol.clone(),
-        http_version: HttpVersion::Http11,
+        http_version,
     };
     let (ws, driver) = WebSocket::start::<R, S>(
         stream,
@@ -167,5 +183,5 @@ pub(crate) async fn client_over_inner<R: Runtime, S: Transport>(
         Vec::new(),
     );
     R::spawn(driver);
-    Ok((ws, response))
+    (ws, response)
 }

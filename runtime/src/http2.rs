@@ -19,9 +19,9 @@ use std::task::{ready, Context, Poll};
 use bytes::{Bytes, BytesMut};
 use futures_channel::oneshot;
 use wavecast_core::handshake::{ExtendedConnect, Headers, HttpVersion};
-use wavecast_core::{Config, Error, Role};
+use wavecast_core::{Config, Error};
 
-use crate::client::Response;
+use crate::client::{start_client, Response};
 use crate::runtime::{race, Runtime, Transport};
 use crate::websocket::WebSocket;
 
@@ -122,20 +122,7 @@ pub(crate) async fn connect_over_h2<R: Runtime, S: Transport>(
         unread: Bytes::new(),
         finished: false,
     };
-    let response = Response {
-        headers: accepted.response_headers,
-        subprotocol: accepted.negotiated.subprotocol.clone(),
-        http_version: HttpVersion::Http2,
-    };
-    let (ws, driver) = WebSocket::start::<R, H2Stream>(
-        stream,
-        Role::Client,
-        config,
-        &accepted.negotiated,
-        accepted.leftover,
-        Vec::new(),
-    );
-    R::spawn(driver);
+    let (ws, response) = start_client::<R, H2Stream>(stream, config, accepted, HttpVersion::Http2);
     Ok(Attempt::Connected(ws, response))
 }
 
