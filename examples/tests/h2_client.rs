@@ -9,12 +9,14 @@
 //! per HTTP version, so a scenario checks both ends agree on the version.
 #![cfg(feature = "rustls")]
 
+mod support;
+
+use support::{loopback_tls, within};
+
 use std::convert::Infallible;
-use std::future::{poll_fn, Future};
-use std::pin::pin;
+use std::future::Future;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
@@ -23,27 +25,9 @@ use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use wavecast_runtime::rustls;
-use wavecast_runtime::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
 use wavecast_runtime::{
     Accept, ClientRequest, CloseCode, Config, Error, HandshakeError, HttpVersion, Message, Runtime,
-    Timer,
 };
-
-/// Runs `future` on `R`'s clock, failing the test after `limit`.
-async fn within<R: Runtime, T>(limit: Duration, future: impl Future<Output = T>) -> T {
-    let mut future = pin!(future);
-    let mut timer = R::timer(R::now() + limit);
-    poll_fn(|cx| {
-        if let Poll::Ready(value) = future.as_mut().poll(cx) {
-            return Poll::Ready(value);
-        }
-        if timer.poll_fired(cx).is_ready() {
-            panic!("timed out after {limit:?}");
-        }
-        Poll::Pending
-    })
-    .await
-}
 
 /// What the loopback server does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -77,31 +61,6 @@ impl Server {
     }
 }
 
-/// A fresh self-signed `localhost` certificate: the server's TLS config
-/// (offering `alpn`) and a client config that trusts it (no ALPN of its
-/// own, so the client picks its offer).
-fn configs(alpn: &[&[u8]]) -> (Arc<rustls::ServerConfig>, Arc<rustls::ClientConfig>) {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let cert: CertificateDer<'static> = certified.cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], key)
-        .unwrap();
-    server.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert).unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    (Arc::new(server), Arc::new(client))
-}
-
 /// Starts a server in `mode` on a tokio runtime in a thread of its own;
 /// returns it and the client's TLS config.
 fn start_server(mode: Mode) -> (Server, Arc<rustls::ClientConfig>) {
@@ -109,7 +68,7 @@ fn start_server(mode: Mode) -> (Server, Arc<rustls::ClientConfig>) {
         Mode::Http11Only => &[b"http/1.1"],
         _ => &[b"h2", b"http/1.1"],
     };
-    let (server_tls, client_tls) = configs(alpn);
+    let (server_tls, client_tls) = loopback_tls(alpn);
     let acceptor = tokio_rustls::TlsAcceptor::from(server_tls);
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();

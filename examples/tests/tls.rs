@@ -7,54 +7,23 @@
 //! how to block on a future and bind a listener.
 #![cfg(feature = "rustls")]
 
-use std::future::{poll_fn, Future};
-use std::pin::pin;
+mod support;
+
+use support::{loopback_tls, within};
+
+use std::future::Future;
 use std::sync::Arc;
-use std::task::Poll;
 use std::time::{Duration, Instant};
 
 use futures_rustls::TlsAcceptor;
 use wavecast_runtime::rustls;
-use wavecast_runtime::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
-use wavecast_runtime::{ClientRequest, Config, Error, HandshakeError, Message, Runtime, Timer};
-
-/// Runs `future` on `R`'s clock, failing the test after `limit`.
-async fn within<R: Runtime, T>(limit: Duration, future: impl Future<Output = T>) -> T {
-    let mut future = pin!(future);
-    let mut timer = R::timer(R::now() + limit);
-    poll_fn(|cx| {
-        if let Poll::Ready(value) = future.as_mut().poll(cx) {
-            return Poll::Ready(value);
-        }
-        if timer.poll_fired(cx).is_ready() {
-            panic!("timed out after {limit:?}");
-        }
-        Poll::Pending
-    })
-    .await
-}
+use wavecast_runtime::{ClientRequest, Config, Error, HandshakeError, Message, Runtime};
 
 /// A server config for a fresh self-signed `localhost` certificate, and a
 /// client config that trusts exactly that certificate.
 fn loopback_configs() -> (TlsAcceptor, Arc<rustls::ClientConfig>) {
-    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
-    let cert: CertificateDer<'static> = certified.cert.der().clone();
-    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_no_client_auth()
-        .with_single_cert(vec![cert.clone()], key)
-        .unwrap();
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add(cert).unwrap();
-    let client = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .unwrap()
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    (TlsAcceptor::from(Arc::new(server)), Arc::new(client))
+    let (server, client) = loopback_tls(&[]);
+    (TlsAcceptor::from(server), client)
 }
 
 /// A TLS echo server on `listener`, accepting on `R` and serving each

@@ -184,3 +184,58 @@ pub(crate) fn tokio_rt() -> tokio::runtime::Runtime {
         .build()
         .expect("tokio runtime")
 }
+
+/// Runs `future` on `R`'s clock, failing the test after `limit`.
+pub(crate) async fn within<R: wavecast_runtime::Runtime, T>(
+    limit: Duration,
+    future: impl std::future::Future<Output = T>,
+) -> T {
+    use std::task::Poll;
+    use wavecast_runtime::Timer;
+    let mut future = std::pin::pin!(future);
+    let mut timer = R::timer(R::now() + limit);
+    std::future::poll_fn(|cx| {
+        if let Poll::Ready(value) = future.as_mut().poll(cx) {
+            return Poll::Ready(value);
+        }
+        if timer.poll_fired(cx).is_ready() {
+            panic!("timed out after {limit:?}");
+        }
+        Poll::Pending
+    })
+    .await
+}
+
+/// A fresh self-signed `localhost` certificate: a server config offering
+/// `alpn`, and a client config that trusts exactly that certificate (no
+/// ALPN of its own, so the client picks its offer).
+#[cfg(feature = "rustls")]
+pub(crate) fn loopback_tls(
+    alpn: &[&[u8]],
+) -> (
+    std::sync::Arc<wavecast_runtime::rustls::ServerConfig>,
+    std::sync::Arc<wavecast_runtime::rustls::ClientConfig>,
+) {
+    use std::sync::Arc;
+    use wavecast_runtime::rustls;
+    use wavecast_runtime::rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+    let certified = rcgen::generate_simple_self_signed(vec!["localhost".to_owned()]).unwrap();
+    let cert: CertificateDer<'static> = certified.cert.der().clone();
+    let key = PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(certified.key_pair.serialize_der()));
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let mut server = rustls::ServerConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(vec![cert.clone()], key)
+        .unwrap();
+    server.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(cert).unwrap();
+    let client = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    (Arc::new(server), Arc::new(client))
+}
