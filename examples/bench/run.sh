@@ -1,18 +1,21 @@
 #!/usr/bin/env bash
-# wavecast benchmark: wavecast on tokio / smol / async-std vs fastwebsockets vs
-# tokio-tungstenite. One command for the whole table:
+# wavecast benchmark: wavecast on tokio / smol / async-std vs fastwebsockets,
+# tokio-websockets and tokio-tungstenite. One command for the whole table:
 #
-#   ./run.sh                 5 interleaved rounds of: echo (100 conns x 20 B
-#                            text, 10 x 1 KiB, 10 x 16 KiB, 1 x 1 MiB binary);
-#                            handshakes/s (16 workers); broadcast to 1,000 and
-#                            10,000 subscribers (as fast as the room drains,
-#                            and at 20,000 deliveries/s for latency; the peers
-#                            get a naive tokio broadcast fan-out); idle memory
-#                            at 10,000 connections; large messages (16 MiB
-#                            whole, and one streamed message on the wavecast
-#                            servers: MiB/s and the server's peak RSS) (~30 min)
+#   ./run.sh                 5 interleaved rounds of: echo with one message in
+#                            flight per connection (100 conns x 20 B, 10 x
+#                            1 KiB, 10 x 16 KiB, 1 x 1 MiB binary; wavecast is
+#                            the examples/echo program); handshakes/s (16
+#                            workers); broadcast to 1,000 and 10,000
+#                            subscribers (as fast as the room drains, and at
+#                            20,000 deliveries/s for latency; the peers get a
+#                            naive tokio broadcast fan-out); idle memory at
+#                            10,000 connections; large messages (16 MiB whole,
+#                            and one streamed message on the wavecast servers:
+#                            MiB/s and the server's peak RSS) (~35 min)
 #   ./run.sh --quick         1 round, ~1 s per workload, 1,000 idle conns, 200
-#                            subscribers (CI smoke, < 2 min once built)
+#                            subscribers (CI smoke, a few minutes once built)
+#   ./run.sh --echo-only     only the echo workloads
 #   ./run.sh --small-only    echo only the 20 B workload
 #   ./run.sh --large-only    only the large-message workload
 #   options: --rounds N --duration S --warmup S --idle-conns C --idle-wait S
@@ -20,6 +23,12 @@
 #            --no-broadcast --no-handshakes --no-large --large-size BYTES
 #            --no-build (--all: accepted, the default)
 #   ./run.sh --report results/<ts>/results.jsonl   re-print the table of a past run
+#
+# Echo uses `pingpong` (one message in flight per connection, the way the
+# peers publish their numbers); `--inflight K` with K > 1 uses `loadgen`'s
+# pipelined mode instead (not comparable with published figures).
+# UWS_ECHO=/path/to/uWebSockets/EchoServer adds uWebSockets' echo example to
+# the echo workloads (built by hand; it listens on port 9001).
 #
 # Each server runs on CPU 0 (taskset -c 0; one tokio worker, SMOL_THREADS=1,
 # ASYNC_STD_THREAD_COUNT=1), the load generator on CPU 1. Rounds interleave
@@ -29,7 +38,7 @@
 set -euo pipefail
 cd "$(dirname "$0")"
 
-ROUNDS=5 DURATION=5 WARMUP=1 IDLE_CONNS=10000 IDLE_WAIT=3 INFLIGHT=8
+ROUNDS=5 DURATION=5 WARMUP=1 IDLE_CONNS=10000 IDLE_WAIT=3 INFLIGHT=1
 SUBS="1000 10000" BDURATION=3 BCAST_DELIVERIES=20000 HS_WORKERS=16 HS_DURATION=3
 LARGE_SIZE=16777216
 ECHO_ONLY_SMALL=0 ECHO=1 IDLE=1 BROADCAST=1 HANDSHAKES=1 LARGE=1 BUILD=1 REPORT=
@@ -39,6 +48,7 @@ while [[ $# -gt 0 ]]; do
     --all) ;; # the default now; kept so older command lines still work
     --small-only) ECHO_ONLY_SMALL=1 ;;
     --large-only) ECHO=0 IDLE=0 BROADCAST=0 HANDSHAKES=0 ;;
+    --echo-only) LARGE=0 IDLE=0 BROADCAST=0 HANDSHAKES=0 ;;
     --rounds) ROUNDS=$2; shift ;;
     --duration) DURATION=$2; shift ;;
     --warmup) WARMUP=$2; shift ;;
@@ -54,7 +64,7 @@ while [[ $# -gt 0 ]]; do
     --large-size) LARGE_SIZE=$2; shift ;;
     --no-build) BUILD=0 ;;
     --report) REPORT=$2; shift ;;
-    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -72,8 +82,8 @@ table() {
   def ratio($a; $b): if $a == null or $b == null or $b == 0 then "-" else "\($a / $b * 100 | round / 100)x" end;
   def stats(f): (map(f) | map(select(. != null)) | {med: med, min: min, max: max});
   def spread(f): stats(f) as $x | "\($x.med | fmt) (\($x.min | fmt)–\($x.max | fmt))";
-  def rank: . as $s | (["wavecast-echo", "wavecast-smol-echo", "wavecast-async-std-echo",
-                        "fastwebsockets-echo", "tungstenite-echo"] | index($s)) // 99;
+  def rank: . as $s | (["wavecast-echo", "wavecast-smol-echo", "wavecast-async-std-echo", "uws-echo",
+                        "fastwebsockets-echo", "tokio-websockets-echo", "tungstenite-echo"] | index($s)) // 99;
   def busy: map(select(.server_cpu_s != null) | .server_cpu_s / .seconds * 100) | med |
             if . == null then "-" else "\(round)%" end;
   # rows for one workload group: $lab, rate field f
@@ -85,10 +95,20 @@ table() {
       "| \($lab) | \($s) | \($sv | spread(f)) | \(ratio($sv | stats(f).med; $wr)) | \($sv | spread(.msgs_per_server_cpu_s)) | \(ratio($sv | stats(.msgs_per_server_cpu_s).med; $wc)) | \($sv | busy) | \($sv | length)/\(length) |";
   "### Echo",
   "",
-  "| workload | server | msgs/s median (min–max) | vs wavecast-tokio | msgs per server-CPU-s median (min–max) | vs wavecast-tokio | server CPU busy | valid runs |",
-  "|---|---|---|---|---|---|---|---|",
-  ( map(select(.mode == "throughput")) | group_by([.size, .conns, .kind]) | .[] |
-    rows(.[0] | "\(.conns) conns × \(.size) B \(.kind), \(.inflight) in flight"; .msgs_per_s) ),
+  "wavecast rows: the `examples/echo` program (`--runtime tokio|smol|async-std`). Last column: messages per server-CPU-second over the best of fastwebsockets, tokio-websockets and tokio-tungstenite on that workload.",
+  "",
+  "| workload | server | msgs/s median (min–max) | vs wavecast-tokio | msgs per server-CPU-s median (min–max) | vs wavecast-tokio | server CPU busy | client CPU busy | valid runs | per CPU vs best Rust peer |",
+  "|---|---|---|---|---|---|---|---|---|---|",
+  ( map(select(.mode == "throughput")) | group_by([.size, .conns, .kind, .inflight]) | .[] |
+    (.[0] | "\(.conns) conns × \(.size) B \(.kind), \(.inflight) in flight") as $lab |
+    (map(select(.valid and .server == "wavecast-echo")) | stats(.msgs_per_s).med) as $wr |
+    (map(select(.valid and .server == "wavecast-echo")) | stats(.msgs_per_server_cpu_s).med) as $wc |
+    ([group_by(.server) | .[] | select(.[0].server | IN("fastwebsockets-echo", "tokio-websockets-echo", "tungstenite-echo")) |
+      map(select(.valid)) | stats(.msgs_per_server_cpu_s).med | select(. != null)] | max) as $best |
+    group_by(.server) | sort_by(.[0].server | rank) | .[] |
+      .[0].server as $s | map(select(.valid)) as $sv |
+      ($sv | map(select(.client_cpu_s != null) | .client_cpu_s / .seconds * 100) | med) as $cb |
+      "| \($lab) | \($s) | \($sv | spread(.msgs_per_s)) | \(ratio($sv | stats(.msgs_per_s).med; $wr)) | \($sv | spread(.msgs_per_server_cpu_s)) | \(ratio($sv | stats(.msgs_per_server_cpu_s).med; $wc)) | \($sv | busy) | \(if $cb == null then "-" else "\($cb | round)%" end) | \($sv | length)/\(length) | \(ratio($sv | stats(.msgs_per_server_cpu_s).med; $best)) |" ),
   ( map(select(.mode == "handshakes")) | if length == 0 then empty else
     "",
     "### Handshakes (connect, upgrade, close handshake, TCP close)",
@@ -151,20 +171,28 @@ if [[ -n $REPORT ]]; then table "$REPORT"; exit 0; fi
 
 # BENCH_SERVERS (space-separated binary names) replaces the list, e.g. to
 # compare builds of two revisions side by side.
-read -r -a SERVERS <<< "${BENCH_SERVERS:-wavecast-echo wavecast-smol-echo wavecast-async-std-echo fastwebsockets-echo tungstenite-echo}"
+DEFAULT_SERVERS="wavecast-echo wavecast-smol-echo wavecast-async-std-echo fastwebsockets-echo tokio-websockets-echo tungstenite-echo"
+[[ -n ${UWS_ECHO:-} ]] && DEFAULT_SERVERS+=" uws-echo"
+read -r -a SERVERS <<< "${BENCH_SERVERS:-$DEFAULT_SERVERS}"
 # Single-threaded executors for the async-io adapters (tokio servers use a
 # current-thread runtime in code).
 export SMOL_THREADS=1 ASYNC_STD_THREAD_COUNT=1
-# conns size kind inflight
-# The issue's echo workloads: 100 x 20 B text, 10 x 1 KiB, 10 x 16 KiB and
-# 1 x 1 MiB binary.
-WORKLOADS=("100 20 text $INFLIGHT")
+# conns size: the echo workloads the peers publish (binary messages).
+WORKLOADS=("100 20")
 if [[ $ECHO_ONLY_SMALL == 0 ]]; then
-  WORKLOADS+=("10 1024 binary $INFLIGHT" "10 16384 binary 4" "1 1048576 binary 2")
+  WORKLOADS+=("10 1024" "10 16384" "1 1048576")
 fi
 
-if [[ $BUILD == 1 ]]; then cargo build --release --quiet; fi
+# wavecast's echo rows run the examples/echo program of the main workspace,
+# built with the same release profile as this workspace's peers.
+ROOT_TARGET=${ROOT_TARGET_DIR:-../../target}
+if [[ $BUILD == 1 ]]; then
+  cargo build --release --quiet
+  (cd ../.. && CARGO_TARGET_DIR=$ROOT_TARGET CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
+    CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release --quiet -p wavecast-examples --bin echo)
+fi
 BIN=${CARGO_TARGET_DIR:-target}/release
+case $ROOT_TARGET in /*) ECHO_BIN=$ROOT_TARGET/release/echo ;; *) ECHO_BIN=$PWD/$ROOT_TARGET/release/echo ;; esac
 OUT=results/$(date -u +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
 RAW=$OUT/results.jsonl
@@ -184,6 +212,18 @@ start_server() { # name [server args] -> sets SERVER_PID, ADDR
   taskset -c 0 "$BIN/$1" --addr "$ADDR" "${@:2}" &
   SERVER_PID=$!
 }
+start_echo_server() { # name -> the program a user runs for the echo workloads
+  PORT=$((PORT + 1))
+  ADDR=127.0.0.1:$PORT
+  case $1 in
+    wavecast-echo) taskset -c 0 "$ECHO_BIN" --runtime tokio --addr "$ADDR" >/dev/null & ;;
+    wavecast-smol-echo) taskset -c 0 "$ECHO_BIN" --runtime smol --addr "$ADDR" >/dev/null & ;;
+    wavecast-async-std-echo) taskset -c 0 "$ECHO_BIN" --runtime async-std --addr "$ADDR" >/dev/null & ;;
+    uws-echo) ADDR=127.0.0.1:9001; (cd "$(dirname "$UWS_ECHO")" && exec taskset -c 0 "$UWS_ECHO" >/dev/null) & ;;
+    *) taskset -c 0 "$BIN/$1" --addr "$ADDR" & ;;
+  esac
+  SERVER_PID=$!
+}
 stop_server() {
   kill "$SERVER_PID" 2>/dev/null || true
   wait "$SERVER_PID" 2>/dev/null || true
@@ -192,11 +232,14 @@ stop_server() {
 trap '[[ -n $SERVER_PID ]] && kill $SERVER_PID 2>/dev/null' EXIT
 
 loadgen() { # round, extra args...
-  local round=$1; shift
+  client "$1" loadgen "${@:2}"
+}
+client() { # round, client binary, extra args...
+  local round=$1 bin=$2; shift 2
   local line
-  if line=$(timeout 300 taskset -c 1 "$BIN/loadgen" --addr "$ADDR" --pid "$SERVER_PID" "$@"); then :; else
+  if line=$(timeout 300 taskset -c 1 "$BIN/$bin" --addr "$ADDR" --pid "$SERVER_PID" "$@"); then :; else
     FAILED=1
-    echo "round $round: loadgen failed: $line" >&2
+    echo "round $round: $bin failed: $line" >&2
   fi
   [[ -n $line ]] && echo "$line" | jq -c --argjson r "$round" --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" \
     '. + {round: $r, load: $load}' | tee -a "$RAW"
@@ -207,14 +250,21 @@ for ((r = 1; r <= ROUNDS; r++)); do
   for ((i = 0; i < ${#SERVERS[@]}; i++)); do
     s=${SERVERS[$(((i + r - 1) % ${#SERVERS[@]}))]}
     if [[ $ECHO == 1 ]]; then
-      start_server "$s"
+      start_echo_server "$s"
       for w in "${WORKLOADS[@]}"; do
-        read -r conns size kind inflight <<< "$w"
-        loadgen "$r" --server "$s" --conns "$conns" --size "$size" "--$kind" \
-          --inflight "$inflight" --warmup "$WARMUP" --duration "$DURATION"
+        read -r conns size <<< "$w"
+        if [[ $INFLIGHT == 1 ]]; then
+          client "$r" pingpong --server "$s" --conns "$conns" --size "$size" \
+            --warmup "$WARMUP" --duration "$DURATION"
+        else
+          loadgen "$r" --server "$s" --conns "$conns" --size "$size" --binary \
+            --inflight "$INFLIGHT" --warmup "$WARMUP" --duration "$DURATION"
+        fi
       done
       stop_server
     fi
+    # uWebSockets takes part in the echo workloads only.
+    [[ $s == uws-echo ]] && continue
     # Large messages, each on a fresh server so its peak RSS (VmHWM) starts
     # at the baseline: whole messages on every server, then (wavecast only,
     # started with --stream) one message streamed for the whole run.
@@ -245,7 +295,8 @@ for ((r = 1; r <= ROUNDS; r++)); do
     # subscriber count: as fast as the room drains, then at a fixed publish
     # rate ($BCAST_DELIVERIES deliveries/s in all) for latency; a fresh
     # server each time.
-    if [[ $BROADCAST == 1 ]]; then
+    # tokio-websockets has no broadcast written for it here.
+    if [[ $BROADCAST == 1 && $s != tokio-websockets-echo ]]; then
       for n in $SUBS; do
         for rate in 0 "$(awk -v d="$BCAST_DELIVERIES" -v n="$n" 'BEGIN { print d / n }')"; do
           start_server "$s" --broadcast
