@@ -446,6 +446,22 @@ impl<T> CatchUp<T> {
         }
     }
 
+    /// A new subscriber (no position) that wants one before the first
+    /// publication arrives, so that it can resume even if it disconnects
+    /// before anything is published: buffers live publications until
+    /// [`CatchUp::on_history`] brings the room's current position (any
+    /// [`Recovery`] read after subscribing; its items are ignored). Then
+    /// queues [`CatchUpEvent::Recovered`] with that position, after the
+    /// live publications newer than it.
+    pub fn from_current(buffer_limit: usize) -> CatchUp<T> {
+        CatchUp {
+            phase: Phase::Fetching {
+                buffer: VecDeque::new(),
+            },
+            ..CatchUp::new(None, buffer_limit)
+        }
+    }
+
     /// Whether the history is still awaited (live publications are being
     /// buffered).
     pub fn is_fetching(&self) -> bool {
@@ -477,7 +493,8 @@ impl<T> CatchUp<T> {
     }
 
     /// The history fetched after subscribing, for the position this
-    /// catch-up was created with. Queues the missed publications, then the
+    /// catch-up was created with (for [`CatchUp::from_current`], only the
+    /// room's current position counts). Queues the missed publications, then the
     /// buffered live ones that are new, then [`CatchUpEvent::Recovered`] if
     /// nothing was lost or [`CatchUpEvent::NotRecovered`] where something
     /// was. Afterwards live publications pass straight through. Ignored
@@ -488,6 +505,8 @@ impl<T> CatchUp<T> {
         };
         let gaps_before = self.gaps;
         match recovery {
+            // A new subscriber missed nothing: it starts after `current`.
+            _ if self.tail.is_none() => self.tail = Some(recovery.current()),
             Recovery::Recovered { items, current } => {
                 for (pos, item) in items {
                     self.accept(pos, item);
@@ -507,7 +526,7 @@ impl<T> CatchUp<T> {
             self.accept(pos, item);
         }
         if self.gaps == gaps_before {
-            let current = self.tail.expect("a fetching catch-up starts at a position");
+            let current = self.tail.expect("set above for a new subscriber");
             self.events.push_back(CatchUpEvent::Recovered { current });
         }
     }
@@ -839,6 +858,28 @@ mod tests {
             publication(6),
         ];
         assert_eq!(drain(&mut c), expected);
+    }
+
+    #[test]
+    fn catch_up_from_current_starts_at_the_fetched_position() {
+        let mut h = history(10, None, 10);
+        publish(&mut h, 2);
+        let mut c = CatchUp::from_current(10);
+        assert!(c.is_fetching());
+        c.on_live(pos(3), 3);
+        let top = h.append(3, 0);
+        let recovery = h.recover(top, 0);
+        h.append(4, 0);
+        c.on_live(pos(4), 4);
+        c.on_history(recovery);
+        let expected = vec![publication(4), CatchUpEvent::Recovered { current: pos(4) }];
+        assert_eq!(drain(&mut c), expected);
+        // Nothing published yet: the position still comes from the history.
+        let mut c = CatchUp::<u64>::from_current(10);
+        c.on_history(Recovery::NotRecovered { current: pos(0) });
+        let expected = vec![CatchUpEvent::Recovered { current: pos(0) }];
+        assert_eq!(drain(&mut c), expected);
+        assert_eq!(c.position(), Some(pos(0)));
     }
 
     #[test]

@@ -23,11 +23,13 @@ enum Op {
     /// to live publications, `before_fetch` are published, the history is
     /// read, `after_fetch` more are published; the first
     /// `live_before_history` of those live publications reach the catch-up
-    /// before the history does, the rest after.
+    /// before the history does, the rest after. A client without a
+    /// position starts live, or with `from_current` when `fetch_fresh`.
     Reconnect {
         before_fetch: usize,
         after_fetch: usize,
         live_before_history: usize,
+        fetch_fresh: bool,
     },
     /// The room's history is lost: a new epoch starts at offset 0.
     HistoryLost,
@@ -39,10 +41,13 @@ fn op() -> impl Strategy<Value = Op> {
         // Steps of 10 ms against TTLs in tens hit expiry boundaries exactly.
         3 => (0u64..5).prop_map(|tens| Op::Advance(10 * tens)),
         2 => Just(Op::Disconnect),
-        3 => (0usize..5, 0usize..5, 0usize..11).prop_map(|(b, a, l)| Op::Reconnect {
-            before_fetch: b,
-            after_fetch: a,
-            live_before_history: l,
+        3 => (0usize..5, 0usize..5, 0usize..11, any::<bool>()).prop_map(|(b, a, l, f)| {
+            Op::Reconnect {
+                before_fetch: b,
+                after_fetch: a,
+                live_before_history: l,
+                fetch_fresh: f,
+            }
         }),
         1 => Just(Op::HistoryLost),
     ]
@@ -124,7 +129,11 @@ impl Checker {
             }
             CatchUpEvent::Recovered { current } => {
                 marks.recovered += 1;
-                prop_assert_eq!(self.pos, Some(current), "recovered at the wrong position");
+                // A fresh client learns its position here.
+                if self.pos.is_some() {
+                    prop_assert_eq!(self.pos, Some(current), "recovered at the wrong position");
+                }
+                self.pos = Some(current);
             }
             other => prop_assert!(false, "unexpected event {:?}", other),
         }
@@ -229,19 +238,25 @@ impl Sim {
                 before_fetch,
                 after_fetch,
                 live_before_history,
+                fetch_fresh,
             } => {
                 if let Some(client) = self.client.take() {
                     self.last = client.position();
                 }
                 self.published_since_connect = false;
                 let since = self.last;
-                let mut client = CatchUp::new(since, self.buffer_limit);
+                let fresh = since.is_none() && fetch_fresh;
+                let mut client = match fresh {
+                    true => CatchUp::from_current(self.buffer_limit),
+                    false => CatchUp::new(since, self.buffer_limit),
+                };
                 let mut live = Vec::new();
                 for _ in 0..before_fetch {
                     live.push(self.publish());
                 }
-                let fetched =
-                    since.map(|s| (self.recoverable(s), self.history.recover(s, self.now)));
+                // A fresh client asks only for the room's current position.
+                let ask = since.or(fresh.then(|| self.history.top()));
+                let fetched = ask.map(|s| (self.recoverable(s), self.history.recover(s, self.now)));
                 for _ in 0..after_fetch {
                     live.push(self.publish());
                 }
@@ -263,7 +278,7 @@ impl Sim {
                         if let Recovery::Recovered { items, .. } = &recovery {
                             prop_assert_eq!(
                                 items.len() as u64,
-                                recovery.current().offset - since.map_or(0, |s| s.offset)
+                                recovery.current().offset - ask.map_or(0, |s| s.offset)
                             );
                         }
                         client.on_history(recovery);
@@ -281,7 +296,7 @@ impl Sim {
                 self.client = Some(client);
                 let marks = self.drain()?;
                 prop_assert_eq!(marks.not_recovered > 0, expected_gap, "{:?}", marks);
-                let expected_recovered = usize::from(since.is_some() && !expected_gap);
+                let expected_recovered = usize::from(ask.is_some() && !expected_gap);
                 prop_assert_eq!(marks.recovered, expected_recovered, "{:?}", marks);
             }
             Op::HistoryLost => {
