@@ -14,7 +14,8 @@
 //! write-stall, linger and handshake deadlines; [`PreparedMessage`]s framed once for broadcast;
 //! Server-Sent Events ([`sse`]); and the policy types adapters share
 //! ([`Admission`], [`Backoff`], the room [`room::Cursor`] with its lag
-//! policy) and the [`SseSession`] that runs an event stream. What it does
+//! policy, room [`History`] and the [`CatchUp`] of a reconnecting
+//! subscriber) and the [`SseSession`] that runs an event stream. What it does
 //! not do: I/O, TLS, DNS, task spawning, waiting, or HTTP beyond the
 //! upgrade and one-shot plain responses — `wavecast-runtime` drives it for
 //! every async runtime, and `wavecast-tokio`, `wavecast-smol` and
@@ -80,6 +81,7 @@ pub mod error;
 pub mod extension;
 pub mod frame;
 pub mod handshake;
+pub mod history;
 pub mod http;
 pub mod message;
 pub mod origin;
@@ -119,5 +121,8 @@ pub use error::{
 // Policy shared by every runtime: admission, reconnect backoff, rooms, SSE.
 pub use admission::{Admission, Permit, Rejected, ServeConfig};
 pub use backoff::{Backoff, Jitter, Reconnecting};
+pub use history::{
+    CatchUp, CatchUpEvent, History, HistoryConfig, PositionParseError, Recovery, StreamPosition,
+};
 pub use room::{LagAction, LagPolicy, MemberEnd, RoomConfig, RoomError, RoomEvent, RoomMessage};
 pub use sse::{SseConfig, SseEnd, SseError, SseEvent, SseParser, SseSession};
