@@ -34,6 +34,8 @@
 //! window is used).
 
 use bytes::{Bytes, BytesMut};
+use std::sync::Mutex;
+
 use flate2::{Compress, Compression, Decompress, FlushCompress, FlushDecompress, Status};
 
 use crate::connection::Role;
@@ -585,9 +587,49 @@ pub(crate) fn compress_fresh(key: SharedKey, payload: &[u8]) -> Option<Bytes> {
     if payload.len() < key.threshold {
         return None;
     }
-    let mut c = Compress::new_with_window_bits(Compression::new(key.level), false, key.bits);
+    let mut c = spare_compressor(key.bits, key.level);
     let out = compress_message(&mut c, payload);
+    return_compressor(key.bits, key.level, c);
     (out.len() < payload.len()).then(|| Bytes::from(out))
+}
+
+/// Idle compressors kept for [`compress_fresh`], at most this many.
+const MAX_SPARE_COMPRESSORS: usize = 4;
+
+/// A compressor's state is a few hundred KiB. Allocating and freeing one
+/// per message is slow (zeroed pages every time), and with glibc's malloc
+/// it fragments the heap: its adaptive mmap threshold moves these blocks
+/// from `mmap` to the heap, between the small long-lived allocations of
+/// connections, where freed space is never returned. Measured with the
+/// chat example, 10,000 members each sent one compressed member list
+/// held 1.4 GB after they had all joined, 72 MB without compression.
+/// Reset compressors are kept here instead; the lock is held only to take
+/// or return one, never while compressing.
+static SPARE_COMPRESSORS: Mutex<Vec<(u8, u32, Box<Compress>)>> = Mutex::new(Vec::new());
+
+/// A reset compressor for `bits` and `level`, spare or new.
+fn spare_compressor(bits: u8, level: u32) -> Box<Compress> {
+    let mut spare = SPARE_COMPRESSORS.lock().unwrap_or_else(|p| p.into_inner());
+    match spare.iter().position(|(b, l, _)| (*b, *l) == (bits, level)) {
+        Some(at) => spare.swap_remove(at).2,
+        None => {
+            drop(spare);
+            Box::new(Compress::new_with_window_bits(
+                Compression::new(level),
+                false,
+                bits,
+            ))
+        }
+    }
+}
+
+/// Resets `c` and keeps it for the next [`spare_compressor`] if there is room.
+fn return_compressor(bits: u8, level: u32, mut c: Box<Compress>) {
+    c.reset();
+    let mut spare = SPARE_COMPRESSORS.lock().unwrap_or_else(|p| p.into_inner());
+    if spare.len() < MAX_SPARE_COMPRESSORS {
+        spare.push((bits, level, c));
+    }
 }
 
 impl PerMessageDeflate {
@@ -1054,5 +1096,25 @@ mod tests {
         assert_eq!(s.encode(OpCode::Binary, &noise), None);
         assert!(s.encode(OpCode::Text, &[b'a'; 1000]).is_some());
         assert!(!s.holds_state());
+    }
+
+    #[test]
+    fn spare_compressors_start_every_message_fresh() {
+        let key = SharedKey {
+            bits: 15,
+            level: 6,
+            threshold: 0,
+        };
+        let first: Vec<u8> = b"presence: ada, bob and 14 others joined; ".repeat(40);
+        let other: Vec<u8> = b"a different message that shares nothing ".repeat(30);
+        // The second and third calls reuse the compressor the first put back.
+        let a = compress_fresh(key, &first).expect("compressible");
+        let b = compress_fresh(key, &other).expect("compressible");
+        let again = compress_fresh(key, &first).expect("compressible");
+        assert_eq!(a, again, "a reused compressor carries nothing over");
+        let mut client = codec(Role::Client, params(true, true, 15, 15));
+        assert_eq!(decode_all(&mut client, &[&a], 1 << 20), first);
+        assert_eq!(decode_all(&mut client, &[&b], 1 << 20), other);
+        assert!(SPARE_COMPRESSORS.lock().unwrap().len() <= MAX_SPARE_COMPRESSORS);
     }
 }
