@@ -86,6 +86,7 @@ pub mod http;
 pub mod message;
 pub mod origin;
 pub mod pool;
+pub mod presence;
 pub mod rng;
 pub mod room;
 pub mod sse;
@@ -124,5 +125,6 @@ pub use backoff::{Backoff, Jitter, Reconnecting};
 pub use history::{
     CatchUp, CatchUpEvent, History, HistoryConfig, PositionParseError, Recovery, StreamPosition,
 };
+pub use presence::{PresenceBatch, PresenceChange, PresenceConfig};
 pub use room::{LagAction, LagPolicy, MemberEnd, RoomConfig, RoomError, RoomEvent, RoomMessage};
 pub use sse::{SseConfig, SseEnd, SseError, SseEvent, SseParser, SseSession};

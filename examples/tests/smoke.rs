@@ -32,6 +32,29 @@ async fn next_json(ws: &mut WebSocket) -> Value {
     }
 }
 
+/// The member list a connection gets for itself when it joins.
+async fn expect_members(ws: &mut WebSocket, room: &str, members: Value) {
+    let list = next_json(ws).await;
+    assert_eq!(
+        (list["type"].as_str(), list["room"].as_str()),
+        (Some("members"), Some(room)),
+        "{list}"
+    );
+    assert_eq!(list["members"], members, "{list}");
+    assert_eq!(list["count"], members.as_array().unwrap().len(), "{list}");
+}
+
+/// The room's next presence notice (one per window of 250 ms).
+async fn expect_presence(ws: &mut WebSocket, joined: Value, left: Value, count: usize) {
+    let notice = next_json(ws).await;
+    assert_eq!(notice["type"], "presence", "{notice}");
+    assert_eq!(
+        (&notice["joined"], &notice["left"], notice["count"].as_u64()),
+        (&joined, &left, Some(count as u64)),
+        "{notice}"
+    );
+}
+
 async fn expect_echo(ws: &mut WebSocket, text: &str) {
     ws.send(text).await.expect("send");
     assert_eq!(next(ws).await, Message::from(text));
@@ -127,24 +150,19 @@ fn sse_first_event(addr: &str, room: &str) -> Value {
 
 /// Nicknames belong to a page session: the same session may connect again
 /// while its old connection is still there (a reload) without a second
-/// `join` or a `leave`, another session is refused with the reason, and an
+/// join or a leave, another session is refused with the reason, and an
 /// SSE listener gets the member list the moment it connects.
 async fn sessions(addr: &str) {
+    use serde_json::json;
     let url =
         |nick: &str, session: &str| format!("ws://{addr}/ws/side?nick={nick}&session={session}");
     let (mut first, _) = connect(&url("sam", "tab1")).await.expect("sam joins");
-    let joined = next_json(&mut first).await;
-    assert_eq!(joined["type"], "join", "{joined}");
-    assert_eq!(joined["members"], serde_json::json!(["sam"]));
+    expect_members(&mut first, "side", json!(["sam"])).await;
+    expect_presence(&mut first, json!(["sam"]), json!([]), 1).await;
 
-    // The reload's connection: the list, once more, for both.
+    // The reload's connection: the list for itself, nothing for the room.
     let (mut second, _) = connect(&url("sam", "tab1")).await.expect("sam again");
-    for ws in [&mut second, &mut first] {
-        let list = next_json(ws).await;
-        assert_eq!(list["type"], "members", "{list}");
-        assert_eq!(list["room"], "side");
-        assert_eq!(list["members"], serde_json::json!(["sam"]));
-    }
+    expect_members(&mut second, "side", json!(["sam"])).await;
 
     // Another tab, or a client without a session, asking for the same name.
     for intruder in [url("sam", "tab2"), format!("ws://{addr}/ws/side?nick=sam")] {
@@ -158,24 +176,19 @@ async fn sessions(addr: &str) {
         .join()
         .expect("SSE listener");
     assert_eq!(list["type"], "members", "{list}");
-    assert_eq!(list["members"], serde_json::json!(["sam"]));
+    assert_eq!(list["members"], json!(["sam"]));
 
     // The old connection goes: sam is still there, so nothing is said; the
-    // next event the new one gets is zed's join, with sam still listed.
+    // next event the new one gets is the notice of zed's join.
     first
         .close(CloseCode::NORMAL, "reloaded")
         .await
         .expect("close");
     drop(first);
     let (mut zed, _) = connect(&url("zed", "z")).await.expect("zed joins");
+    expect_members(&mut zed, "side", json!(["sam", "zed"])).await;
     for ws in [&mut second, &mut zed] {
-        let joined = next_json(ws).await;
-        assert_eq!(
-            (joined["type"].as_str(), joined["nick"].as_str()),
-            (Some("join"), Some("zed")),
-            "{joined}"
-        );
-        assert_eq!(joined["members"], serde_json::json!(["sam", "zed"]));
+        expect_presence(ws, json!(["zed"]), json!([]), 2).await;
     }
 
     // Switching room is leaving one and joining another.
@@ -183,17 +196,11 @@ async fn sessions(addr: &str) {
         .close(CloseCode::NORMAL, "switch")
         .await
         .expect("close");
-    let left = next_json(&mut zed).await;
-    assert_eq!(
-        (left["type"].as_str(), left["nick"].as_str()),
-        (Some("leave"), Some("sam"))
-    );
-    assert_eq!(left["members"], serde_json::json!(["zed"]));
+    expect_presence(&mut zed, json!([]), json!(["sam"]), 1).await;
     let (mut moved, _) = connect(&format!("ws://{addr}/ws/elsewhere?nick=sam&session=tab1"))
         .await
         .expect("sam joins elsewhere");
-    let joined = next_json(&mut moved).await;
-    assert_eq!(joined["members"], serde_json::json!(["sam"]));
+    expect_members(&mut moved, "elsewhere", json!(["sam"])).await;
     for ws in [&mut moved, &mut zed] {
         ws.close(CloseCode::NORMAL, "").await.expect("close");
     }
@@ -252,25 +259,19 @@ fn chat(runtime: &str) {
     let sse_thread = std::thread::spawn(move || sse_until(reader, "hello from a"));
 
     tokio_rt().block_on(async {
+        use serde_json::json;
         let (mut a, _) = connect(&format!("ws://{addr}/ws/lobby?nick=a"))
             .await
             .expect("a joins");
-        let joined = next_json(&mut a).await;
-        assert_eq!(
-            (joined["type"].as_str(), joined["nick"].as_str()),
-            (Some("join"), Some("a"))
-        );
+        expect_members(&mut a, "lobby", json!(["a"])).await;
+        expect_presence(&mut a, json!(["a"]), json!([]), 1).await;
 
         let (mut b, _) = connect(&format!("ws://{addr}/ws/lobby?nick=b"))
             .await
             .expect("b joins");
+        expect_members(&mut b, "lobby", json!(["a", "b"])).await;
         for ws in [&mut a, &mut b] {
-            let joined = next_json(ws).await;
-            assert_eq!(
-                (joined["type"].as_str(), joined["nick"].as_str()),
-                (Some("join"), Some("b"))
-            );
-            assert_eq!(joined["members"], serde_json::json!(["a", "b"]));
+            expect_presence(ws, json!(["b"]), json!([]), 2).await;
         }
 
         a.send(r#"{"text":"hello from a"}"#)
@@ -293,12 +294,7 @@ fn chat(runtime: &str) {
         }
 
         b.close(CloseCode::NORMAL, "bye").await.expect("b leaves");
-        let left = next_json(&mut a).await;
-        assert_eq!(
-            (left["type"].as_str(), left["nick"].as_str()),
-            (Some("leave"), Some("b"))
-        );
-        assert_eq!(left["members"], serde_json::json!(["a"]));
+        expect_presence(&mut a, json!([]), json!(["b"]), 1).await;
         a.close(CloseCode::NORMAL, "bye").await.expect("a leaves");
 
         // A nickname with a leading space is refused with 1008 and a reason,

@@ -4,11 +4,12 @@
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 use serde_json::json;
 use wavecast_core::handshake::{HttpVersion, Request};
+use wavecast_core::presence::{PresenceBatch, PresenceChange, PresenceConfig};
 use wavecast_core::{CloseCode, Config, HostAllowList, HttpResponse, Message, OriginAllowList};
 use wavecast_runtime::{Member, Room, Runtime, WebSocket};
 
@@ -64,17 +65,22 @@ impl Chatter {
         http: HttpVersion,
     ) -> Result<Member, String> {
         let member = room.join(ws.sender());
-        members
-            .join(
-                &self.room,
-                &self.nick,
-                self.session.as_deref(),
-                http,
-                |event| {
-                    room.publish(event);
-                },
-            )
-            .map(|()| member)
+        let joined = members.join(
+            &self.room,
+            &self.nick,
+            self.session.as_deref(),
+            http,
+            R::now(),
+        )?;
+        // The list goes to this connection alone; the others hear of the
+        // join in the room's next presence notice.
+        if ws.sender().try_send(joined.list).is_err() {
+            tracing::warn!(room = %self.room, nick = %self.nick, "member list not queued");
+        }
+        if let Some(due) = joined.window {
+            announce_at(room.clone(), members.clone(), self.room.clone(), due);
+        }
+        Ok(member)
     }
 
     /// Runs a connection [`Chatter::seat`] seated (or refused, with the
@@ -106,9 +112,9 @@ impl Chatter {
             }
         }
         drop(member);
-        members.leave(&self.room, &self.nick, |event| {
-            room.publish(event);
-        });
+        if let Some(due) = members.leave(&self.room, &self.nick, R::now()) {
+            announce_at(room.clone(), members.clone(), self.room.clone(), due);
+        }
     }
 }
 
@@ -296,17 +302,48 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
+/// Publishes the presence notice of `name`'s window when it ends at `due`
+/// (see [`Members`]).
+fn announce_at<R: Runtime>(room: Room<R>, members: Members, name: String, due: Instant) {
+    R::spawn(async move {
+        R::sleep_until(due).await;
+        members.announce(&name, due, |event| {
+            room.publish(event);
+        });
+    });
+}
+
+/// The most nicknames a `members` list names; a larger room's list ends
+/// there and gives the count.
+pub(crate) const MAX_LISTED: usize = 1000;
+
 /// Who is in which room. A nickname belongs to one page session per room
 /// at a time; that session may hold it over several connections at once
 /// (a reload opens the new connection before the server has seen the old
 /// one go), and it stays listed until the last of them leaves.
 ///
-/// Every change is published while the lock is held, so the room sees the
-/// events in the order the changes happened and the last member list it
-/// received is the current one.
+/// Presence rule (so that a crowd joining is not N² notices): a
+/// connection that joins gets the member list (`members`, at most
+/// [`MAX_LISTED`] names and the count) for itself alone. The room hears of
+/// joins and leaves in `presence` notices, at most one per room every
+/// 250 ms: the first change after a quiet spell opens the window, the
+/// notice at its end names up to 16 nicknames that joined and 16 that left
+/// and counts the rest (`joined_more`, `left_more`), with the room's member
+/// count; a visit inside one window is not announced. See
+/// [`wavecast_core::presence`].
+///
+/// Notices are published while the lock is held, so the room sees them in
+/// the order the changes happened.
 #[derive(Clone, Default)]
 pub(crate) struct Members {
-    rooms: Arc<Mutex<HashMap<String, Vec<Seat>>>>,
+    rooms: Arc<Mutex<HashMap<String, Seats>>>,
+}
+
+/// One room's nicknames and the presence changes not yet announced.
+#[derive(Default)]
+struct Seats {
+    seats: Vec<Seat>,
+    presence: PresenceBatch,
 }
 
 /// A nickname in a room.
@@ -319,29 +356,59 @@ struct Seat {
     connections: usize,
 }
 
-fn names(seats: &[Seat]) -> Vec<&str> {
-    seats.iter().map(|seat| seat.nick.as_str()).collect()
+/// A connection seated by [`Members::join`].
+pub(crate) struct Joined {
+    /// The `members` event for the new connection.
+    pub(crate) list: String,
+    /// When the presence window this join opened ends; the caller
+    /// publishes it then with [`Members::announce`].
+    pub(crate) window: Option<Instant>,
+}
+
+fn members_event(room: &str, seats: &[Seat]) -> String {
+    let names: Vec<&str> = seats
+        .iter()
+        .take(MAX_LISTED)
+        .map(|seat| seat.nick.as_str())
+        .collect();
+    json!({ "type": "members", "room": room, "members": names, "count": seats.len() }).to_string()
+}
+
+fn presence_event(room: &str, change: &PresenceChange, count: usize) -> String {
+    json!({
+        "type": "presence",
+        "room": room,
+        "joined": change.joined,
+        "joined_more": change.joined_more,
+        "left": change.left,
+        "left_more": change.left_more,
+        "count": count,
+    })
+    .to_string()
 }
 
 impl Members {
-    /// Seats `nick` in `room` and publishes the change: `join` with the
-    /// member list when the nickname is new there, otherwise `members`
-    /// (the list, for the connection that just joined). Refused with the
-    /// reason when another session holds the nickname in that room.
+    /// Seats `nick` in `room` at `now`: the member list for the new
+    /// connection, and the join goes into the room's presence batch when
+    /// the nickname is new there. Refused with the reason when another
+    /// session holds the nickname in that room.
     pub(crate) fn join(
         &self,
         room: &str,
         nick: &str,
         session: Option<&str>,
         http: HttpVersion,
-        publish: impl FnOnce(String),
-    ) -> Result<(), String> {
+        now: Instant,
+    ) -> Result<Joined, String> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        let seats = rooms.entry(room.to_owned()).or_default();
-        let event = match seats.iter_mut().find(|seat| seat.nick == nick) {
+        let entry = rooms.entry(room.to_owned()).or_insert_with(|| Seats {
+            seats: Vec::new(),
+            presence: PresenceBatch::new(PresenceConfig::default()),
+        });
+        let mut window = None;
+        match entry.seats.iter_mut().find(|seat| seat.nick == nick) {
             Some(seat) if session.is_some() && seat.session.as_deref() == session => {
                 seat.connections += 1;
-                json!({ "type": "members", "room": room, "members": names(seats) })
             }
             Some(_) => {
                 tracing::info!(room, nick, "nickname taken");
@@ -349,59 +416,85 @@ impl Members {
                 return Err("that nickname is taken in this room; pick another".to_owned());
             }
             None => {
-                seats.push(Seat {
+                entry.seats.push(Seat {
                     nick: nick.to_owned(),
                     session: session.map(str::to_owned),
                     connections: 1,
                 });
-                json!({ "type": "join", "room": room, "nick": nick, "members": names(seats) })
+                if entry.presence.join(nick, now) {
+                    window = entry.presence.poll_timeout();
+                }
             }
-        };
+        }
         let http = match http {
             HttpVersion::Http10 => "HTTP/1.0",
             HttpVersion::Http11 => "HTTP/1.1",
             HttpVersion::Http2 => "HTTP/2",
             _ => "HTTP",
         };
-        tracing::info!(room, nick, members = seats.len(), http, "join");
-        publish(event.to_string());
-        Ok(())
+        tracing::info!(room, nick, members = entry.seats.len(), http, "join");
+        Ok(Joined {
+            list: members_event(room, &entry.seats),
+            window,
+        })
     }
 
-    /// Takes one connection of `nick` out of `room`; publishes `leave` with
-    /// the member list when it was the nickname's last.
-    pub(crate) fn leave(&self, room: &str, nick: &str, publish: impl FnOnce(String)) {
+    /// Takes one connection of `nick` out of `room` at `now`; the leave
+    /// goes into the presence batch when it was the nickname's last.
+    /// Returns when the window this leave opened ends, if it opened one.
+    pub(crate) fn leave(&self, room: &str, nick: &str, now: Instant) -> Option<Instant> {
         let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(seats) = rooms.get_mut(room) else {
+        let entry = rooms.get_mut(room)?;
+        let at = entry.seats.iter().position(|seat| seat.nick == nick)?;
+        entry.seats[at].connections -= 1;
+        if entry.seats[at].connections == 0 {
+            entry.seats.remove(at);
+        }
+        tracing::info!(room, nick, members = entry.seats.len(), "leave");
+        let mut window = None;
+        if entry.seats.iter().all(|seat| seat.nick != nick) && entry.presence.leave(nick, now) {
+            window = entry.presence.poll_timeout();
+        }
+        if entry.seats.is_empty() && entry.presence.poll_timeout().is_none() {
+            rooms.remove(room);
+        }
+        window
+    }
+
+    /// Publishes `room`'s presence notice for the window that ends at
+    /// `due` (nothing if every change in it cancelled out, or if that
+    /// window was announced already).
+    pub(crate) fn announce(&self, room: &str, due: Instant, publish: impl FnOnce(String)) {
+        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(entry) = rooms.get_mut(room) else {
             return;
         };
-        let Some(at) = seats.iter().position(|seat| seat.nick == nick) else {
+        // The window's own end, not the clock: a timer that fires a little
+        // early must still close it, or no later change would open another.
+        if entry.presence.poll_timeout() != Some(due) {
             return;
-        };
-        seats[at].connections -= 1;
-        if seats[at].connections == 0 {
-            seats.remove(at);
         }
-        tracing::info!(room, nick, members = seats.len(), "leave");
-        if seats.iter().all(|seat| seat.nick != nick) {
-            let event =
-                json!({ "type": "leave", "room": room, "nick": nick, "members": names(seats) });
-            publish(event.to_string());
+        if let Some(change) = entry.presence.take(due) {
+            publish(presence_event(room, &change, entry.seats.len()));
         }
-        if seats.is_empty() {
+        if entry.seats.is_empty() {
             rooms.remove(room);
         }
     }
 
     /// Subscribes a listener with `subscribe` and returns the subscription
     /// with the `members` event to send it first. Both happen under the
-    /// lock, so the list is exactly the state the subscription starts from.
+    /// lock, so the list is exactly the state the subscription starts from
+    /// (joins still in the presence window are listed, and announced again
+    /// when it ends: the page treats the list as a set).
     pub(crate) fn listen<T>(&self, room: &str, subscribe: impl FnOnce() -> T) -> (T, String) {
         let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        let seats = rooms.get(room).map(Vec::as_slice).unwrap_or_default();
+        let seats = rooms
+            .get(room)
+            .map(|e| e.seats.as_slice())
+            .unwrap_or_default();
         let subscription = subscribe();
-        let event = json!({ "type": "members", "room": room, "members": names(seats) });
-        (subscription, event.to_string())
+        (subscription, members_event(room, seats))
     }
 }
 
@@ -455,59 +548,102 @@ mod tests {
         serde_json::from_str(json).expect("JSON")
     }
 
+    const H11: HttpVersion = HttpVersion::Http11;
+
+    /// Publishes whatever the window ending at `due` holds.
+    fn announced(members: &Members, room: &str, due: Option<Instant>) -> Vec<serde_json::Value> {
+        let mut events = Vec::new();
+        members.announce(room, due.expect("a window"), |e| events.push(event(&e)));
+        events
+    }
+
     #[test]
     fn a_nickname_belongs_to_one_session_per_room() {
         let members = Members::default();
-        let mut events = Vec::new();
-        members
-            .join("r", "ada", Some("tab1"), HttpVersion::Http11, |e| {
-                events.push(event(&e))
-            })
-            .unwrap();
-        assert_eq!(events[0]["type"], "join");
-        assert_eq!(events[0]["members"], json!(["ada"]));
+        let t = Instant::now();
+        let ada = members.join("r", "ada", Some("tab1"), H11, t).unwrap();
+        let list = event(&ada.list);
+        assert_eq!(
+            (list["type"].as_str(), list["count"].as_u64()),
+            (Some("members"), Some(1))
+        );
+        assert_eq!(list["members"], json!(["ada"]));
+        let window = ada.window;
+        assert_eq!(window, Some(t + Duration::from_millis(250)));
 
-        // Another session, or none, is refused with a reason; nothing is published.
+        // Another session, or none, is refused with a reason.
         for other in [Some("tab2"), None] {
-            let refused = members.join("r", "ada", other, HttpVersion::Http11, |e| {
-                events.push(event(&e))
-            });
-            assert!(refused.unwrap_err().contains("taken"));
+            let refused = members.join("r", "ada", other, H11, t);
+            assert!(refused.err().expect("refused").contains("taken"));
         }
-        assert_eq!(events.len(), 1);
         // The same nickname in another room is someone else's business.
-        members
-            .join("s", "ada", None, HttpVersion::Http11, |_| {})
-            .unwrap();
+        members.join("s", "ada", None, H11, t).unwrap();
 
-        // The same session again (a reload): the list, not a second join.
-        members
-            .join("r", "ada", Some("tab1"), HttpVersion::Http11, |e| {
-                events.push(event(&e))
-            })
-            .unwrap();
-        assert_eq!(events[1]["type"], "members");
-        assert_eq!(events[1]["members"], json!(["ada"]));
-        members
-            .join("r", "bob", None, HttpVersion::Http11, |e| {
-                events.push(event(&e))
-            })
-            .unwrap();
-        assert_eq!(events[2]["members"], json!(["ada", "bob"]));
+        // The same session again (a reload): the list, and no second join.
+        let again = members.join("r", "ada", Some("tab1"), H11, t).unwrap();
+        assert_eq!(event(&again.list)["members"], json!(["ada"]));
+        assert_eq!(again.window, None);
+        let bob = members.join("r", "bob", None, H11, t).unwrap();
+        assert_eq!(event(&bob.list)["members"], json!(["ada", "bob"]));
+        assert_eq!(bob.window, None, "inside ada's window");
+
+        // One notice for the window: both joins, and the count.
+        let notices = announced(&members, "r", window);
+        assert_eq!(notices.len(), 1);
+        assert_eq!(notices[0]["type"], "presence");
+        assert_eq!(notices[0]["joined"], json!(["ada", "bob"]));
+        assert_eq!(notices[0]["count"], 2);
+        assert!(
+            announced(&members, "r", window).is_empty(),
+            "announced once"
+        );
 
         // Ada's older connection goes: she is still there, nothing to say.
-        members.leave("r", "ada", |e| events.push(event(&e)));
-        assert_eq!(events.len(), 3);
-        members.leave("r", "ada", |e| events.push(event(&e)));
-        assert_eq!(events[3]["type"], "leave");
-        assert_eq!(events[3]["members"], json!(["bob"]));
+        let later = t + Duration::from_secs(1);
+        assert_eq!(members.leave("r", "ada", later), None);
+        let window = members.leave("r", "ada", later);
+        let notices = announced(&members, "r", window);
+        assert_eq!(notices[0]["left"], json!(["ada"]));
+        assert_eq!(notices[0]["joined"], json!([]));
+        assert_eq!(notices[0]["count"], 1);
         // Now anyone may take the name.
-        members
-            .join("r", "ada", Some("tab9"), HttpVersion::Http11, |_| {})
-            .unwrap();
+        members.join("r", "ada", Some("tab9"), H11, later).unwrap();
         // Leaving a room or nickname that is not there changes nothing.
-        members.leave("nowhere", "x", |_| panic!("nothing to publish"));
-        members.leave("r", "x", |_| panic!("nothing to publish"));
+        assert_eq!(members.leave("nowhere", "x", later), None);
+        assert_eq!(members.leave("r", "x", later), None);
+    }
+
+    #[test]
+    fn a_crowd_joining_is_one_notice_per_window() {
+        let members = Members::default();
+        let t = Instant::now();
+        let mut windows = Vec::new();
+        for i in 0..5000 {
+            let joined = members.join("big", &format!("n{i}"), None, H11, t).unwrap();
+            windows.extend(joined.window);
+            if i == 4999 {
+                let list = event(&joined.list);
+                assert_eq!(list["count"], 5000);
+                assert_eq!(list["members"].as_array().unwrap().len(), MAX_LISTED);
+            }
+        }
+        assert_eq!(windows.len(), 1);
+        let notices = announced(&members, "big", windows.pop());
+        assert_eq!(notices.len(), 1);
+        assert_eq!(notices[0]["joined"].as_array().unwrap().len(), 16);
+        assert_eq!(notices[0]["joined_more"], 5000 - 16);
+        assert_eq!(notices[0]["count"], 5000);
+    }
+
+    #[test]
+    fn an_empty_room_is_forgotten_after_its_last_notice() {
+        let members = Members::default();
+        let t = Instant::now();
+        let window = members.join("r", "ada", None, H11, t).unwrap().window;
+        assert_eq!(members.leave("r", "ada", t), None, "same window");
+        // The visit cancelled out: no notice, and the room is gone.
+        assert!(announced(&members, "r", window).is_empty());
+        assert!(members.rooms.lock().unwrap().is_empty());
     }
 
     #[test]
@@ -515,12 +651,9 @@ mod tests {
         let members = Members::default();
         let ((), empty) = members.listen("r", || ());
         assert_eq!(event(&empty)["members"], json!([]));
-        members
-            .join("r", "ada", None, HttpVersion::Http11, |_| {})
-            .unwrap();
-        members
-            .join("r", "bob", None, HttpVersion::Http11, |_| {})
-            .unwrap();
+        let t = Instant::now();
+        members.join("r", "ada", None, H11, t).unwrap();
+        members.join("r", "bob", None, H11, t).unwrap();
         let (subscribed, list) = members.listen("r", || 7);
         assert_eq!(subscribed, 7);
         let list = event(&list);
