@@ -9,9 +9,10 @@
 //! `--duration` seconds and, given `--pid`, reads the server's utime+stime
 //! from /proc/<pid>/stat around that window. Prints one JSON line.
 //!
-//! Idle mode (`--idle C`): opens C connections, exchanges one message on each,
-//! waits `--idle-wait` seconds and reports the growth of the server's VmRSS
-//! over its baseline, divided by C.
+//! Idle mode (`--idle C`): opens C connections, `--idle-concurrency N`
+//! handshakes at a time (default 64), exchanges one message on each, waits
+//! `--idle-wait` seconds and reports the growth of the server's VmRSS over its
+//! baseline, divided by C.
 //!
 //! Large-message mode (`--large`, one connection, reports MiB/s of echoed
 //! payload and the growth of the server's peak RSS, `VmHWM`): whole
@@ -55,6 +56,7 @@ struct Opts {
     pid: Option<u32>,
     idle: Option<usize>,
     idle_wait: f64,
+    idle_concurrency: usize,
     broadcast: Option<usize>,
     rate: f64,
     window: u64,
@@ -86,6 +88,7 @@ fn opts() -> Opts {
         pid: arg("pid").map(|p| p.parse().expect("bad --pid")),
         idle: arg("idle").map(|c| c.parse().expect("bad --idle")),
         idle_wait: num("idle-wait", 3.0),
+        idle_concurrency: num("idle-concurrency", 64),
         broadcast: arg("broadcast").map(|c| c.parse().expect("bad --broadcast")),
         rate: num("rate", 0.0),
         window: num("window", 64),
@@ -600,7 +603,10 @@ async fn throughput(o: &Opts, shared: Arc<Shared>) -> String {
 async fn idle(o: &Opts, shared: Arc<Shared>, count: usize) -> String {
     let pid = o.pid.expect("--idle needs --pid");
     let base = rss_kib(pid).unwrap_or(0);
-    let limit = Arc::new(Semaphore::new(64));
+    // How many handshakes are in flight at once shapes the server's heap:
+    // each one holds its handshake buffers while the others' connections
+    // are allocated around them.
+    let limit = Arc::new(Semaphore::new(o.idle_concurrency.max(1)));
     let mut tasks = Vec::with_capacity(count);
     for conn in 0..count {
         let permit = limit.clone().acquire_owned().await.unwrap();
@@ -641,10 +647,11 @@ async fn idle(o: &Opts, shared: Arc<Shared>, count: usize) -> String {
     let after = rss_kib(pid).unwrap_or(0);
     let per = (after.saturating_sub(base) * 1024) as f64 / count as f64;
     let out = format!(
-        "{{\"mode\":\"idle\",\"server\":\"{}\",\"conns\":{},\"open\":{},\"baseline_rss_kib\":{base},\
-         \"rss_kib\":{after},\"bytes_per_conn\":{per:.0}",
+        "{{\"mode\":\"idle\",\"server\":\"{}\",\"conns\":{},\"concurrency\":{},\"open\":{},\
+         \"baseline_rss_kib\":{base},\"rss_kib\":{after},\"bytes_per_conn\":{per:.0}",
         o.server,
         count,
+        o.idle_concurrency.max(1),
         open.len()
     );
     drop(open);
