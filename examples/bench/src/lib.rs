@@ -1,4 +1,5 @@
-//! Shared bits of the bench binaries: argument lookup and the fd limit.
+//! Shared bits of the bench binaries: arguments, the fd limit, `/proc`
+//! readings and client frames.
 
 use std::net::SocketAddr;
 
@@ -15,6 +16,52 @@ pub fn arg(name: &str) -> Option<String> {
         }
     }
     None
+}
+
+/// `--name N` parsed, or `default` when absent; panics on a bad value.
+pub fn num<T: std::str::FromStr>(name: &str, default: T) -> T {
+    match arg(name) {
+        Some(v) => v.parse().unwrap_or_else(|_| panic!("bad --{name}: {v}")),
+        None => default,
+    }
+}
+
+/// utime+stime of a process (`"self"` or a pid), in seconds.
+pub fn cpu_seconds(pid: &str) -> Option<f64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let rest = &stat[stat.rfind(')')? + 2..];
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    // Fields 14 and 15 of stat; `rest` starts at field 3.
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
+    Some(ticks as f64 / hz)
+}
+
+/// A `kB` field of `/proc/<pid>/status` (`"VmRSS:"`, `"VmHWM:"`).
+pub fn status_kib(pid: &str, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// A client frame (FIN set) with `payload` masked by `mask` (RFC 6455 §5.3).
+pub fn client_frame(opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
+    let n = payload.len();
+    let mut f = Vec::with_capacity(n + 14);
+    f.push(0x80 | opcode);
+    if n < 126 {
+        f.push(0x80 | n as u8);
+    } else if n <= 0xFFFF {
+        f.push(0x80 | 126);
+        f.extend_from_slice(&(n as u16).to_be_bytes());
+    } else {
+        f.push(0x80 | 127);
+        f.extend_from_slice(&(n as u64).to_be_bytes());
+    }
+    f.extend_from_slice(&mask);
+    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
+    f
 }
 
 /// Whether `--name` is present.

@@ -37,7 +37,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::sync::Semaphore;
-use wavecast_bench::{arg, flag};
+use wavecast_bench::{arg, client_frame, cpu_seconds, flag, num, status_kib};
 
 /// The RFC 6455 sample key and its accept value. Servers do not care whether
 /// keys repeat, and a fixed pair lets every answer be checked.
@@ -66,13 +66,6 @@ struct Opts {
     large: bool,
     stream: bool,
     stream_window: u64,
-}
-
-fn num<T: std::str::FromStr>(name: &str, default: T) -> T {
-    match arg(name) {
-        Some(v) => v.parse().unwrap_or_else(|_| panic!("bad --{name}")),
-        None => default,
-    }
 }
 
 fn opts() -> Opts {
@@ -123,24 +116,6 @@ impl Rng {
 struct Entry {
     frame: Vec<u8>,
     payload: Vec<u8>,
-}
-
-fn client_frame(opcode: u8, payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let mut f = Vec::with_capacity(payload.len() + 14);
-    f.push(0x80 | opcode);
-    let n = payload.len();
-    if n < 126 {
-        f.push(0x80 | n as u8);
-    } else if n <= 0xFFFF {
-        f.push(0x80 | 126);
-        f.extend_from_slice(&(n as u16).to_be_bytes());
-    } else {
-        f.push(0x80 | 127);
-        f.extend_from_slice(&(n as u64).to_be_bytes());
-    }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
-    f
 }
 
 fn make_pool(size: usize, text: bool, rng: &mut Rng) -> Vec<Entry> {
@@ -351,31 +326,13 @@ impl Shared {
     }
 }
 
-/// utime+stime of a process, in seconds.
-fn cpu_seconds(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    // Fields 14 and 15 of stat; `rest` starts at field 3.
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some(ticks as f64 / hz)
-}
-
 fn rss_kib(pid: u32) -> Option<u64> {
-    status_kib(pid, "VmRSS:")
+    status_kib(&pid.to_string(), "VmRSS:")
 }
 
 /// Peak RSS of a process so far.
 fn hwm_kib(pid: u32) -> Option<u64> {
-    status_kib(pid, "VmHWM:")
-}
-
-fn status_kib(pid: u32, field: &str) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with(field))?;
-    line.split_whitespace().nth(1)?.parse().ok()
+    status_kib(&pid.to_string(), "VmHWM:")
 }
 
 /// `,"server_hwm_kib_before":..,"server_hwm_kib_after":..,"server_hwm_growth_kib":..`

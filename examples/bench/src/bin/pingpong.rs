@@ -23,7 +23,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsRawFd;
 use std::time::{Duration, Instant};
 
-use wavecast_bench::{arg, raise_nofile};
+use wavecast_bench::{arg, client_frame, cpu_seconds, num, raise_nofile};
 
 /// The RFC 6455 sample key and its accept value (servers accept repeated
 /// keys; a fixed pair lets every answer be checked).
@@ -49,23 +49,6 @@ struct Conn {
     in_flight: bool,
 }
 
-fn num<T: std::str::FromStr>(name: &str, default: T) -> T {
-    arg(name).map_or(default, |v| {
-        v.parse()
-            .unwrap_or_else(|_| panic!("--{name}: not a number: {v}"))
-    })
-}
-
-fn cpu_seconds(pid: &str) -> Option<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let rest = &stat[stat.rfind(')')? + 2..];
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
-    // SAFETY: sysconf has no preconditions.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
-    Some(ticks as f64 / hz)
-}
-
 /// A splitmix64 step: payload bytes and mask keys, different every run.
 fn splitmix(state: &mut u64) -> u64 {
     *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
@@ -73,24 +56,6 @@ fn splitmix(state: &mut u64) -> u64 {
     z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
     z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
     z ^ (z >> 31)
-}
-
-fn masked_binary_frame(payload: &[u8], mask: [u8; 4]) -> Vec<u8> {
-    let n = payload.len();
-    let mut f = Vec::with_capacity(n + 14);
-    f.push(0x82);
-    if n < 126 {
-        f.push(0x80 | n as u8);
-    } else if n <= 0xFFFF {
-        f.push(0x80 | 126);
-        f.extend_from_slice(&(n as u16).to_be_bytes());
-    } else {
-        f.push(0x80 | 127);
-        f.extend_from_slice(&(n as u64).to_be_bytes());
-    }
-    f.extend_from_slice(&mask);
-    f.extend(payload.iter().enumerate().map(|(i, b)| b ^ mask[i & 3]));
-    f
 }
 
 /// Connects (retrying while the server starts) and upgrades, blocking.
@@ -343,7 +308,7 @@ fn main() {
             .unwrap_or_else(|e| fail(&server, &format!("epoll_ctl: {e}")));
         all.push(Conn {
             tcp,
-            frame: masked_binary_frame(&payload, mask),
+            frame: client_frame(2, &payload, mask),
             payload,
             written: 0,
             filled: left.len(),
