@@ -185,14 +185,16 @@ fi
 
 # wavecast's echo rows run the examples/echo program of the main workspace,
 # built with the same release profile as this workspace's peers.
-ROOT_TARGET=${ROOT_TARGET_DIR:-../../target}
+# An absolute path: the build below runs from the workspace root.
+ROOT_TARGET=$(realpath -m "${ROOT_TARGET_DIR:-../../target}")
 if [[ $BUILD == 1 ]]; then
   cargo build --release --quiet
   (cd ../.. && CARGO_TARGET_DIR=$ROOT_TARGET CARGO_PROFILE_RELEASE_CODEGEN_UNITS=1 \
     CARGO_PROFILE_RELEASE_DEBUG=line-tables-only cargo build --release --quiet -p wavecast-examples --bin echo)
 fi
 BIN=${CARGO_TARGET_DIR:-target}/release
-case $ROOT_TARGET in /*) ECHO_BIN=$ROOT_TARGET/release/echo ;; *) ECHO_BIN=$PWD/$ROOT_TARGET/release/echo ;; esac
+ECHO_BIN=$ROOT_TARGET/release/echo
+[[ -x $ECHO_BIN ]] || { echo "run.sh: $ECHO_BIN is missing (run without --no-build)" >&2; exit 1; }
 OUT=results/$(date -u +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
 RAW=$OUT/results.jsonl
