@@ -194,7 +194,7 @@ if [[ $BUILD == 1 ]]; then
 fi
 BIN=${CARGO_TARGET_DIR:-target}/release
 ECHO_BIN=$ROOT_TARGET/release/echo
-[[ -x $ECHO_BIN ]] || { echo "run.sh: $ECHO_BIN is missing (run without --no-build)" >&2; exit 1; }
+[[ $ECHO == 0 || -x $ECHO_BIN ]] || { echo "run.sh: $ECHO_BIN is missing (run without --no-build)" >&2; exit 1; }
 OUT=results/$(date -u +%Y%m%d-%H%M%S)
 mkdir -p "$OUT"
 RAW=$OUT/results.jsonl
