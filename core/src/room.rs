@@ -26,6 +26,7 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 
 use crate::close::CloseCode;
+use crate::history::StreamPosition;
 use crate::connection::PreparedMessage;
 use crate::message::Message;
 use crate::sse::SseEvent;
@@ -183,6 +184,9 @@ impl Lag {
 pub struct RoomMessage {
     seq: u64,
     prepared: PreparedMessage,
+    /// Where the publication stands in its room's history, for rooms that
+    /// keep one ([`crate::history`]).
+    position: Option<StreamPosition>,
     sse: OnceLock<Option<Bytes>>,
 }
 
@@ -192,8 +196,24 @@ impl RoomMessage {
         RoomMessage {
             seq,
             prepared,
+            position: None,
             sse: OnceLock::new(),
         }
+    }
+
+    /// Wraps a publication of a room with history: `position` is its place
+    /// in that history, and its SSE form carries it as the `id:`, so a
+    /// browser that reconnects sends it back as `Last-Event-ID`.
+    pub fn with_position(seq: u64, prepared: PreparedMessage, position: StreamPosition) -> RoomMessage {
+        RoomMessage {
+            position: Some(position),
+            ..RoomMessage::new(seq, prepared)
+        }
+    }
+
+    /// The publication's place in its room's history, if the room keeps one.
+    pub fn position(&self) -> Option<StreamPosition> {
+        self.position
     }
 
     /// The sequence number in the room, counting from 1.
@@ -212,17 +232,20 @@ impl RoomMessage {
     }
 
     /// The SSE form: a `data:` event (one `data:` line per line of text)
-    /// with `id:` set to the sequence number, encoded on first call and
+    /// with `id:` set to the position in the room's history if it has one
+    /// (`<offset>_<epoch>`), the sequence number otherwise, encoded on first call and
     /// shared afterwards. `None` for binary messages, which are not sent to
     /// SSE subscribers.
     pub fn sse_bytes(&self) -> Option<&Bytes> {
         self.sse
             .get_or_init(|| match self.prepared.message() {
-                Message::Text(text) => Some(
-                    SseEvent::data(text.as_str())
-                        .id(self.seq.to_string())
-                        .encode(),
-                ),
+                Message::Text(text) => {
+                    let id = match self.position {
+                        Some(position) => position.to_string(),
+                        None => self.seq.to_string(),
+                    };
+                    Some(SseEvent::data(text.as_str()).id(id).encode())
+                }
                 Message::Binary(_) => None,
             })
             .as_ref()

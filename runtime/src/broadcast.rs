@@ -184,6 +184,19 @@ impl<R: Runtime> Room<R> {
         delivered
     }
 
+    /// Publishes a publication of a room with history at `position`
+    /// (see [`crate::StreamRoom`]).
+    pub(crate) fn publish_at(
+        &self,
+        position: wavecast_core::StreamPosition,
+        prepared: PreparedMessage,
+    ) -> usize {
+        let message = self.publisher.next_at(prepared, position);
+        let delivered = R::Broadcast::send(&self.tx, message);
+        self.publisher.notify();
+        delivered
+    }
+
     /// How many members (subscriptions) the room has.
     pub fn members(&self) -> usize {
         R::Broadcast::receivers(&self.tx)
@@ -321,6 +334,12 @@ impl<R: Runtime> Subscription<R> {
         self.cursor.skipped()
     }
 
+    /// What a member loop waits on: the lag cursor, the room's publisher
+    /// and this member's waker slot.
+    pub(crate) fn parts(&mut self) -> (&mut Cursor, &Publisher, &mut Registration) {
+        (&mut self.cursor, &self.publisher, &mut self.registration)
+    }
+
     /// Messages waiting for this member (more than the room holds once it
     /// has fallen behind).
     pub fn pending(&self) -> usize {
@@ -338,6 +357,13 @@ pub struct Member {
 }
 
 impl Member {
+    pub(crate) fn new(attachment: Attachment, skipped: Arc<AtomicU64>) -> Member {
+        Member {
+            attachment,
+            skipped,
+        }
+    }
+
     /// Messages this member has lost under [`LagPolicy::SkipAhead`].
     pub fn skipped(&self) -> u64 {
         self.skipped.load(Ordering::Relaxed)

@@ -58,6 +58,17 @@ impl Publisher {
         Arc::new(RoomMessage::new(seq, prepared))
     }
 
+    /// As [`Publisher::next`], for a publication at `position` in its
+    /// room's history.
+    pub(crate) fn next_at(
+        &self,
+        prepared: PreparedMessage,
+        position: wavecast_core::StreamPosition,
+    ) -> Arc<RoomMessage> {
+        let seq = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+        Arc::new(RoomMessage::with_position(seq, prepared, position))
+    }
+
     /// How many messages have been numbered.
     pub(crate) fn published(&self) -> u64 {
         self.seq.load(Ordering::Relaxed)

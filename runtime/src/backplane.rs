@@ -1,0 +1,601 @@
+//! Rooms with history: every publication gets a position, a client that
+//! reconnects with its last position catches up on what it missed, and a
+//! publish is acknowledged with its position once the backplane accepted
+//! it.
+//!
+//! A [`StreamHub`] is a [`Hub`] plus a backplane that orders and keeps the
+//! publications:
+//!
+//! - [`StreamHub::local`]: this process only; history in memory
+//!   ([`History`] from the core). Needs nothing.
+//! - `StreamHub::redis` (feature `redis`): many processes share the rooms
+//!   through one Redis server. A publish is one script run on Redis that
+//!   appends to the room's history stream and publishes to the room's
+//!   channel; each process subscribes to the channels of the rooms it has
+//!   local members in and fans every publication out to them through the
+//!   room's ring, framed once per process.
+//!
+//! Either way the local [`Room`] is fed in the backplane's order and every
+//! [`RoomMessage`] carries its [`StreamPosition`]. A member that joins with
+//! the position it last saw ([`StreamRoom::join`]) subscribes first, then
+//! fetches the history after that position; the core's [`CatchUp`] merges
+//! the two without a gap or a duplicate, and when the history no longer
+//! holds what the client missed the client is told so
+//! ([`Envelope::not_recovered`]) and continues from the current position.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::future::poll_fn;
+use std::sync::atomic::AtomicU64;
+use std::sync::{Arc, Mutex, RwLock};
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use wavecast_core::history::{CatchUp, CatchUpEvent, History, HistoryConfig, Recovery};
+use wavecast_core::room::{RoomConfig, RoomError, RoomEvent, RoomMessage};
+use wavecast_core::rng::Rng;
+use wavecast_core::{CloseCode, Message, PreparedMessage, SeedSource, StreamPosition};
+
+use crate::broadcast::{Hub, Member, Room, Subscription};
+use crate::runtime::{BoxFuture, Runtime};
+use crate::websocket::Sender;
+
+#[cfg(feature = "redis")]
+mod redis;
+#[cfg(feature = "redis")]
+pub use self::redis::RedisConfig;
+
+/// How publications and catch-up notices look on the wire for WebSocket
+/// members. The default, [`Plain`], sends publications as they were
+/// published and no notices, so a client cannot learn positions; an
+/// application that wants clients to resume puts the position into what
+/// it sends (the chat example wraps each message in JSON with a `pos`).
+///
+/// Each publication is enveloped once per process, not per member. SSE
+/// subscribers need no envelope: the position is the event's `id:`.
+pub trait Envelope: Send + Sync + 'static {
+    /// The message members receive for a publication at `position`.
+    fn publication(&self, position: StreamPosition, message: &Message) -> Message;
+
+    /// Sent to a member whose catch-up completed with nothing lost; it now
+    /// stands at `current`.
+    fn recovered(&self, current: StreamPosition) -> Option<Message> {
+        let _ = current;
+        None
+    }
+
+    /// Sent to a member that lost publications (history trimmed or expired,
+    /// the backplane restarted): it must reload its state; what follows
+    /// continues from `current`.
+    fn not_recovered(&self, current: StreamPosition) -> Option<Message> {
+        let _ = current;
+        None
+    }
+}
+
+/// Publications go out as published; no catch-up notices.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Plain;
+
+impl Envelope for Plain {
+    fn publication(&self, _position: StreamPosition, message: &Message) -> Message {
+        message.clone()
+    }
+}
+
+/// Why the backplane could not do what was asked. Every variant is worth a
+/// retry once the backplane is back.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BackplaneError {
+    /// The backplane is not connected (Redis down or restarting); the
+    /// process reconnects with backoff by itself.
+    #[error("backplane unavailable: {0}")]
+    Unavailable(String),
+    /// The backplane did not answer in time.
+    #[error("backplane did not answer within {0:?}")]
+    Timeout(std::time::Duration),
+    /// The backplane answered something this process cannot read.
+    #[error("unexpected answer from the backplane: {0}")]
+    Protocol(String),
+    /// The room name is not allowed.
+    #[error(transparent)]
+    Room(#[from] RoomError),
+}
+
+/// Rooms with history and acknowledged publishes over a backplane. Cloning
+/// is cheap; clones share the rooms.
+pub struct StreamHub<R: Runtime> {
+    inner: Arc<Inner<R>>,
+}
+
+impl<R: Runtime> Clone for StreamHub<R> {
+    fn clone(&self) -> Self {
+        StreamHub {
+            inner: self.inner.clone(),
+        }
+    }
+}
+
+impl<R: Runtime> fmt::Debug for StreamHub<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamHub")
+            .field("hub", &self.inner.hub)
+            .field("history", &self.inner.history)
+            .field("backplane", &self.inner.backend.name())
+            .finish_non_exhaustive()
+    }
+}
+
+pub(crate) struct Inner<R: Runtime> {
+    hub: Hub<R>,
+    history: HistoryConfig,
+    envelope: Envelopes,
+    backend: Backend<R>,
+    /// Where [`now_ms`] counts from (the local history's clock).
+    start: Instant,
+}
+
+enum Backend<R: Runtime> {
+    Local(Mutex<LocalRooms>),
+    #[cfg(feature = "redis")]
+    Redis(redis::Node<R>),
+}
+
+impl<R: Runtime> Backend<R> {
+    fn name(&self) -> &'static str {
+        match self {
+            Backend::Local(_) => "local",
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => "redis",
+        }
+    }
+}
+
+/// The in-process backplane's histories, one per room that was published
+/// to, and the generator of their epochs.
+struct LocalRooms {
+    rooms: HashMap<String, History<Message>>,
+    rng: Rng,
+}
+
+/// A fresh epoch: random, so that a process restarted with empty histories
+/// never hands out a position an old client could confuse with its own.
+fn new_epoch(rng: &mut Rng) -> u64 {
+    // 0 is reserved for "no epoch yet" in some clients' storage.
+    rng.next_u64().max(1)
+}
+
+impl<R: Runtime> StreamHub<R> {
+    /// Rooms in this process only, with histories kept in memory.
+    pub fn local(rooms: RoomConfig, history: HistoryConfig) -> StreamHub<R> {
+        StreamHub::with_backend(
+            rooms,
+            history,
+            Envelopes::default(),
+            Backend::Local(Mutex::new(LocalRooms {
+                rooms: HashMap::new(),
+                rng: Rng::new(SeedSource::Os),
+            })),
+        )
+    }
+
+    fn with_backend(
+        rooms: RoomConfig,
+        history: HistoryConfig,
+        envelope: Envelopes,
+        backend: Backend<R>,
+    ) -> Self {
+        StreamHub {
+            inner: Arc::new(Inner {
+                hub: Hub::new(rooms),
+                history,
+                envelope,
+                backend,
+                start: R::now(),
+            }),
+        }
+    }
+
+    /// Sets how publications and notices look to WebSocket members, for
+    /// every clone of this hub and for publications framed from now on.
+    pub fn with_envelope(self, envelope: impl Envelope) -> StreamHub<R> {
+        self.inner.envelope.set(Arc::new(envelope));
+        self
+    }
+
+    /// The room called `name`. With the Redis backplane this process
+    /// subscribes to the room's channel the first time (and waits for Redis
+    /// to confirm it, so nothing published after this returns is missed);
+    /// while Redis is down the room is opened anyway and subscribed when
+    /// the connection is back.
+    ///
+    /// # Errors
+    ///
+    /// [`BackplaneError::Room`] for an invalid name.
+    pub async fn room(&self, name: &str) -> Result<StreamRoom<R>, BackplaneError> {
+        let room = self.inner.hub.room(name)?;
+        let hold: Option<Arc<dyn Send + Sync>> = match &self.inner.backend {
+            Backend::Local(_) => None,
+            #[cfg(feature = "redis")]
+            Backend::Redis(node) => Some(node.hold(&room).await),
+        };
+        Ok(StreamRoom {
+            inner: self.inner.clone(),
+            room,
+            _hold: hold,
+        })
+    }
+
+    /// The history settings of every room.
+    pub fn history_config(&self) -> HistoryConfig {
+        self.inner.history
+    }
+
+    /// The hub holding this process's side of the rooms.
+    pub fn hub(&self) -> &Hub<R> {
+        &self.inner.hub
+    }
+
+    /// Whether the backplane is connected (always for the local one).
+    pub fn is_connected(&self) -> bool {
+        match &self.inner.backend {
+            Backend::Local(_) => true,
+            #[cfg(feature = "redis")]
+            Backend::Redis(node) => node.is_connected(),
+        }
+    }
+}
+
+impl<R: Runtime> Inner<R> {
+    fn now_ms(&self) -> u64 {
+        let elapsed = R::now().saturating_duration_since(self.start);
+        u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
+    }
+
+}
+
+/// The hub's [`Envelope`], shared with the backplane's receiving side.
+#[derive(Clone)]
+pub(crate) struct Envelopes(Arc<RwLock<Arc<dyn Envelope>>>);
+
+impl Default for Envelopes {
+    fn default() -> Self {
+        Envelopes(Arc::new(RwLock::new(Arc::new(Plain))))
+    }
+}
+
+impl Envelopes {
+    fn set(&self, envelope: Arc<dyn Envelope>) {
+        *self.0.write().unwrap_or_else(|e| e.into_inner()) = envelope;
+    }
+
+    pub(crate) fn get(&self) -> Arc<dyn Envelope> {
+        self.0.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Frames a publication for this process's members, once.
+    pub(crate) fn prepare(&self, position: StreamPosition, message: &Message) -> PreparedMessage {
+        PreparedMessage::new(self.get().publication(position, message))
+    }
+}
+
+/// A handle on one room with history. Cloning is cheap.
+pub struct StreamRoom<R: Runtime> {
+    inner: Arc<Inner<R>>,
+    room: Room<R>,
+    /// Keeps this process subscribed to the room on the backplane.
+    _hold: Option<Arc<dyn Send + Sync>>,
+}
+
+impl<R: Runtime> Clone for StreamRoom<R> {
+    fn clone(&self) -> Self {
+        StreamRoom {
+            inner: self.inner.clone(),
+            room: self.room.clone(),
+            _hold: self._hold.clone(),
+        }
+    }
+}
+
+impl<R: Runtime> fmt::Debug for StreamRoom<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamRoom")
+            .field("room", &self.room)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Runtime> StreamRoom<R> {
+    /// The room's name.
+    pub fn name(&self) -> &str {
+        self.room.name()
+    }
+
+    /// This process's side of the room: its members and ring. Publishing
+    /// on it directly bypasses the backplane and the history.
+    pub fn local(&self) -> &Room<R> {
+        &self.room
+    }
+
+    /// Publishes `message` and waits until the backplane accepted it: the
+    /// result is its position in the room's history. With Redis that is
+    /// after Redis ran the publish (history append and channel publish in
+    /// one step); members in every process receive it from there.
+    ///
+    /// # Errors
+    ///
+    /// [`BackplaneError::Unavailable`] or [`BackplaneError::Timeout`] when
+    /// Redis is down or slow: the message may or may not have been
+    /// published, so retry with an id the application deduplicates by.
+    pub async fn publish(&self, message: impl Into<Message>) -> Result<StreamPosition, BackplaneError> {
+        let message = message.into();
+        match &self.inner.backend {
+            Backend::Local(local) => {
+                let now = self.inner.now_ms();
+                let mut local = local.lock().unwrap_or_else(|e| e.into_inner());
+                let LocalRooms { rooms, rng } = &mut *local;
+                let history = rooms
+                    .entry(self.name().to_owned())
+                    .or_insert_with(|| History::new(self.inner.history, new_epoch(rng)));
+                let position = history.append(message.clone(), now);
+                // Under the lock: the ring gets the publications in the
+                // order of their offsets.
+                self.room
+                    .publish_at(position, self.inner.envelope.prepare(position, &message));
+                Ok(position)
+            }
+            #[cfg(feature = "redis")]
+            Backend::Redis(node) => node.publish(self.name(), &message, &self.inner.history).await,
+        }
+    }
+
+    /// The publications after `since` and the room's current position, or
+    /// [`Recovery::NotRecovered`] when they are no longer all held (at most
+    /// [`HistoryConfig::max_replay`] are replayed).
+    ///
+    /// # Errors
+    ///
+    /// As for [`StreamRoom::publish`].
+    pub async fn recover(&self, since: Option<StreamPosition>) -> Result<Recovery<Message>, BackplaneError> {
+        recover(&self.inner, self.name(), since).await
+    }
+
+    /// The room's current position (the last publication's).
+    ///
+    /// # Errors
+    ///
+    /// As for [`StreamRoom::publish`].
+    pub async fn position(&self) -> Result<StreamPosition, BackplaneError> {
+        Ok(self.recover(None).await?.current())
+    }
+
+    /// Subscribes now and catches up from `since`: the subscription yields
+    /// the publications after `since` (fetched from the history), then live
+    /// ones, with no gap and no duplicate, or says they could not be
+    /// recovered. With `since` `None` it starts live.
+    pub fn subscribe(&self, since: Option<StreamPosition>) -> StreamSubscription<R> {
+        let sub = self.room.subscribe();
+        let catch_up = CatchUp::new(since, self.inner.history.catch_up_buffer());
+        let fetch = since.map(|since| {
+            let inner = self.inner.clone();
+            let name = self.name().to_owned();
+            let fetch: BoxFuture<'static, _> =
+                Box::pin(async move { recover(&inner, &name, Some(since)).await });
+            fetch
+        });
+        StreamSubscription {
+            sub,
+            catch_up,
+            fetch,
+            since,
+            inner: self.inner.clone(),
+        }
+    }
+
+    /// Subscribes now and forwards the room to `sender` from `since` (see
+    /// [`StreamRoom::subscribe`]), enveloped, under the room's lag policy;
+    /// like [`Room::join`] the forwarding runs inside the connection's own
+    /// task. Call before the `101` is written.
+    pub fn join(&self, sender: Sender, since: Option<StreamPosition>) -> Member {
+        let sub = self.subscribe(since);
+        let member_queue = self.inner.hub.config().member_queue.max(1);
+        let skipped = Arc::new(AtomicU64::new(0));
+        let shared = sender.shared().clone();
+        let forwarding = forward(sub, sender, skipped.clone(), member_queue);
+        let attachment = shared.attach(Box::pin(forwarding));
+        Member::new(attachment, skipped)
+    }
+}
+
+async fn recover<R: Runtime>(
+    inner: &Inner<R>,
+    name: &str,
+    since: Option<StreamPosition>,
+) -> Result<Recovery<Message>, BackplaneError> {
+    match &inner.backend {
+        Backend::Local(local) => {
+            let now = inner.now_ms();
+            let mut local = local.lock().unwrap_or_else(|e| e.into_inner());
+            let LocalRooms { rooms, rng } = &mut *local;
+            let history = rooms
+                .entry(name.to_owned())
+                .or_insert_with(|| History::new(inner.history, new_epoch(rng)));
+            Ok(match since {
+                Some(since) => history.recover(since, now),
+                None => Recovery::NotRecovered {
+                    current: history.top(),
+                },
+            })
+        }
+        #[cfg(feature = "redis")]
+        Backend::Redis(node) => node.recover(name, since, &inner.history).await,
+    }
+}
+
+/// What a [`StreamSubscription`] hands on.
+#[derive(Debug)]
+#[non_exhaustive]
+pub enum StreamEvent {
+    /// A publication, framed for members ([`RoomMessage::position`] is its
+    /// position).
+    Publication(Arc<RoomMessage>),
+    /// The catch-up completed with nothing lost; the subscriber stands at
+    /// this position.
+    Recovered(StreamPosition),
+    /// Publications were lost: reload state; what follows continues from
+    /// this position.
+    NotRecovered(StreamPosition),
+    /// The room's ring overwrote this many messages this subscriber had
+    /// not taken (a [`StreamEvent::NotRecovered`] follows with the next
+    /// publication).
+    Lagged(u64),
+    /// The room's lag policy closes this subscriber.
+    Evicted(CloseCode),
+}
+
+/// A subscription to a room with history that catches up after a
+/// reconnect (see [`StreamRoom::subscribe`]).
+pub struct StreamSubscription<R: Runtime> {
+    sub: Subscription<R>,
+    catch_up: CatchUp<Arc<RoomMessage>>,
+    fetch: Option<BoxFuture<'static, Result<Recovery<Message>, BackplaneError>>>,
+    since: Option<StreamPosition>,
+    inner: Arc<Inner<R>>,
+}
+
+impl<R: Runtime> fmt::Debug for StreamSubscription<R> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("StreamSubscription")
+            .field("position", &self.catch_up.position())
+            .field("fetching", &self.fetch.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+impl<R: Runtime> StreamSubscription<R> {
+    /// The next event; cancel-safe.
+    pub async fn recv(&mut self) -> StreamEvent {
+        poll_fn(|cx| self.poll_recv(cx)).await
+    }
+
+    /// The position of the last event handed out (what a client would
+    /// reconnect with).
+    pub fn position(&self) -> Option<StreamPosition> {
+        self.catch_up.position()
+    }
+
+    /// Polls for the next event. While the history is fetched, live
+    /// publications wait in the room's ring.
+    pub fn poll_recv(&mut self, cx: &mut Context<'_>) -> Poll<StreamEvent> {
+        loop {
+            if let Some(event) = self.catch_up.poll_event() {
+                return Poll::Ready(match event {
+                    CatchUpEvent::Publication(_, message) => StreamEvent::Publication(message),
+                    CatchUpEvent::Recovered { current } => StreamEvent::Recovered(current),
+                    CatchUpEvent::NotRecovered { current } => StreamEvent::NotRecovered(current),
+                    // Events added to the core later carry nothing to deliver.
+                    _ => continue,
+                });
+            }
+            if let Some(fetch) = &mut self.fetch {
+                let recovery = match fetch.as_mut().poll(cx) {
+                    Poll::Pending => return Poll::Pending,
+                    Poll::Ready(Ok(recovery)) => recovery,
+                    // The history could not be read: the client cannot be
+                    // told it missed nothing. It reloads; its position
+                    // moves on with the next publication.
+                    Poll::Ready(Err(_)) => Recovery::NotRecovered {
+                        current: self.since.unwrap_or(StreamPosition::new(0, 0)),
+                    },
+                };
+                self.fetch = None;
+                let current = recovery.current();
+                let recovery = match recovery {
+                    Recovery::Recovered { items, current } => Recovery::Recovered {
+                        items: items
+                            .into_iter()
+                            .map(|(pos, message)| {
+                                let prepared = self.inner.envelope.prepare(pos, &message);
+                                (pos, Arc::new(RoomMessage::with_position(0, prepared, pos)))
+                            })
+                            .collect(),
+                        current,
+                    },
+                    _ => Recovery::NotRecovered { current },
+                };
+                self.catch_up.on_history(recovery);
+                continue;
+            }
+            match self.sub.poll_recv(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(RoomEvent::Message(message)) => match message.position() {
+                    Some(position) => self.catch_up.on_live(position, message),
+                    // Published on the local room directly: no position.
+                    None => return Poll::Ready(StreamEvent::Publication(message)),
+                },
+                Poll::Ready(RoomEvent::Lagged(n)) => return Poll::Ready(StreamEvent::Lagged(n)),
+                Poll::Ready(RoomEvent::Evicted(code)) => {
+                    return Poll::Ready(StreamEvent::Evicted(code))
+                }
+                Poll::Ready(_) => {}
+            }
+        }
+    }
+
+    /// The room subscription underneath (its lag accounting).
+    pub(crate) fn room_subscription(&mut self) -> &mut Subscription<R> {
+        &mut self.sub
+    }
+}
+
+/// The member loop of [`StreamRoom::join`]: [`crate::broadcast`]'s, with
+/// the catch-up notices enveloped for the client.
+async fn forward<R: Runtime>(
+    mut sub: StreamSubscription<R>,
+    sender: Sender,
+    skipped: Arc<AtomicU64>,
+    member_queue: usize,
+) -> wavecast_core::MemberEnd {
+    let shared = sender.shared();
+    let envelope = sub.inner.envelope.get();
+    let why = loop {
+        let ready = poll_fn(|cx| {
+            let room = sub.room_subscription();
+            let (cursor, publisher, registration) = room.parts();
+            shared.poll_member_ready(cx, member_queue, cursor, publisher, registration)
+        });
+        if let Err(why) = ready.await {
+            break why;
+        }
+        let event = poll_fn(|cx| {
+            if let Poll::Ready(event) = sub.poll_recv(cx) {
+                return Poll::Ready(Some(event));
+            }
+            shared.poll_send_closed(cx).map(|()| None)
+        })
+        .await;
+        let event = match event {
+            None => break None,
+            Some(StreamEvent::Publication(message)) => RoomEvent::Message(message),
+            Some(StreamEvent::Lagged(n)) => RoomEvent::Lagged(n),
+            Some(StreamEvent::Evicted(code)) => RoomEvent::Evicted(code),
+            Some(StreamEvent::Recovered(current)) => match envelope.recovered(current) {
+                Some(notice) => RoomEvent::Message(notice_message(notice)),
+                None => continue,
+            },
+            Some(StreamEvent::NotRecovered(current)) => match envelope.not_recovered(current) {
+                Some(notice) => RoomEvent::Message(notice_message(notice)),
+                None => continue,
+            },
+        };
+        if let Err(why) = shared.deliver(event, &skipped) {
+            break why;
+        }
+    };
+    shared.end_member(shared.now(), why)
+}
+
+fn notice_message(notice: Message) -> Arc<RoomMessage> {
+    Arc::new(RoomMessage::new(0, PreparedMessage::new(notice)))
+}

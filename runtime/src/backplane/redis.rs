@@ -1,0 +1,660 @@
+//! The Redis backplane: one connection per process, over the runtime's own
+//! TCP stream, speaking RESP3 so that the room subscriptions and the
+//! publish and history scripts share it.
+//!
+//! Keys of a room `<name>` under the prefix `<p>` (default `wavecast`):
+//!
+//! - `{<p>:<name>}` — the pub/sub channel;
+//! - `{<p>:<name>}:h` — the history, a stream whose entry ids are the
+//!   offsets (`<offset>-0`), trimmed to `history.size` entries;
+//! - `{<p>:<name>}:m` — a hash with the epoch (`e`) and the last offset
+//!   (`o`).
+//!
+//! The braces are a Redis Cluster hash tag: a room's keys and channel live
+//! in one slot, which is what the scripts (and sharded pub/sub) require.
+//!
+//! A publish runs one script: take the epoch (a new one when the hash is
+//! gone: first use, Redis restarted without persistence, or the history
+//! expired), increment the offset, append to the stream, publish
+//! `<offset> <epoch> <t|b><payload>` on the channel, and answer the
+//! position. Redis runs a script atomically, so the channel carries the
+//! publications in offset order.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+
+use bytes::Bytes;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, ProtocolVersion, PushInfo, Value};
+use tokio_util::compat::FuturesAsyncReadCompatExt;
+use wavecast_core::backoff::Backoff;
+use wavecast_core::history::{HistoryConfig, Recovery};
+use wavecast_core::Utf8Bytes;
+use wavecast_core::rng::Rng;
+use wavecast_core::{Message, SeedSource, StreamPosition};
+
+use super::{new_epoch, Backend, BackplaneError, Envelopes, StreamHub};
+use crate::broadcast::Room;
+use crate::runtime::{sleep, until, Runtime};
+use wavecast_core::room::RoomConfig;
+
+/// Where the Redis backplane connects and how it behaves.
+#[derive(Clone, Debug)]
+#[non_exhaustive]
+pub struct RedisConfig {
+    /// `redis://[user:password@]host[:port][/db]`.
+    pub url: String,
+    /// Prefix of every key and channel, so several applications can share
+    /// one Redis. Default `wavecast`.
+    pub prefix: String,
+    /// How long a command may take before the caller gets
+    /// [`BackplaneError::Timeout`]; also the connect timeout. Default 2 s.
+    pub timeout: Duration,
+    /// The delays between reconnect attempts after the connection to Redis
+    /// is lost (default: 100 ms doubling to 5 s, with jitter, forever).
+    pub backoff: Backoff,
+}
+
+impl RedisConfig {
+    /// The defaults, for the server at `url`.
+    pub fn new(url: impl Into<String>) -> RedisConfig {
+        RedisConfig {
+            url: url.into(),
+            prefix: "wavecast".to_owned(),
+            timeout: Duration::from_secs(2),
+            backoff: Backoff::new()
+                .with_initial(Duration::from_millis(100))
+                .with_max_delay(Duration::from_secs(5))
+                .with_max_attempts(None),
+        }
+    }
+
+    /// Sets [`RedisConfig::prefix`].
+    pub fn with_prefix(mut self, prefix: impl Into<String>) -> RedisConfig {
+        self.prefix = prefix.into();
+        self
+    }
+
+    /// Sets [`RedisConfig::timeout`].
+    pub fn with_timeout(mut self, timeout: Duration) -> RedisConfig {
+        self.timeout = timeout;
+        self
+    }
+}
+
+impl<R: Runtime> StreamHub<R> {
+    /// Rooms shared with every process connected to the same Redis (see
+    /// the module docs of [`StreamHub`]). Connects before returning; from
+    /// then on a lost connection is re-established in the background with
+    /// [`RedisConfig::backoff`], and the rooms with local members are
+    /// subscribed again.
+    ///
+    /// # Errors
+    ///
+    /// [`BackplaneError::Unavailable`] when the URL is invalid or Redis
+    /// cannot be reached now; [`BackplaneError::Timeout`] when it does not
+    /// answer within [`RedisConfig::timeout`].
+    pub async fn redis(
+        config: RedisConfig,
+        rooms: RoomConfig,
+        history: HistoryConfig,
+    ) -> Result<StreamHub<R>, BackplaneError> {
+        let info = config
+            .url
+            .as_str()
+            .into_connection_info()
+            .map_err(|e| BackplaneError::Unavailable(format!("{}: {e}", config.url)))?;
+        let (host, port) = match info.addr() {
+            ConnectionAddr::Tcp(host, port) => (host.clone(), *port),
+            _ => {
+                return Err(BackplaneError::Unavailable(format!(
+                    "{}: only redis:// over TCP is supported",
+                    config.url
+                )))
+            }
+        };
+        let redis = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+        let envelopes = Envelopes::default();
+        let shared = Arc::new(NodeShared {
+            host,
+            port,
+            redis,
+            config,
+            conn: Mutex::new(None),
+            rooms: Mutex::new(HashMap::new()),
+            envelopes: envelopes.clone(),
+            rng: Mutex::new(Rng::new(SeedSource::Os)),
+            publish: redis::Script::new(PUBLISH),
+            recover: redis::Script::new(RECOVER),
+            stopped: AtomicBool::new(false),
+        });
+        let ended = connect(&shared).await?;
+        R::spawn(supervise(Arc::downgrade(&shared), ended));
+        Ok(StreamHub::with_backend(
+            rooms,
+            history,
+            envelopes,
+            Backend::Redis(Node { shared }),
+        ))
+    }
+}
+
+/// Appends and publishes. KEYS: history stream, meta hash. ARGV: payload,
+/// kind (`t` or `b`), history size, ttl in seconds (0: none), channel,
+/// epoch to start if there is none.
+const PUBLISH: &str = r"
+local epoch = redis.call('HGET', KEYS[2], 'e')
+if not epoch then
+  epoch = ARGV[6]
+  redis.call('HSET', KEYS[2], 'e', epoch)
+end
+local offset = redis.call('HINCRBY', KEYS[2], 'o', 1)
+if tonumber(ARGV[3]) > 0 then
+  redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[3], offset .. '-0', 'k', ARGV[2], 'd', ARGV[1])
+end
+if tonumber(ARGV[4]) > 0 then
+  redis.call('EXPIRE', KEYS[1], ARGV[4])
+  redis.call('EXPIRE', KEYS[2], ARGV[4])
+end
+redis.call('PUBLISH', ARGV[5], offset .. ' ' .. epoch .. ' ' .. ARGV[2] .. ARGV[1])
+return {offset, epoch}
+";
+
+/// Reads the position and, when asked, the entries after an offset.
+/// KEYS: history stream, meta hash. ARGV: offset to read after (-1: none),
+/// epoch to start if there is none, most entries to read, ttl in seconds.
+const RECOVER: &str = r"
+local epoch = redis.call('HGET', KEYS[2], 'e')
+if not epoch then
+  epoch = ARGV[2]
+  redis.call('HSET', KEYS[2], 'e', epoch, 'o', 0)
+  if tonumber(ARGV[4]) > 0 then
+    redis.call('EXPIRE', KEYS[2], ARGV[4])
+  end
+end
+local top = redis.call('HGET', KEYS[2], 'o') or '0'
+local items = {}
+if tonumber(ARGV[1]) >= 0 then
+  items = redis.call('XRANGE', KEYS[1], (tonumber(ARGV[1]) + 1) .. '-0', '+', 'COUNT', ARGV[3])
+end
+return {epoch, top, items}
+";
+
+/// The Redis side of a [`StreamHub`].
+pub(crate) struct Node<R: Runtime> {
+    shared: Arc<NodeShared<R>>,
+}
+
+impl<R: Runtime> Drop for Node<R> {
+    fn drop(&mut self) {
+        self.shared.stopped.store(true, Ordering::Relaxed);
+    }
+}
+
+struct NodeShared<R: Runtime> {
+    host: String,
+    port: u16,
+    redis: redis::RedisConnectionInfo,
+    config: RedisConfig,
+    /// `None` while disconnected.
+    conn: Mutex<Option<MultiplexedConnection>>,
+    /// The rooms this process has members in, by name.
+    rooms: Mutex<HashMap<String, Held<R>>>,
+    envelopes: Envelopes,
+    rng: Mutex<Rng>,
+    publish: redis::Script,
+    recover: redis::Script,
+    stopped: AtomicBool,
+}
+
+struct Held<R: Runtime> {
+    room: Room<R>,
+    holders: usize,
+}
+
+/// Keeps this process subscribed to a room while a `StreamRoom` for it
+/// lives.
+struct Hold<R: Runtime> {
+    shared: Weak<NodeShared<R>>,
+    name: String,
+}
+
+impl<R: Runtime> Drop for Hold<R> {
+    fn drop(&mut self) {
+        let Some(shared) = self.shared.upgrade() else {
+            return;
+        };
+        let last = {
+            let mut rooms = lock(&shared.rooms);
+            match rooms.get_mut(&self.name) {
+                Some(held) if held.holders > 1 => {
+                    held.holders -= 1;
+                    false
+                }
+                Some(_) => {
+                    rooms.remove(&self.name);
+                    true
+                }
+                None => false,
+            }
+        };
+        if last {
+            if let Some(mut conn) = lock(&shared.conn).clone() {
+                let channel = shared.channel(&self.name);
+                let timeout = shared.config.timeout;
+                R::spawn(async move {
+                    let _ = until::<R, _>(R::now() + timeout, conn.unsubscribe(channel)).await;
+                });
+            }
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<R: Runtime> NodeShared<R> {
+    fn base(&self, room: &str) -> String {
+        format!("{{{}:{}}}", self.config.prefix, room)
+    }
+
+    fn channel(&self, room: &str) -> String {
+        self.base(room)
+    }
+
+    /// The room a channel belongs to.
+    fn room_of<'a>(&self, channel: &'a str) -> Option<&'a str> {
+        channel
+            .strip_prefix('{')?
+            .strip_prefix(self.config.prefix.as_str())?
+            .strip_prefix(':')?
+            .strip_suffix('}')
+    }
+
+    fn epoch_candidate(&self) -> String {
+        format!("{:x}", new_epoch(&mut lock(&self.rng)))
+    }
+
+    fn connection(&self) -> Result<MultiplexedConnection, BackplaneError> {
+        lock(&self.conn)
+            .clone()
+            .ok_or_else(|| BackplaneError::Unavailable("not connected to Redis".to_owned()))
+    }
+
+    async fn bounded<T>(
+        &self,
+        request: impl Future<Output = redis::RedisResult<T>>,
+    ) -> Result<T, BackplaneError> {
+        match until::<R, _>(R::now() + self.config.timeout, request).await {
+            None => Err(BackplaneError::Timeout(self.config.timeout)),
+            Some(Err(e)) => Err(BackplaneError::Unavailable(e.to_string())),
+            Some(Ok(v)) => Ok(v),
+        }
+    }
+
+    /// A publication pushed by Redis: into the local room's ring, framed
+    /// once for every local member.
+    fn on_push(&self, info: PushInfo) {
+        let Some(msg) = redis::Msg::from_push_info(info) else {
+            return;
+        };
+        let Some(name) = self.room_of(msg.get_channel_name()) else {
+            return;
+        };
+        let Some((position, message)) = parse_publication(msg.get_payload_bytes()) else {
+            return;
+        };
+        let room = match lock(&self.rooms).get(name) {
+            Some(held) => held.room.clone(),
+            None => return,
+        };
+        room.publish_at(position, self.envelopes.prepare(position, &message));
+    }
+}
+
+/// `<offset> <epoch hex> <t|b><payload>`.
+fn parse_publication(payload: &[u8]) -> Option<(StreamPosition, Message)> {
+    let mut parts = payload.splitn(3, |&b| b == b' ');
+    let offset = std::str::from_utf8(parts.next()?).ok()?.parse().ok()?;
+    let epoch = u64::from_str_radix(std::str::from_utf8(parts.next()?).ok()?, 16).ok()?;
+    let rest = parts.next()?;
+    let message = message_of(*rest.first()?, &rest[1..])?;
+    Some((StreamPosition::new(epoch, offset), message))
+}
+
+fn message_of(kind: u8, data: &[u8]) -> Option<Message> {
+    match kind {
+        b't' => Utf8Bytes::try_from(Bytes::copy_from_slice(data))
+            .ok()
+            .map(Message::Text),
+        b'b' => Some(Message::Binary(Bytes::copy_from_slice(data))),
+        _ => None,
+    }
+}
+
+/// Opens the connection, subscribes every held room, and installs it.
+/// Returns a future that completes when the connection is lost.
+async fn connect<R: Runtime>(
+    shared: &Arc<NodeShared<R>>,
+) -> Result<futures_channel::oneshot::Receiver<()>, BackplaneError> {
+    let deadline = R::now() + shared.config.timeout;
+    let opened = until::<R, _>(deadline, async {
+        let tcp = R::connect(shared.host.clone(), shared.port)
+            .await
+            .map_err(|e| {
+                BackplaneError::Unavailable(format!("{}: {e}", shared.config.url))
+            })?;
+        let weak = Arc::downgrade(shared);
+        let push = move |info: PushInfo| -> Result<(), ()> {
+            match weak.upgrade() {
+                Some(shared) => {
+                    shared.on_push(info);
+                    Ok(())
+                }
+                None => Err(()),
+            }
+        };
+        let config = AsyncConnectionConfig::new()
+            .set_response_timeout(None)
+            .set_connection_timeout(None)
+            .set_push_sender(push);
+        MultiplexedConnection::new_with_config(&shared.redis, tcp.compat(), config)
+            .await
+            .map_err(|e| BackplaneError::Unavailable(format!("{}: {e}", shared.config.url)))
+    })
+    .await;
+    let (mut conn, driver) = match opened {
+        None => return Err(BackplaneError::Timeout(shared.config.timeout)),
+        Some(result) => result?,
+    };
+    let (ended_tx, ended) = futures_channel::oneshot::channel();
+    R::spawn(async move {
+        driver.await;
+        let _ = ended_tx.send(());
+    });
+    let channels: Vec<String> = lock(&shared.rooms)
+        .keys()
+        .map(|name| shared.channel(name))
+        .collect();
+    if !channels.is_empty() {
+        shared.bounded(conn.subscribe(channels)).await?;
+    }
+    *lock(&shared.conn) = Some(conn);
+    Ok(ended)
+}
+
+/// Reconnects whenever the connection is lost, until the hub is dropped.
+async fn supervise<R: Runtime>(
+    shared: Weak<NodeShared<R>>,
+    mut ended: futures_channel::oneshot::Receiver<()>,
+) {
+    let mut rng = Rng::new(SeedSource::Os);
+    loop {
+        let _ = (&mut ended).await;
+        let Some(node) = shared.upgrade() else {
+            return;
+        };
+        *lock(&node.conn) = None;
+        let mut backoff = node.config.backoff.clone();
+        drop(node);
+        loop {
+            let delay = backoff.next_delay(&mut rng).unwrap_or(Duration::from_secs(5));
+            sleep::<R>(delay).await;
+            let Some(node) = shared.upgrade() else {
+                return;
+            };
+            if node.stopped.load(Ordering::Relaxed) {
+                return;
+            }
+            if let Ok(next) = connect(&node).await {
+                ended = next;
+                break;
+            }
+        }
+    }
+}
+
+impl<R: Runtime> Node<R> {
+    pub(crate) fn is_connected(&self) -> bool {
+        lock(&self.shared.conn).is_some()
+    }
+
+    /// Keeps this process subscribed to `room` while the result lives;
+    /// waits for Redis to confirm the first subscription.
+    pub(crate) async fn hold(&self, room: &Room<R>) -> Arc<dyn Send + Sync> {
+        let name = room.name().to_owned();
+        let first = {
+            let mut rooms = lock(&self.shared.rooms);
+            match rooms.get_mut(&name) {
+                Some(held) => {
+                    held.holders += 1;
+                    false
+                }
+                None => {
+                    rooms.insert(
+                        name.clone(),
+                        Held {
+                            room: room.clone(),
+                            holders: 1,
+                        },
+                    );
+                    true
+                }
+            }
+        };
+        let hold = Arc::new(Hold {
+            shared: Arc::downgrade(&self.shared),
+            name: name.clone(),
+        });
+        if first {
+            // While disconnected the reconnect subscribes it.
+            if let Ok(mut conn) = self.shared.connection() {
+                let channel = self.shared.channel(&name);
+                let _ = self.shared.bounded(conn.subscribe(channel)).await;
+            }
+        }
+        hold
+    }
+
+    pub(crate) async fn publish(
+        &self,
+        room: &str,
+        message: &Message,
+        history: &HistoryConfig,
+    ) -> Result<StreamPosition, BackplaneError> {
+        let shared = &self.shared;
+        let mut conn = shared.connection()?;
+        let base = shared.base(room);
+        let kind = if message.is_text() { "t" } else { "b" };
+        let mut invocation = shared.publish.key(format!("{base}:h"));
+        invocation
+            .key(format!("{base}:m"))
+            .arg(message.as_bytes())
+            .arg(kind)
+            .arg(history.size)
+            .arg(ttl_seconds(history))
+            .arg(&base)
+            .arg(shared.epoch_candidate());
+        let value: Value = shared
+            .bounded(invocation.invoke_async(&mut conn))
+            .await?;
+        match value {
+            Value::Array(items) if items.len() == 2 => {
+                let offset = integer(&items[0])?;
+                let epoch = epoch(&items[1])?;
+                Ok(StreamPosition::new(epoch, offset))
+            }
+            other => Err(protocol(&other)),
+        }
+    }
+
+    pub(crate) async fn recover(
+        &self,
+        room: &str,
+        since: Option<StreamPosition>,
+        history: &HistoryConfig,
+    ) -> Result<Recovery<Message>, BackplaneError> {
+        let shared = &self.shared;
+        let mut conn = shared.connection()?;
+        let base = shared.base(room);
+        let after: i64 = since.map_or(-1, |s| i64::try_from(s.offset).unwrap_or(i64::MAX));
+        let mut invocation = shared.recover.key(format!("{base}:h"));
+        invocation
+            .key(format!("{base}:m"))
+            .arg(after)
+            .arg(shared.epoch_candidate())
+            .arg(history.max_replay.saturating_add(1))
+            .arg(ttl_seconds(history));
+        let value: Value = shared
+            .bounded(invocation.invoke_async(&mut conn))
+            .await?;
+        let Value::Array(parts) = value else {
+            return Err(protocol(&value));
+        };
+        let [epoch_v, top_v, items_v] = &parts[..] else {
+            return Err(BackplaneError::Protocol(format!("{parts:?}")));
+        };
+        let current = StreamPosition::new(epoch(epoch_v)?, integer(top_v)?);
+        let Some(since) = since else {
+            return Ok(Recovery::NotRecovered { current });
+        };
+        let missed = current.offset.saturating_sub(since.offset);
+        if since.epoch != current.epoch
+            || since.offset > current.offset
+            || usize::try_from(missed).map_or(true, |m| m > history.max_replay)
+        {
+            return Ok(Recovery::NotRecovered { current });
+        }
+        let Value::Array(entries) = items_v else {
+            return Err(protocol(items_v));
+        };
+        let mut items = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let (offset, message) = stream_entry(entry)?;
+            if offset > current.offset {
+                break;
+            }
+            items.push((StreamPosition::new(current.epoch, offset), message));
+        }
+        // Everything after `since` must still be there, without a hole.
+        let complete = items.len() as u64 == missed
+            && items
+                .iter()
+                .enumerate()
+                .all(|(i, (p, _))| p.offset == since.offset + 1 + i as u64);
+        Ok(if complete {
+            Recovery::Recovered { items, current }
+        } else {
+            Recovery::NotRecovered { current }
+        })
+    }
+}
+
+fn ttl_seconds(history: &HistoryConfig) -> u64 {
+    history.ttl_ms.map_or(0, |ms| ms.div_ceil(1000).max(1))
+}
+
+fn protocol(value: &Value) -> BackplaneError {
+    BackplaneError::Protocol(format!("{value:?}"))
+}
+
+fn bytes_of(value: &Value) -> Option<&[u8]> {
+    match value {
+        Value::BulkString(b) => Some(b),
+        Value::SimpleString(s) => Some(s.as_bytes()),
+        Value::VerbatimString { text, .. } => Some(text.as_bytes()),
+        _ => None,
+    }
+}
+
+fn integer(value: &Value) -> Result<u64, BackplaneError> {
+    match value {
+        Value::Int(n) => u64::try_from(*n).map_err(|_| protocol(value)),
+        other => bytes_of(other)
+            .and_then(|b| std::str::from_utf8(b).ok())
+            .and_then(|s| s.parse().ok())
+            .ok_or_else(|| protocol(other)),
+    }
+}
+
+fn epoch(value: &Value) -> Result<u64, BackplaneError> {
+    bytes_of(value)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .and_then(|s| u64::from_str_radix(s, 16).ok())
+        .ok_or_else(|| protocol(value))
+}
+
+/// `[id, [k, <t|b>, d, <payload>]]` with id `<offset>-0`.
+fn stream_entry(entry: &Value) -> Result<(u64, Message), BackplaneError> {
+    let bad = || protocol(entry);
+    let Value::Array(pair) = entry else {
+        return Err(bad());
+    };
+    let [id, fields] = &pair[..] else {
+        return Err(bad());
+    };
+    let id = bytes_of(id).and_then(|b| std::str::from_utf8(b).ok()).ok_or_else(bad)?;
+    let offset = id
+        .strip_suffix("-0")
+        .and_then(|o| o.parse().ok())
+        .ok_or_else(bad)?;
+    let fields: Vec<&[u8]> = match fields {
+        Value::Array(f) => f.iter().filter_map(bytes_of).collect(),
+        Value::Map(m) => m
+            .iter()
+            .flat_map(|(k, v)| [bytes_of(k), bytes_of(v)])
+            .flatten()
+            .collect(),
+        _ => return Err(bad()),
+    };
+    let mut kind = None;
+    let mut data = None;
+    for kv in fields.chunks(2) {
+        if let [k, v] = kv {
+            match *k {
+                b"k" => kind = v.first().copied(),
+                b"d" => data = Some(*v),
+                _ => {}
+            }
+        }
+    }
+    let message = message_of(kind.ok_or_else(bad)?, data.ok_or_else(bad)?).ok_or_else(bad)?;
+    Ok((offset, message))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn publications_parse_and_refuse_garbage() {
+        let (pos, message) = parse_publication(b"7 1f ttext with spaces").unwrap();
+        assert_eq!(pos, StreamPosition::new(0x1f, 7));
+        assert_eq!(message, Message::from("text with spaces"));
+        let (_, binary) = parse_publication(b"1 a b\x00\xff").unwrap();
+        assert_eq!(binary, Message::Binary(Bytes::from_static(b"\x00\xff")));
+        for bad in [&b""[..], b"7", b"7 1f", b"7 zz tx", b"x 1f tx", b"7 1f q", b"7 1f t\xff"] {
+            assert!(parse_publication(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn stream_entries_parse() {
+        let entry = Value::Array(vec![
+            Value::BulkString(b"12-0".to_vec()),
+            Value::Array(vec![
+                Value::BulkString(b"k".to_vec()),
+                Value::BulkString(b"t".to_vec()),
+                Value::BulkString(b"d".to_vec()),
+                Value::BulkString(b"hi".to_vec()),
+            ]),
+        ]);
+        assert_eq!(stream_entry(&entry).unwrap(), (12, Message::from("hi")));
+        let bad = Value::Array(vec![Value::BulkString(b"12-1".to_vec()), Value::Array(vec![])]);
+        assert!(stream_entry(&bad).is_err());
+    }
+}
