@@ -170,75 +170,9 @@ fn wait<T>(rx: &mpsc::Receiver<T>, secs: u64) -> T {
         .expect("the server reported in time")
 }
 
-/// Per-runtime glue: run a future to completion, spawn, sleep, and start a
-/// server in the background. Everything else in the suite is shared.
-mod rt_tokio {
-    use std::future::Future;
-    use std::time::Duration;
-
-    pub(crate) use tokio::net::TcpListener;
-    pub(crate) use wavecast_tokio as ws;
-    pub(crate) type Rt = ws::Tokio;
-
-    pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(f)
-    }
-
-    pub(crate) fn spawn(f: impl Future<Output = ()> + Send + 'static) {
-        tokio::spawn(f);
-    }
-
-    pub(crate) async fn sleep(d: Duration) {
-        tokio::time::sleep(d).await;
-    }
-}
-
-mod rt_smol {
-    use std::future::Future;
-    use std::time::Duration;
-
-    pub(crate) use smol::net::TcpListener;
-    pub(crate) use wavecast_smol as ws;
-    pub(crate) type Rt = ws::Smol;
-
-    pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
-        smol::block_on(f)
-    }
-
-    pub(crate) fn spawn(f: impl Future<Output = ()> + Send + 'static) {
-        smol::spawn(f).detach();
-    }
-
-    pub(crate) async fn sleep(d: Duration) {
-        smol::Timer::after(d).await;
-    }
-}
-
-mod rt_async_std {
-    use std::future::Future;
-    use std::time::Duration;
-
-    pub(crate) use async_std::net::TcpListener;
-    pub(crate) use wavecast_async_std as ws;
-    pub(crate) type Rt = ws::AsyncStd;
-
-    pub(crate) fn block_on<F: Future>(f: F) -> F::Output {
-        async_std::task::block_on(f)
-    }
-
-    pub(crate) fn spawn(f: impl Future<Output = ()> + Send + 'static) {
-        async_std::task::spawn(f);
-    }
-
-    pub(crate) async fn sleep(d: Duration) {
-        async_std::task::sleep(d).await;
-    }
-}
+#[path = "support/runtimes.rs"]
+mod runtimes;
+use runtimes::{rt_async_std, rt_smol, rt_tokio};
 
 // More scenarios, one `macro_rules!` per theme, expanded inside every
 // runtime's module below (they use its `ws`, `block_on`, `spawn`, ...).
@@ -252,6 +186,8 @@ mod behaviour {
     mod deadlines;
     #[macro_use]
     mod streams;
+    #[macro_use]
+    pub(crate) mod history;
     #[macro_use]
     pub(crate) mod chunks;
 }
@@ -336,6 +272,7 @@ macro_rules! behaviour_suite {
             deadlines_scenarios!();
             streams_scenarios!();
             chunks_scenarios!();
+            history_scenarios!();
 
             /// Starts an echo server in a background thread on this runtime
             /// and returns its address. Paths: `/missing` is 404, a foreign

@@ -52,7 +52,8 @@ pub use self::redis::RedisConfig;
 /// it sends (the chat example wraps each message in JSON with a `pos`).
 ///
 /// Each publication is enveloped once per process, not per member. SSE
-/// subscribers need no envelope: the position is the event's `id:`.
+/// subscribers get the same enveloped text as `data:`, with the position
+/// also as the event's `id:` (binary publications have no SSE form).
 pub trait Envelope: Send + Sync + 'static {
     /// The message members receive for a publication at `position`.
     fn publication(&self, position: StreamPosition, message: &Message) -> Message;

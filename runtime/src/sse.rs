@@ -23,12 +23,47 @@ use std::task::{Context, Poll};
 
 use bytes::Bytes;
 use wavecast_core::sse::{room_event_bytes, SseSession};
-use wavecast_core::{Error, SseConfig, SseEnd, SseEvent};
+use wavecast_core::{Error, SseConfig, SseEnd, SseEvent, StreamPosition};
 
+use crate::backplane::{StreamEvent, StreamSubscription};
 use crate::broadcast::Subscription;
 use crate::runtime::{Alarm, Runtime, Transport};
 use crate::server::Incoming;
 use crate::shared::Watch;
+
+/// Where [`SseStream`] takes its events from.
+trait Source {
+    /// The next event's bytes (`None`: nothing to write for it), or why
+    /// the stream must end.
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, SseEnd>>;
+}
+
+impl<R: Runtime> Source for Subscription<R> {
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, SseEnd>> {
+        self.poll_recv(cx).map(|event| room_event_bytes(&event))
+    }
+}
+
+impl<R: Runtime> Source for StreamSubscription<R> {
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, SseEnd>> {
+        self.poll_recv(cx).map(|event| match event {
+            StreamEvent::Publication(message) => Ok(message.sse_bytes().cloned()),
+            StreamEvent::Recovered(current) => Ok(Some(notice("recovered", current))),
+            StreamEvent::NotRecovered(current) => Ok(Some(notice("not_recovered", current))),
+            StreamEvent::Lagged(n) => room_event_bytes(&wavecast_core::RoomEvent::Lagged(n)),
+            StreamEvent::Evicted(code) => room_event_bytes(&wavecast_core::RoomEvent::Evicted(code)),
+        })
+    }
+}
+
+/// A catch-up notice as an SSE event named `name`, carrying `current`.
+fn notice(name: &str, current: StreamPosition) -> Bytes {
+    let position = current.to_string();
+    SseEvent::data(position.as_str())
+        .event(name)
+        .id(position)
+        .encode()
+}
 
 /// An open event stream to one client. Every write is bounded by the
 /// stream's write timeout ([`SseConfig::write_timeout`]): a client that
@@ -122,6 +157,25 @@ impl<S: Transport, R: Runtime> SseStream<S, R> {
             .unwrap_or(SseEnd::Disconnected)
     }
 
+    /// The position the client resumes from: its `Last-Event-ID`, when that
+    /// is a position of a room with history (what [`SseStream::forward_stream`]
+    /// writes as `id:`).
+    pub fn resume_position(&self) -> Option<StreamPosition> {
+        self.last_event_id()?.parse().ok()
+    }
+
+    /// As [`SseStream::forward`], for a room with history: subscribe with
+    /// [`StreamRoom::subscribe`](crate::StreamRoom::subscribe)`(sse.resume_position())`
+    /// and a browser's `EventSource` resumes by itself after a reconnect.
+    /// Every publication's `id:` is its position; a client that could not
+    /// be caught up gets an `event: not_recovered` whose `id:` and `data:`
+    /// are the current position (and one that was, an `event: recovered`).
+    pub async fn forward_stream(&mut self, subscription: &mut StreamSubscription<R>) -> SseEnd {
+        poll_fn(|cx| self.poll_run(cx, Some(&mut *subscription), false))
+            .await
+            .unwrap_or(SseEnd::Disconnected)
+    }
+
     /// The drive loop of the core's session: read (to notice the client
     /// leave), take the next event while the session wants one, write and
     /// report it, stop when the session is finished, sleep until its
@@ -130,7 +184,7 @@ impl<S: Transport, R: Runtime> SseStream<S, R> {
     fn poll_run(
         &mut self,
         cx: &mut Context<'_>,
-        mut source: Option<&mut Subscription<R>>,
+        mut source: Option<&mut dyn Source>,
         until_flushed: bool,
     ) -> Poll<Option<SseEnd>> {
         loop {
@@ -159,9 +213,9 @@ impl<S: Transport, R: Runtime> SseStream<S, R> {
             }
             if let Some(sub) = source.as_deref_mut() {
                 if self.session.wants_event() {
-                    if let Poll::Ready(event) = sub.poll_recv(cx) {
+                    if let Poll::Ready(event) = sub.poll_event(cx) {
                         progress = true;
-                        match room_event_bytes(&event) {
+                        match event {
                             Ok(Some(bytes)) => {
                                 let _ = self.session.send_bytes(bytes);
                             }
