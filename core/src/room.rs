@@ -26,8 +26,8 @@ use std::sync::{Arc, OnceLock};
 use bytes::Bytes;
 
 use crate::close::CloseCode;
-use crate::history::StreamPosition;
 use crate::connection::PreparedMessage;
+use crate::history::StreamPosition;
 use crate::message::Message;
 use crate::sse::SseEvent;
 
@@ -204,7 +204,11 @@ impl RoomMessage {
     /// Wraps a publication of a room with history: `position` is its place
     /// in that history, and its SSE form carries it as the `id:`, so a
     /// browser that reconnects sends it back as `Last-Event-ID`.
-    pub fn with_position(seq: u64, prepared: PreparedMessage, position: StreamPosition) -> RoomMessage {
+    pub fn with_position(
+        seq: u64,
+        prepared: PreparedMessage,
+        position: StreamPosition,
+    ) -> RoomMessage {
         RoomMessage {
             position: Some(position),
             ..RoomMessage::new(seq, prepared)

@@ -1,2 +1,340 @@
-//! placeholder replaced below
-fn main() {}
+//! The Redis backplane against real `redis-server` processes, on every
+//! runtime: three nodes (each a `StreamHub` with its own runtime thread,
+//! Redis connection and WebSocket server) sharing a room; a client moving
+//! to another node and catching up; Redis restarting under the nodes; Redis
+//! missing at start.
+//!
+//! Runs with `--features redis-tests` (`.ci/redis` installs Redis and does
+//! that). Each test starts its own `redis-server` on a free loopback port
+//! (`$WAVECAST_REDIS_SERVER`, or `redis-server` on the `PATH`), without
+//! persistence, so that a restart loses the history as a crash would.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+#[path = "support/runtimes.rs"]
+#[macro_use]
+mod runtimes;
+use runtimes::{rt_async_std, rt_smol, rt_tokio, wait};
+
+#[path = "behaviour/history.rs"]
+#[macro_use]
+#[allow(unused_macros)] // Its in-process scenarios run in tests/behaviour.rs.
+mod history;
+
+/// A `redis-server` of this test, killed on drop.
+struct RedisServer {
+    child: Option<Child>,
+    port: u16,
+}
+
+impl RedisServer {
+    fn start() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let mut server = RedisServer { child: None, port };
+        server.restart();
+        server
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}/", self.port)
+    }
+
+    /// Starts the server on its port (again) and waits until it answers.
+    fn restart(&mut self) {
+        let binary =
+            std::env::var("WAVECAST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
+        let child = Command::new(&binary)
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| {
+                panic!(
+                    "{binary} could not be started ({e}); .ci/redis installs Debian's redis-server"
+                )
+            });
+        self.child = Some(child);
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if self.ping() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "redis-server did not answer within 10 s"
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    fn ping(&self) -> bool {
+        let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = tcp.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut answer = [0u8; 7];
+        tcp.write_all(b"PING\r\n").is_ok()
+            && tcp.read_exact(&mut answer).is_ok()
+            && &answer == b"+PONG\r\n"
+    }
+
+    /// Kills the server (as a crash would: nothing is saved).
+    fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+macro_rules! backplane_suite {
+    ($suite:ident, $rt:ident) => {
+        mod $suite {
+            use std::future::Future;
+            use std::sync::mpsc;
+            use std::time::Duration;
+
+            use futures_util::future::{select, Either};
+            use futures_util::pin_mut;
+
+            use super::$rt::{block_on, sleep, spawn, ws, Rt, TcpListener};
+            use super::{wait, RedisServer};
+            use ws::{Accept, Config, Message};
+
+            suite_helpers!();
+            stream_support!();
+
+            fn history() -> HistoryConfig {
+                HistoryConfig::default().with_size(100)
+            }
+
+            /// A node: a hub on Redis, in a runtime of its own (a thread).
+            fn node(redis: &RedisServer) -> ws::StreamHub<Rt> {
+                let config = ws::RedisConfig::new(redis.url());
+                let (tx, rx) = mpsc::channel();
+                std::thread::spawn(move || {
+                    block_on(async move {
+                        let hub = ws::StreamHub::<Rt>::redis(
+                            config,
+                            ws::RoomConfig::default(),
+                            history(),
+                        )
+                        .await
+                        .expect("connect to Redis")
+                        .with_envelope(Tagged);
+                        tx.send(hub).unwrap();
+                        // The connection's task lives on this runtime.
+                        std::future::pending::<()>().await;
+                    })
+                });
+                wait(&rx, 10)
+            }
+
+            /// Reads `count` tagged publications and checks they continue
+            /// `after` without a gap; returns them.
+            async fn read_run(
+                client: &mut ws::WebSocket,
+                after: StreamPosition,
+                count: u64,
+            ) -> Vec<(StreamPosition, String)> {
+                let mut got = Vec::new();
+                for i in 1..=count {
+                    let (pos, text) = tagged(&next_text(client).await);
+                    assert_eq!(
+                        pos,
+                        StreamPosition::new(after.epoch, after.offset + i),
+                        "{text}"
+                    );
+                    got.push((pos, text));
+                }
+                got
+            }
+
+            #[test]
+            fn three_nodes_deliver_every_publication_once_in_order() {
+                let redis = RedisServer::start();
+                let nodes = [node(&redis), node(&redis), node(&redis)];
+                let addrs: Vec<String> = nodes
+                    .iter()
+                    .map(|n| stream_server(n.clone(), "town"))
+                    .collect();
+                block_on(async move {
+                    let mut rooms = Vec::new();
+                    for n in &nodes {
+                        rooms.push(n.room("town").await.unwrap());
+                    }
+                    let start = rooms[0].position().await.unwrap();
+                    let mut clients = Vec::new();
+                    for addr in addrs.iter().chain(addrs.iter()) {
+                        clients.push(join(addr, None).await);
+                    }
+                    for room in &rooms {
+                        wait_for(|| room.local().members() == 2).await;
+                    }
+                    // Publishers on every node at once: Redis orders them.
+                    let mut acked = Vec::new();
+                    for i in 0..30 {
+                        acked.push(rooms[i % 3].publish(format!("m{i}")).await.unwrap());
+                    }
+                    let mut offsets: Vec<u64> = acked.iter().map(|p| p.offset).collect();
+                    offsets.sort_unstable();
+                    assert_eq!(
+                        offsets,
+                        (start.offset + 1..=start.offset + 30).collect::<Vec<_>>()
+                    );
+                    let mut first: Option<Vec<(StreamPosition, String)>> = None;
+                    for client in &mut clients {
+                        let run = read_run(client, start, 30).await;
+                        // Exactly once: nothing more is waiting.
+                        let more = within(Duration::from_secs(5), async {
+                            let timer = sleep(Duration::from_millis(200));
+                            pin_mut!(timer);
+                            let next = client.recv();
+                            pin_mut!(next);
+                            matches!(select(next, timer).await, Either::Left(_))
+                        })
+                        .await;
+                        assert!(!more, "a publication came twice");
+                        match &first {
+                            None => first = Some(run),
+                            Some(first) => assert_eq!(&run, first, "every member sees one order"),
+                        }
+                    }
+                    let first = first.unwrap();
+                    for (pos, text) in &first {
+                        let i: usize = text[1..].parse().unwrap();
+                        assert_eq!(acked[i], *pos, "the ack is the delivered position");
+                    }
+                });
+            }
+
+            #[test]
+            fn a_client_leaving_one_node_catches_up_on_another() {
+                let redis = RedisServer::start();
+                let nodes = [node(&redis), node(&redis), node(&redis)];
+                let addrs: Vec<String> = nodes
+                    .iter()
+                    .map(|n| stream_server(n.clone(), "move"))
+                    .collect();
+                block_on(async move {
+                    let room = nodes[1].room("move").await.unwrap();
+                    let start = room.position().await.unwrap();
+                    let mut client = join(&addrs[0], None).await;
+                    let first_room = nodes[0].room("move").await.unwrap();
+                    wait_for(|| first_room.local().members() == 1).await;
+                    for i in 0..5 {
+                        room.publish(format!("a{i}")).await.unwrap();
+                    }
+                    let seen = read_run(&mut client, start, 5).await;
+                    // The node goes away under the client (its connection
+                    // drops); publications go on elsewhere meanwhile.
+                    drop(client);
+                    wait_for(|| first_room.local().members() == 0).await;
+                    for i in 0..7 {
+                        room.publish(format!("b{i}")).await.unwrap();
+                    }
+                    let last = seen.last().unwrap().0;
+                    let mut moved = join(&addrs[2], Some(last)).await;
+                    let caught = read_run(&mut moved, last, 7).await;
+                    let texts: Vec<&str> = caught.iter().map(|(_, t)| t.as_str()).collect();
+                    assert_eq!(texts, ["b0", "b1", "b2", "b3", "b4", "b5", "b6"]);
+                    let current = caught.last().unwrap().0;
+                    assert_eq!(next_text(&mut moved).await, format!("recovered {current}"));
+                    room.publish("live").await.unwrap();
+                    read_run(&mut moved, current, 1).await;
+                });
+            }
+
+            #[test]
+            fn a_redis_restart_changes_the_epoch_and_clients_are_told() {
+                let mut redis = RedisServer::start();
+                let hub = node(&redis);
+                let addr = stream_server(hub.clone(), "restart");
+                block_on(async move {
+                    let room = hub.room("restart").await.unwrap();
+                    let before = room.publish("before").await.unwrap();
+                    let mut client = join(&addr, Some(before)).await;
+                    assert_eq!(next_text(&mut client).await, format!("recovered {before}"));
+                    redis.kill();
+                    wait_for(|| !hub.is_connected()).await;
+                    match room.publish("lost").await {
+                        Err(
+                            ws::BackplaneError::Unavailable(_) | ws::BackplaneError::Timeout(_),
+                        ) => {}
+                        other => panic!("a publish while Redis is down must fail, got {other:?}"),
+                    }
+                    redis.restart();
+                    within(Duration::from_secs(15), async {
+                        while !hub.is_connected() {
+                            sleep(Duration::from_millis(20)).await;
+                        }
+                    })
+                    .await;
+                    let after = room.publish("after").await.unwrap();
+                    assert_ne!(after.epoch, before.epoch, "history was lost: a new epoch");
+                    assert_eq!(after.offset, 1);
+                    // The member still connected learns it lost the thread
+                    // (the resubscribed node keeps delivering): the new epoch
+                    // continues from its start...
+                    let restart = StreamPosition::new(after.epoch, 0);
+                    assert_eq!(
+                        next_text(&mut client).await,
+                        format!("not_recovered {restart}")
+                    );
+                    assert_eq!(
+                        tagged(&next_text(&mut client).await),
+                        (after, "after".to_owned())
+                    );
+                    // ...and so does one reconnecting with an old position.
+                    let mut late = join(&addr, Some(before)).await;
+                    assert_eq!(next_text(&mut late).await, format!("not_recovered {after}"));
+                });
+            }
+
+            #[test]
+            fn an_unreachable_redis_is_a_clear_error_at_start() {
+                let port = std::net::TcpListener::bind("127.0.0.1:0")
+                    .and_then(|l| l.local_addr())
+                    .unwrap()
+                    .port();
+                let config = ws::RedisConfig::new(format!("redis://127.0.0.1:{port}/"));
+                block_on(async move {
+                    let started = std::time::Instant::now();
+                    let result =
+                        ws::StreamHub::<Rt>::redis(config, ws::RoomConfig::default(), history())
+                            .await;
+                    let error = result.err().expect("no Redis there");
+                    assert!(
+                        matches!(error, ws::BackplaneError::Unavailable(_)),
+                        "{error:?}"
+                    );
+                    assert!(error.to_string().contains(&port.to_string()), "{error}");
+                    assert!(started.elapsed() < Duration::from_secs(3));
+                    let bad = ws::StreamHub::<Rt>::redis(
+                        ws::RedisConfig::new("http://nope"),
+                        ws::RoomConfig::default(),
+                        history(),
+                    )
+                    .await;
+                    assert!(matches!(bad, Err(ws::BackplaneError::Unavailable(_))));
+                });
+            }
+        }
+    };
+}
+
+backplane_suite!(tokio_runtime, rt_tokio);
+backplane_suite!(smol_runtime, rt_smol);
+backplane_suite!(async_std_runtime, rt_async_std);

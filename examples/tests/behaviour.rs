@@ -164,15 +164,10 @@ mod raw {
     }
 }
 
-/// Waits for a value from a server thread, failing the test on timeout.
-fn wait<T>(rx: &mpsc::Receiver<T>, secs: u64) -> T {
-    rx.recv_timeout(Duration::from_secs(secs))
-        .expect("the server reported in time")
-}
-
 #[path = "support/runtimes.rs"]
+#[macro_use]
 mod runtimes;
-use runtimes::{rt_async_std, rt_smol, rt_tokio};
+use runtimes::{rt_async_std, rt_smol, rt_tokio, wait};
 
 // More scenarios, one `macro_rules!` per theme, expanded inside every
 // runtime's module below (they use its `ws`, `block_on`, `spawn`, ...).
@@ -214,58 +209,7 @@ macro_rules! behaviour_suite {
                 OriginAllowList,
             };
 
-            /// Runs `future` to completion, failing the test after `limit`.
-            async fn within<T>(limit: Duration, future: impl Future<Output = T>) -> T {
-                let timer = sleep(limit);
-                pin_mut!(future, timer);
-                match select(future, timer).await {
-                    Either::Left((value, _)) => value,
-                    Either::Right(_) => panic!("timed out after {limit:?}"),
-                }
-            }
-
-            /// Waits (up to 5 s) until `cond` holds.
-            async fn wait_for(mut cond: impl FnMut() -> bool) {
-                within(Duration::from_secs(5), async {
-                    while !cond() {
-                        sleep(Duration::from_millis(2)).await;
-                    }
-                })
-                .await
-            }
-
-            /// Lets other tasks run once.
-            async fn yield_now() {
-                let mut yielded = false;
-                std::future::poll_fn(|cx| {
-                    if yielded {
-                        return std::task::Poll::Ready(());
-                    }
-                    yielded = true;
-                    cx.waker().wake_by_ref();
-                    std::task::Poll::Pending
-                })
-                .await
-            }
-
-            /// Binds a listener on a thread of its own running this
-            /// runtime, runs `serve(listener)` there (for as long as it
-            /// likes), and returns the address.
-            fn background<F, Fut>(serve: F) -> String
-            where
-                F: FnOnce(TcpListener) -> Fut + Send + 'static,
-                Fut: Future<Output = ()>,
-            {
-                let (tx, rx) = mpsc::channel();
-                std::thread::spawn(move || {
-                    block_on(async move {
-                        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-                        tx.send(listener.local_addr().unwrap().to_string()).unwrap();
-                        serve(listener).await;
-                    })
-                });
-                wait(&rx, 5)
-            }
+            suite_helpers!();
 
             rooms_scenarios!();
             serving_scenarios!();

@@ -32,8 +32,8 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use wavecast_core::history::{CatchUp, CatchUpEvent, History, HistoryConfig, Recovery};
-use wavecast_core::room::{RoomConfig, RoomError, RoomEvent, RoomMessage};
 use wavecast_core::rng::Rng;
+use wavecast_core::room::{RoomConfig, RoomError, RoomEvent, RoomMessage};
 use wavecast_core::{CloseCode, Message, PreparedMessage, SeedSource, StreamPosition};
 
 use crate::broadcast::{Hub, Member, Room, Subscription};
@@ -253,7 +253,6 @@ impl<R: Runtime> Inner<R> {
         let elapsed = R::now().saturating_duration_since(self.start);
         u64::try_from(elapsed.as_millis()).unwrap_or(u64::MAX)
     }
-
 }
 
 /// The hub's [`Envelope`], shared with the backplane's receiving side.
@@ -329,7 +328,10 @@ impl<R: Runtime> StreamRoom<R> {
     /// [`BackplaneError::Unavailable`] or [`BackplaneError::Timeout`] when
     /// Redis is down or slow: the message may or may not have been
     /// published, so retry with an id the application deduplicates by.
-    pub async fn publish(&self, message: impl Into<Message>) -> Result<StreamPosition, BackplaneError> {
+    pub async fn publish(
+        &self,
+        message: impl Into<Message>,
+    ) -> Result<StreamPosition, BackplaneError> {
         let message = message.into();
         match &self.inner.backend {
             Backend::Local(local) => {
@@ -347,7 +349,10 @@ impl<R: Runtime> StreamRoom<R> {
                 Ok(position)
             }
             #[cfg(feature = "redis")]
-            Backend::Redis(node) => node.publish(self.name(), &message, &self.inner.history).await,
+            Backend::Redis(node) => {
+                node.publish(self.name(), &message, &self.inner.history)
+                    .await
+            }
         }
     }
 
@@ -358,7 +363,10 @@ impl<R: Runtime> StreamRoom<R> {
     /// # Errors
     ///
     /// As for [`StreamRoom::publish`].
-    pub async fn recover(&self, since: Option<StreamPosition>) -> Result<Recovery<Message>, BackplaneError> {
+    pub async fn recover(
+        &self,
+        since: Option<StreamPosition>,
+    ) -> Result<Recovery<Message>, BackplaneError> {
         recover(&self.inner, self.name(), since).await
     }
 

@@ -130,18 +130,18 @@ pub use upgrade::{request_from_http, UpgradeRejection, WebSocketUpgrade};
 pub use websocket::{Receiver, Sender, WebSocket};
 
 // Rooms, SSE and the server loop.
+#[cfg(feature = "redis")]
+pub use backplane::RedisConfig;
 pub use backplane::{
     BackplaneError, Envelope, Plain, StreamEvent, StreamHub, StreamRoom, StreamSubscription,
 };
-#[cfg(feature = "redis")]
-pub use backplane::RedisConfig;
 pub use broadcast::{Hub, Member, Room, Subscription};
 pub use serve::{serve, Server};
 pub use sse::SseStream;
 
 // The core's types an application names.
-pub use wavecast_core::history::{HistoryConfig, Recovery, StreamPosition};
 pub use wavecast_core::handshake::{Accept, ClientRequest, Headers, HttpVersion, Request};
+pub use wavecast_core::history::{HistoryConfig, Recovery, StreamPosition};
 pub use wavecast_core::room::{
     LagPolicy, MemberEnd, RoomConfig, RoomError, RoomEvent, RoomMessage,
 };

@@ -51,7 +51,9 @@ impl<R: Runtime> Source for StreamSubscription<R> {
             StreamEvent::Recovered(current) => Ok(Some(notice("recovered", current))),
             StreamEvent::NotRecovered(current) => Ok(Some(notice("not_recovered", current))),
             StreamEvent::Lagged(n) => room_event_bytes(&wavecast_core::RoomEvent::Lagged(n)),
-            StreamEvent::Evicted(code) => room_event_bytes(&wavecast_core::RoomEvent::Evicted(code)),
+            StreamEvent::Evicted(code) => {
+                room_event_bytes(&wavecast_core::RoomEvent::Evicted(code))
+            }
         })
     }
 }

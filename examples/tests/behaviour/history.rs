@@ -118,7 +118,13 @@ macro_rules! history_scenarios {
                 assert_eq!(room.position().await.unwrap(), second);
                 // Another hub (a restarted process) starts another epoch.
                 let other = local_hub(HistoryConfig::default().with_size(64));
-                let again = other.room("acks").await.unwrap().publish("c").await.unwrap();
+                let again = other
+                    .room("acks")
+                    .await
+                    .unwrap()
+                    .publish("c")
+                    .await
+                    .unwrap();
                 assert_ne!(again.epoch, first.epoch);
             });
         }
@@ -171,11 +177,17 @@ macro_rules! history_scenarios {
                 }
                 let current = room.position().await.unwrap();
                 let mut late = join(&addr, Some(start)).await;
-                assert_eq!(next_text(&mut late).await, format!("not_recovered {current}"));
+                assert_eq!(
+                    next_text(&mut late).await,
+                    format!("not_recovered {current}")
+                );
                 // A position from another epoch (another process's) as well.
                 let foreign = StreamPosition::new(current.epoch ^ 1, 3);
                 let mut stranger = join(&addr, Some(foreign)).await;
-                assert_eq!(next_text(&mut stranger).await, format!("not_recovered {current}"));
+                assert_eq!(
+                    next_text(&mut stranger).await,
+                    format!("not_recovered {current}")
+                );
                 room.publish("after").await.unwrap();
                 for client in [&mut late, &mut stranger] {
                     let (pos, text) = tagged(&next_text(client).await);
@@ -212,7 +224,11 @@ macro_rules! history_scenarios {
                 let mut buf = [0u8; 512];
                 while got.len() < want.len() {
                     let n = std::io::Read::read(&mut tcp, &mut buf).expect("read events");
-                    assert!(n > 0, "stream ended after {:?}", String::from_utf8_lossy(&got));
+                    assert!(
+                        n > 0,
+                        "stream ended after {:?}",
+                        String::from_utf8_lossy(&got)
+                    );
                     got.extend_from_slice(&buf[..n]);
                 }
                 let got = String::from_utf8(got).unwrap();

@@ -28,12 +28,14 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, ProtocolVersion, PushInfo, Value};
+use redis::{
+    AsyncConnectionConfig, ConnectionAddr, IntoConnectionInfo, ProtocolVersion, PushInfo, Value,
+};
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 use wavecast_core::backoff::Backoff;
 use wavecast_core::history::{HistoryConfig, Recovery};
-use wavecast_core::Utf8Bytes;
 use wavecast_core::rng::Rng;
+use wavecast_core::Utf8Bytes;
 use wavecast_core::{Message, SeedSource, StreamPosition};
 
 use super::{new_epoch, Backend, BackplaneError, Envelopes, StreamHub};
@@ -116,7 +118,10 @@ impl<R: Runtime> StreamHub<R> {
                 )))
             }
         };
-        let redis = info.redis_settings().clone().set_protocol(ProtocolVersion::RESP3);
+        let redis = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
         let envelopes = Envelopes::default();
         let shared = Arc::new(NodeShared {
             host,
@@ -345,9 +350,7 @@ async fn connect<R: Runtime>(
     let opened = until::<R, _>(deadline, async {
         let tcp = R::connect(shared.host.clone(), shared.port)
             .await
-            .map_err(|e| {
-                BackplaneError::Unavailable(format!("{}: {e}", shared.config.url))
-            })?;
+            .map_err(|e| BackplaneError::Unavailable(format!("{}: {e}", shared.config.url)))?;
         let weak = Arc::downgrade(shared);
         let push = move |info: PushInfo| -> Result<(), ()> {
             match weak.upgrade() {
@@ -402,7 +405,9 @@ async fn supervise<R: Runtime>(
         let mut backoff = node.config.backoff.clone();
         drop(node);
         loop {
-            let delay = backoff.next_delay(&mut rng).unwrap_or(Duration::from_secs(5));
+            let delay = backoff
+                .next_delay(&mut rng)
+                .unwrap_or(Duration::from_secs(5));
             sleep::<R>(delay).await;
             let Some(node) = shared.upgrade() else {
                 return;
@@ -479,9 +484,7 @@ impl<R: Runtime> Node<R> {
             .arg(ttl_seconds(history))
             .arg(&base)
             .arg(shared.epoch_candidate());
-        let value: Value = shared
-            .bounded(invocation.invoke_async(&mut conn))
-            .await?;
+        let value: Value = shared.bounded(invocation.invoke_async(&mut conn)).await?;
         match value {
             Value::Array(items) if items.len() == 2 => {
                 let offset = integer(&items[0])?;
@@ -509,9 +512,7 @@ impl<R: Runtime> Node<R> {
             .arg(shared.epoch_candidate())
             .arg(history.max_replay.saturating_add(1))
             .arg(ttl_seconds(history));
-        let value: Value = shared
-            .bounded(invocation.invoke_async(&mut conn))
-            .await?;
+        let value: Value = shared.bounded(invocation.invoke_async(&mut conn)).await?;
         let Value::Array(parts) = value else {
             return Err(protocol(&value));
         };
@@ -597,7 +598,9 @@ fn stream_entry(entry: &Value) -> Result<(u64, Message), BackplaneError> {
     let [id, fields] = &pair[..] else {
         return Err(bad());
     };
-    let id = bytes_of(id).and_then(|b| std::str::from_utf8(b).ok()).ok_or_else(bad)?;
+    let id = bytes_of(id)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .ok_or_else(bad)?;
     let offset = id
         .strip_suffix("-0")
         .and_then(|o| o.parse().ok())
@@ -637,7 +640,15 @@ mod tests {
         assert_eq!(message, Message::from("text with spaces"));
         let (_, binary) = parse_publication(b"1 a b\x00\xff").unwrap();
         assert_eq!(binary, Message::Binary(Bytes::from_static(b"\x00\xff")));
-        for bad in [&b""[..], b"7", b"7 1f", b"7 zz tx", b"x 1f tx", b"7 1f q", b"7 1f t\xff"] {
+        for bad in [
+            &b""[..],
+            b"7",
+            b"7 1f",
+            b"7 zz tx",
+            b"x 1f tx",
+            b"7 1f q",
+            b"7 1f t\xff",
+        ] {
             assert!(parse_publication(bad).is_none(), "{bad:?}");
         }
     }
@@ -654,7 +665,10 @@ mod tests {
             ]),
         ]);
         assert_eq!(stream_entry(&entry).unwrap(), (12, Message::from("hi")));
-        let bad = Value::Array(vec![Value::BulkString(b"12-1".to_vec()), Value::Array(vec![])]);
+        let bad = Value::Array(vec![
+            Value::BulkString(b"12-1".to_vec()),
+            Value::Array(vec![]),
+        ]);
         assert!(stream_entry(&bad).is_err());
     }
 }
