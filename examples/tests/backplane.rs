@@ -84,6 +84,21 @@ impl RedisServer {
             && &answer == b"+PONG\r\n"
     }
 
+    /// Runs one command on the server and returns its raw reply (the first
+    /// read's worth: the tests send commands with short answers).
+    fn command(&self, args: &[&str]) -> String {
+        let mut tcp = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to Redis");
+        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut request = format!("*{}\r\n", args.len());
+        for arg in args {
+            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
+        }
+        tcp.write_all(request.as_bytes()).unwrap();
+        let mut reply = [0u8; 512];
+        let n = tcp.read(&mut reply).expect("a reply");
+        String::from_utf8_lossy(&reply[..n]).into_owned()
+    }
+
     /// Kills the server (as a crash would: nothing is saved).
     fn kill(&mut self) {
         if let Some(mut child) = self.child.take() {
@@ -122,7 +137,8 @@ macro_rules! backplane_suite {
 
             /// A node: a hub on Redis, in a runtime of its own (a thread).
             fn node(redis: &RedisServer) -> ws::StreamHub<Rt> {
-                let config = ws::RedisConfig::new(redis.url());
+                let config = ws::RedisConfig::new(redis.url())
+                    .with_presence_ttl(Duration::from_millis(300));
                 let (tx, rx) = mpsc::channel();
                 std::thread::spawn(move || {
                     block_on(async move {
@@ -133,6 +149,7 @@ macro_rules! backplane_suite {
                         )
                         .await
                         .expect("connect to Redis")
+                        .with_presence(quick_presence())
                         .with_envelope(Tagged);
                         tx.send(hub).unwrap();
                         // The connection's task lives on this runtime.
@@ -300,6 +317,40 @@ macro_rules! backplane_suite {
                     // ...and so does one reconnecting with an old position.
                     let mut late = join(&addr, Some(before)).await;
                     assert_eq!(next_text(&mut late).await, format!("not_recovered {after}"));
+                });
+            }
+
+            #[test]
+            fn presence_spans_nodes_and_a_dead_nodes_entries_expire() {
+                let redis = RedisServer::start();
+                let nodes = [node(&redis), node(&redis), node(&redis)];
+                let addr = stream_server(nodes[2].clone(), "plaza");
+                block_on(async move {
+                    let watched = nodes[2].room("plaza").await.unwrap();
+                    let mut watcher = join(&addr, None).await;
+                    wait_for(|| watched.local().members() == 1).await;
+                    let first = nodes[0].room("plaza").await.unwrap();
+                    let second = nodes[1].room("plaza").await.unwrap();
+                    let ann = first.enter("c1", "ann").await.unwrap();
+                    let _bob = second.enter("c2", "bob").await.unwrap();
+                    // One notice per node and window, naming who joined there.
+                    let mut notices = vec![next_text(&mut watcher).await, next_text(&mut watcher).await];
+                    notices.sort();
+                    assert_eq!(notices, ["presence +ann -", "presence +bob -"]);
+                    // A node that died left entries nobody refreshes.
+                    let zset = "{wavecast:plaza}:pz";
+                    let hash = "{wavecast:plaza}:ph";
+                    assert_eq!(redis.command(&["ZADD", zset, "1", "ghost"]), ":1\r\n");
+                    assert_eq!(redis.command(&["HSET", hash, "ghost", "boo"]), ":1\r\n");
+                    // Live entries outlive their ttl (300 ms) by refreshes.
+                    sleep(Duration::from_millis(900)).await;
+                    let mut present = watched.presence().await.unwrap();
+                    present.sort();
+                    assert_eq!(present, [("c1".into(), "ann".into()), ("c2".into(), "bob".into())]);
+                    assert_eq!(redis.command(&["HEXISTS", hash, "ghost"]), ":0\r\n");
+                    drop(ann);
+                    assert_eq!(next_text(&mut watcher).await, "presence + -ann");
+                    assert_eq!(watched.presence().await.unwrap(), [("c2".into(), "bob".into())]);
                 });
             }
 

@@ -32,6 +32,7 @@ use std::task::{Context, Poll};
 use std::time::Instant;
 
 use wavecast_core::history::{CatchUp, CatchUpEvent, History, HistoryConfig, Recovery};
+use wavecast_core::presence::{PresenceBatch, PresenceChange, PresenceConfig};
 use wavecast_core::rng::Rng;
 use wavecast_core::room::{RoomConfig, RoomError, RoomEvent, RoomMessage};
 use wavecast_core::{CloseCode, Message, PreparedMessage, SeedSource, StreamPosition};
@@ -70,6 +71,14 @@ pub trait Envelope: Send + Sync + 'static {
     /// continues from `current`.
     fn not_recovered(&self, current: StreamPosition) -> Option<Message> {
         let _ = current;
+        None
+    }
+
+    /// Sent to every member of a room, on every node, for one window of
+    /// presence changes coalesced by one node ([`StreamRoom::enter`]).
+    /// `None` (the default) announces nothing.
+    fn presence(&self, change: &PresenceChange) -> Option<Message> {
+        let _ = change;
         None
     }
 }
@@ -133,8 +142,18 @@ pub(crate) struct Inner<R: Runtime> {
     history: HistoryConfig,
     envelope: Envelopes,
     backend: Backend<R>,
-    /// Where [`now_ms`] counts from (the local history's clock).
+    /// Where [`Inner::now_ms`] counts from (the local history's clock).
     start: Instant,
+    /// The presences entered on this node, by room.
+    presence: Mutex<HashMap<String, RoomPresence>>,
+    presence_config: Mutex<PresenceConfig>,
+}
+
+/// One room's presences on this node and the changes not announced yet.
+struct RoomPresence {
+    /// Client id to its info.
+    present: HashMap<String, String>,
+    batch: PresenceBatch,
 }
 
 enum Backend<R: Runtime> {
@@ -194,6 +213,8 @@ impl<R: Runtime> StreamHub<R> {
                 envelope,
                 backend,
                 start: R::now(),
+                presence: Mutex::new(HashMap::new()),
+                presence_config: Mutex::new(PresenceConfig::default()),
             }),
         }
     }
@@ -202,6 +223,14 @@ impl<R: Runtime> StreamHub<R> {
     /// every clone of this hub and for publications framed from now on.
     pub fn with_envelope(self, envelope: impl Envelope) -> StreamHub<R> {
         self.inner.envelope.set(Arc::new(envelope));
+        self
+    }
+
+    /// Sets how presence changes are coalesced ([`StreamRoom::enter`]),
+    /// for every clone of this hub and every room whose presence starts
+    /// from now on.
+    pub fn with_presence(self, config: PresenceConfig) -> StreamHub<R> {
+        *lock(&self.inner.presence_config) = config;
         self
     }
 
@@ -379,6 +408,52 @@ impl<R: Runtime> StreamRoom<R> {
         Ok(self.recover(None).await?.current())
     }
 
+    /// Marks `client` (an id unique to one connection, such as a session
+    /// id) present in the room with `info` (such as a nickname) until the
+    /// returned [`Presence`] is dropped. Joins and leaves are announced to
+    /// the room's members on every node, coalesced per window
+    /// ([`StreamHub::with_presence`], through [`Envelope::presence`]).
+    /// With Redis the entry is written there before this returns, kept
+    /// fresh by this node, and expires [`RedisConfig`]'s `presence_ttl`
+    /// after this node stops refreshing it (it died).
+    ///
+    /// # Errors
+    ///
+    /// As for [`StreamRoom::publish`]; nothing was entered then.
+    pub async fn enter(&self, client: &str, info: &str) -> Result<Presence, BackplaneError> {
+        #[cfg(feature = "redis")]
+        if let Backend::Redis(node) = &self.inner.backend {
+            node.enter(self.name(), client, info).await?;
+        }
+        self.inner.presence_changed(self.name(), client, Some(info));
+        Ok(Presence {
+            inner: Box::new(self.inner.clone()),
+            room: self.name().to_owned(),
+            client: client.to_owned(),
+        })
+    }
+
+    /// Who is present in the room: `(client, info)` pairs, on every node
+    /// (with Redis; expired entries of dead nodes are removed first), in no
+    /// particular order.
+    ///
+    /// # Errors
+    ///
+    /// As for [`StreamRoom::publish`].
+    pub async fn presence(&self) -> Result<Vec<(String, String)>, BackplaneError> {
+        match &self.inner.backend {
+            Backend::Local(_) => {
+                let presence = lock(&self.inner.presence);
+                Ok(presence
+                    .get(self.name())
+                    .map(|room| room.present.iter().map(|(c, i)| (c.clone(), i.clone())).collect())
+                    .unwrap_or_default())
+            }
+            #[cfg(feature = "redis")]
+            Backend::Redis(node) => node.presence(self.name()).await,
+        }
+    }
+
     /// Subscribes now and catches up from `since`: the subscription yields
     /// the publications after `since` (fetched from the history), then live
     /// ones, with no gap and no duplicate, or says they could not be
@@ -414,6 +489,136 @@ impl<R: Runtime> StreamRoom<R> {
         let forwarding = forward(sub, sender, skipped.clone(), member_queue);
         let attachment = shared.attach(Box::pin(forwarding));
         Member::new(attachment, skipped)
+    }
+}
+
+/// A client's presence in a room (see [`StreamRoom::enter`]); dropping it
+/// leaves.
+pub struct Presence {
+    inner: Box<dyn Leave>,
+    room: String,
+    client: String,
+}
+
+impl fmt::Debug for Presence {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Presence")
+            .field("room", &self.room)
+            .field("client", &self.client)
+            .finish()
+    }
+}
+
+impl Drop for Presence {
+    fn drop(&mut self) {
+        self.inner.leave(&self.room, &self.client);
+    }
+}
+
+/// The hub behind a [`Presence`], without its runtime parameter.
+trait Leave: Send + Sync {
+    fn leave(&self, room: &str, client: &str);
+}
+
+impl<R: Runtime> Leave for Arc<Inner<R>> {
+    fn leave(&self, room: &str, client: &str) {
+        #[cfg(feature = "redis")]
+        if let Backend::Redis(node) = &self.backend {
+            node.leave(room, client);
+        }
+        self.presence_changed(room, client, None);
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl<R: Runtime> Inner<R> {
+    /// `client` entered with `info` (`Some`) or left (`None`): recorded,
+    /// and put into the room's batch; the first change of a window arms
+    /// its announcement.
+    fn presence_changed(self: &Arc<Self>, room: &str, client: &str, info: Option<&str>) {
+        let now = R::now();
+        let opened = {
+            let mut presence = lock(&self.presence);
+            let entry = presence
+                .entry(room.to_owned())
+                .or_insert_with(|| RoomPresence {
+                    present: HashMap::new(),
+                    batch: PresenceBatch::new(*lock(&self.presence_config)),
+                });
+            let opened = match info {
+                Some(info) => {
+                    entry.present.insert(client.to_owned(), info.to_owned());
+                    entry.batch.join(info, now)
+                }
+                None => match entry.present.remove(client) {
+                    Some(info) => entry.batch.leave(&info, now),
+                    None => false,
+                },
+            };
+            entry.batch.poll_timeout().filter(|_| opened)
+        };
+        if let Some(due) = opened {
+            let inner = Arc::downgrade(self);
+            let room = room.to_owned();
+            R::spawn(async move {
+                let _ = R::sleep_until(due).await;
+                if let Some(inner) = inner.upgrade() {
+                    inner.announce(&room).await;
+                }
+            });
+        }
+    }
+
+    /// Hands the room's batch to every node's members.
+    async fn announce(&self, room: &str) {
+        let change = {
+            let mut presence = lock(&self.presence);
+            let Some(entry) = presence.get_mut(room) else {
+                return;
+            };
+            // The sleep may end a little early on a coarse timer.
+            let due = entry.batch.poll_timeout();
+            let change = due.and_then(|due| entry.batch.take(R::now().max(due)));
+            if entry.present.is_empty() && entry.batch.poll_timeout().is_none() {
+                presence.remove(room);
+            }
+            change
+        };
+        let Some(change) = change else {
+            return;
+        };
+        match &self.backend {
+            Backend::Local(_) => self.deliver_presence(room, &change),
+            #[cfg(feature = "redis")]
+            Backend::Redis(node) => node.announce(room, &change).await,
+        }
+    }
+
+    /// Gives this node's members of `room` a presence change.
+    pub(crate) fn deliver_presence(&self, room: &str, change: &PresenceChange) {
+        let Some(notice) = self.envelope.get().presence(change) else {
+            return;
+        };
+        // A room nobody holds is created and dropped again: no members.
+        if let Ok(room) = self.hub.room(room) {
+            room.publish_prepared(PreparedMessage::new(notice));
+        }
+    }
+
+    /// This node's presences, by room (what the Redis node refreshes).
+    #[cfg(feature = "redis")]
+    pub(crate) fn local_presences(&self) -> Vec<(String, Vec<(String, String)>)> {
+        lock(&self.presence)
+            .iter()
+            .filter(|(_, p)| !p.present.is_empty())
+            .map(|(room, p)| {
+                let entries = p.present.iter().map(|(c, i)| (c.clone(), i.clone())).collect();
+                (room.clone(), entries)
+            })
+            .collect()
     }
 }
 

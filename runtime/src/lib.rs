@@ -133,7 +133,8 @@ pub use websocket::{Receiver, Sender, WebSocket};
 #[cfg(feature = "redis")]
 pub use backplane::RedisConfig;
 pub use backplane::{
-    BackplaneError, Envelope, Plain, StreamEvent, StreamHub, StreamRoom, StreamSubscription,
+    BackplaneError, Envelope, Plain, Presence, StreamEvent, StreamHub, StreamRoom,
+    StreamSubscription,
 };
 pub use broadcast::{Hub, Member, Room, Subscription};
 pub use serve::{serve, Server};
@@ -142,6 +143,7 @@ pub use sse::SseStream;
 // The core's types an application names.
 pub use wavecast_core::handshake::{Accept, ClientRequest, Headers, HttpVersion, Request};
 pub use wavecast_core::history::{HistoryConfig, Recovery, StreamPosition};
+pub use wavecast_core::presence::{PresenceChange, PresenceConfig};
 pub use wavecast_core::room::{
     LagPolicy, MemberEnd, RoomConfig, RoomError, RoomEvent, RoomMessage,
 };

@@ -28,6 +28,14 @@ macro_rules! stream_support {
             fn not_recovered(&self, current: StreamPosition) -> Option<Message> {
                 Some(Message::from(format!("not_recovered {current}")))
             }
+
+            fn presence(&self, change: &ws::PresenceChange) -> Option<Message> {
+                Some(Message::from(format!(
+                    "presence +{} -{}",
+                    change.joined.join(","),
+                    change.left.join(",")
+                )))
+            }
         }
 
         /// Serves room `name` of `hub`: `/ws?since=<position>` joins as a
@@ -87,6 +95,11 @@ macro_rules! stream_support {
             (pos, text.to_owned())
         }
 
+        /// Presence windows short enough for tests.
+        fn quick_presence() -> ws::PresenceConfig {
+            ws::PresenceConfig::default().with_interval(Duration::from_millis(50))
+        }
+
         /// Connects to `addr` resuming after `since`.
         async fn join(addr: &str, since: Option<StreamPosition>) -> ws::WebSocket {
             let url = match since {
@@ -103,7 +116,32 @@ macro_rules! history_scenarios {
         stream_support!();
 
         fn local_hub(history: HistoryConfig) -> ws::StreamHub<Rt> {
-            ws::StreamHub::local(ws::RoomConfig::default(), history).with_envelope(Tagged)
+            ws::StreamHub::local(ws::RoomConfig::default(), history)
+                .with_presence(quick_presence())
+                .with_envelope(Tagged)
+        }
+
+        #[test]
+        fn presence_is_listed_and_announced_once_per_window() {
+            let hub = local_hub(HistoryConfig::default());
+            let addr = stream_server(hub.clone(), "lobby");
+            block_on(async move {
+                let room = hub.room("lobby").await.unwrap();
+                let mut watcher = join(&addr, None).await;
+                wait_for(|| room.local().members() == 1).await;
+                let ann = room.enter("c1", "ann").await.unwrap();
+                let bob = room.enter("c2", "bob").await.unwrap();
+                assert_eq!(next_text(&mut watcher).await, "presence +ann,bob -");
+                let mut present = room.presence().await.unwrap();
+                present.sort();
+                assert_eq!(present, [("c1".into(), "ann".into()), ("c2".into(), "bob".into())]);
+                drop(ann);
+                assert_eq!(next_text(&mut watcher).await, "presence + -ann");
+                assert_eq!(room.presence().await.unwrap(), [("c2".into(), "bob".into())]);
+                drop(bob);
+                assert_eq!(next_text(&mut watcher).await, "presence + -bob");
+                assert!(room.presence().await.unwrap().is_empty());
+            });
         }
 
         #[test]

@@ -34,6 +34,7 @@ use redis::{
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 use wavecast_core::backoff::Backoff;
 use wavecast_core::history::{HistoryConfig, Recovery};
+use wavecast_core::presence::PresenceChange;
 use wavecast_core::rng::Rng;
 use wavecast_core::Utf8Bytes;
 use wavecast_core::{Message, SeedSource, StreamPosition};
@@ -58,6 +59,11 @@ pub struct RedisConfig {
     /// The delays between reconnect attempts after the connection to Redis
     /// is lost (default: 100 ms doubling to 5 s, with jitter, forever).
     pub backoff: Backoff,
+    /// How long a presence entry outlives the last refresh of its node:
+    /// every node refreshes its entries every third of it, so the entries
+    /// of a node that died without cleaning up disappear after at most
+    /// this long. Default 30 s.
+    pub presence_ttl: Duration,
 }
 
 impl RedisConfig {
@@ -71,7 +77,14 @@ impl RedisConfig {
                 .with_initial(Duration::from_millis(100))
                 .with_max_delay(Duration::from_secs(5))
                 .with_max_attempts(None),
+            presence_ttl: Duration::from_secs(30),
         }
+    }
+
+    /// Sets [`RedisConfig::presence_ttl`] (at least 30 ms).
+    pub fn with_presence_ttl(mut self, ttl: Duration) -> RedisConfig {
+        self.presence_ttl = ttl.max(Duration::from_millis(30));
+        self
     }
 
     /// Sets [`RedisConfig::prefix`].
@@ -134,16 +147,16 @@ impl<R: Runtime> StreamHub<R> {
             rng: Mutex::new(Rng::new(SeedSource::Os)),
             publish: redis::Script::new(PUBLISH),
             recover: redis::Script::new(RECOVER),
+            enter: redis::Script::new(ENTER),
+            presence: redis::Script::new(PRESENCE),
             stopped: AtomicBool::new(false),
         });
         let ended = connect(&shared).await?;
         R::spawn(supervise(Arc::downgrade(&shared), ended));
-        Ok(StreamHub::with_backend(
-            rooms,
-            history,
-            envelopes,
-            Backend::Redis(Node { shared }),
-        ))
+        let refresh_every = shared.config.presence_ttl / 3;
+        let hub = StreamHub::with_backend(rooms, history, envelopes, Backend::Redis(Node { shared }));
+        R::spawn(refresh_presence(Arc::downgrade(&hub.inner), refresh_every));
+        Ok(hub)
     }
 }
 
@@ -188,6 +201,33 @@ end
 return {epoch, top, items}
 ";
 
+/// Enters or refreshes presences. KEYS: expiry zset, info hash. ARGV: ttl
+/// in ms, then client and info pairs.
+const ENTER: &str = r"
+local t = redis.call('TIME')
+local expiry = t[1] * 1000 + math.floor(t[2] / 1000) + tonumber(ARGV[1])
+for i = 2, #ARGV, 2 do
+  redis.call('ZADD', KEYS[1], expiry, ARGV[i])
+  redis.call('HSET', KEYS[2], ARGV[i], ARGV[i + 1])
+end
+redis.call('PEXPIRE', KEYS[1], ARGV[1])
+redis.call('PEXPIRE', KEYS[2], ARGV[1])
+return 1
+";
+
+/// Drops the expired presences, then lists the rest as client, info pairs.
+/// KEYS: expiry zset, info hash.
+const PRESENCE: &str = r"
+local t = redis.call('TIME')
+local now = t[1] * 1000 + math.floor(t[2] / 1000)
+local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+for _, client in ipairs(dead) do
+  redis.call('HDEL', KEYS[2], client)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
+return redis.call('HGETALL', KEYS[2])
+";
+
 /// The Redis side of a [`StreamHub`].
 pub(crate) struct Node<R: Runtime> {
     shared: Arc<NodeShared<R>>,
@@ -212,6 +252,8 @@ struct NodeShared<R: Runtime> {
     rng: Mutex<Rng>,
     publish: redis::Script,
     recover: redis::Script,
+    enter: redis::Script,
+    presence: redis::Script,
     stopped: AtomicBool,
 }
 
@@ -248,10 +290,10 @@ impl<R: Runtime> Drop for Hold<R> {
         };
         if last {
             if let Some(mut conn) = lock(&shared.conn).clone() {
-                let channel = shared.channel(&self.name);
+                let channels = shared.channels(&self.name);
                 let timeout = shared.config.timeout;
                 R::spawn(async move {
-                    let _ = until::<R, _>(R::now() + timeout, conn.unsubscribe(channel)).await;
+                    let _ = until::<R, _>(R::now() + timeout, conn.unsubscribe(channels.to_vec())).await;
                 });
             }
         }
@@ -267,17 +309,26 @@ impl<R: Runtime> NodeShared<R> {
         format!("{{{}:{}}}", self.config.prefix, room)
     }
 
-    fn channel(&self, room: &str) -> String {
-        self.base(room)
+    /// The room's publication channel and its presence channel.
+    fn channels(&self, room: &str) -> [String; 2] {
+        let base = self.base(room);
+        let presence = format!("{base}:x");
+        [base, presence]
     }
 
-    /// The room a channel belongs to.
-    fn room_of<'a>(&self, channel: &'a str) -> Option<&'a str> {
-        channel
+    /// The room a channel belongs to, and whether it is the presence
+    /// channel.
+    fn room_of<'a>(&self, channel: &'a str) -> Option<(&'a str, bool)> {
+        let rest = channel
             .strip_prefix('{')?
             .strip_prefix(self.config.prefix.as_str())?
-            .strip_prefix(':')?
-            .strip_suffix('}')
+            .strip_prefix(':')?;
+        let (room, kind) = rest.rsplit_once('}')?;
+        match kind {
+            "" => Some((room, false)),
+            ":x" => Some((room, true)),
+            _ => None,
+        }
     }
 
     fn epoch_candidate(&self) -> String {
@@ -307,15 +358,24 @@ impl<R: Runtime> NodeShared<R> {
         let Some(msg) = redis::Msg::from_push_info(info) else {
             return;
         };
-        let Some(name) = self.room_of(msg.get_channel_name()) else {
-            return;
-        };
-        let Some((position, message)) = parse_publication(msg.get_payload_bytes()) else {
+        let Some((name, is_presence)) = self.room_of(msg.get_channel_name()) else {
             return;
         };
         let room = match lock(&self.rooms).get(name) {
             Some(held) => held.room.clone(),
             None => return,
+        };
+        if is_presence {
+            let Some(change) = decode_presence(msg.get_payload_bytes()) else {
+                return;
+            };
+            if let Some(notice) = self.envelopes.get().presence(&change) {
+                room.publish_prepared(wavecast_core::PreparedMessage::new(notice));
+            }
+            return;
+        }
+        let Some((position, message)) = parse_publication(msg.get_payload_bytes()) else {
+            return;
         };
         room.publish_at(position, self.envelopes.prepare(position, &message));
     }
@@ -381,10 +441,10 @@ async fn connect<R: Runtime>(
     });
     let channels: Vec<String> = lock(&shared.rooms)
         .keys()
-        .map(|name| shared.channel(name))
+        .flat_map(|name| shared.channels(name))
         .collect();
     if !channels.is_empty() {
-        shared.bounded(conn.subscribe(channels)).await?;
+        shared.bounded(conn.subscribe(channels.to_vec())).await?;
     }
     *lock(&shared.conn) = Some(conn);
     Ok(ended)
@@ -458,8 +518,8 @@ impl<R: Runtime> Node<R> {
         if first {
             // While disconnected the reconnect subscribes it.
             if let Ok(mut conn) = self.shared.connection() {
-                let channel = self.shared.channel(&name);
-                let _ = self.shared.bounded(conn.subscribe(channel)).await;
+                let channels = self.shared.channels(&name);
+                let _ = self.shared.bounded(conn.subscribe(channels.to_vec())).await;
             }
         }
         hold
@@ -553,6 +613,153 @@ impl<R: Runtime> Node<R> {
             Recovery::NotRecovered { current }
         })
     }
+}
+
+impl<R: Runtime> Node<R> {
+    /// Writes (or refreshes) presences of `room`.
+    async fn write_presence(&self, room: &str, entries: &[(&str, &str)]) -> Result<(), BackplaneError> {
+        let shared = &self.shared;
+        let mut conn = shared.connection()?;
+        let base = shared.base(room);
+        let ttl_ms = u64::try_from(shared.config.presence_ttl.as_millis()).unwrap_or(u64::MAX);
+        let mut invocation = shared.enter.key(format!("{base}:pz"));
+        invocation.key(format!("{base}:ph")).arg(ttl_ms);
+        for (client, info) in entries {
+            invocation.arg(*client).arg(*info);
+        }
+        let _: Value = shared.bounded(invocation.invoke_async(&mut conn)).await?;
+        Ok(())
+    }
+
+    pub(crate) async fn enter(&self, room: &str, client: &str, info: &str) -> Result<(), BackplaneError> {
+        self.write_presence(room, &[(client, info)]).await
+    }
+
+    /// Removes a presence, in the background.
+    pub(crate) fn leave(&self, room: &str, client: &str) {
+        let Ok(mut conn) = self.shared.connection() else {
+            // It expires by itself.
+            return;
+        };
+        let base = self.shared.base(room);
+        let client = client.to_owned();
+        let timeout = self.shared.config.timeout;
+        R::spawn(async move {
+            let mut pipe = redis::pipe();
+            pipe.cmd("ZREM").arg(format!("{base}:pz")).arg(&client).ignore();
+            pipe.cmd("HDEL").arg(format!("{base}:ph")).arg(&client).ignore();
+            let _ = until::<R, _>(R::now() + timeout, pipe.query_async::<()>(&mut conn)).await;
+        });
+    }
+
+    pub(crate) async fn presence(&self, room: &str) -> Result<Vec<(String, String)>, BackplaneError> {
+        let shared = &self.shared;
+        let mut conn = shared.connection()?;
+        let base = shared.base(room);
+        let mut invocation = shared.presence.key(format!("{base}:pz"));
+        invocation.key(format!("{base}:ph"));
+        let value: Value = shared.bounded(invocation.invoke_async(&mut conn)).await?;
+        let text = |v: &Value| {
+            bytes_of(v)
+                .map(|b| String::from_utf8_lossy(b).into_owned())
+                .ok_or_else(|| protocol(v))
+        };
+        match &value {
+            Value::Array(flat) => flat
+                .chunks(2)
+                .map(|pair| match pair {
+                    [client, info] => Ok((text(client)?, text(info)?)),
+                    _ => Err(protocol(&value)),
+                })
+                .collect(),
+            Value::Map(pairs) => pairs
+                .iter()
+                .map(|(client, info)| Ok((text(client)?, text(info)?)))
+                .collect(),
+            other => Err(protocol(other)),
+        }
+    }
+
+    /// Publishes one window of this node's presence changes to every node.
+    pub(crate) async fn announce(&self, room: &str, change: &PresenceChange) {
+        let Ok(mut conn) = self.shared.connection() else {
+            return;
+        };
+        let [_, channel] = self.shared.channels(room);
+        let publish = redis::cmd("PUBLISH")
+            .arg(channel)
+            .arg(encode_presence(change))
+            .to_owned();
+        let _ = self
+            .shared
+            .bounded(async move { publish.query_async::<Value>(&mut conn).await })
+            .await;
+    }
+}
+
+/// Keeps this node's presences alive in Redis, until the hub is dropped.
+async fn refresh_presence<R: Runtime>(inner: Weak<super::Inner<R>>, every: Duration) {
+    loop {
+        sleep::<R>(every).await;
+        let Some(inner) = inner.upgrade() else {
+            return;
+        };
+        let Backend::Redis(node) = &inner.backend else {
+            return;
+        };
+        for (room, entries) in inner.local_presences() {
+            let entries: Vec<(&str, &str)> =
+                entries.iter().map(|(c, i)| (c.as_str(), i.as_str())).collect();
+            // One that fails is retried on the next round, well within
+            // the entries' lifetime.
+            let _ = node.write_presence(&room, &entries).await;
+        }
+    }
+}
+
+/// A presence change on the wire: `J<n> L<n>` and then each name as
+/// `j<len>:<name>` or `l<len>:<name>`, so any name survives.
+fn encode_presence(change: &PresenceChange) -> Vec<u8> {
+    let mut out = format!("J{} L{}", change.joined_more, change.left_more).into_bytes();
+    for (tag, names) in [(b'j', &change.joined), (b'l', &change.left)] {
+        for name in names {
+            out.push(b' ');
+            out.push(tag);
+            out.extend_from_slice(format!("{}:", name.len()).as_bytes());
+            out.extend_from_slice(name.as_bytes());
+        }
+    }
+    out
+}
+
+fn decode_presence(mut bytes: &[u8]) -> Option<PresenceChange> {
+    /// `<tag><digits>`, advancing `bytes` past it.
+    fn number(bytes: &mut &[u8], tag: u8) -> Option<u64> {
+        let rest = bytes.strip_prefix(&[tag])?;
+        let end = rest.iter().position(|b| !b.is_ascii_digit()).unwrap_or(rest.len());
+        let n = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
+        *bytes = &rest[end..];
+        Some(n)
+    }
+    let mut change = PresenceChange::default();
+    change.joined_more = number(&mut bytes, b'J')?;
+    bytes = bytes.strip_prefix(b" ")?;
+    change.left_more = number(&mut bytes, b'L')?;
+    while let Some(rest) = bytes.strip_prefix(b" ") {
+        let tag = *rest.first()?;
+        let mut after_tag = &rest[1..];
+        let colon = after_tag.iter().position(|&b| b == b':')?;
+        let len: usize = std::str::from_utf8(&after_tag[..colon]).ok()?.parse().ok()?;
+        after_tag = &after_tag[colon + 1..];
+        let name = String::from_utf8(after_tag.get(..len)?.to_vec()).ok()?;
+        match tag {
+            b'j' => change.joined.push(name),
+            b'l' => change.left.push(name),
+            _ => return None,
+        }
+        bytes = &after_tag[len..];
+    }
+    bytes.is_empty().then_some(change)
 }
 
 fn ttl_seconds(history: &HistoryConfig) -> u64 {
@@ -650,6 +857,21 @@ mod tests {
             b"7 1f t\xff",
         ] {
             assert!(parse_publication(bad).is_none(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn presence_changes_round_trip_and_refuse_garbage() {
+        let change = PresenceChange {
+            joined: vec!["ann".to_owned(), "b o:b 7".to_owned(), String::new()],
+            joined_more: 12,
+            left: vec!["ünï".to_owned()],
+            left_more: 0,
+        };
+        assert_eq!(decode_presence(&encode_presence(&change)), Some(change));
+        assert_eq!(decode_presence(b"J0 L0"), Some(PresenceChange::default()));
+        for bad in [&b""[..], b"J0", b"J0 L", b"J0 L0 j9:ab", b"J0 L0 x1:a", b"J0 L0 j1:ab", b"J0 L0 "] {
+            assert!(decode_presence(bad).is_none(), "{bad:?}");
         }
     }
 
