@@ -137,8 +137,8 @@ macro_rules! backplane_suite {
 
             /// A node: a hub on Redis, in a runtime of its own (a thread).
             fn node(redis: &RedisServer) -> ws::StreamHub<Rt> {
-                let config = ws::RedisConfig::new(redis.url())
-                    .with_presence_ttl(Duration::from_millis(300));
+                let config =
+                    ws::RedisConfig::new(redis.url()).with_presence_ttl(Duration::from_millis(300));
                 let (tx, rx) = mpsc::channel();
                 std::thread::spawn(move || {
                     block_on(async move {
@@ -334,7 +334,8 @@ macro_rules! backplane_suite {
                     let ann = first.enter("c1", "ann").await.unwrap();
                     let _bob = second.enter("c2", "bob").await.unwrap();
                     // One notice per node and window, naming who joined there.
-                    let mut notices = vec![next_text(&mut watcher).await, next_text(&mut watcher).await];
+                    let mut notices =
+                        vec![next_text(&mut watcher).await, next_text(&mut watcher).await];
                     notices.sort();
                     assert_eq!(notices, ["presence +ann -", "presence +bob -"]);
                     // A node that died left entries nobody refreshes.
@@ -346,11 +347,17 @@ macro_rules! backplane_suite {
                     sleep(Duration::from_millis(900)).await;
                     let mut present = watched.presence().await.unwrap();
                     present.sort();
-                    assert_eq!(present, [("c1".into(), "ann".into()), ("c2".into(), "bob".into())]);
+                    assert_eq!(
+                        present,
+                        [("c1".into(), "ann".into()), ("c2".into(), "bob".into())]
+                    );
                     assert_eq!(redis.command(&["HEXISTS", hash, "ghost"]), ":0\r\n");
                     drop(ann);
                     assert_eq!(next_text(&mut watcher).await, "presence + -ann");
-                    assert_eq!(watched.presence().await.unwrap(), [("c2".into(), "bob".into())]);
+                    assert_eq!(
+                        watched.presence().await.unwrap(),
+                        [("c2".into(), "bob".into())]
+                    );
                 });
             }
 

@@ -157,7 +157,7 @@ struct RoomPresence {
 }
 
 enum Backend<R: Runtime> {
-    Local(Mutex<LocalRooms>),
+    Local(Box<Mutex<LocalRooms>>),
     #[cfg(feature = "redis")]
     Redis(redis::Node<R>),
 }
@@ -193,10 +193,10 @@ impl<R: Runtime> StreamHub<R> {
             rooms,
             history,
             Envelopes::default(),
-            Backend::Local(Mutex::new(LocalRooms {
+            Backend::Local(Box::new(Mutex::new(LocalRooms {
                 rooms: HashMap::new(),
                 rng: Rng::new(SeedSource::Os),
-            })),
+            }))),
         )
     }
 
@@ -446,7 +446,12 @@ impl<R: Runtime> StreamRoom<R> {
                 let presence = lock(&self.inner.presence);
                 Ok(presence
                     .get(self.name())
-                    .map(|room| room.present.iter().map(|(c, i)| (c.clone(), i.clone())).collect())
+                    .map(|room| {
+                        room.present
+                            .iter()
+                            .map(|(c, i)| (c.clone(), i.clone()))
+                            .collect()
+                    })
                     .unwrap_or_default())
             }
             #[cfg(feature = "redis")]
@@ -615,7 +620,11 @@ impl<R: Runtime> Inner<R> {
             .iter()
             .filter(|(_, p)| !p.present.is_empty())
             .map(|(room, p)| {
-                let entries = p.present.iter().map(|(c, i)| (c.clone(), i.clone())).collect();
+                let entries = p
+                    .present
+                    .iter()
+                    .map(|(c, i)| (c.clone(), i.clone()))
+                    .collect();
                 (room.clone(), entries)
             })
             .collect()

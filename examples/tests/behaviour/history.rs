@@ -134,10 +134,16 @@ macro_rules! history_scenarios {
                 assert_eq!(next_text(&mut watcher).await, "presence +ann,bob -");
                 let mut present = room.presence().await.unwrap();
                 present.sort();
-                assert_eq!(present, [("c1".into(), "ann".into()), ("c2".into(), "bob".into())]);
+                assert_eq!(
+                    present,
+                    [("c1".into(), "ann".into()), ("c2".into(), "bob".into())]
+                );
                 drop(ann);
                 assert_eq!(next_text(&mut watcher).await, "presence + -ann");
-                assert_eq!(room.presence().await.unwrap(), [("c2".into(), "bob".into())]);
+                assert_eq!(
+                    room.presence().await.unwrap(),
+                    [("c2".into(), "bob".into())]
+                );
                 drop(bob);
                 assert_eq!(next_text(&mut watcher).await, "presence + -bob");
                 assert!(room.presence().await.unwrap().is_empty());

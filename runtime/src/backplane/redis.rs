@@ -154,7 +154,8 @@ impl<R: Runtime> StreamHub<R> {
         let ended = connect(&shared).await?;
         R::spawn(supervise(Arc::downgrade(&shared), ended));
         let refresh_every = shared.config.presence_ttl / 3;
-        let hub = StreamHub::with_backend(rooms, history, envelopes, Backend::Redis(Node { shared }));
+        let hub =
+            StreamHub::with_backend(rooms, history, envelopes, Backend::Redis(Node { shared }));
         R::spawn(refresh_presence(Arc::downgrade(&hub.inner), refresh_every));
         Ok(hub)
     }
@@ -293,7 +294,8 @@ impl<R: Runtime> Drop for Hold<R> {
                 let channels = shared.channels(&self.name);
                 let timeout = shared.config.timeout;
                 R::spawn(async move {
-                    let _ = until::<R, _>(R::now() + timeout, conn.unsubscribe(channels.to_vec())).await;
+                    let _ = until::<R, _>(R::now() + timeout, conn.unsubscribe(channels.to_vec()))
+                        .await;
                 });
             }
         }
@@ -617,7 +619,11 @@ impl<R: Runtime> Node<R> {
 
 impl<R: Runtime> Node<R> {
     /// Writes (or refreshes) presences of `room`.
-    async fn write_presence(&self, room: &str, entries: &[(&str, &str)]) -> Result<(), BackplaneError> {
+    async fn write_presence(
+        &self,
+        room: &str,
+        entries: &[(&str, &str)],
+    ) -> Result<(), BackplaneError> {
         let shared = &self.shared;
         let mut conn = shared.connection()?;
         let base = shared.base(room);
@@ -631,7 +637,12 @@ impl<R: Runtime> Node<R> {
         Ok(())
     }
 
-    pub(crate) async fn enter(&self, room: &str, client: &str, info: &str) -> Result<(), BackplaneError> {
+    pub(crate) async fn enter(
+        &self,
+        room: &str,
+        client: &str,
+        info: &str,
+    ) -> Result<(), BackplaneError> {
         self.write_presence(room, &[(client, info)]).await
     }
 
@@ -646,13 +657,22 @@ impl<R: Runtime> Node<R> {
         let timeout = self.shared.config.timeout;
         R::spawn(async move {
             let mut pipe = redis::pipe();
-            pipe.cmd("ZREM").arg(format!("{base}:pz")).arg(&client).ignore();
-            pipe.cmd("HDEL").arg(format!("{base}:ph")).arg(&client).ignore();
+            pipe.cmd("ZREM")
+                .arg(format!("{base}:pz"))
+                .arg(&client)
+                .ignore();
+            pipe.cmd("HDEL")
+                .arg(format!("{base}:ph"))
+                .arg(&client)
+                .ignore();
             let _ = until::<R, _>(R::now() + timeout, pipe.query_async::<()>(&mut conn)).await;
         });
     }
 
-    pub(crate) async fn presence(&self, room: &str) -> Result<Vec<(String, String)>, BackplaneError> {
+    pub(crate) async fn presence(
+        &self,
+        room: &str,
+    ) -> Result<Vec<(String, String)>, BackplaneError> {
         let shared = &self.shared;
         let mut conn = shared.connection()?;
         let base = shared.base(room);
@@ -708,8 +728,10 @@ async fn refresh_presence<R: Runtime>(inner: Weak<super::Inner<R>>, every: Durat
             return;
         };
         for (room, entries) in inner.local_presences() {
-            let entries: Vec<(&str, &str)> =
-                entries.iter().map(|(c, i)| (c.as_str(), i.as_str())).collect();
+            let entries: Vec<(&str, &str)> = entries
+                .iter()
+                .map(|(c, i)| (c.as_str(), i.as_str()))
+                .collect();
             // One that fails is retried on the next round, well within
             // the entries' lifetime.
             let _ = node.write_presence(&room, &entries).await;
@@ -736,20 +758,29 @@ fn decode_presence(mut bytes: &[u8]) -> Option<PresenceChange> {
     /// `<tag><digits>`, advancing `bytes` past it.
     fn number(bytes: &mut &[u8], tag: u8) -> Option<u64> {
         let rest = bytes.strip_prefix(&[tag])?;
-        let end = rest.iter().position(|b| !b.is_ascii_digit()).unwrap_or(rest.len());
+        let end = rest
+            .iter()
+            .position(|b| !b.is_ascii_digit())
+            .unwrap_or(rest.len());
         let n = std::str::from_utf8(&rest[..end]).ok()?.parse().ok()?;
         *bytes = &rest[end..];
         Some(n)
     }
-    let mut change = PresenceChange::default();
-    change.joined_more = number(&mut bytes, b'J')?;
+    let joined_more = number(&mut bytes, b'J')?;
     bytes = bytes.strip_prefix(b" ")?;
-    change.left_more = number(&mut bytes, b'L')?;
+    let mut change = PresenceChange {
+        joined_more,
+        left_more: number(&mut bytes, b'L')?,
+        ..PresenceChange::default()
+    };
     while let Some(rest) = bytes.strip_prefix(b" ") {
         let tag = *rest.first()?;
         let mut after_tag = &rest[1..];
         let colon = after_tag.iter().position(|&b| b == b':')?;
-        let len: usize = std::str::from_utf8(&after_tag[..colon]).ok()?.parse().ok()?;
+        let len: usize = std::str::from_utf8(&after_tag[..colon])
+            .ok()?
+            .parse()
+            .ok()?;
         after_tag = &after_tag[colon + 1..];
         let name = String::from_utf8(after_tag.get(..len)?.to_vec()).ok()?;
         match tag {
@@ -870,7 +901,15 @@ mod tests {
         };
         assert_eq!(decode_presence(&encode_presence(&change)), Some(change));
         assert_eq!(decode_presence(b"J0 L0"), Some(PresenceChange::default()));
-        for bad in [&b""[..], b"J0", b"J0 L", b"J0 L0 j9:ab", b"J0 L0 x1:a", b"J0 L0 j1:ab", b"J0 L0 "] {
+        for bad in [
+            &b""[..],
+            b"J0",
+            b"J0 L",
+            b"J0 L0 j9:ab",
+            b"J0 L0 x1:a",
+            b"J0 L0 j1:ab",
+            b"J0 L0 ",
+        ] {
             assert!(decode_presence(bad).is_none(), "{bad:?}");
         }
     }
