@@ -26,6 +26,7 @@
 use std::collections::HashMap;
 use std::fmt;
 use std::future::poll_fn;
+use std::marker::PhantomData;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
@@ -157,7 +158,8 @@ struct RoomPresence {
 }
 
 enum Backend<R: Runtime> {
-    Local(Box<Mutex<LocalRooms>>),
+    /// The runtime parameter is only used by the Redis backplane.
+    Local(Box<Mutex<LocalRooms>>, PhantomData<fn() -> R>),
     #[cfg(feature = "redis")]
     Redis(redis::Node<R>),
 }
@@ -165,7 +167,7 @@ enum Backend<R: Runtime> {
 impl<R: Runtime> Backend<R> {
     fn name(&self) -> &'static str {
         match self {
-            Backend::Local(_) => "local",
+            Backend::Local(_, _) => "local",
             #[cfg(feature = "redis")]
             Backend::Redis(_) => "redis",
         }
@@ -193,10 +195,13 @@ impl<R: Runtime> StreamHub<R> {
             rooms,
             history,
             Envelopes::default(),
-            Backend::Local(Box::new(Mutex::new(LocalRooms {
-                rooms: HashMap::new(),
-                rng: Rng::new(SeedSource::Os),
-            }))),
+            Backend::Local(
+                Box::new(Mutex::new(LocalRooms {
+                    rooms: HashMap::new(),
+                    rng: Rng::new(SeedSource::Os),
+                })),
+                PhantomData,
+            ),
         )
     }
 
@@ -246,7 +251,7 @@ impl<R: Runtime> StreamHub<R> {
     pub async fn room(&self, name: &str) -> Result<StreamRoom<R>, BackplaneError> {
         let room = self.inner.hub.room(name)?;
         let hold: Option<Arc<dyn Send + Sync>> = match &self.inner.backend {
-            Backend::Local(_) => None,
+            Backend::Local(_, _) => None,
             #[cfg(feature = "redis")]
             Backend::Redis(node) => Some(node.hold(&room).await),
         };
@@ -270,7 +275,7 @@ impl<R: Runtime> StreamHub<R> {
     /// Whether the backplane is connected (always for the local one).
     pub fn is_connected(&self) -> bool {
         match &self.inner.backend {
-            Backend::Local(_) => true,
+            Backend::Local(_, _) => true,
             #[cfg(feature = "redis")]
             Backend::Redis(node) => node.is_connected(),
         }
@@ -363,7 +368,7 @@ impl<R: Runtime> StreamRoom<R> {
     ) -> Result<StreamPosition, BackplaneError> {
         let message = message.into();
         match &self.inner.backend {
-            Backend::Local(local) => {
+            Backend::Local(local, _) => {
                 let now = self.inner.now_ms();
                 let mut local = local.lock().unwrap_or_else(|e| e.into_inner());
                 let LocalRooms { rooms, rng } = &mut *local;
@@ -442,7 +447,7 @@ impl<R: Runtime> StreamRoom<R> {
     /// As for [`StreamRoom::publish`].
     pub async fn presence(&self) -> Result<Vec<(String, String)>, BackplaneError> {
         match &self.inner.backend {
-            Backend::Local(_) => {
+            Backend::Local(_, _) => {
                 let presence = lock(&self.inner.presence);
                 Ok(presence
                     .get(self.name())
@@ -596,7 +601,7 @@ impl<R: Runtime> Inner<R> {
             return;
         };
         match &self.backend {
-            Backend::Local(_) => self.deliver_presence(room, &change),
+            Backend::Local(_, _) => self.deliver_presence(room, &change),
             #[cfg(feature = "redis")]
             Backend::Redis(node) => node.announce(room, &change).await,
         }
@@ -637,7 +642,7 @@ async fn recover<R: Runtime>(
     since: Option<StreamPosition>,
 ) -> Result<Recovery<Message>, BackplaneError> {
     match &inner.backend {
-        Backend::Local(local) => {
+        Backend::Local(local, _) => {
             let now = inner.now_ms();
             let mut local = local.lock().unwrap_or_else(|e| e.into_inner());
             let LocalRooms { rooms, rng } = &mut *local;

@@ -6,7 +6,7 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use wavecast_core::handshake::ClientRequest;
-use wavecast_core::{Backoff, Config, Error, Reconnecting};
+use wavecast_core::{Backoff, Config, Error, Message, Reconnecting, StreamPosition};
 
 use crate::client::{connect_with, Response};
 use crate::runtime::{sleep, Runtime};
@@ -30,13 +30,32 @@ use crate::websocket::WebSocket;
 /// }
 /// # }
 /// ```
-#[derive(Debug)]
 pub struct Reconnect<R: Runtime> {
     url: String,
     request: ClientRequest,
     config: Arc<Config>,
     plan: Reconnecting,
+    resume: Option<Resume>,
+    /// The last position seen, sent on the next connect.
+    position: Option<StreamPosition>,
     runtime: PhantomData<fn() -> R>,
+}
+
+/// How positions are read from messages and sent back.
+struct Resume {
+    param: String,
+    position_of: Box<dyn Fn(&Message) -> Option<StreamPosition> + Send + Sync>,
+}
+
+impl<R: Runtime> std::fmt::Debug for Reconnect<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Reconnect")
+            .field("url", &self.url)
+            .field("plan", &self.plan)
+            .field("resume", &self.resume.as_ref().map(|r| &r.param))
+            .field("position", &self.position)
+            .finish_non_exhaustive()
+    }
 }
 
 impl<R: Runtime> Reconnect<R> {
@@ -49,6 +68,8 @@ impl<R: Runtime> Reconnect<R> {
             request,
             plan: Reconnecting::new(Backoff::new(), config.seed),
             config,
+            resume: None,
+            position: None,
             runtime: PhantomData,
         })
     }
@@ -72,6 +93,43 @@ impl<R: Runtime> Reconnect<R> {
         self
     }
 
+    /// Resumes rooms with history ([`StreamRoom`](crate::StreamRoom)):
+    /// [`Reconnect::saw`] reads a position out of each message received
+    /// with `position_of` (the format is the server's
+    /// [`Envelope`](crate::Envelope)'s), and every connect after one was
+    /// seen adds `<param>=<position>` to the URL's query, so the server
+    /// replays what was missed.
+    pub fn with_resume(
+        mut self,
+        param: &str,
+        position_of: impl Fn(&Message) -> Option<StreamPosition> + Send + Sync + 'static,
+    ) -> Self {
+        self.resume = Some(Resume {
+            param: param.to_owned(),
+            position_of: Box::new(position_of),
+        });
+        self
+    }
+
+    /// Records the position `message` carries (see
+    /// [`Reconnect::with_resume`]); call it for every message received.
+    /// Returns the position it found.
+    pub fn saw(&mut self, message: &Message) -> Option<StreamPosition> {
+        let position = (self.resume.as_ref()?.position_of)(message)?;
+        self.position = Some(position);
+        Some(position)
+    }
+
+    /// The position the next connect resumes from.
+    pub fn position(&self) -> Option<StreamPosition> {
+        self.position
+    }
+
+    /// Sets the position to resume from (for one stored across restarts).
+    pub fn set_position(&mut self, position: Option<StreamPosition>) {
+        self.position = position;
+    }
+
     /// Connects. The first call tries at once; each later call (after the
     /// previous connection was lost) and each failed attempt first waits
     /// the next backoff delay. The schedule starts over once a handshake
@@ -90,7 +148,14 @@ impl<R: Runtime> Reconnect<R> {
                 None => return Err(last_error.unwrap_or(Error::Eof)),
             }
             let config = self.config.clone();
-            match connect_with::<R>(&self.url, self.request.clone(), config).await {
+            let request = match (&self.resume, self.position) {
+                (Some(resume), Some(position)) => self
+                    .request
+                    .clone()
+                    .with_query_param(&resume.param, &position.to_string())?,
+                _ => self.request.clone(),
+            };
+            match connect_with::<R>(&self.url, request, config).await {
                 Ok(connected) => {
                     self.plan.connected();
                     return Ok(connected);

@@ -266,6 +266,40 @@ impl ClientRequest {
         &self.target
     }
 
+    /// Sets query parameter `name` to `value` in the target, replacing the
+    /// parameter if the target has it (how a reconnecting client tells the
+    /// server where to resume: `?since=<position>`). Both are used as
+    /// given, so pass them percent-encoded where needed.
+    ///
+    /// # Errors
+    ///
+    /// [`HandshakeError::InvalidUrl`] if `name` is empty or either holds a
+    /// character that would change the query's structure (`&`, `=` in the
+    /// name, `#`) or is not printable ASCII.
+    pub fn with_query_param(mut self, name: &str, value: &str) -> Result<Self, HandshakeError> {
+        let printable = |s: &str| {
+            s.bytes()
+                .all(|b| b.is_ascii_graphic() && !b"&#".contains(&b))
+        };
+        if name.is_empty() || name.contains('=') || !printable(name) || !printable(value) {
+            return Err(HandshakeError::InvalidUrl(
+                "query parameters must be printable ASCII without '&' or '#' (and '=' in the name)",
+            ));
+        }
+        let (path, query) = match self.target.split_once('?') {
+            Some((path, query)) => (path, query),
+            None => (self.target.as_str(), ""),
+        };
+        let mut params: Vec<&str> = query
+            .split('&')
+            .filter(|p| !p.is_empty() && p.split('=').next() != Some(name))
+            .collect();
+        let param = format!("{name}={value}");
+        params.push(&param);
+        self.target = format!("{path}?{}", params.join("&"));
+        Ok(self)
+    }
+
     /// The offered subprotocols, in order of preference.
     pub fn subprotocols(&self) -> &[String] {
         &self.subprotocols
@@ -1112,6 +1146,25 @@ mod tests {
         assert_eq!(t, target("example.com", 80, false));
         let (r, t) = ok("wss://example.com/a/b?c=d&e");
         assert_eq!((r.host(), r.target()), ("example.com", "/a/b?c=d&e"));
+        let resumed = r.clone().with_query_param("since", "7_1f").unwrap();
+        assert_eq!(resumed.target(), "/a/b?c=d&e&since=7_1f");
+        let again = resumed.with_query_param("since", "8_1f").unwrap();
+        assert_eq!(again.target(), "/a/b?c=d&e&since=8_1f");
+        let (plain, _) = ClientRequest::from_url("ws://example.com").unwrap();
+        assert_eq!(plain.with_query_param("c", "1").unwrap().target(), "/?c=1");
+        for (name, value) in [
+            ("", "1"),
+            ("a=b", "1"),
+            ("a", "1&b=2"),
+            ("a", "#"),
+            ("a", "é"),
+            ("a b", "1"),
+        ] {
+            assert!(
+                r.clone().with_query_param(name, value).is_err(),
+                "{name:?}={value:?}"
+            );
+        }
         assert_eq!(t, target("example.com", 443, true));
         let (r, t) = ok("WS://Example.com:8080?q");
         assert_eq!((r.host(), r.target()), ("Example.com:8080", "/?q"));

@@ -209,6 +209,62 @@ macro_rules! history_scenarios {
             });
         }
 
+        /// The position in a [`Tagged`] message, for `Reconnect`.
+        fn position_in(message: &Message) -> Option<StreamPosition> {
+            let text = std::str::from_utf8(message.as_bytes()).ok()?;
+            let (first, rest) = text.split_once(' ')?;
+            match first {
+                "recovered" | "not_recovered" => rest.parse().ok(),
+                _ => first.parse().ok(),
+            }
+        }
+
+        #[test]
+        fn a_reconnecting_client_resumes_where_it_left_off() {
+            let hub = local_hub(HistoryConfig::default().with_size(64));
+            let addr = stream_server(hub.clone(), "again");
+            block_on(async move {
+                let room = hub.room("again").await.unwrap();
+                let mut client = ws::Reconnect::new(&format!("ws://{addr}/ws"))
+                    .unwrap()
+                    .with_backoff(ws::Backoff::new().with_initial(Duration::from_millis(10)))
+                    .with_resume("since", position_in);
+                let (mut first, _) = client.connect().await.unwrap();
+                wait_for(|| room.local().members() == 1).await;
+                for i in 0..3 {
+                    room.publish(format!("a{i}")).await.unwrap();
+                }
+                for i in 0..3 {
+                    let message = within(Duration::from_secs(5), first.recv())
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    let seen = client.saw(&message).expect("a position");
+                    assert_eq!(seen.offset, i + 1);
+                }
+                drop(first);
+                wait_for(|| room.local().members() == 0).await;
+                for i in 0..3 {
+                    room.publish(format!("b{i}")).await.unwrap();
+                }
+                let (mut second, _) = client.connect().await.unwrap();
+                for i in 0..3 {
+                    let message = within(Duration::from_secs(5), second.recv())
+                        .await
+                        .unwrap()
+                        .unwrap();
+                    client.saw(&message);
+                    assert_eq!(
+                        tagged(std::str::from_utf8(message.as_bytes()).unwrap()).1,
+                        format!("b{i}")
+                    );
+                }
+                let current = room.position().await.unwrap();
+                assert_eq!(next_text(&mut second).await, format!("recovered {current}"));
+                assert_eq!(client.position(), Some(current));
+            });
+        }
+
         #[test]
         fn a_member_beyond_the_history_is_told_not_recovered() {
             let hub = local_hub(HistoryConfig::default().with_size(4));
