@@ -9,8 +9,13 @@
 //   - bob switches room and dave leaves and comes back, without a reload;
 //     messages reach the new room only;
 //   - bob reloads: his nickname and room are remembered and he is back in;
+//   - every message a member writes shows as pending until the server
+//     acknowledges it;
 //   - the server restarts: one status element counts the attempts in
-//     place (no line per attempt) and every page reconnects by itself.
+//     place (no line per attempt) and every page reconnects by itself;
+//     the restarted server has no history, so the chat pages clear their
+//     log and say earlier messages could not be recovered; a message
+//     written while disconnected stays pending and is sent on reconnect.
 //
 // Usage: node chat_test.mjs <base-url> <control-file> [chromium flags...]
 // BASE_URL, CONTROL_FILE and CHROMIUM_FLAGS (space-separated) work too, so
@@ -126,6 +131,15 @@ async function sees(page, text, who) {
     (t) => [...document.querySelectorAll("#log .msg .text")].some((n) => n.textContent === t), text);
 }
 
+// The bubble of `text` the page wrote has been acknowledged (or came back
+// from the room): no longer pending, and it knows its position.
+async function acked(page, text, who) {
+  await waitFor(page, `${who}'s ${JSON.stringify(text)} was never acknowledged`,
+    (t) => [...document.querySelectorAll("#log .msg")].some((m) =>
+      m.querySelector(".text").textContent === t && !m.classList.contains("pending") && m.dataset.pos),
+    text);
+}
+
 async function neverSees(page, text, who) {
   await page.waitForTimeout(400);
   if ((await messages(page)).includes(text)) fail(`${who} saw ${JSON.stringify(text)}, sent to another room`);
@@ -169,6 +183,7 @@ await send(alice, "hello from alice");
 await sees(bob, "hello from alice", "bob");
 await sees(listener, "hello from alice", "the SSE listener");
 await sees(alice, "hello from alice", "alice (own message)");
+await acked(alice, "hello from alice", "alice");
 await send(bob, "hi alice 👋");
 await sees(alice, "hi alice 👋", "alice");
 if (expectHttp) {
@@ -269,37 +284,59 @@ const everyone = [[alice, "alice", "connected"], [bob, "bob", "connected"], [dav
 for (const [page] of everyone) {
   await page.evaluate(() => {
     window.statusTexts = [];
-    window.logLines = document.getElementById("log").children.length;
     new MutationObserver(() => window.statusTexts.push(document.getElementById("status-text").textContent))
       .observe(document.getElementById("status"), { subtree: true, childList: true, characterData: true });
   });
 }
 restarting = true;
 writeFileSync(control, "restart 3\n");
+// Written while the server is down: shown at once, pending, and sent when
+// the page is back.
+await waitFor(alice, "alice's status never said reconnecting",
+  () => window.statusTexts.some((t) => t.startsWith("reconnecting")), undefined, 15000);
+await send(alice, "written while offline");
+const pendingNow = await alice.evaluate(() => [...document.querySelectorAll("#log .msg.pending .text")]
+  .map((n) => n.textContent));
+if (!pendingNow.includes("written while offline")) fail("a message written while offline is not shown as pending");
 for (const [page, who, want] of everyone) {
   await waitFor(page, `${who} did not go through reconnecting back to ${JSON.stringify(want)}`,
     (w) => window.statusTexts.some((t) => t.startsWith("reconnecting"))
       && document.getElementById("status-text").textContent === w, want, 30000);
 }
+// The restarted server has a new, empty history: the chat pages are told
+// what they had cannot be resumed, and their log starts over with a line
+// that says so.
+for (const [page, who] of [[alice, "alice"], [bob, "bob"], [dave, "dave"]]) {
+  await waitFor(page, `${who}'s log does not say earlier messages could not be recovered`,
+    () => [...document.querySelectorAll("#log .note")].some((n) => /could not be recovered/.test(n.textContent)));
+}
 const seen = await alice.evaluate(() => ({
   texts: window.statusTexts,
   statuses: document.querySelectorAll("#status, #status-text").length,
-  // Lines the reconnect added, apart from people (alice too) coming back.
-  lines: [...document.getElementById("log").children].slice(window.logLines)
+  // Notes in the log, apart from people (alice too) coming back: the
+  // not-recovered line alone, once.
+  lines: [...document.querySelectorAll("#log .note")]
     .map((n) => n.textContent).filter((t) => !/ (joined|left)$/.test(t)),
+  // What was said before the restart is gone from the log.
+  old: [...document.querySelectorAll("#log .msg .text")].map((n) => n.textContent)
+    .filter((t) => t === "hello from alice" || t === "only in lobby"),
   elsewhere: [...document.querySelectorAll("body *")].filter((n) => n.children.length === 0
     && n.id !== "status-text" && n.tagName !== "SCRIPT"
     && /reconnect|connection lost/i.test(n.textContent)).map((n) => n.textContent),
 }));
 step("status while reconnecting: " + JSON.stringify(seen.texts));
 if (seen.statuses !== 2) fail("expected one #status with one #status-text");
-if (seen.lines.length !== 0) fail(`the log grew while reconnecting: ${JSON.stringify(seen.lines)}`);
+if (seen.lines.length !== 1 || !/could not be recovered/.test(seen.lines[0])) {
+  fail(`the log should hold just the not-recovered line: ${JSON.stringify(seen.lines)}`);
+}
+if (seen.old.length !== 0) fail(`messages from before the restart are still shown: ${JSON.stringify(seen.old)}`);
 if (seen.elsewhere.length !== 0) fail(`reconnect messages outside the status element: ${JSON.stringify(seen.elsewhere)}`);
 for (const n of [1, 2]) {
   if (!seen.texts.some((t) => t.includes(`attempt ${n})`))) fail(`the status never showed attempt ${n}`);
 }
 await membersAre(listener, ["alice"], "the SSE listener after the restart");
 await membersAre(dave, ["bob", "dave"], "dave after the restart");
+await acked(alice, "written while offline", "alice (written while offline)");
 await send(bob, "after the restart");
 await sees(dave, "after the restart", "dave after reconnecting");
 await send(alice, "lobby after the restart");

@@ -33,6 +33,7 @@ const PROGRAMS: [(&str, &str, &[Flag]); 8] = [
             ("--max-connections", Some("1000")),
             ("--https", None),
             ("--allow-host", Some("none")),
+            ("--redis", Some("none")),
         ],
     ),
     (
@@ -243,6 +244,27 @@ fn chat_https_says_what_it_needs_and_where_it_failed() {
         stderr.starts_with(&expected),
         "chat said {stderr:?}, not {expected:?}…"
     );
+}
+
+#[test]
+fn chat_with_an_unreachable_redis_says_so_and_exits_1() {
+    // A port that was free a moment ago: no Redis there.
+    let url = format!("redis://{}", free_addr());
+    let exe = env!("CARGO_BIN_EXE_chat");
+    for runtime in RUNTIMES {
+        let addr = free_addr();
+        let out = run(
+            exe,
+            &["--runtime", runtime, "--addr", &addr, "--redis", &url],
+        );
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(1), "chat on {runtime}: {stderr}");
+        let expected = format!("chat: cannot use Redis at {url}: ");
+        assert!(
+            stderr.starts_with(&expected) && stderr.lines().count() == 1,
+            "chat on {runtime} said {stderr:?}, not {expected:?}…"
+        );
+    }
 }
 
 #[test]

@@ -32,9 +32,17 @@ async fn next_json(ws: &mut WebSocket) -> Value {
     }
 }
 
-/// The member list a connection gets for itself when it joins.
-async fn expect_members(ws: &mut WebSocket, room: &str, members: Value) {
-    let list = next_json(ws).await;
+/// What a connection gets for itself when it joins: the member list and
+/// a `recovered` notice with the room's current position (the member list
+/// and the notice travel separately, so in either order). Returns the
+/// position.
+async fn expect_joined(ws: &mut WebSocket, room: &str, members: Value) -> String {
+    let first = next_json(ws).await;
+    let (list, notice) = if first["type"] == "members" {
+        (first, next_json(ws).await)
+    } else {
+        (next_json(ws).await, first)
+    };
     assert_eq!(
         (list["type"].as_str(), list["room"].as_str()),
         (Some("members"), Some(room)),
@@ -42,6 +50,123 @@ async fn expect_members(ws: &mut WebSocket, room: &str, members: Value) {
     );
     assert_eq!(list["members"], members, "{list}");
     assert_eq!(list["count"], members.as_array().unwrap().len(), "{list}");
+    assert_eq!(notice["type"], "recovered", "{notice}");
+    notice["pos"].as_str().expect("a position").to_owned()
+}
+
+/// The next event that is not about presence (those come on their own
+/// schedule, every 250 ms at most).
+async fn next_said(ws: &mut WebSocket) -> Value {
+    loop {
+        let event = next_json(ws).await;
+        if event["type"] != "presence" && event["type"] != "members" {
+            return event;
+        }
+    }
+}
+
+/// Sends `text` with `id` and returns its position from the ack, having
+/// also seen the message come back with the same position (in either
+/// order: the ack and the room's copy travel separately).
+async fn say(ws: &mut WebSocket, text: &str, id: &str) -> String {
+    let message = serde_json::json!({ "text": text, "id": id }).to_string();
+    ws.send(message.as_str()).await.expect("send");
+    let (mut acked, mut echoed) = (None, None);
+    while acked.is_none() || echoed.is_none() {
+        let event = next_said(ws).await;
+        match event["type"].as_str() {
+            Some("ack") => {
+                assert_eq!(event["id"], id, "{event}");
+                acked = Some(event["pos"].as_str().expect("pos").to_owned());
+            }
+            Some("message") => {
+                assert_eq!(
+                    (&event["text"], &event["id"]),
+                    (&Value::from(text), &Value::from(id))
+                );
+                echoed = Some(event["pos"].as_str().expect("pos").to_owned());
+            }
+            _ => panic!("expected the ack and the message, got {event}"),
+        }
+    }
+    assert_eq!(acked, echoed, "the ack names the message's position");
+    acked.expect("acked")
+}
+
+/// Acknowledged sends and resume: an id gets an ack with the message's
+/// position; the same id again is acked with the same position and not
+/// published again; a member that reconnects with `since` gets exactly
+/// what it missed, in order, then `recovered`; a `since` from an unknown
+/// epoch, or not a position at all, gets `not_recovered`.
+async fn acks_and_resume(addr: &str) {
+    use serde_json::json;
+    let url = |nick: &str, since: Option<&str>| match since {
+        Some(since) => format!("ws://{addr}/ws/resume?nick={nick}&session={nick}1&since={since}"),
+        None => format!("ws://{addr}/ws/resume?nick={nick}&session={nick}1"),
+    };
+    let (mut ann, _) = connect(&url("ann", None)).await.expect("ann joins");
+    let start = expect_joined(&mut ann, "resume", json!(["ann"])).await;
+    let one = say(&mut ann, "one", "m1").await;
+    assert_ne!(one, start, "a publication moves the position");
+
+    // The same id again (a resend after a lost ack): acked with the same
+    // position, and the room does not get it twice; the next message
+    // anyone sees is the next one.
+    ann.send(r#"{"text":"one","id":"m1"}"#)
+        .await
+        .expect("resend");
+    let again = next_said(&mut ann).await;
+    assert_eq!(again, json!({"type": "ack", "id": "m1", "pos": one}));
+    let two = say(&mut ann, "two", "m2").await;
+    ann.close(CloseCode::NORMAL, "away").await.expect("close");
+    drop(ann);
+
+    // While ann is away, bob says two things.
+    let (mut bob, _) = connect(&url("bob", None)).await.expect("bob joins");
+    expect_joined(&mut bob, "resume", json!(["bob"])).await;
+    say(&mut bob, "three", "b1").await;
+    let four = say(&mut bob, "four", "b2").await;
+
+    // ann comes back from where she was: exactly the two she missed, in
+    // order, then `recovered` at the latest position.
+    let (mut ann, _) = connect(&url("ann", Some(&two))).await.expect("ann resumes");
+    let mut missed = Vec::new();
+    let recovered = loop {
+        let event = next_said(&mut ann).await;
+        match event["type"].as_str() {
+            Some("message") => missed.push(event["text"].clone()),
+            Some("recovered") => break event,
+            _ => panic!("expected the missed messages, got {event}"),
+        }
+    };
+    assert_eq!(missed, [json!("three"), json!("four")]);
+    assert_eq!(recovered["pos"], four.as_str());
+    // Then live, without repeats.
+    let five = say(&mut bob, "five", "b3").await;
+    let live = next_said(&mut ann).await;
+    assert_eq!(
+        (&live["text"], &live["pos"]),
+        (&json!("five"), &json!(five))
+    );
+
+    // A position from an epoch the room never had, or no position at all:
+    // the client must start over from the current position.
+    let (offset, epoch) = five.split_once('_').expect("<offset>_<epoch>");
+    let epoch = u64::from_str_radix(epoch, 16).expect("hex epoch");
+    let foreign = format!("{offset}_{:x}", epoch ^ 1);
+    for (nick, since) in [("cat", foreign.as_str()), ("dan", "garbage")] {
+        let (mut ws, _) = connect(&url(nick, Some(since))).await.expect("joins");
+        let notice = next_said(&mut ws).await;
+        assert_eq!(
+            notice,
+            json!({"type": "not_recovered", "pos": five}),
+            "{since}"
+        );
+        ws.close(CloseCode::NORMAL, "").await.expect("close");
+    }
+    for ws in [&mut ann, &mut bob] {
+        ws.close(CloseCode::NORMAL, "").await.expect("close");
+    }
 }
 
 /// The room's next presence notice (one per window of 250 ms).
@@ -157,12 +282,12 @@ async fn sessions(addr: &str) {
     let url =
         |nick: &str, session: &str| format!("ws://{addr}/ws/side?nick={nick}&session={session}");
     let (mut first, _) = connect(&url("sam", "tab1")).await.expect("sam joins");
-    expect_members(&mut first, "side", json!(["sam"])).await;
+    expect_joined(&mut first, "side", json!(["sam"])).await;
     expect_presence(&mut first, json!(["sam"]), json!([]), 1).await;
 
     // The reload's connection: the list for itself, nothing for the room.
     let (mut second, _) = connect(&url("sam", "tab1")).await.expect("sam again");
-    expect_members(&mut second, "side", json!(["sam"])).await;
+    expect_joined(&mut second, "side", json!(["sam"])).await;
 
     // Another tab, or a client without a session, asking for the same name.
     for intruder in [url("sam", "tab2"), format!("ws://{addr}/ws/side?nick=sam")] {
@@ -186,7 +311,7 @@ async fn sessions(addr: &str) {
         .expect("close");
     drop(first);
     let (mut zed, _) = connect(&url("zed", "z")).await.expect("zed joins");
-    expect_members(&mut zed, "side", json!(["sam", "zed"])).await;
+    expect_joined(&mut zed, "side", json!(["sam", "zed"])).await;
     for ws in [&mut second, &mut zed] {
         expect_presence(ws, json!(["zed"]), json!([]), 2).await;
     }
@@ -200,15 +325,15 @@ async fn sessions(addr: &str) {
     let (mut moved, _) = connect(&format!("ws://{addr}/ws/elsewhere?nick=sam&session=tab1"))
         .await
         .expect("sam joins elsewhere");
-    expect_members(&mut moved, "elsewhere", json!(["sam"])).await;
+    expect_joined(&mut moved, "elsewhere", json!(["sam"])).await;
     for ws in [&mut moved, &mut zed] {
         ws.close(CloseCode::NORMAL, "").await.expect("close");
     }
 }
 
 /// `chat`: the page, two members who see each other, an SSE listener, a
-/// refused nickname, a foreign origin, a foreign host (DNS rebinding) and
-/// the echo endpoint.
+/// refused nickname, a foreign origin, a foreign host (DNS rebinding),
+/// acknowledged sends, resume and the echo endpoint.
 fn chat(runtime: &str) {
     let addr = free_addr();
     let mut server = Program::start_server(
@@ -263,13 +388,13 @@ fn chat(runtime: &str) {
         let (mut a, _) = connect(&format!("ws://{addr}/ws/lobby?nick=a"))
             .await
             .expect("a joins");
-        expect_members(&mut a, "lobby", json!(["a"])).await;
+        expect_joined(&mut a, "lobby", json!(["a"])).await;
         expect_presence(&mut a, json!(["a"]), json!([]), 1).await;
 
         let (mut b, _) = connect(&format!("ws://{addr}/ws/lobby?nick=b"))
             .await
             .expect("b joins");
-        expect_members(&mut b, "lobby", json!(["a", "b"])).await;
+        expect_joined(&mut b, "lobby", json!(["a", "b"])).await;
         for ws in [&mut a, &mut b] {
             expect_presence(ws, json!(["b"]), json!([]), 2).await;
         }
@@ -305,6 +430,7 @@ fn chat(runtime: &str) {
         assert!(reason.contains("session ids are"), "{reason}");
 
         sessions(&addr).await;
+        acks_and_resume(&addr).await;
 
         // The plain echo endpoint.
         let (mut echo, _) = connect(&format!("ws://{addr}/websocket"))

@@ -1,7 +1,14 @@
 //! What the chat server decides, the same on every runtime: routing, input
-//! validation, the JSON events and who is in which room.
+//! validation, the JSON events, who is in which room, positions and
+//! acknowledgements.
+//!
+//! Chat messages go through a [`StreamHub`] (history, positions, resume;
+//! in this process or shared by many through Redis), presence notices
+//! through the room's local side only: they describe this process's
+//! members and are not kept in the history.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -11,7 +18,10 @@ use serde_json::json;
 use wavecast_core::handshake::{HttpVersion, Request};
 use wavecast_core::presence::{PresenceBatch, PresenceChange, PresenceConfig};
 use wavecast_core::{CloseCode, Config, HostAllowList, HttpResponse, Message, OriginAllowList};
-use wavecast_runtime::{Member, Room, Runtime, WebSocket};
+use wavecast_runtime::{
+    Envelope, HistoryConfig, Member, RedisConfig, Room, RoomConfig, Runtime, Sender, StreamHub,
+    StreamPosition, StreamRoom, WebSocket,
+};
 
 /// The page, served at `/`.
 pub(crate) const PAGE: &str = include_str!("page.html");
@@ -49,22 +59,68 @@ pub(crate) struct Chatter {
     /// nickname again (a reload, a reconnect), any other is refused while
     /// it is taken.
     pub(crate) session: Option<String>,
+    /// Where the page left off (`?since=`).
+    pub(crate) since: Since,
+}
+
+/// The `since` query parameter: the position of the last publication the
+/// page saw in this room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Since {
+    /// None given: a new page, which starts at the room's current position.
+    Fresh,
+    /// Resume after this position.
+    At(StreamPosition),
+    /// Not a position. Treated like a position from an epoch the room never
+    /// had: the page is told `not_recovered` and starts over from the
+    /// current position. Neither refusing the connection (the page would
+    /// retry with the same value forever) nor ignoring the value (the page
+    /// would silently miss messages) would serve it better.
+    Invalid,
+}
+
+impl Since {
+    fn parse(value: Option<&str>) -> Since {
+        match value {
+            None | Some("") => Since::Fresh,
+            Some(text) => text.parse().map_or(Since::Invalid, Since::At),
+        }
+    }
 }
 
 impl Chatter {
+    /// The position to join `room` from: the page's own, or for a new page
+    /// the room's current one, so that it is told where it stands (a
+    /// `recovered` notice) and can resume even if it disconnects before
+    /// anything is published. Call before accepting; `None` (the backplane
+    /// is unreachable) joins live, without a notice.
+    pub(crate) async fn resume_from<R: Runtime>(
+        &self,
+        room: &StreamRoom<R>,
+    ) -> Option<StreamPosition> {
+        match self.since {
+            Since::At(position) => Some(position),
+            // Epoch 0 is never a room's: this always ends in not_recovered.
+            Since::Invalid => Some(StreamPosition::new(0, 0)),
+            Since::Fresh => room.position().await.ok(),
+        }
+    }
+
     /// Seats the new connection `ws` in `room`: joins it to the room's
-    /// fan-out and takes the nickname. Call it while accepting, before the
-    /// `101` (or HTTP/2 `200`) goes out: nothing published after the
-    /// handshake can be missed, the join event included. `http` is the
-    /// request's version, for the log.
+    /// fan-out from `since` (what [`Chatter::resume_from`] returned: the
+    /// publications it missed come first) and takes the nickname. Call it
+    /// while accepting, before the `101` (or HTTP/2 `200`) goes out:
+    /// nothing published after the handshake can be missed, the join
+    /// event included. `http` is the request's version, for the log.
     pub(crate) fn seat<R: Runtime>(
         &self,
         ws: &WebSocket,
-        room: &Room<R>,
+        room: &StreamRoom<R>,
+        since: Option<StreamPosition>,
         members: &Members,
         http: HttpVersion,
     ) -> Result<Member, String> {
-        let member = room.join(ws.sender());
+        let member = room.join(ws.sender(), since);
         let joined = members.join(
             &self.room,
             &self.nick,
@@ -78,20 +134,28 @@ impl Chatter {
             tracing::warn!(room = %self.room, nick = %self.nick, "member list not queued");
         }
         if let Some(due) = joined.window {
-            announce_at(room.clone(), members.clone(), self.room.clone(), due);
+            announce_at(
+                room.local().clone(),
+                members.clone(),
+                self.room.clone(),
+                due,
+            );
         }
         Ok(member)
     }
 
     /// Runs a connection [`Chatter::seat`] seated (or refused, with the
-    /// reason) until it leaves: what it sends goes to the room, a bad
-    /// message gets an error event back.
+    /// reason) until it leaves: what it sends is published to the room
+    /// and, when it carries an id, acknowledged to it alone (`ack` with
+    /// the position, or `nack` when the backplane did not take it); a
+    /// bad message gets an error event back.
     pub(crate) async fn converse<R: Runtime>(
         &self,
         mut ws: WebSocket,
         seated: Result<Member, String>,
-        room: &Room<R>,
+        room: &StreamRoom<R>,
         members: &Members,
+        sent: &Sent,
     ) {
         let member = match seated {
             Ok(member) => member,
@@ -101,21 +165,130 @@ impl Chatter {
             }
         };
         let (sender, mut receiver) = ws.split();
+        // One message at a time: a member's messages are published in the
+        // order it sent them.
         while let Some(Ok(message)) = receiver.recv().await {
-            match on_message(&self.room, &self.nick, &message) {
-                Ok(event) => {
-                    room.publish(event);
-                }
-                Err(error) => {
-                    let _ = sender.send(error).await;
-                }
+            let reply = match on_message(&self.room, &self.nick, &message) {
+                Ok(Said { event, id: None }) => match room.publish(event).await {
+                    Ok(_) => None,
+                    Err(e) => Some(error_event(&format!("message not sent: {e}"))),
+                },
+                Ok(Said {
+                    event,
+                    id: Some(id),
+                }) => self.publish_once(room, sent, &sender, event, id).await,
+                Err(error) => Some(error),
+            };
+            if let Some(reply) = reply {
+                let _ = sender.send(reply).await;
             }
         }
         drop(member);
         if let Some(due) = members.leave(&self.room, &self.nick, R::now()) {
-            announce_at(room.clone(), members.clone(), self.room.clone(), due);
+            announce_at(
+                room.local().clone(),
+                members.clone(),
+                self.room.clone(),
+                due,
+            );
         }
     }
+
+    /// Publishes `event`, sent with `id`, unless this nickname's `id` was
+    /// published in this room already; returns the `ack` (or `nack`) for
+    /// the sender, or nothing when the same id is being published right
+    /// now (by another connection of the same page): that one acks both.
+    async fn publish_once<R: Runtime>(
+        &self,
+        room: &StreamRoom<R>,
+        sent: &Sent,
+        sender: &Sender,
+        event: String,
+        id: String,
+    ) -> Option<String> {
+        let key = SentKey {
+            room: self.room.clone(),
+            nick: self.nick.clone(),
+            id,
+        };
+        let claim = match sent.claim(&key, sender.clone()) {
+            Claim::Published(position) => return Some(ack_event(&key.id, position)),
+            Claim::Underway => return None,
+            Claim::Mine(claim) => claim,
+        };
+        let result = room.publish(event).await.map_err(|e| e.to_string());
+        let reply = match &result {
+            Ok(position) => ack_event(&key.id, *position),
+            Err(e) => nack_event(&key.id, e),
+        };
+        for waiting in claim.settle(result) {
+            let _ = waiting.try_send(reply.clone());
+        }
+        Some(reply)
+    }
+}
+
+/// How much history each room keeps: enough for a page that was away a
+/// little while (a reload, a flaky network) to catch up.
+pub(crate) fn history() -> HistoryConfig {
+    HistoryConfig::default()
+        .with_size(256)
+        .with_ttl_ms(Some(10 * 60 * 1000))
+}
+
+/// The rooms: in this process, or with `redis` (`--redis URL`) shared with
+/// every chat server connected to the same Redis. An unreachable Redis is
+/// an error: a node that cannot reach the others should not start.
+pub(crate) async fn open_hub<R: Runtime>(redis: Option<&str>) -> io::Result<StreamHub<R>> {
+    let hub = match redis {
+        None => StreamHub::local(RoomConfig::default(), history()),
+        Some(url) => StreamHub::redis(RedisConfig::new(url), RoomConfig::default(), history())
+            .await
+            .map_err(|e| io::Error::other(format!("cannot use Redis at {url}: {e}")))?,
+    };
+    Ok(hub.with_envelope(ChatEnvelope))
+}
+
+/// What members receive: each chat message as published plus its `"pos"`,
+/// and after a catch-up `recovered` or `not_recovered` with the position
+/// the page now stands at.
+pub(crate) struct ChatEnvelope;
+
+impl Envelope for ChatEnvelope {
+    fn publication(&self, position: StreamPosition, message: &Message) -> Message {
+        let Message::Text(text) = message else {
+            return message.clone();
+        };
+        // Every publication is a JSON object this server wrote (on any
+        // node); anything else goes out as it is.
+        match serde_json::from_str::<serde_json::Map<String, serde_json::Value>>(text) {
+            Ok(mut event) => {
+                event.insert("pos".to_owned(), position.to_string().into());
+                Message::from(serde_json::Value::Object(event).to_string())
+            }
+            Err(_) => message.clone(),
+        }
+    }
+
+    fn recovered(&self, current: StreamPosition) -> Option<Message> {
+        Some(Message::from(
+            json!({ "type": "recovered", "pos": current.to_string() }).to_string(),
+        ))
+    }
+
+    fn not_recovered(&self, current: StreamPosition) -> Option<Message> {
+        Some(Message::from(
+            json!({ "type": "not_recovered", "pos": current.to_string() }).to_string(),
+        ))
+    }
+}
+
+fn ack_event(id: &str, position: StreamPosition) -> String {
+    json!({ "type": "ack", "id": id, "pos": position.to_string() }).to_string()
+}
+
+fn nack_event(id: &str, error: &str) -> String {
+    json!({ "type": "nack", "id": id, "error": error }).to_string()
 }
 
 /// The host names the server answers to: `localhost`, the loopback
@@ -159,6 +332,7 @@ pub(crate) fn route(request: &Request, hosts: &HostAllowList) -> Route {
         let room = percent_decode(room);
         let nick = query_param(request, "nick").unwrap_or_default();
         let session = query_param(request, "session");
+        let since = Since::parse(query_param(request, "since").as_deref());
         let checked = check_room(&room)
             .and_then(|()| check_nick(&nick))
             .and_then(|()| session.as_deref().map_or(Ok(()), check_session));
@@ -168,6 +342,7 @@ pub(crate) fn route(request: &Request, hosts: &HostAllowList) -> Route {
                 room,
                 nick,
                 session,
+                since,
             }),
         };
     }
@@ -256,21 +431,37 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// What a member sends: `{"text": ..., "id": ...}`. The id is the page's
+/// own, to match the `ack` and to resend safely; without one the message
+/// is published and not acknowledged.
 #[derive(Deserialize)]
 struct Incoming {
     text: String,
+    id: Option<String>,
+}
+
+/// A message for the room.
+#[derive(Debug)]
+pub(crate) struct Said {
+    /// The event to publish.
+    pub(crate) event: String,
+    /// The sender's id for it, if it gave one.
+    pub(crate) id: Option<String>,
 }
 
 /// Turns what a member sent into the event for the room, or an error
 /// event for that member alone.
-pub(crate) fn on_message(room: &str, nick: &str, message: &Message) -> Result<String, String> {
+pub(crate) fn on_message(room: &str, nick: &str, message: &Message) -> Result<Said, String> {
     let Message::Text(text) = message else {
         return Err(error_event(
-            "send JSON text like {\"text\": \"hello\"}, not binary",
+            "send JSON text like {\"text\": \"hello\", \"id\": \"a1\"}, not binary",
         ));
     };
     let incoming: Incoming =
         serde_json::from_str(text).map_err(|e| error_event(&format!("malformed message: {e}")))?;
+    if let Some(id) = &incoming.id {
+        check_id(id).map_err(|reason| error_event(&reason))?;
+    }
     let chars = incoming.text.chars().count();
     if chars > MAX_TEXT_CHARS {
         return Err(error_event(&format!(
@@ -280,14 +471,33 @@ pub(crate) fn on_message(room: &str, nick: &str, message: &Message) -> Result<St
     if incoming.text.trim().is_empty() {
         return Err(error_event("empty message"));
     }
-    Ok(json!({
+    let mut event = json!({
         "type": "message",
         "room": room,
         "nick": nick,
         "text": incoming.text,
         "time": unix_ms(),
+    });
+    if let Some(id) = &incoming.id {
+        // The sender's page recognises its own message by it.
+        event["id"] = id.as_str().into();
+    }
+    Ok(Said {
+        event: event.to_string(),
+        id: incoming.id,
     })
-    .to_string())
+}
+
+fn check_id(id: &str) -> Result<(), String> {
+    let ok = (1..=64).contains(&id.len())
+        && id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+    if ok {
+        Ok(())
+    } else {
+        Err("message ids are 1-64 letters, digits, '-' or '_'".to_owned())
+    }
 }
 
 /// An error for one member.
@@ -311,6 +521,202 @@ fn announce_at<R: Runtime>(room: Room<R>, members: Members, name: String, due: I
             room.publish(event);
         });
     });
+}
+
+/// How many message ids each room remembers (see [`Sent`]).
+pub(crate) const REMEMBERED_IDS: usize = 4096;
+
+/// How many rooms' ids are remembered at once; the room whose ids were
+/// used least recently is forgotten first.
+pub(crate) const REMEMBERED_ROOMS: usize = 64;
+
+/// The message ids published recently, per room (the last
+/// [`REMEMBERED_IDS`]), each with its position, so that a page resending a
+/// message whose `ack` it never got (the connection dropped, or the
+/// publish timed out after Redis took it) is acked with the position the
+/// message already has instead of being published again. Ids are the
+/// page's own, so they are kept per nickname: one page cannot ack away
+/// another's message.
+///
+/// The window is per process: with `--redis`, a resend that lands on
+/// another node (behind a load balancer) while the first is remembered
+/// here is published twice. Deduplicating across nodes would claim each
+/// id in Redis before publishing (`SET <room>:<nick>:<id> <pos> NX EX
+/// <ttl>`, answered with the stored position when taken); `StreamRoom`
+/// offers no way to run a command of our own, so this stays per process.
+/// A publish that failed is forgotten, so that the page's retry can
+/// publish; when the failure was a timeout after Redis did take it, the
+/// retry publishes it a second time.
+/// `W` is who waits for an answer: a connection's [`Sender`].
+pub(crate) struct Sent<W = Sender> {
+    state: Arc<Mutex<SentRooms<W>>>,
+}
+
+impl<W> Clone for Sent<W> {
+    fn clone(&self) -> Self {
+        Sent {
+            state: self.state.clone(),
+        }
+    }
+}
+
+impl<W> Default for Sent<W> {
+    fn default() -> Self {
+        Sent {
+            state: Arc::new(Mutex::new(SentRooms {
+                rooms: HashMap::new(),
+                clock: 0,
+            })),
+        }
+    }
+}
+
+struct SentRooms<W> {
+    rooms: HashMap<String, RecentIds<W>>,
+    /// Counts claims: when each room was used last.
+    clock: u64,
+}
+
+struct RecentIds<W> {
+    slots: HashMap<(String, String), Slot<W>>,
+    /// Oldest first: the one to forget when the room is full.
+    order: VecDeque<(String, String)>,
+    used: u64,
+}
+
+impl<W> Default for RecentIds<W> {
+    fn default() -> Self {
+        RecentIds {
+            slots: HashMap::new(),
+            order: VecDeque::new(),
+            used: 0,
+        }
+    }
+}
+
+enum Slot<W> {
+    /// Being published; these connections (of the same page) sent it again
+    /// meanwhile and wait for the same answer.
+    Underway(Vec<W>),
+    Published(StreamPosition),
+}
+
+/// A message id, in its room, from its sender.
+pub(crate) struct SentKey {
+    pub(crate) room: String,
+    pub(crate) nick: String,
+    pub(crate) id: String,
+}
+
+impl SentKey {
+    fn slot(&self) -> (String, String) {
+        (self.nick.clone(), self.id.clone())
+    }
+}
+
+/// What [`Sent::claim`] found.
+pub(crate) enum Claim<'a, W> {
+    /// Published already, at this position.
+    Published(StreamPosition),
+    /// Being published by another connection, which will answer this one.
+    Underway,
+    /// New: publish it, then [`Claimed::settle`].
+    Mine(Claimed<'a, W>),
+}
+
+/// The right to publish one id. Dropped unsettled (the connection's task
+/// ended mid-publish) it counts as a failure, so a resend is not left
+/// waiting for an answer that never comes.
+pub(crate) struct Claimed<'a, W> {
+    sent: &'a Sent<W>,
+    key: &'a SentKey,
+    settled: bool,
+}
+
+impl<W> Claimed<'_, W> {
+    /// Records how the publish went; returns the connections waiting for
+    /// the same answer.
+    pub(crate) fn settle(mut self, result: Result<StreamPosition, String>) -> Vec<W> {
+        self.settled = true;
+        self.sent.settle(self.key, result.ok())
+    }
+}
+
+impl<W> Drop for Claimed<'_, W> {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.sent.settle(self.key, None);
+        }
+    }
+}
+
+impl<W> Sent<W> {
+    /// Looks `key` up; when it is new, records it as being published by
+    /// the caller. `waiter` is who to answer if it is underway.
+    pub(crate) fn claim<'a>(&'a self, key: &'a SentKey, waiter: W) -> Claim<'a, W> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let SentRooms { rooms, clock } = &mut *state;
+        *clock += 1;
+        if !rooms.contains_key(&key.room) && rooms.len() >= REMEMBERED_ROOMS {
+            let idlest = rooms
+                .iter()
+                .min_by_key(|(_, ids)| ids.used)
+                .map(|(name, _)| name.clone());
+            if let Some(idlest) = idlest {
+                rooms.remove(&idlest);
+            }
+        }
+        let ids = rooms.entry(key.room.clone()).or_default();
+        ids.used = *clock;
+        let slot = key.slot();
+        match ids.slots.get_mut(&slot) {
+            Some(Slot::Published(position)) => return Claim::Published(*position),
+            Some(Slot::Underway(waiting)) => {
+                waiting.push(waiter);
+                return Claim::Underway;
+            }
+            None => {}
+        }
+        if ids.order.len() >= REMEMBERED_IDS {
+            if let Some(oldest) = ids.order.pop_front() {
+                ids.slots.remove(&oldest);
+            }
+        }
+        ids.order.push_back(slot.clone());
+        ids.slots.insert(slot, Slot::Underway(Vec::new()));
+        Claim::Mine(Claimed {
+            sent: self,
+            key,
+            settled: false,
+        })
+    }
+
+    /// Remembers `key` at `position`, or forgets it when it was not
+    /// published; returns who waits for the answer.
+    fn settle(&self, key: &SentKey, position: Option<StreamPosition>) -> Vec<W> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(ids) = state.rooms.get_mut(&key.room) else {
+            return Vec::new();
+        };
+        let slot = key.slot();
+        let waiting = match position {
+            Some(position) => match ids.slots.get_mut(&slot) {
+                Some(entry) => std::mem::replace(entry, Slot::Published(position)),
+                None => return Vec::new(),
+            },
+            None => match ids.slots.remove(&slot) {
+                Some(entry) => {
+                    ids.order.retain(|s| *s != slot);
+                    entry
+                }
+                None => return Vec::new(),
+            },
+        };
+        match waiting {
+            Slot::Underway(waiting) => waiting,
+            Slot::Published(_) => Vec::new(),
+        }
+    }
 }
 
 /// The most nicknames a `members` list names; a larger room's list ends
@@ -536,7 +942,16 @@ mod tests {
     #[test]
     fn messages() {
         let ok = on_message("r", "n", &Message::from(r#"{"text":"hi"}"#)).unwrap();
-        assert!(ok.contains(r#""type":"message""#) && ok.contains(r#""text":"hi""#));
+        assert!(ok.event.contains(r#""type":"message""#) && ok.event.contains(r#""text":"hi""#));
+        assert_eq!(ok.id, None);
+        let with_id = on_message("r", "n", &Message::from(r#"{"text":"hi","id":"a-1"}"#)).unwrap();
+        assert_eq!(with_id.id.as_deref(), Some("a-1"));
+        assert_eq!(event(&with_id.event)["id"], "a-1");
+        for bad in [r#"{"text":"hi","id":""}"#, r#"{"text":"hi","id":"a b"}"#] {
+            assert!(on_message("r", "n", &Message::from(bad))
+                .unwrap_err()
+                .contains("message ids"));
+        }
         assert!(on_message("r", "n", &Message::from("nope")).is_err());
         let long = format!(r#"{{"text":"{}"}}"#, "x".repeat(MAX_TEXT_CHARS + 1));
         assert!(on_message("r", "n", &Message::from(long))
@@ -662,6 +1077,99 @@ mod tests {
             (Some("members"), Some("r"))
         );
         assert_eq!(list["members"], json!(["ada", "bob"]));
+    }
+
+    #[test]
+    fn since_parses_or_is_invalid() {
+        assert_eq!(Since::parse(None), Since::Fresh);
+        assert_eq!(Since::parse(Some("")), Since::Fresh);
+        assert_eq!(
+            Since::parse(Some("42_1f")),
+            Since::At(StreamPosition::new(0x1f, 42))
+        );
+        for bad in ["42", "x_1f", "42_zz", "-1_1"] {
+            assert_eq!(Since::parse(Some(bad)), Since::Invalid, "{bad}");
+        }
+    }
+
+    #[test]
+    fn the_envelope_adds_the_position() {
+        let pos = StreamPosition::new(0xab, 7);
+        let Message::Text(out) =
+            ChatEnvelope.publication(pos, &Message::from(r#"{"type":"message","text":"hi"}"#))
+        else {
+            panic!("text");
+        };
+        let out = event(&out);
+        assert_eq!((&out["pos"], &out["text"]), (&json!("7_ab"), &json!("hi")));
+        let not_json = Message::from("plain");
+        assert_eq!(ChatEnvelope.publication(pos, &not_json), not_json);
+        let notice = |m: Option<Message>| match m {
+            Some(Message::Text(t)) => event(&t),
+            other => panic!("{other:?}"),
+        };
+        assert_eq!(
+            notice(ChatEnvelope.recovered(pos)),
+            json!({"type": "recovered", "pos": "7_ab"})
+        );
+        assert_eq!(
+            notice(ChatEnvelope.not_recovered(pos)),
+            json!({"type": "not_recovered", "pos": "7_ab"})
+        );
+    }
+
+    #[test]
+    fn ids_are_published_once_per_room_and_nickname() {
+        let sent = Sent::<u32>::default();
+        let key = |room: &str, nick: &str, id: &str| SentKey {
+            room: room.to_owned(),
+            nick: nick.to_owned(),
+            id: id.to_owned(),
+        };
+        let pos = StreamPosition::new(1, 5);
+        let a = key("r", "ada", "m1");
+        let Claim::Mine(claim) = sent.claim(&a, 1) else {
+            panic!("new id")
+        };
+        // Sent again while the first publish is underway: the second
+        // connection waits for the first one's answer.
+        assert!(matches!(sent.claim(&a, 2), Claim::Underway));
+        assert_eq!(claim.settle(Ok(pos)), vec![2]);
+        assert!(matches!(sent.claim(&a, 3), Claim::Published(p) if p == pos));
+        // Someone else's id, or the same id in another room, is new.
+        for other in [key("r", "bob", "m1"), key("s", "ada", "m1")] {
+            assert!(matches!(sent.claim(&other, 4), Claim::Mine(_)));
+        }
+        // A failed publish is forgotten, and its waiters told: the retry
+        // publishes.
+        let b = key("r", "ada", "m2");
+        let Claim::Mine(claim) = sent.claim(&b, 5) else {
+            panic!("new id")
+        };
+        assert!(matches!(sent.claim(&b, 6), Claim::Underway));
+        assert_eq!(claim.settle(Err("down".to_owned())), vec![6]);
+        let Claim::Mine(claim) = sent.claim(&b, 7) else {
+            panic!("forgotten after the failure")
+        };
+        // So is one whose publisher went away mid-publish.
+        drop(claim);
+        assert!(matches!(sent.claim(&b, 8), Claim::Mine(_)));
+        // The oldest ids go first.
+        for i in 0..REMEMBERED_IDS {
+            let k = key("r", "ada", &format!("x{i}"));
+            if let Claim::Mine(claim) = sent.claim(&k, 9) {
+                claim.settle(Ok(pos));
+            };
+        }
+        assert!(matches!(sent.claim(&a, 10), Claim::Mine(_)), "forgotten");
+        // And the rooms used least recently: "s" first.
+        let _ = sent.claim(&key("r", "ada", "keep"), 11);
+        for i in 0..REMEMBERED_ROOMS {
+            let _ = sent.claim(&key(&format!("room{i}"), "ada", "m"), 12);
+        }
+        let state = sent.state.lock().unwrap();
+        assert!(state.rooms.len() <= REMEMBERED_ROOMS);
+        assert!(!state.rooms.contains_key("s"));
     }
 
     #[test]

@@ -1,9 +1,18 @@
 //! `chat`: the main example. One port serves
 //!
 //! - `GET /`: the chat page (no build step, no CDN);
-//! - `ws://…/ws/<room>?nick=<name>&session=<id>`: a room; every member,
-//!   the sender too, receives each message as JSON, and `join`/`leave`
-//!   events with the member list. A nickname is held by one page session
+//! - `ws://…/ws/<room>?nick=<name>&session=<id>&since=<pos>`: a room;
+//!   every member, the sender too, receives each message as JSON with its
+//!   position in the room's history (`"pos"`), and presence events with
+//!   the member list. A message sent with an `id`
+//!   (`{"text": …, "id": …}`) is answered, to its sender alone, with
+//!   `{"type":"ack","id":…,"pos":…}` once the rooms' backplane took it, or
+//!   `nack` with the error; an id seen recently is acked again without
+//!   publishing twice. A page that reconnects with the last position it
+//!   saw gets what it missed, in order, then `recovered`; when that is
+//!   no longer held (or `since` is not a position) it gets
+//!   `not_recovered` and starts over. A new page gets `recovered` with
+//!   the current position right away. A nickname is held by one page session
 //!   per room: the same `session` may connect again while its old
 //!   connection lingers (a reload; the room then gets a `members` event
 //!   instead of a second `join`), any other connection asking for it is
@@ -20,8 +29,12 @@
 //! DNS name) needs `--allow-host NAME` for each.
 //!
 //! ```text
-//! cargo run -p wavecast-examples --bin chat -- [--runtime tokio|async-std|smol] [--addr 127.0.0.1:60000] [--allow-host HOST[:PORT]]...
+//! cargo run -p wavecast-examples --bin chat -- [--runtime tokio|async-std|smol] [--addr 127.0.0.1:60000] [--allow-host HOST[:PORT]]... [--redis redis://127.0.0.1:6379]
 //! ```
+//!
+//! Rooms keep their last 256 messages for 10 minutes, in this process, or
+//! with `--redis` in Redis, shared by every chat server started with the
+//! same URL (each one a node of the same chat; presence stays per node).
 //!
 //! With `--https` (tokio, examples' feature `rustls`) it serves the same
 //! over TLS with HTTP/2 and HTTP/1.1, and a browser's WebSockets then run
@@ -75,6 +88,14 @@ pub(crate) struct Options {
     /// each [default: none].
     #[arg(long = "allow-host", value_name = "HOST[:PORT]")]
     pub(crate) allow_hosts: Vec<String>,
+    /// Share the rooms with every chat server connected to this Redis
+    /// (redis://[user:password@]host[:port][/db]): a message sent to one
+    /// reaches the members of all, and history and resume work across
+    /// them; an unreachable Redis at start is an error. Member lists and
+    /// presence stay per server. Without it the rooms live in this process
+    /// [default: none].
+    #[arg(long, value_name = "URL")]
+    pub(crate) redis: Option<String>,
 }
 
 fn main() {

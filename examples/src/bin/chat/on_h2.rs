@@ -42,11 +42,11 @@ mod tls {
     use wavecast_core::sse::{keep_alive, room_event_bytes};
     use wavecast_examples::cannot_listen;
     use wavecast_tokio::{
-        request_from_http, CloseCode, HostAllowList, HttpResponse, Hub, RoomConfig, SseConfig,
-        SseEvent, Subscription, UpgradeRejection, WebSocketUpgrade,
+        request_from_http, CloseCode, HostAllowList, HttpResponse, SseConfig, SseEvent, StreamHub,
+        StreamRoom, Subscription, Tokio, UpgradeRejection, WebSocketUpgrade,
     };
 
-    use crate::chat::{self, Members, Route};
+    use crate::chat::{self, Members, Route, Sent};
     use crate::Options;
 
     /// How long a client may take over its TLS handshake.
@@ -54,8 +54,9 @@ mod tls {
 
     /// What every request's handler shares.
     struct State {
-        hub: Hub,
+        hub: StreamHub<Tokio>,
         members: Members,
+        sent: Sent,
         hosts: HostAllowList,
     }
 
@@ -68,14 +69,16 @@ mod tls {
                 .await
                 .map_err(cannot_listen(&options.addr))?;
             let acceptor = acceptor(&options)?;
+            let hub = chat::open_hub(options.redis.as_deref()).await?;
             println!(
                 "chat (tokio, HTTPS: HTTP/2 and HTTP/1.1): open https://{}/ in a browser \
                  (the certificate is self-signed: the browser asks once)",
                 listener.local_addr()?
             );
             let state = Arc::new(State {
-                hub: Hub::new(RoomConfig::default()),
+                hub,
                 members: Members::default(),
+                sent: Sent::default(),
                 hosts: chat::allowed_hosts(&options.addr, &options.allow_hosts),
             });
             let mut http = auto::Builder::new(TokioExecutor::new());
@@ -175,12 +178,14 @@ mod tls {
             Route::Page => answer(HttpResponse::html(200, chat::PAGE)),
             Route::Respond(response) => answer(response),
             Route::Listen { room: name } => {
-                let Ok(room) = state.hub.room(&name) else {
+                let Ok(room) = state.hub.room(&name).await else {
                     return Ok(answer(HttpResponse::text(503, "too many rooms\n")));
                 };
                 // The member list first, then everything from that moment on.
-                let (subscription, list) = state.members.listen(&name, || room.subscribe());
-                event_stream(SseEvent::data(list).encode(), subscription)
+                let (subscription, list) = state.members.listen(&name, || room.local().subscribe());
+                // The stream holds the room, which keeps this process
+                // subscribed to it on the backplane.
+                event_stream(SseEvent::data(list).encode(), subscription, room)
             }
             Route::Echo => match upgrade(&mut request).and_then(|u| u.respond()) {
                 Ok((response, mut ws)) => {
@@ -205,19 +210,22 @@ mod tls {
                 Err(refused) => refused.into_response(),
             },
             Route::Chat(chatter) => {
-                let Ok(room) = state.hub.room(&chatter.room) else {
+                let Ok(room) = state.hub.room(&chatter.room).await else {
                     return Ok(answer(HttpResponse::text(503, "too many rooms\n")));
                 };
+                let since = chatter.resume_from(&room).await;
                 let mut seated = Err(String::new());
                 let answered = upgrade(&mut request).and_then(|u| {
                     u.respond_then(|ws| {
-                        seated = chatter.seat(ws, &room, &state.members, parsed.version());
+                        seated = chatter.seat(ws, &room, since, &state.members, parsed.version());
                     })
                 });
                 match answered {
                     Ok((response, ws)) => {
                         tokio::spawn(async move {
-                            chatter.converse(ws, seated, &room, &state.members).await;
+                            chatter
+                                .converse(ws, seated, &room, &state.members, &state.sent)
+                                .await;
                         });
                         response
                     }
@@ -244,23 +252,30 @@ mod tls {
     /// when the client goes away (the stream is reset or the connection
     /// closes) and while the client does not take what was sent (flow
     /// control), so the room's lag policy covers a stalled listener.
-    fn event_stream(first: Bytes, subscription: Subscription) -> http::Response<Body> {
+    fn event_stream(
+        first: Bytes,
+        subscription: Subscription,
+        room: StreamRoom<Tokio>,
+    ) -> http::Response<Body> {
         let every = SseConfig::default().keep_alive;
-        let events = stream::unfold(subscription, move |mut subscription| async move {
-            loop {
-                let event = tokio::time::timeout(every, subscription.recv()).await;
-                let Ok(event) = event else {
-                    return Some((keep_alive(), subscription));
-                };
-                match room_event_bytes(&event) {
-                    Ok(Some(bytes)) => return Some((bytes, subscription)),
-                    // Binary messages have no SSE form.
-                    Ok(None) => {}
-                    // Evicted by the room's lag policy: end the stream.
-                    Err(_) => return None,
+        let events = stream::unfold(
+            (subscription, room),
+            move |(mut subscription, room)| async move {
+                loop {
+                    let event = tokio::time::timeout(every, subscription.recv()).await;
+                    let Ok(event) = event else {
+                        return Some((keep_alive(), (subscription, room)));
+                    };
+                    match room_event_bytes(&event) {
+                        Ok(Some(bytes)) => return Some((bytes, (subscription, room))),
+                        // Binary messages have no SSE form.
+                        Ok(None) => {}
+                        // Evicted by the room's lag policy: end the stream.
+                        Err(_) => return None,
+                    }
                 }
-            }
-        });
+            },
+        );
         let body = stream::once(first).chain(events).map(Ok::<_, Infallible>);
         http::Response::builder()
             .header(http::header::CONTENT_TYPE, "text/event-stream")

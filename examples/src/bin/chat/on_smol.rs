@@ -5,11 +5,11 @@ use std::sync::Arc;
 use smol::net::{TcpListener, TcpStream};
 use wavecast_examples::cannot_listen;
 use wavecast_smol::{
-    serve, Accept, CloseCode, HostAllowList, Hub, Incoming, RoomConfig, ServeConfig, SseConfig,
-    SseEvent, SseStream,
+    serve, Accept, CloseCode, HostAllowList, Incoming, ServeConfig, Smol, SseConfig, SseEvent,
+    SseStream, StreamHub,
 };
 
-use crate::chat::{self, Members, Route};
+use crate::chat::{self, Members, Route, Sent};
 use crate::Options;
 
 pub(crate) fn run(options: Options) -> std::io::Result<()> {
@@ -18,18 +18,25 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
         let listener = TcpListener::bind(&options.addr)
             .await
             .map_err(cannot_listen(&options.addr))?;
+        let hub = chat::open_hub::<Smol>(options.redis.as_deref()).await?;
         println!(
             "chat (smol): open http://{}/ in a browser",
             listener.local_addr()?
         );
-        let hub = Hub::new(RoomConfig::default());
         let members = Members::default();
+        let sent = Sent::default();
         let hosts = Arc::new(chat::allowed_hosts(&options.addr, &options.allow_hosts));
         let limits = ServeConfig::default()
             .with_max_connections(options.max_connections)
             .with_config(chat::config());
         let server = serve(listener, limits, move |incoming| {
-            handle(incoming, hub.clone(), members.clone(), hosts.clone())
+            handle(
+                incoming,
+                hub.clone(),
+                members.clone(),
+                sent.clone(),
+                hosts.clone(),
+            )
         })?;
         let _ = stop.recv().await;
         println!("chat: shutting down");
@@ -40,8 +47,9 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
 
 async fn handle(
     incoming: Incoming<TcpStream>,
-    hub: Hub,
+    hub: StreamHub<Smol>,
     members: Members,
+    sent: Sent,
     hosts: Arc<HostAllowList>,
 ) {
     match chat::route(incoming.request(), &hosts) {
@@ -70,9 +78,11 @@ async fn handle(
             let _ = ws.close(CloseCode(chat::REFUSED), &reason).await;
         }
         Route::Listen { room: name } => {
-            let Ok(room) = hub.room(&name) else { return };
+            let Ok(room) = hub.room(&name).await else {
+                return;
+            };
             // The member list first, then everything from that moment on.
-            let (mut subscription, list) = members.listen(&name, || room.subscribe());
+            let (mut subscription, list) = members.listen(&name, || room.local().subscribe());
             if let Ok(mut sse) = SseStream::respond(incoming, SseConfig::default()).await {
                 if sse.send(&SseEvent::data(list)).await.is_ok() {
                     sse.forward(&mut subscription).await;
@@ -80,16 +90,17 @@ async fn handle(
             }
         }
         Route::Chat(chatter) => {
-            let Ok(room) = hub.room(&chatter.room) else {
+            let Ok(room) = hub.room(&chatter.room).await else {
                 return;
             };
+            let since = chatter.resume_from(&room).await;
             let http = incoming.request().version();
             let mut seated = Err(String::new());
             let accepted = incoming.accept_then(Accept::new(), |ws| {
-                seated = chatter.seat(ws, &room, &members, http);
+                seated = chatter.seat(ws, &room, since, &members, http);
             });
             let Ok(ws) = accepted else { return };
-            chatter.converse(ws, seated, &room, &members).await;
+            chatter.converse(ws, seated, &room, &members, &sent).await;
         }
     }
 }

@@ -1,0 +1,188 @@
+//! `chat --redis`: two chat servers (on different runtimes) sharing their
+//! rooms through a real `redis-server`, started here on a free port
+//! without persistence. Behind the examples' `redis-tests` feature, since
+//! it needs Redis installed:
+//!
+//! ```text
+//! cargo test -p wavecast-examples --features redis-tests --test chat_redis
+//! ```
+
+mod support;
+
+use std::net::TcpStream;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+use support::{free_addr, tokio_rt, Program};
+use wavecast_tokio::{connect, CloseCode, Message, WebSocket};
+
+/// How long any one expected message may take; the chat servers reconnect
+/// to a restarted Redis within 5 s.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A `redis-server` on `port`, killed on drop.
+struct Redis(Child);
+
+impl Redis {
+    fn start(port: u16) -> Redis {
+        let child = Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server (install Redis to run this test)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not listen");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Redis(child)
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+async fn next_json(ws: &mut WebSocket) -> Value {
+    let message = tokio::time::timeout(WAIT, ws.recv())
+        .await
+        .expect("a message in time")
+        .expect("connection open")
+        .expect("a message, not an error");
+    match message {
+        Message::Text(text) => serde_json::from_str(text.as_str()).expect("JSON"),
+        other => panic!("expected JSON text, got {other:?}"),
+    }
+}
+
+/// The next event of one of the `types`, skipping the others.
+async fn next_of(ws: &mut WebSocket, types: &[&str]) -> Value {
+    loop {
+        let event = next_json(ws).await;
+        if types.iter().any(|t| event["type"] == *t) {
+            return event;
+        }
+    }
+}
+
+fn send(text: &str, id: &str) -> String {
+    json!({ "text": text, "id": id }).to_string()
+}
+
+#[test]
+fn two_nodes_share_rooms_acks_and_resume_through_redis() {
+    let port = free_addr()
+        .rsplit_once(':')
+        .and_then(|(_, p)| p.parse::<u16>().ok())
+        .expect("a port");
+    let redis = Redis::start(port);
+    let url = format!("redis://127.0.0.1:{port}");
+    let (a_addr, b_addr) = (free_addr(), free_addr());
+    let exe = env!("CARGO_BIN_EXE_chat");
+    let node_a = Program::start_server(
+        "chat A",
+        exe,
+        &["--runtime", "tokio", "--addr", &a_addr, "--redis", &url],
+    );
+    let node_b = Program::start_server(
+        "chat B",
+        exe,
+        &["--runtime", "smol", "--addr", &b_addr, "--redis", &url],
+    );
+    let ws_url = |addr: &str, nick: &str, since: Option<&str>| {
+        let since = since.map(|s| format!("&since={s}")).unwrap_or_default();
+        format!("ws://{addr}/ws/shared?nick={nick}&session={nick}1{since}")
+    };
+
+    tokio_rt().block_on(async {
+        let (mut ann, _) = connect(&ws_url(&a_addr, "ann", None))
+            .await
+            .expect("ann on A");
+        next_of(&mut ann, &["recovered"]).await;
+        let (mut bob, _) = connect(&ws_url(&b_addr, "bob", None))
+            .await
+            .expect("bob on B");
+        next_of(&mut bob, &["recovered"]).await;
+
+        // Sent on A, acked there, delivered on B with the same position.
+        ann.send(send("hello", "a1")).await.expect("send");
+        let ack = next_of(&mut ann, &["ack"]).await;
+        let pos = ack["pos"].as_str().expect("pos").to_owned();
+        let heard = next_of(&mut bob, &["message"]).await;
+        assert_eq!(
+            (&heard["text"], &heard["pos"]),
+            (&json!("hello"), &json!(pos))
+        );
+
+        // A resend on the same node is acked without a second publish.
+        ann.send(send("hello", "a1")).await.expect("resend");
+        assert_eq!(next_of(&mut ann, &["ack"]).await["pos"], pos.as_str());
+
+        // bob goes away and comes back on the other node: what he missed,
+        // in order, from Redis's history.
+        bob.close(CloseCode::NORMAL, "").await.expect("close");
+        drop(bob);
+        let mut last = String::new();
+        for (text, id) in [("two", "a2"), ("three", "a3")] {
+            ann.send(send(text, id)).await.expect("send");
+            last = next_of(&mut ann, &["ack"]).await["pos"]
+                .as_str()
+                .expect("pos")
+                .to_owned();
+        }
+        let (mut bob, _) = connect(&ws_url(&a_addr, "bob", Some(&pos)))
+            .await
+            .expect("bob back, on A");
+        let mut missed = Vec::new();
+        let recovered = loop {
+            let event = next_of(&mut bob, &["message", "recovered", "not_recovered"]).await;
+            match event["type"].as_str() {
+                Some("message") => missed.push(event["text"].clone()),
+                _ => break event,
+            }
+        };
+        assert_eq!(missed, [json!("two"), json!("three")]);
+        assert_eq!(recovered, json!({"type": "recovered", "pos": last}));
+
+        // Redis goes down: a send is refused with a nack, not lost quietly.
+        drop(redis);
+        ann.send(send("while down", "a4")).await.expect("send");
+        let nack = next_of(&mut ann, &["ack", "nack"]).await;
+        assert_eq!(
+            (&nack["type"], &nack["id"]),
+            (&json!("nack"), &json!("a4")),
+            "{nack}"
+        );
+        assert!(
+            nack["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "{nack}"
+        );
+
+        // Back (empty: a new epoch); the page's retry goes through once
+        // the node has reconnected, and bob gets it (after being told the
+        // history before it is gone).
+        let _redis = Redis::start(port);
+        let deadline = Instant::now() + WAIT;
+        loop {
+            ann.send(send("while down", "a4")).await.expect("retry");
+            let answer = next_of(&mut ann, &["ack", "nack"]).await;
+            if answer["type"] == "ack" {
+                break;
+            }
+            assert!(Instant::now() < deadline, "still refused: {answer}");
+            tokio::time::sleep(Duration::from_millis(300)).await;
+        }
+        let heard = next_of(&mut bob, &["message"]).await;
+        assert_eq!(heard["text"], "while down");
+        for ws in [&mut ann, &mut bob] {
+            ws.close(CloseCode::NORMAL, "").await.expect("close");
+        }
+    });
+    node_a.interrupt_and_check();
+    node_b.interrupt_and_check();
+}
