@@ -13,8 +13,9 @@
 //     acknowledges it;
 //   - the server restarts: one status element counts the attempts in
 //     place (no line per attempt) and every page reconnects by itself;
-//     the restarted server has no history, so the chat pages clear their
-//     log and say earlier messages could not be recovered; a message
+//     the restarted server has no history, so the chat pages (the SSE
+//     listener too, resuming with Last-Event-ID) clear their log and say
+//     earlier messages could not be recovered; a message
 //     written while disconnected stays pending and is sent on reconnect.
 //
 // Usage: node chat_test.mjs <base-url> <control-file> [chromium flags...]
@@ -306,7 +307,7 @@ for (const [page, who, want] of everyone) {
 // The restarted server has a new, empty history: the chat pages are told
 // what they had cannot be resumed, and their log starts over with a line
 // that says so.
-for (const [page, who] of [[alice, "alice"], [bob, "bob"], [dave, "dave"]]) {
+for (const [page, who] of [[alice, "alice"], [bob, "bob"], [dave, "dave"], [listener, "the SSE listener"]]) {
   await waitFor(page, `${who}'s log does not say earlier messages could not be recovered`,
     () => [...document.querySelectorAll("#log .note")].some((n) => /could not be recovered/.test(n.textContent)));
 }

@@ -83,11 +83,17 @@ async fn handle(
             let Ok(room) = hub.room(&name).await else {
                 return;
             };
-            // The member list first, then everything from that moment on.
-            let (mut subscription, list) = members.listen(&name, || room.local().subscribe());
+            // The member list first, then everything from that moment on;
+            // a browser reconnecting sends the last position it saw as
+            // Last-Event-ID and gets what it missed first.
+            let since = incoming
+                .request()
+                .last_event_id()
+                .and_then(|id| id.parse().ok());
+            let (mut subscription, list) = members.listen(&name, || room.subscribe(since));
             if let Ok(mut sse) = SseStream::respond(incoming, SseConfig::default()).await {
                 if sse.send(&SseEvent::data(list)).await.is_ok() {
-                    sse.forward(&mut subscription).await;
+                    sse.forward_stream(&mut subscription).await;
                 }
             }
         }
