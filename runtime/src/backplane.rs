@@ -174,11 +174,57 @@ impl<R: Runtime> Backend<R> {
     }
 }
 
-/// The in-process backplane's histories, one per room that was published
-/// to, and the generator of their epochs.
+/// The in-process backplane's histories, one per room, and the generator
+/// of their epochs.
 struct LocalRooms {
-    rooms: HashMap<String, History<Message>>,
+    rooms: HashMap<String, LocalHistory>,
     rng: Rng,
+    /// Uses since idle histories were last dropped.
+    since_sweep: usize,
+}
+
+struct LocalHistory {
+    history: History<Message>,
+    /// When the room was last published to (or created).
+    active_ms: u64,
+}
+
+/// How many history uses pass between sweeps for idle rooms.
+const SWEEP_EVERY: usize = 256;
+
+impl LocalRooms {
+    /// The history of room `name`, created on first use. With a
+    /// [`HistoryConfig::ttl_ms`], the histories of rooms not published to
+    /// for that long are dropped every [`SWEEP_EVERY`] uses, as Redis
+    /// expires an idle room's keys: everything in them had expired, and the
+    /// room starts over in a new epoch. (Without a ttl a history lives as
+    /// long as the hub: set one where clients choose room names.)
+    fn history(
+        &mut self,
+        name: &str,
+        config: HistoryConfig,
+        now_ms: u64,
+        publishing: bool,
+    ) -> &mut History<Message> {
+        self.since_sweep += 1;
+        if let (Some(ttl), true) = (config.ttl_ms, self.since_sweep >= SWEEP_EVERY) {
+            self.since_sweep = 0;
+            self.rooms
+                .retain(|_, room| now_ms.saturating_sub(room.active_ms) < ttl);
+        }
+        let rng = &mut self.rng;
+        let room = self
+            .rooms
+            .entry(name.to_owned())
+            .or_insert_with(|| LocalHistory {
+                history: History::new(config, new_epoch(rng)),
+                active_ms: now_ms,
+            });
+        if publishing {
+            room.active_ms = now_ms;
+        }
+        &mut room.history
+    }
 }
 
 /// A fresh epoch: random, so that a process restarted with empty histories
@@ -199,6 +245,7 @@ impl<R: Runtime> StreamHub<R> {
                 Box::new(Mutex::new(LocalRooms {
                     rooms: HashMap::new(),
                     rng: Rng::new(SeedSource::Os),
+                    since_sweep: 0,
                 })),
                 PhantomData,
             ),
@@ -371,10 +418,7 @@ impl<R: Runtime> StreamRoom<R> {
             Backend::Local(local, _) => {
                 let now = self.inner.now_ms();
                 let mut local = local.lock().unwrap_or_else(|e| e.into_inner());
-                let LocalRooms { rooms, rng } = &mut *local;
-                let history = rooms
-                    .entry(self.name().to_owned())
-                    .or_insert_with(|| History::new(self.inner.history, new_epoch(rng)));
+                let history = local.history(self.name(), self.inner.history, now, true);
                 let position = history.append(message.clone(), now);
                 // Under the lock: the ring gets the publications in the
                 // order of their offsets.
@@ -645,10 +689,7 @@ async fn recover<R: Runtime>(
         Backend::Local(local, _) => {
             let now = inner.now_ms();
             let mut local = local.lock().unwrap_or_else(|e| e.into_inner());
-            let LocalRooms { rooms, rng } = &mut *local;
-            let history = rooms
-                .entry(name.to_owned())
-                .or_insert_with(|| History::new(inner.history, new_epoch(rng)));
+            let history = local.history(name, inner.history, now, false);
             Ok(match since {
                 Some(since) => history.recover(since, now),
                 None => Recovery::NotRecovered {
@@ -826,4 +867,48 @@ async fn forward<R: Runtime>(
 
 fn notice_message(notice: Message) -> Arc<RoomMessage> {
     Arc::new(RoomMessage::new(0, PreparedMessage::new(notice)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn idle_local_histories_are_dropped_after_their_ttl() {
+        let config = HistoryConfig::default()
+            .with_size(8)
+            .with_ttl_ms(Some(1_000));
+        let mut local = LocalRooms {
+            rooms: HashMap::new(),
+            rng: Rng::new(SeedSource::Fixed(7)),
+            since_sweep: 0,
+        };
+        let first = local
+            .history("idle", config, 0, true)
+            .append(Message::from("x"), 0);
+        local
+            .history("busy", config, 0, true)
+            .append(Message::from("y"), 0);
+        // Reading does not keep a room alive; publishing does.
+        for _ in 0..SWEEP_EVERY {
+            local.history("idle", config, 900, false);
+            local.history("busy", config, 900, true);
+        }
+        for _ in 0..SWEEP_EVERY {
+            local.history("other", config, 1_500, true);
+        }
+        assert!(!local.rooms.contains_key("idle"));
+        assert!(local.rooms.contains_key("busy"));
+        // Used again, the room starts over in another epoch.
+        let again = local.history("idle", config, 1_600, true).top();
+        assert_eq!(again.offset, 0);
+        assert_ne!(again.epoch, first.epoch);
+        // Without a ttl nothing is dropped.
+        let forever = HistoryConfig::default().with_size(8);
+        local.history("kept", forever, 0, true);
+        for _ in 0..2 * SWEEP_EVERY {
+            local.history("other", forever, u64::MAX / 2, true);
+        }
+        assert!(local.rooms.contains_key("kept"));
+    }
 }

@@ -46,15 +46,27 @@ impl<R: Runtime> Source for Subscription<R> {
 
 impl<R: Runtime> Source for StreamSubscription<R> {
     fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Result<Option<Bytes>, SseEnd>> {
-        self.poll_recv(cx).map(|event| match event {
+        self.poll_recv(cx).map(|event| event.sse_bytes())
+    }
+}
+
+impl StreamEvent {
+    /// The event's SSE form, as [`SseStream::forward_stream`] writes it (for
+    /// servers that write event streams themselves, such as through hyper):
+    /// a publication's shared bytes with its position as `id:` (`None` for
+    /// binary ones), the catch-up notices as events named `recovered` and
+    /// `not_recovered` whose `id:` and `data:` are the position, a comment
+    /// for a lag; `Err` when the subscriber was evicted.
+    pub fn sse_bytes(&self) -> Result<Option<Bytes>, SseEnd> {
+        match self {
             StreamEvent::Publication(message) => Ok(message.sse_bytes().cloned()),
-            StreamEvent::Recovered(current) => Ok(Some(notice("recovered", current))),
-            StreamEvent::NotRecovered(current) => Ok(Some(notice("not_recovered", current))),
-            StreamEvent::Lagged(n) => room_event_bytes(&wavecast_core::RoomEvent::Lagged(n)),
+            StreamEvent::Recovered(current) => Ok(Some(notice("recovered", *current))),
+            StreamEvent::NotRecovered(current) => Ok(Some(notice("not_recovered", *current))),
+            StreamEvent::Lagged(n) => room_event_bytes(&wavecast_core::RoomEvent::Lagged(*n)),
             StreamEvent::Evicted(code) => {
-                room_event_bytes(&wavecast_core::RoomEvent::Evicted(code))
+                room_event_bytes(&wavecast_core::RoomEvent::Evicted(*code))
             }
-        })
+        }
     }
 }
 

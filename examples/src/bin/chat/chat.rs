@@ -404,6 +404,23 @@ fn check_session(session: &str) -> Result<(), String> {
 
 /// The first `name=value` of the query, decoded (`+` is a space, as
 /// forms and `URLSearchParams` write it).
+/// Where an SSE listener resumes: its `Last-Event-ID` (EventSource sends
+/// it when it reconnects by itself), else the page's `?since=` (a new
+/// EventSource, made after the browser gave up on the old one, carries
+/// none). Not a position: epoch 0, which no room has, so the listener is
+/// told `not_recovered`.
+pub(crate) fn listen_since(request: &Request) -> Option<StreamPosition> {
+    let given = request
+        .last_event_id()
+        .map(str::to_owned)
+        .or_else(|| query_param(request, "since"));
+    match Since::parse(given.as_deref()) {
+        Since::Fresh => None,
+        Since::At(position) => Some(position),
+        Since::Invalid => Some(StreamPosition::new(0, 0)),
+    }
+}
+
 fn query_param(request: &Request, name: &str) -> Option<String> {
     request
         .query()?

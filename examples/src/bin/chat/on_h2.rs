@@ -39,11 +39,11 @@ mod tls {
     use tokio::sync::Semaphore;
     use tokio_rustls::rustls;
     use tokio_rustls::TlsAcceptor;
-    use wavecast_core::sse::{keep_alive, room_event_bytes};
+    use wavecast_core::sse::keep_alive;
     use wavecast_examples::cannot_listen;
     use wavecast_tokio::{
         request_from_http, CloseCode, HostAllowList, HttpResponse, SseConfig, SseEvent, StreamHub,
-        StreamRoom, Subscription, Tokio, UpgradeRejection, WebSocketUpgrade,
+        StreamRoom, StreamSubscription, Tokio, UpgradeRejection, WebSocketUpgrade,
     };
 
     use crate::chat::{self, Members, Route, Sent};
@@ -181,8 +181,10 @@ mod tls {
                 let Ok(room) = state.hub.room(&name).await else {
                     return Ok(answer(HttpResponse::text(503, "too many rooms\n")));
                 };
-                // The member list first, then everything from that moment on.
-                let (subscription, list) = state.members.listen(&name, || room.local().subscribe());
+                // The member list first, then everything from that moment
+                // on, after what the listener missed (see `listen_since`).
+                let since = chat::listen_since(&parsed);
+                let (subscription, list) = state.members.listen(&name, || room.subscribe(since));
                 // The stream holds the room, which keeps this process
                 // subscribed to it on the backplane.
                 event_stream(SseEvent::data(list).encode(), subscription, room)
@@ -254,7 +256,7 @@ mod tls {
     /// control), so the room's lag policy covers a stalled listener.
     fn event_stream(
         first: Bytes,
-        subscription: Subscription,
+        subscription: StreamSubscription<Tokio>,
         room: StreamRoom<Tokio>,
     ) -> http::Response<Body> {
         let every = SseConfig::default().keep_alive;
@@ -266,7 +268,7 @@ mod tls {
                     let Ok(event) = event else {
                         return Some((keep_alive(), (subscription, room)));
                     };
-                    match room_event_bytes(&event) {
+                    match event.sse_bytes() {
                         Ok(Some(bytes)) => return Some((bytes, (subscription, room))),
                         // Binary messages have no SSE form.
                         Ok(None) => {}

@@ -86,10 +86,7 @@ async fn handle(
             // The member list first, then everything from that moment on;
             // a browser reconnecting sends the last position it saw as
             // Last-Event-ID and gets what it missed first.
-            let since = incoming
-                .request()
-                .last_event_id()
-                .and_then(|id| id.parse().ok());
+            let since = chat::listen_since(incoming.request());
             let (mut subscription, list) = members.listen(&name, || room.subscribe(since));
             if let Ok(mut sse) = SseStream::respond(incoming, SseConfig::default()).await {
                 if sse.send(&SseEvent::data(list)).await.is_ok() {
