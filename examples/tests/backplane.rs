@@ -9,10 +9,8 @@
 //! (`$WAVECAST_REDIS_SERVER`, or `redis-server` on the `PATH`), without
 //! persistence, so that a restart loses the history as a crash would.
 
-use std::io::{Read, Write};
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+mod support;
+use support::redis::RedisServer;
 
 #[path = "support/runtimes.rs"]
 #[macro_use]
@@ -23,96 +21,6 @@ use runtimes::{rt_async_std, rt_smol, rt_tokio, wait};
 #[macro_use]
 #[allow(unused_macros)] // Its in-process scenarios run in tests/behaviour.rs.
 mod history;
-
-/// A `redis-server` of this test, killed on drop.
-struct RedisServer {
-    child: Option<Child>,
-    port: u16,
-}
-
-impl RedisServer {
-    fn start() -> RedisServer {
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .and_then(|l| l.local_addr())
-            .expect("a free port")
-            .port();
-        let mut server = RedisServer { child: None, port };
-        server.restart();
-        server
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-
-    /// Starts the server on its port (again) and waits until it answers.
-    fn restart(&mut self) {
-        let binary =
-            std::env::var("WAVECAST_REDIS_SERVER").unwrap_or_else(|_| "redis-server".to_owned());
-        let child = Command::new(&binary)
-            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap_or_else(|e| {
-                panic!(
-                    "{binary} could not be started ({e}); .ci/redis installs Debian's redis-server"
-                )
-            });
-        self.child = Some(child);
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if self.ping() {
-                return;
-            }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not answer within 10 s"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    fn ping(&self) -> bool {
-        let Ok(mut tcp) = TcpStream::connect(("127.0.0.1", self.port)) else {
-            return false;
-        };
-        let _ = tcp.set_read_timeout(Some(Duration::from_secs(1)));
-        let mut answer = [0u8; 7];
-        tcp.write_all(b"PING\r\n").is_ok()
-            && tcp.read_exact(&mut answer).is_ok()
-            && &answer == b"+PONG\r\n"
-    }
-
-    /// Runs one command on the server and returns its raw reply (the first
-    /// read's worth: the tests send commands with short answers).
-    fn command(&self, args: &[&str]) -> String {
-        let mut tcp = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to Redis");
-        tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-        let mut request = format!("*{}\r\n", args.len());
-        for arg in args {
-            request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
-        }
-        tcp.write_all(request.as_bytes()).unwrap();
-        let mut reply = [0u8; 512];
-        let n = tcp.read(&mut reply).expect("a reply");
-        String::from_utf8_lossy(&reply[..n]).into_owned()
-    }
-
-    /// Kills the server (as a crash would: nothing is saved).
-    fn kill(&mut self) {
-        if let Some(mut child) = self.child.take() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-impl Drop for RedisServer {
-    fn drop(&mut self) {
-        self.kill();
-    }
-}
 
 macro_rules! backplane_suite {
     ($suite:ident, $rt:ident) => {

@@ -9,44 +9,16 @@
 
 mod support;
 
-use std::net::TcpStream;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::redis::RedisServer;
 use support::{free_addr, tokio_rt, Program};
 use wavecast_tokio::{connect, CloseCode, Message, WebSocket};
 
 /// How long any one expected message may take; the chat servers reconnect
 /// to a restarted Redis within 5 s.
 const WAIT: Duration = Duration::from_secs(10);
-
-/// A `redis-server` on `port`, killed on drop.
-struct Redis(Child);
-
-impl Redis {
-    fn start(port: u16) -> Redis {
-        let child = Command::new("redis-server")
-            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-            .args(["--save", "", "--appendonly", "no"])
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server (install Redis to run this test)");
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while TcpStream::connect(("127.0.0.1", port)).is_err() {
-            assert!(Instant::now() < deadline, "redis-server did not listen");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Redis(child)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
 
 async fn next_json(ws: &mut WebSocket) -> Value {
     let message = tokio::time::timeout(WAIT, ws.recv())
@@ -76,12 +48,8 @@ fn send(text: &str, id: &str) -> String {
 
 #[test]
 fn two_nodes_share_rooms_acks_and_resume_through_redis() {
-    let port = free_addr()
-        .rsplit_once(':')
-        .and_then(|(_, p)| p.parse::<u16>().ok())
-        .expect("a port");
-    let redis = Redis::start(port);
-    let url = format!("redis://127.0.0.1:{port}");
+    let mut redis = RedisServer::start();
+    let url = redis.url();
     let (a_addr, b_addr) = (free_addr(), free_addr());
     let exe = env!("CARGO_BIN_EXE_chat");
     let node_a = Program::start_server(
@@ -150,7 +118,7 @@ fn two_nodes_share_rooms_acks_and_resume_through_redis() {
         assert_eq!(recovered, json!({"type": "recovered", "pos": last}));
 
         // Redis goes down: a send is refused with a nack, not lost quietly.
-        drop(redis);
+        redis.kill();
         ann.send(send("while down", "a4")).await.expect("send");
         let nack = next_of(&mut ann, &["ack", "nack"]).await;
         assert_eq!(
@@ -166,7 +134,7 @@ fn two_nodes_share_rooms_acks_and_resume_through_redis() {
         // Back (empty: a new epoch); the page's retry goes through once
         // the node has reconnected, and bob gets it (after being told the
         // history before it is gone).
-        let _redis = Redis::start(port);
+        redis.restart();
         let deadline = Instant::now() + WAIT;
         loop {
             ann.send(send("while down", "a4")).await.expect("retry");

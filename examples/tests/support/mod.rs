@@ -3,6 +3,8 @@
 
 #![allow(dead_code)] // Each test file uses part of this module.
 
+pub(crate) mod redis;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, ChildStdout, Command, Stdio};
