@@ -19,11 +19,13 @@
 # (`fanout-load`: all members, the publisher on the first node) on CPU 1.
 # Every process is started on 127.0.0.1 only, every load is bounded (a
 # 120 s `timeout`, fixed counts and durations) and everything started here
-# is stopped on exit. Before each round the script waits (up to 20 min,
-# polling every 10 s) until no rustc or cargo runs on the machine, and logs
-# what it saw in load.txt. $REDIS_SERVER picks the binary (default
-# redis-server on the PATH). Exit status is nonzero if any run was invalid
-# (a message missing, duplicated or out of order, a connection lost).
+# is stopped on exit. Before each run the script waits (up to 20 min,
+# polling every 10 s) until no rustc or cargo runs on the machine, logs
+# what it saw in load.txt, and samples again every second during the run
+# (`other_builds` in its JSON line, last column of the table).
+# $REDIS_SERVER picks the binary (default redis-server on the PATH). Exit
+# status is nonzero if any run was invalid (a message missing, duplicated
+# or out of order, a connection lost).
 set -euo pipefail
 cd "$(dirname "$0")"
 
@@ -40,7 +42,7 @@ while [[ $# -gt 0 ]]; do
     --no-wait) WAIT_QUIET=0 ;;
     --no-pin) PIN=0 ;;
     --report) REPORT=$2; shift ;;
-    -h|--help) sed -n '2,26p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,28p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -56,13 +58,13 @@ table() {
   def k: if . == null then "-" elif . >= 10000 then "\(. / 100 | round / 10)k" else "\(round)" end;
   def ms: if . == null then "-" else "\(. / 1000 * 100 | round / 100) ms" end;
   def rank($s): ["3 nodes + Redis", "1 node + Redis", "1 node, local"] | index($s) // 9;
-  "| setup | members | deliveries/s | p50 | p99 | node CPU s (sum) | redis CPU s | client CPU s | node CPU µs / delivery | redis CPU µs / publication | valid runs |",
-  "|---|---|---|---|---|---|---|---|---|---|---|",
+  "| setup | members | deliveries/s | p50 | p99 | node CPU s (sum) | redis CPU s | client CPU s | node CPU µs / delivery | redis CPU µs / publication | valid runs | runs with another build running |",
+  "|---|---|---|---|---|---|---|---|---|---|---|---|",
   ( group_by(.setup) | sort_by(rank(.[0].setup)) | .[] |
     .[0].setup as $s | map(select(.valid)) as $v |
     ($v | map(.node_cpu_s / .deliveries * 1e6) | med) as $pd |
     ($v | map(select(.redis_cpu_s != null) | .redis_cpu_s / .measured_msgs * 1e6) | med) as $pp |
-    "| \($s) | \(.[0].members) | \($v | map(.deliveries_per_s) | med | k) | \($v | map(.p50_us) | med | ms) | \($v | map(.p99_us) | med | ms) | \($v | map(.node_cpu_s) | med | num(2)) | \($v | map(.redis_cpu_s) | map(select(. != null)) | med | num(2)) | \($v | map(.client_cpu_s) | med | num(2)) | \($pd | num(2)) | \($pp | num(1)) | \($v | length)/\(length) |" ),
+    "| \($s) | \(.[0].members) | \($v | map(.deliveries_per_s) | med | k) | \($v | map(.p50_us) | med | ms) | \($v | map(.p99_us) | med | ms) | \($v | map(.node_cpu_s) | med | num(2)) | \($v | map(.redis_cpu_s) | map(select(. != null)) | med | num(2)) | \($v | map(.client_cpu_s) | med | num(2)) | \($pd | num(2)) | \($pp | num(1)) | \($v | length)/\(length) | \(map(select(.other_builds == true)) | length) |" ),
   ( map(select(.valid | not)) | if length == 0 then empty else
     "", "Invalid runs:", (.[] | "- round \(.round) \(.setup // "?"): \(.error)") end )
   ' "$1"
@@ -107,10 +109,13 @@ trap cleanup EXIT
 trap 'exit 130' INT TERM
 
 port_free() { ! { (exec 3<>"/dev/tcp/127.0.0.1/$1"); } 2>/dev/null; }
+# Below the kernel's ephemeral range, so that no outgoing connection of a
+# run can hold the port a node or Redis is about to listen on.
+EPHEMERAL_LOW=$(cut -f1 /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
 free_port() {
   local p
   while :; do
-    p=$((20000 + RANDOM % 20000))
+    p=$((10000 + RANDOM % (EPHEMERAL_LOW - 10000)))
     port_free "$p" && { echo "$p"; return; }
   done
 }
@@ -137,12 +142,20 @@ start_redis() {
 }
 
 NODE_PIDS=() NODE_ADDRS=()
-start_node() { # [--redis URL]
-  local port; port=$(free_port)
+start_node() { # [--redis URL]; returns once the node listens
+  local port pid; port=$(free_port)
   "${PIN_SERVERS[@]}" "$BIN/fanout-node" --port "$port" "$@" &
-  NODE_PIDS+=($!)
-  STARTED+=($!)
+  pid=$!
+  NODE_PIDS+=("$pid")
+  STARTED+=("$pid")
   NODE_ADDRS+=("127.0.0.1:$port")
+  for _ in $(seq 200); do
+    port_free "$port" || return 0
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  echo "redis-fanout: fanout-node on $port did not start" >&2
+  return 1
 }
 
 # SIGINT to the nodes (they exit 0), then the rest.
@@ -171,8 +184,21 @@ wait_quiet() {
   ((waited == 0)) || echo "quiet after ${waited}s" | tee -a "$OUT/load.txt"
 }
 
+# Whether another build ran at any of the samples taken during a run.
+OTHERS=0
+watch_others() {
+  while :; do
+    if pgrep -x rustc >/dev/null || pgrep -x cargo >/dev/null; then echo busy > "$OUT/.others"; fi
+    sleep 1
+  done
+}
+
 run() { # round, setup label
-  local round=$1 setup=$2 line pids
+  local round=$1 setup=$2 line pids watcher
+  rm -f "$OUT/.others"
+  watch_others &
+  watcher=$!
+  STARTED+=("$watcher")
   pids=$(IFS=,; echo "${NODE_PIDS[*]}")
   local redis_arg=()
   [[ -n $REDIS_PID ]] && redis_arg=(--redis-pid "$REDIS_PID")
@@ -183,16 +209,21 @@ run() { # round, setup label
     FAILED=1
     echo "round $round: $setup failed: $line" >&2
   fi
+  kill "$watcher" 2>/dev/null || true
+  wait "$watcher" 2>/dev/null || true
+  OTHERS=$([[ -e $OUT/.others ]] && echo true || echo false)
   [[ -n $line ]] && echo "$line" | jq -c --argjson r "$round" --arg setup "$setup" \
-    --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" '. + {round: $r, setup: $setup, load: $load}' | tee -a "$RAW"
+    --arg load "$(cut -d' ' -f1-3 /proc/loadavg)" --argjson others "$OTHERS" \
+    '. + {round: $r, setup: $setup, load: $load, other_builds: $others}' | tee -a "$RAW"
+  return 0
 }
 
 SETUPS=("3 nodes + Redis" "1 node + Redis" "1 node, local")
 for ((r = 1; r <= ROUNDS; r++)); do
-  ((WAIT_QUIET == 0)) || wait_quiet
   echo "round $r: $(uptime)" | tee -a "$OUT/load.txt"
   for ((i = 0; i < ${#SETUPS[@]}; i++)); do
     s=${SETUPS[$(((i + r - 1) % ${#SETUPS[@]}))]}
+    ((WAIT_QUIET == 0)) || wait_quiet
     case $s in
       "3 nodes + Redis") start_redis; for _ in 1 2 3; do start_node --redis "$REDIS_URL"; done ;;
       "1 node + Redis") start_redis; start_node --redis "$REDIS_URL" ;;
