@@ -41,10 +41,13 @@ pub struct Reconnect<R: Runtime> {
     runtime: PhantomData<fn() -> R>,
 }
 
+/// Reads a position out of a received message.
+type PositionOf = Box<dyn Fn(&Message) -> Option<StreamPosition> + Send + Sync>;
+
 /// How positions are read from messages and sent back.
 struct Resume {
     param: String,
-    position_of: Box<dyn Fn(&Message) -> Option<StreamPosition> + Send + Sync>,
+    position_of: PositionOf,
 }
 
 impl<R: Runtime> std::fmt::Debug for Reconnect<R> {
