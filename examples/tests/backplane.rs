@@ -229,6 +229,56 @@ macro_rules! backplane_suite {
             }
 
             #[test]
+            fn a_node_cut_off_from_redis_refills_what_it_missed() {
+                let redis = RedisServer::start();
+                let publisher = node(&redis);
+                let before: Vec<u64> = redis.client_ids();
+                let cut = node(&redis);
+                let addr = stream_server(cut.clone(), "blip");
+                block_on(async move {
+                    let room = publisher.room("blip").await.unwrap();
+                    let cut_room = cut.room("blip").await.unwrap();
+                    let start = room.position().await.unwrap();
+                    let mut client = join(&addr, None).await;
+                    wait_for(|| cut_room.local().members() == 1).await;
+                    for i in 0..3 {
+                        room.publish(format!("a{i}")).await.unwrap();
+                    }
+                    let seen = read_run(&mut client, start, 3).await;
+                    // Redis drops the node's connection (as it does to a
+                    // subscriber past its output buffer limit); the room
+                    // goes on meanwhile.
+                    let ids: Vec<u64> = redis
+                        .client_ids()
+                        .into_iter()
+                        .filter(|id| !before.contains(id))
+                        .collect();
+                    assert_eq!(ids.len(), 1, "the cut node's one connection");
+                    let kill = ids[0].to_string();
+                    assert_eq!(redis.command(&["CLIENT", "KILL", "ID", &kill]), ":1\r\n");
+                    wait_for(|| !cut.is_connected()).await;
+                    for i in 0..5 {
+                        room.publish(format!("b{i}")).await.unwrap();
+                    }
+                    within(Duration::from_secs(15), async {
+                        while !cut.is_connected() {
+                            sleep(Duration::from_millis(10)).await;
+                        }
+                    })
+                    .await;
+                    for i in 0..2 {
+                        room.publish(format!("c{i}")).await.unwrap();
+                    }
+                    // The member saw no gap: the node read the missed ones
+                    // from the history before the live ones.
+                    let last = seen.last().unwrap().0;
+                    let rest = read_run(&mut client, last, 7).await;
+                    let texts: Vec<&str> = rest.iter().map(|(_, t)| t.as_str()).collect();
+                    assert_eq!(texts, ["b0", "b1", "b2", "b3", "b4", "c0", "c1"]);
+                });
+            }
+
+            #[test]
             fn presence_spans_nodes_and_a_dead_nodes_entries_expire() {
                 let redis = RedisServer::start();
                 let nodes = [node(&redis), node(&redis), node(&redis)];

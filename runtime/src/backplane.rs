@@ -698,7 +698,7 @@ async fn recover<R: Runtime>(
             })
         }
         #[cfg(feature = "redis")]
-        Backend::Redis(node) => node.recover(name, since, &inner.history).await,
+        Backend::Redis(node) => node.recover(name, since).await,
     }
 }
 

@@ -68,8 +68,9 @@ impl RedisServer {
             && &answer == b"+PONG\r\n"
     }
 
-    /// Runs one command on the server and returns its raw reply (the first
-    /// read's worth: the tests send commands with short answers).
+    /// Runs one command on the server and returns its raw reply: a whole
+    /// bulk string, or the first line of any other reply (the tests send
+    /// no commands answering arrays).
     pub(crate) fn command(&self, args: &[&str]) -> String {
         let mut tcp = TcpStream::connect(("127.0.0.1", self.port)).expect("connect to Redis");
         tcp.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
@@ -78,9 +79,39 @@ impl RedisServer {
             request.push_str(&format!("${}\r\n{arg}\r\n", arg.len()));
         }
         tcp.write_all(request.as_bytes()).unwrap();
-        let mut reply = [0u8; 512];
-        let n = tcp.read(&mut reply).expect("a reply");
-        String::from_utf8_lossy(&reply[..n]).into_owned()
+        let mut reply = Vec::new();
+        let mut chunk = [0u8; 4096];
+        loop {
+            let n = tcp.read(&mut chunk).expect("a reply");
+            assert!(n > 0, "Redis closed before replying");
+            reply.extend_from_slice(&chunk[..n]);
+            let Some(line_end) = reply.windows(2).position(|w| w == b"\r\n") else {
+                continue;
+            };
+            let complete = match reply[0] {
+                b'$' => {
+                    let len: i64 = std::str::from_utf8(&reply[1..line_end])
+                        .unwrap()
+                        .parse()
+                        .unwrap();
+                    len < 0 || reply.len() >= line_end + 2 + len as usize + 2
+                }
+                _ => true,
+            };
+            if complete {
+                return String::from_utf8_lossy(&reply).into_owned();
+            }
+        }
+    }
+
+    /// The ids of the clients connected now (but the one asking).
+    pub(crate) fn client_ids(&self) -> Vec<u64> {
+        self.command(&["CLIENT", "LIST"])
+            .lines()
+            .filter(|line| !line.contains("cmd=client|list"))
+            .filter_map(|line| line.split_whitespace().find_map(|f| f.strip_prefix("id=")))
+            .filter_map(|id| id.parse().ok())
+            .collect()
     }
 
     /// Kills the server (as a crash would: nothing is saved).

@@ -33,7 +33,7 @@ use redis::{
 };
 use tokio_util::compat::FuturesAsyncReadCompatExt;
 use wavecast_core::backoff::Backoff;
-use wavecast_core::history::{HistoryConfig, Recovery};
+use wavecast_core::history::{CatchUp, CatchUpEvent, HistoryConfig, Recovery};
 use wavecast_core::presence::PresenceChange;
 use wavecast_core::rng::Rng;
 use wavecast_core::Utf8Bytes;
@@ -141,6 +141,7 @@ impl<R: Runtime> StreamHub<R> {
             port,
             redis,
             config,
+            history,
             conn: Mutex::new(None),
             rooms: Mutex::new(HashMap::new()),
             envelopes: envelopes.clone(),
@@ -245,6 +246,7 @@ struct NodeShared<R: Runtime> {
     port: u16,
     redis: redis::RedisConnectionInfo,
     config: RedisConfig,
+    history: HistoryConfig,
     /// `None` while disconnected.
     conn: Mutex<Option<MultiplexedConnection>>,
     /// The rooms this process has members in, by name.
@@ -261,6 +263,33 @@ struct NodeShared<R: Runtime> {
 struct Held<R: Runtime> {
     room: Room<R>,
     holders: usize,
+    /// Whether Redis confirmed the subscription on the current connection.
+    subscribed: bool,
+    /// The position of the last publication handed to the local room.
+    tail: Option<StreamPosition>,
+    /// After a reconnect, while the publications missed during the outage
+    /// are read from the history: the live ones arriving meanwhile wait
+    /// here, to go after them (see [`refill`]).
+    refill: Option<CatchUp<Message>>,
+}
+
+impl<R: Runtime> Held<R> {
+    fn new(room: Room<R>) -> Held<R> {
+        Held {
+            room,
+            holders: 1,
+            subscribed: false,
+            tail: None,
+            refill: None,
+        }
+    }
+
+    /// Hands a publication to the local room, framed once for its members.
+    fn deliver(&mut self, position: StreamPosition, message: &Message, envelopes: &Envelopes) {
+        self.tail = Some(position);
+        self.room
+            .publish_at(position, envelopes.prepare(position, message));
+    }
 }
 
 /// Keeps this process subscribed to a room while a `StreamRoom` for it
@@ -363,11 +392,11 @@ impl<R: Runtime> NodeShared<R> {
         let Some((name, is_presence)) = self.room_of(msg.get_channel_name()) else {
             return;
         };
-        let room = match lock(&self.rooms).get(name) {
-            Some(held) => held.room.clone(),
-            None => return,
-        };
         if is_presence {
+            let room = match lock(&self.rooms).get(name) {
+                Some(held) => held.room.clone(),
+                None => return,
+            };
             let Some(change) = decode_presence(msg.get_payload_bytes()) else {
                 return;
             };
@@ -379,7 +408,79 @@ impl<R: Runtime> NodeShared<R> {
         let Some((position, message)) = parse_publication(msg.get_payload_bytes()) else {
             return;
         };
-        room.publish_at(position, self.envelopes.prepare(position, &message));
+        // Under the lock: a refill that ends concurrently hands over in
+        // order.
+        let mut rooms = lock(&self.rooms);
+        let Some(held) = rooms.get_mut(name) else {
+            return;
+        };
+        match &mut held.refill {
+            Some(refill) => refill.on_live(position, message),
+            None => held.deliver(position, &message, &self.envelopes),
+        }
+    }
+}
+
+impl<R: Runtime> NodeShared<R> {
+    /// The publications of `room` after `since`, from the history (see
+    /// [`super::StreamRoom::recover`]).
+    async fn recover(
+        &self,
+        mut conn: MultiplexedConnection,
+        room: &str,
+        since: Option<StreamPosition>,
+    ) -> Result<Recovery<Message>, BackplaneError> {
+        let shared = self;
+        let history = &self.history;
+        let base = shared.base(room);
+        let after: i64 = since.map_or(-1, |s| i64::try_from(s.offset).unwrap_or(i64::MAX));
+        let mut invocation = shared.recover.key(format!("{base}:h"));
+        invocation
+            .key(format!("{base}:m"))
+            .arg(after)
+            .arg(shared.epoch_candidate())
+            .arg(history.max_replay.saturating_add(1))
+            .arg(ttl_seconds(history));
+        let value: Value = shared.bounded(invocation.invoke_async(&mut conn)).await?;
+        let Value::Array(parts) = value else {
+            return Err(protocol(&value));
+        };
+        let [epoch_v, top_v, items_v] = &parts[..] else {
+            return Err(BackplaneError::Protocol(format!("{parts:?}")));
+        };
+        let current = StreamPosition::new(epoch(epoch_v)?, integer(top_v)?);
+        let Some(since) = since else {
+            return Ok(Recovery::NotRecovered { current });
+        };
+        let missed = current.offset.saturating_sub(since.offset);
+        if since.epoch != current.epoch
+            || since.offset > current.offset
+            || usize::try_from(missed).map_or(true, |m| m > history.max_replay)
+        {
+            return Ok(Recovery::NotRecovered { current });
+        }
+        let Value::Array(entries) = items_v else {
+            return Err(protocol(items_v));
+        };
+        let mut items = Vec::with_capacity(entries.len());
+        for entry in entries {
+            let (offset, message) = stream_entry(entry)?;
+            if offset > current.offset {
+                break;
+            }
+            items.push((StreamPosition::new(current.epoch, offset), message));
+        }
+        // Everything after `since` must still be there, without a hole.
+        let complete = items.len() as u64 == missed
+            && items
+                .iter()
+                .enumerate()
+                .all(|(i, (p, _))| p.offset == since.offset + 1 + i as u64);
+        Ok(if complete {
+            Recovery::Recovered { items, current }
+        } else {
+            Recovery::NotRecovered { current }
+        })
     }
 }
 
@@ -441,15 +542,83 @@ async fn connect<R: Runtime>(
         driver.await;
         let _ = ended_tx.send(());
     });
-    let channels: Vec<String> = lock(&shared.rooms)
-        .keys()
-        .flat_map(|name| shared.channels(name))
+    // The rooms that had publications before the connection was lost miss
+    // what was published meanwhile: from now on their live publications
+    // wait until those are read from the history.
+    let refills: Vec<(String, StreamPosition)> = lock(&shared.rooms)
+        .iter_mut()
+        .filter_map(|(name, held)| {
+            let tail = held.tail?;
+            held.refill = Some(CatchUp::new(Some(tail), shared.history.catch_up_buffer()));
+            Some((name.clone(), tail))
+        })
         .collect();
-    if !channels.is_empty() {
-        shared.bounded(conn.subscribe(channels.to_vec())).await?;
-    }
-    *lock(&shared.conn) = Some(conn);
+    subscribe_pending(shared, &mut conn).await?;
+    *lock(&shared.conn) = Some(conn.clone());
+    // A room opened while the connection was being set up found none, and
+    // left its subscription to this one; from here on `hold` subscribes
+    // by itself.
+    subscribe_pending(shared, &mut conn).await?;
+    refill(shared, conn, refills).await;
     Ok(ended)
+}
+
+/// Subscribes the held rooms whose subscription Redis has not confirmed on
+/// this connection.
+async fn subscribe_pending<R: Runtime>(
+    shared: &Arc<NodeShared<R>>,
+    conn: &mut MultiplexedConnection,
+) -> Result<(), BackplaneError> {
+    let names: Vec<String> = lock(&shared.rooms)
+        .iter()
+        .filter(|(_, held)| !held.subscribed)
+        .map(|(name, _)| name.clone())
+        .collect();
+    if names.is_empty() {
+        return Ok(());
+    }
+    let channels: Vec<String> = names.iter().flat_map(|n| shared.channels(n)).collect();
+    shared.bounded(conn.subscribe(channels)).await?;
+    let mut rooms = lock(&shared.rooms);
+    for name in names {
+        if let Some(held) = rooms.get_mut(&name) {
+            held.subscribed = true;
+        }
+    }
+    Ok(())
+}
+
+/// Hands each room the publications it missed while disconnected, read
+/// from the history, then the live ones that arrived meanwhile, without a
+/// gap or a duplicate. Where the history no longer holds them (Redis
+/// restarted: a new epoch; or more were published than it keeps), the
+/// room goes on with the live ones and its members see the gap, so each
+/// is told it was not recovered.
+async fn refill<R: Runtime>(
+    shared: &Arc<NodeShared<R>>,
+    conn: MultiplexedConnection,
+    rooms: Vec<(String, StreamPosition)>,
+) {
+    for (name, since) in rooms {
+        let recovery = shared
+            .recover(conn.clone(), &name, Some(since))
+            .await
+            // Unreadable now: not recovered; the members notice the gap.
+            .unwrap_or(Recovery::NotRecovered { current: since });
+        let mut rooms = lock(&shared.rooms);
+        let Some(held) = rooms.get_mut(&name) else {
+            continue;
+        };
+        let Some(mut catch_up) = held.refill.take() else {
+            continue;
+        };
+        catch_up.on_history(recovery);
+        while let Some(event) = catch_up.poll_event() {
+            if let CatchUpEvent::Publication(position, message) = event {
+                held.deliver(position, &message, &shared.envelopes);
+            }
+        }
+    }
 }
 
 /// Reconnects whenever the connection is lost, until the hub is dropped.
@@ -464,6 +633,9 @@ async fn supervise<R: Runtime>(
             return;
         };
         *lock(&node.conn) = None;
+        for held in lock(&node.rooms).values_mut() {
+            held.subscribed = false;
+        }
         let mut backoff = node.config.backoff.clone();
         drop(node);
         loop {
@@ -494,34 +666,37 @@ impl<R: Runtime> Node<R> {
     /// waits for Redis to confirm the first subscription.
     pub(crate) async fn hold(&self, room: &Room<R>) -> Arc<dyn Send + Sync> {
         let name = room.name().to_owned();
-        let first = {
+        let subscribed = {
             let mut rooms = lock(&self.shared.rooms);
-            match rooms.get_mut(&name) {
-                Some(held) => {
-                    held.holders += 1;
-                    false
-                }
-                None => {
-                    rooms.insert(
-                        name.clone(),
-                        Held {
-                            room: room.clone(),
-                            holders: 1,
-                        },
-                    );
-                    true
-                }
-            }
+            let held = rooms.entry(name.clone()).or_insert_with(|| {
+                let mut held = Held::new(room.clone());
+                held.holders = 0;
+                held
+            });
+            held.holders += 1;
+            held.subscribed
         };
         let hold = Arc::new(Hold {
             shared: Arc::downgrade(&self.shared),
             name: name.clone(),
         });
-        if first {
-            // While disconnected the reconnect subscribes it.
+        // Every caller that finds the subscription unconfirmed subscribes
+        // (again: Redis keeps one) and waits for the confirmation, so none
+        // returns before publications reach this process. While
+        // disconnected the reconnect subscribes it.
+        if !subscribed {
             if let Ok(mut conn) = self.shared.connection() {
                 let channels = self.shared.channels(&name);
-                let _ = self.shared.bounded(conn.subscribe(channels.to_vec())).await;
+                if self
+                    .shared
+                    .bounded(conn.subscribe(channels.to_vec()))
+                    .await
+                    .is_ok()
+                {
+                    if let Some(held) = lock(&self.shared.rooms).get_mut(&name) {
+                        held.subscribed = true;
+                    }
+                }
             }
         }
         hold
@@ -561,59 +736,9 @@ impl<R: Runtime> Node<R> {
         &self,
         room: &str,
         since: Option<StreamPosition>,
-        history: &HistoryConfig,
     ) -> Result<Recovery<Message>, BackplaneError> {
-        let shared = &self.shared;
-        let mut conn = shared.connection()?;
-        let base = shared.base(room);
-        let after: i64 = since.map_or(-1, |s| i64::try_from(s.offset).unwrap_or(i64::MAX));
-        let mut invocation = shared.recover.key(format!("{base}:h"));
-        invocation
-            .key(format!("{base}:m"))
-            .arg(after)
-            .arg(shared.epoch_candidate())
-            .arg(history.max_replay.saturating_add(1))
-            .arg(ttl_seconds(history));
-        let value: Value = shared.bounded(invocation.invoke_async(&mut conn)).await?;
-        let Value::Array(parts) = value else {
-            return Err(protocol(&value));
-        };
-        let [epoch_v, top_v, items_v] = &parts[..] else {
-            return Err(BackplaneError::Protocol(format!("{parts:?}")));
-        };
-        let current = StreamPosition::new(epoch(epoch_v)?, integer(top_v)?);
-        let Some(since) = since else {
-            return Ok(Recovery::NotRecovered { current });
-        };
-        let missed = current.offset.saturating_sub(since.offset);
-        if since.epoch != current.epoch
-            || since.offset > current.offset
-            || usize::try_from(missed).map_or(true, |m| m > history.max_replay)
-        {
-            return Ok(Recovery::NotRecovered { current });
-        }
-        let Value::Array(entries) = items_v else {
-            return Err(protocol(items_v));
-        };
-        let mut items = Vec::with_capacity(entries.len());
-        for entry in entries {
-            let (offset, message) = stream_entry(entry)?;
-            if offset > current.offset {
-                break;
-            }
-            items.push((StreamPosition::new(current.epoch, offset), message));
-        }
-        // Everything after `since` must still be there, without a hole.
-        let complete = items.len() as u64 == missed
-            && items
-                .iter()
-                .enumerate()
-                .all(|(i, (p, _))| p.offset == since.offset + 1 + i as u64);
-        Ok(if complete {
-            Recovery::Recovered { items, current }
-        } else {
-            Recovery::NotRecovered { current }
-        })
+        let conn = self.shared.connection()?;
+        self.shared.recover(conn, room, since).await
     }
 }
 
