@@ -301,6 +301,8 @@ macro_rules! backplane_suite {
                     let hash = "{wavecast:plaza}:ph";
                     assert_eq!(redis.command(&["ZADD", zset, "1", "ghost"]), ":1\r\n");
                     assert_eq!(redis.command(&["HSET", hash, "ghost", "boo"]), ":1\r\n");
+                    // Some node finds it expired and announces it gone.
+                    assert_eq!(next_text(&mut watcher).await, "presence + -boo");
                     // Live entries outlive their ttl (300 ms) by refreshes.
                     sleep(Duration::from_millis(900)).await;
                     let mut present = watched.presence().await.unwrap();

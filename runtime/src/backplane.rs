@@ -504,7 +504,10 @@ impl<R: Runtime> StreamRoom<R> {
                     .unwrap_or_default())
             }
             #[cfg(feature = "redis")]
-            Backend::Redis(node) => node.presence(self.name()).await,
+            Backend::Redis(node) => {
+                let max_names = lock(&self.inner.presence_config).max_names;
+                node.presence(self.name(), max_names).await
+            }
         }
     }
 

@@ -217,17 +217,22 @@ redis.call('PEXPIRE', KEYS[2], ARGV[1])
 return 1
 ";
 
-/// Drops the expired presences, then lists the rest as client, info pairs.
-/// KEYS: expiry zset, info hash.
+/// Drops the expired presences; answers the infos of those dropped and the
+/// rest as client, info pairs. KEYS: expiry zset, info hash.
 const PRESENCE: &str = r"
 local t = redis.call('TIME')
 local now = t[1] * 1000 + math.floor(t[2] / 1000)
 local dead = redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', now)
+local gone = {}
 for _, client in ipairs(dead) do
+  local info = redis.call('HGET', KEYS[2], client)
+  if info then
+    table.insert(gone, info)
+  end
   redis.call('HDEL', KEYS[2], client)
 end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-return redis.call('HGETALL', KEYS[2])
+return {gone, redis.call('HGETALL', KEYS[2])}
 ";
 
 /// The Redis side of a [`StreamHub`].
@@ -794,9 +799,14 @@ impl<R: Runtime> Node<R> {
         });
     }
 
+    /// Who is present in `room`. Expired entries (of a node that died)
+    /// are removed first, and announced to every node as leaves, named up
+    /// to `max_names` and counted beyond: the script removes each once, so
+    /// one node announces it.
     pub(crate) async fn presence(
         &self,
         room: &str,
+        max_names: usize,
     ) -> Result<Vec<(String, String)>, BackplaneError> {
         let shared = &self.shared;
         let mut conn = shared.connection()?;
@@ -809,12 +819,35 @@ impl<R: Runtime> Node<R> {
                 .map(|b| String::from_utf8_lossy(b).into_owned())
                 .ok_or_else(|| protocol(v))
         };
-        match &value {
+        let [gone, present] = match &value {
+            Value::Array(parts) => match &parts[..] {
+                [gone, present] => [gone, present],
+                _ => return Err(protocol(&value)),
+            },
+            other => return Err(protocol(other)),
+        };
+        let Value::Array(gone) = gone else {
+            return Err(protocol(gone));
+        };
+        if !gone.is_empty() {
+            let mut left = gone.iter().map(text).collect::<Result<Vec<_>, _>>()?;
+            let named = left.len().min(max_names);
+            let change = PresenceChange {
+                left_more: (left.len() - named) as u64,
+                left: {
+                    left.truncate(named);
+                    left
+                },
+                ..PresenceChange::default()
+            };
+            self.announce(room, &change).await;
+        }
+        match present {
             Value::Array(flat) => flat
                 .chunks(2)
                 .map(|pair| match pair {
                     [client, info] => Ok((text(client)?, text(info)?)),
-                    _ => Err(protocol(&value)),
+                    _ => Err(protocol(present)),
                 })
                 .collect(),
             Value::Map(pairs) => pairs
@@ -842,7 +875,9 @@ impl<R: Runtime> Node<R> {
     }
 }
 
-/// Keeps this node's presences alive in Redis, until the hub is dropped.
+/// Keeps this node's presences alive in Redis, and removes (announcing
+/// their leaves) the expired entries of nodes that died in the rooms this
+/// node holds, until the hub is dropped.
 async fn refresh_presence<R: Runtime>(inner: Weak<super::Inner<R>>, every: Duration) {
     loop {
         sleep::<R>(every).await;
@@ -860,6 +895,11 @@ async fn refresh_presence<R: Runtime>(inner: Weak<super::Inner<R>>, every: Durat
             // One that fails is retried on the next round, well within
             // the entries' lifetime.
             let _ = node.write_presence(&room, &entries).await;
+        }
+        let held: Vec<String> = lock(&node.shared.rooms).keys().cloned().collect();
+        let max_names = lock(&inner.presence_config).max_names;
+        for room in held {
+            let _ = node.presence(&room, max_names).await;
         }
     }
 }
