@@ -38,7 +38,7 @@ use wavecast_core::rng::Rng;
 use wavecast_core::room::{RoomConfig, RoomError, RoomEvent, RoomMessage};
 use wavecast_core::{CloseCode, Message, PreparedMessage, SeedSource, StreamPosition};
 
-use crate::broadcast::{Hub, Member, Room, Subscription};
+use crate::broadcast::{forward, Hub, Member, MemberSource, Room, Subscription};
 use crate::runtime::{BoxFuture, Runtime};
 use crate::websocket::Sender;
 
@@ -543,7 +543,13 @@ impl<R: Runtime> StreamRoom<R> {
         let member_queue = self.inner.hub.config().member_queue.max(1);
         let skipped = Arc::new(AtomicU64::new(0));
         let shared = sender.shared().clone();
-        let forwarding = forward(sub, sender, skipped.clone(), member_queue);
+        let envelope = self.inner.envelope.get();
+        let forwarding = forward(
+            StreamSource { sub, envelope },
+            sender,
+            skipped.clone(),
+            member_queue,
+        );
         let attachment = shared.attach(Box::pin(forwarding));
         Member::new(attachment, skipped)
     }
@@ -814,58 +820,35 @@ impl<R: Runtime> StreamSubscription<R> {
             }
         }
     }
-
-    /// The room subscription underneath (its lag accounting).
-    pub(crate) fn room_subscription(&mut self) -> &mut Subscription<R> {
-        &mut self.sub
-    }
 }
 
-/// The member loop of [`StreamRoom::join`]: [`crate::broadcast`]'s, with
-/// the catch-up notices enveloped for the client.
-async fn forward<R: Runtime>(
-    mut sub: StreamSubscription<R>,
-    sender: Sender,
-    skipped: Arc<AtomicU64>,
-    member_queue: usize,
-) -> wavecast_core::MemberEnd {
-    let shared = sender.shared();
-    let envelope = sub.inner.envelope.get();
-    let why = loop {
-        let ready = poll_fn(|cx| {
-            let room = sub.room_subscription();
-            let (cursor, publisher, registration) = room.parts();
-            shared.poll_member_ready(cx, member_queue, cursor, publisher, registration)
-        });
-        if let Err(why) = ready.await {
-            break why;
-        }
-        let event = poll_fn(|cx| {
-            if let Poll::Ready(event) = sub.poll_recv(cx) {
-                return Poll::Ready(Some(event));
-            }
-            shared.poll_send_closed(cx).map(|()| None)
+/// What a member of [`StreamRoom::join`] forwards: the subscription's
+/// events, with the catch-up notices enveloped for the client.
+struct StreamSource<R: Runtime> {
+    sub: StreamSubscription<R>,
+    envelope: Arc<dyn Envelope>,
+}
+
+impl<R: Runtime> MemberSource<R> for StreamSource<R> {
+    fn subscription(&mut self) -> &mut Subscription<R> {
+        &mut self.sub.sub
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<RoomEvent>> {
+        self.sub.poll_recv(cx).map(|event| match event {
+            StreamEvent::Publication(message) => Some(RoomEvent::Message(message)),
+            StreamEvent::Lagged(n) => Some(RoomEvent::Lagged(n)),
+            StreamEvent::Evicted(code) => Some(RoomEvent::Evicted(code)),
+            StreamEvent::Recovered(current) => self
+                .envelope
+                .recovered(current)
+                .map(|notice| RoomEvent::Message(notice_message(notice))),
+            StreamEvent::NotRecovered(current) => self
+                .envelope
+                .not_recovered(current)
+                .map(|notice| RoomEvent::Message(notice_message(notice))),
         })
-        .await;
-        let event = match event {
-            None => break None,
-            Some(StreamEvent::Publication(message)) => RoomEvent::Message(message),
-            Some(StreamEvent::Lagged(n)) => RoomEvent::Lagged(n),
-            Some(StreamEvent::Evicted(code)) => RoomEvent::Evicted(code),
-            Some(StreamEvent::Recovered(current)) => match envelope.recovered(current) {
-                Some(notice) => RoomEvent::Message(notice_message(notice)),
-                None => continue,
-            },
-            Some(StreamEvent::NotRecovered(current)) => match envelope.not_recovered(current) {
-                Some(notice) => RoomEvent::Message(notice_message(notice)),
-                None => continue,
-            },
-        };
-        if let Err(why) = shared.deliver(event, &skipped) {
-            break why;
-        }
-    };
-    shared.end_member(shared.now(), why)
+    }
 }
 
 fn notice_message(notice: Message) -> Arc<RoomMessage> {

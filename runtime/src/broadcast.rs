@@ -380,13 +380,35 @@ impl Member {
     }
 }
 
+/// What a member forwards: events of a room subscription, possibly
+/// translated (a room with history adds its catch-up notices).
+pub(crate) trait MemberSource<R: Runtime>: Send {
+    /// The room subscription underneath, whose cursor the lag policy
+    /// reads.
+    fn subscription(&mut self) -> &mut Subscription<R>;
+
+    /// The next event; `Ready(None)` when one was taken that has nothing
+    /// to deliver.
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<RoomEvent>>;
+}
+
+impl<R: Runtime> MemberSource<R> for Subscription<R> {
+    fn subscription(&mut self) -> &mut Subscription<R> {
+        self
+    }
+
+    fn poll_event(&mut self, cx: &mut Context<'_>) -> Poll<Option<RoomEvent>> {
+        self.poll_recv(cx).map(Some)
+    }
+}
+
 /// The member loop (the policy is the core's cursor plus
 /// [`Shared::poll_member_ready`](crate::shared::Shared::poll_member_ready)):
 /// wait for room in the output queue, take one event, deliver it; stop when
 /// the connection can no longer send. `sender` keeps the connection open
 /// for the member.
-async fn forward<R: Runtime>(
-    mut sub: Subscription<R>,
+pub(crate) async fn forward<R: Runtime>(
+    mut source: impl MemberSource<R>,
     sender: Sender,
     skipped: Arc<AtomicU64>,
     member_queue: usize,
@@ -394,28 +416,24 @@ async fn forward<R: Runtime>(
     let shared = sender.shared();
     let why = loop {
         let ready = poll_fn(|cx| {
-            let sub = &mut sub;
-            shared.poll_member_ready(
-                cx,
-                member_queue,
-                &mut sub.cursor,
-                &sub.publisher,
-                &mut sub.registration,
-            )
+            let (cursor, publisher, registration) = source.subscription().parts();
+            shared.poll_member_ready(cx, member_queue, cursor, publisher, registration)
         });
         if let Err(why) = ready.await {
             break why;
         }
         let event = poll_fn(|cx| {
-            if let Poll::Ready(event) = sub.poll_recv(cx) {
+            if let Poll::Ready(event) = source.poll_event(cx) {
                 return Poll::Ready(Some(event));
             }
             // Nothing to forward: stop once the connection cannot send.
             shared.poll_send_closed(cx).map(|()| None)
         })
         .await;
-        let Some(event) = event else {
-            break None;
+        let event = match event {
+            None => break None,
+            Some(None) => continue,
+            Some(Some(event)) => event,
         };
         if let Err(why) = shared.deliver(event, &skipped) {
             break why;
