@@ -107,6 +107,28 @@ impl Program {
         }
     }
 
+    /// The process id, for signals.
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Sends the signal `name` (`STOP`, `CONT`, ...) with `kill`.
+    pub(crate) fn signal(&self, name: &str) {
+        // `kill` rather than libc: the workspace forbids `unsafe`.
+        let pid = self.pid().to_string();
+        let sent = Command::new("kill")
+            .args([&format!("-{name}"), &pid])
+            .status()
+            .expect("run kill");
+        assert!(sent.success(), "kill -{name} {pid}");
+    }
+
+    /// Kills the process with SIGKILL (a crash: no cleanup) and reaps it.
+    pub(crate) fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
     /// Sends SIGINT (what Ctrl-C sends) and asserts a clean exit: status 0
     /// within 5 s, after saying it is shutting down.
     pub(crate) fn interrupt_and_check(mut self) {
