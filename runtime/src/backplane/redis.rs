@@ -282,7 +282,7 @@ impl<R: Runtime> Held<R> {
     fn new(room: Room<R>) -> Held<R> {
         Held {
             room,
-            holders: 1,
+            holders: 0,
             subscribed: false,
             tail: None,
             refill: None,
@@ -424,9 +424,7 @@ impl<R: Runtime> NodeShared<R> {
             None => held.deliver(position, &message, &self.envelopes),
         }
     }
-}
 
-impl<R: Runtime> NodeShared<R> {
     /// The publications of `room` after `since`, from the history (see
     /// [`super::StreamRoom::recover`]).
     async fn recover(
@@ -435,18 +433,17 @@ impl<R: Runtime> NodeShared<R> {
         room: &str,
         since: Option<StreamPosition>,
     ) -> Result<Recovery<Message>, BackplaneError> {
-        let shared = self;
         let history = &self.history;
-        let base = shared.base(room);
+        let base = self.base(room);
         let after: i64 = since.map_or(-1, |s| i64::try_from(s.offset).unwrap_or(i64::MAX));
-        let mut invocation = shared.recover.key(format!("{base}:h"));
+        let mut invocation = self.recover.key(format!("{base}:h"));
         invocation
             .key(format!("{base}:m"))
             .arg(after)
-            .arg(shared.epoch_candidate())
+            .arg(self.epoch_candidate())
             .arg(history.max_replay.saturating_add(1))
             .arg(ttl_seconds(history));
-        let value: Value = shared.bounded(invocation.invoke_async(&mut conn)).await?;
+        let value: Value = self.bounded(invocation.invoke_async(&mut conn)).await?;
         let Value::Array(parts) = value else {
             return Err(protocol(&value));
         };
@@ -582,6 +579,15 @@ async fn subscribe_pending<R: Runtime>(
     if names.is_empty() {
         return Ok(());
     }
+    subscribe(shared, conn, names).await
+}
+
+/// Subscribes the rooms `names` and, once Redis confirmed, marks them so.
+async fn subscribe<R: Runtime>(
+    shared: &Arc<NodeShared<R>>,
+    conn: &mut MultiplexedConnection,
+    names: Vec<String>,
+) -> Result<(), BackplaneError> {
     let channels: Vec<String> = names.iter().flat_map(|n| shared.channels(n)).collect();
     shared.bounded(conn.subscribe(channels)).await?;
     let mut rooms = lock(&shared.rooms);
@@ -673,11 +679,9 @@ impl<R: Runtime> Node<R> {
         let name = room.name().to_owned();
         let subscribed = {
             let mut rooms = lock(&self.shared.rooms);
-            let held = rooms.entry(name.clone()).or_insert_with(|| {
-                let mut held = Held::new(room.clone());
-                held.holders = 0;
-                held
-            });
+            let held = rooms
+                .entry(name.clone())
+                .or_insert_with(|| Held::new(room.clone()));
             held.holders += 1;
             held.subscribed
         };
@@ -691,17 +695,7 @@ impl<R: Runtime> Node<R> {
         // disconnected the reconnect subscribes it.
         if !subscribed {
             if let Ok(mut conn) = self.shared.connection() {
-                let channels = self.shared.channels(&name);
-                if self
-                    .shared
-                    .bounded(conn.subscribe(channels.to_vec()))
-                    .await
-                    .is_ok()
-                {
-                    if let Some(held) = lock(&self.shared.rooms).get_mut(&name) {
-                        held.subscribed = true;
-                    }
-                }
+                let _ = subscribe(&self.shared, &mut conn, vec![name]).await;
             }
         }
         hold
