@@ -43,6 +43,9 @@ macro_rules! backplane_suite {
                 HistoryConfig::default().with_size(100)
             }
 
+            /// How long the nodes remember publication ids.
+            const DEDUP_WINDOW: Duration = Duration::from_millis(400);
+
             /// A node: a hub on Redis, in a runtime of its own (a thread).
             fn node(redis: &RedisServer) -> ws::StreamHub<Rt> {
                 let config =
@@ -58,6 +61,7 @@ macro_rules! backplane_suite {
                         .await
                         .expect("connect to Redis")
                         .with_presence(quick_presence())
+                        .with_dedup(DEDUP_WINDOW, 64)
                         .with_envelope(Tagged);
                         tx.send(hub).unwrap();
                         // The connection's task lives on this runtime.
@@ -141,6 +145,101 @@ macro_rules! backplane_suite {
                     for (pos, text) in &first {
                         let i: usize = text[1..].parse().unwrap();
                         assert_eq!(acked[i], *pos, "the ack is the delivered position");
+                    }
+                });
+            }
+
+            /// Whether another message arrives within 200 ms.
+            async fn more_arrives(client: &mut ws::WebSocket) -> bool {
+                within(Duration::from_secs(5), async {
+                    let timer = sleep(Duration::from_millis(200));
+                    pin_mut!(timer);
+                    let next = client.recv();
+                    pin_mut!(next);
+                    matches!(select(next, timer).await, Either::Left(_))
+                })
+                .await
+            }
+
+            #[test]
+            fn a_publication_id_is_published_once_across_nodes() {
+                let redis = RedisServer::start();
+                let nodes = [node(&redis), node(&redis)];
+                let addrs: Vec<String> = nodes
+                    .iter()
+                    .map(|n| stream_server(n.clone(), "twice"))
+                    .collect();
+                block_on(async move {
+                    let a = nodes[0].room("twice").await.unwrap();
+                    let b = nodes[1].room("twice").await.unwrap();
+                    let mut clients = Vec::new();
+                    for addr in &addrs {
+                        clients.push(join(addr, None).await);
+                    }
+                    for room in [&a, &b] {
+                        wait_for(|| room.local().members() == 1).await;
+                    }
+                    // Sent on A; the resend reaches B (the page moved).
+                    let first = a.publish_with_id("ada:m1", "hello").await.unwrap();
+                    let resent = b.publish_with_id("ada:m1", "hello").await.unwrap();
+                    assert_eq!(resent, first, "acked with the original position");
+                    // The id's key holds the position for the window.
+                    let key = "{wavecast:twice}:i:ada:m1";
+                    let stored = format!("{} {:x}", first.offset, first.epoch);
+                    assert_eq!(
+                        redis.command(&["GET", key]),
+                        format!("${}\r\n{stored}\r\n", stored.len())
+                    );
+                    let ttl: u64 = redis.command(&["PTTL", key])[1..].trim().parse().unwrap();
+                    assert!((1..=400).contains(&ttl), "expires with the window: {ttl}");
+                    // Sent to both nodes at once: Redis lets one through.
+                    let (x, y) = futures_util::future::join(
+                        a.publish_with_id("ada:m2", "race"),
+                        b.publish_with_id("ada:m2", "race"),
+                    )
+                    .await;
+                    let raced = x.unwrap();
+                    assert_eq!(y.unwrap(), raced);
+                    assert_eq!(raced, StreamPosition::new(first.epoch, first.offset + 1));
+                    // Plain publishes are not deduplicated.
+                    let plain = [
+                        a.publish("same").await.unwrap(),
+                        b.publish("same").await.unwrap(),
+                    ];
+                    assert_eq!(plain[1].offset, plain[0].offset + 1);
+                    for client in &mut clients {
+                        let mut got = Vec::new();
+                        for _ in 0..4 {
+                            got.push(tagged(&next_text(client).await));
+                        }
+                        assert_eq!(
+                            got,
+                            [
+                                (first, "hello".to_owned()),
+                                (raced, "race".to_owned()),
+                                (plain[0], "same".to_owned()),
+                                (plain[1], "same".to_owned()),
+                            ]
+                        );
+                        assert!(!more_arrives(client).await, "a publication came twice");
+                    }
+                    // After the window the id is forgotten: published again.
+                    sleep(DEDUP_WINDOW + Duration::from_millis(200)).await;
+                    assert_eq!(redis.command(&["EXISTS", key]), ":0\r\n");
+                    let later = b.publish_with_id("ada:m1", "hello").await.unwrap();
+                    assert_eq!(later.offset, plain[1].offset + 1);
+                    for client in &mut clients {
+                        assert_eq!(
+                            tagged(&next_text(client).await),
+                            (later, "hello".to_owned())
+                        );
+                    }
+                    match a
+                        .publish_with_id(&"x".repeat(ws::MAX_PUBLISH_ID_LEN + 1), "no")
+                        .await
+                    {
+                        Err(ws::BackplaneError::InvalidId(_)) => {}
+                        other => panic!("{other:?}"),
                     }
                 });
             }

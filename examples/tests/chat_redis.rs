@@ -91,6 +91,33 @@ fn two_nodes_share_rooms_acks_and_resume_through_redis() {
         ann.send(send("hello", "a1")).await.expect("resend");
         assert_eq!(next_of(&mut ann, &["ack"]).await["pos"], pos.as_str());
 
+        // So is one from the same page reconnected to the other node (its
+        // first connection lingers on A): acked there with the position
+        // the message has, and not delivered again.
+        let (mut ann_b, _) = connect(&ws_url(&b_addr, "ann", None))
+            .await
+            .expect("ann on B too");
+        next_of(&mut ann_b, &["recovered"]).await;
+        ann_b.send(send("hello", "a1")).await.expect("resend on B");
+        let ack = next_of(&mut ann_b, &["ack"]).await;
+        assert_eq!((&ack["id"], &ack["pos"]), (&json!("a1"), &json!(pos)));
+        // The next message bob hears on B is ann's next one: "hello"
+        // came once.
+        ann_b.send(send("after", "a1b")).await.expect("send on B");
+        let after = next_of(&mut ann_b, &["ack"]).await["pos"].clone();
+        assert_ne!(after, json!(pos));
+        let heard = next_of(&mut bob, &["message"]).await;
+        assert_eq!((&heard["text"], &heard["pos"]), (&json!("after"), &after));
+        // Another nickname's same id is another message.
+        bob.send(send("hi", "a1")).await.expect("send");
+        let theirs = next_of(&mut bob, &["ack"]).await["pos"]
+            .as_str()
+            .expect("pos")
+            .to_owned();
+        assert!(theirs != pos && after != json!(theirs));
+        ann_b.close(CloseCode::NORMAL, "").await.expect("close");
+        drop(ann_b);
+
         // bob goes away and comes back on the other node: what he missed,
         // in order, from Redis's history.
         bob.close(CloseCode::NORMAL, "").await.expect("close");
@@ -103,7 +130,7 @@ fn two_nodes_share_rooms_acks_and_resume_through_redis() {
                 .expect("pos")
                 .to_owned();
         }
-        let (mut bob, _) = connect(&ws_url(&a_addr, "bob", Some(&pos)))
+        let (mut bob, _) = connect(&ws_url(&a_addr, "bob", Some(&theirs)))
             .await
             .expect("bob back, on A");
         let mut missed = Vec::new();

@@ -30,7 +30,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex, RwLock};
 use std::task::{Context, Poll};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use wavecast_core::history::{CatchUp, CatchUpEvent, History, HistoryConfig, Recovery};
 use wavecast_core::presence::{PresenceBatch, PresenceChange, PresenceConfig};
@@ -42,6 +42,7 @@ use crate::broadcast::{forward, Hub, Member, MemberSource, Room, Subscription};
 use crate::runtime::{BoxFuture, Runtime};
 use crate::websocket::Sender;
 
+mod dedup;
 #[cfg(feature = "redis")]
 mod redis;
 #[cfg(feature = "redis")]
@@ -94,8 +95,9 @@ impl Envelope for Plain {
     }
 }
 
-/// Why the backplane could not do what was asked. Every variant is worth a
-/// retry once the backplane is back.
+/// Why the backplane could not do what was asked. `Unavailable`,
+/// `Timeout` and `Protocol` are worth a retry once the backplane is back;
+/// `Room` and `InvalidId` are the caller's to fix.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum BackplaneError {
@@ -105,13 +107,53 @@ pub enum BackplaneError {
     Unavailable(String),
     /// The backplane did not answer in time.
     #[error("backplane did not answer within {0:?}")]
-    Timeout(std::time::Duration),
+    Timeout(Duration),
     /// The backplane answered something this process cannot read.
     #[error("unexpected answer from the backplane: {0}")]
     Protocol(String),
     /// The room name is not allowed.
     #[error(transparent)]
     Room(#[from] RoomError),
+    /// A publication id ([`StreamRoom::publish_with_id`]) was empty or
+    /// longer than [`MAX_PUBLISH_ID_LEN`] bytes; it holds the length.
+    #[error("a publication id must be 1 to {MAX_PUBLISH_ID_LEN} bytes, not {0}")]
+    InvalidId(usize),
+}
+
+/// The longest id [`StreamRoom::publish_with_id`] takes, in bytes. Ids are
+/// usually client input, and each is kept for the dedup window.
+pub const MAX_PUBLISH_ID_LEN: usize = 256;
+
+/// How long [`StreamRoom::publish_with_id`] remembers an id by default.
+pub const DEFAULT_DEDUP_WINDOW: Duration = Duration::from_secs(120);
+
+/// How many ids each room remembers at most by default, with the
+/// in-process backplane (see [`StreamHub::with_dedup`]).
+pub const DEFAULT_DEDUP_IDS: usize = 4096;
+
+/// The dedup settings of [`StreamHub::with_dedup`].
+#[derive(Clone, Copy, Debug)]
+struct Dedup {
+    window: Duration,
+    max_ids: usize,
+}
+
+impl Default for Dedup {
+    fn default() -> Self {
+        Dedup {
+            window: DEFAULT_DEDUP_WINDOW,
+            max_ids: DEFAULT_DEDUP_IDS,
+        }
+    }
+}
+
+impl Dedup {
+    /// The window in whole milliseconds, at least one.
+    fn window_ms(&self) -> u64 {
+        u64::try_from(self.window.as_millis())
+            .unwrap_or(u64::MAX)
+            .max(1)
+    }
 }
 
 /// Rooms with history and acknowledged publishes over a backplane. Cloning
@@ -148,6 +190,8 @@ pub(crate) struct Inner<R: Runtime> {
     /// The presences entered on this node, by room.
     presence: Mutex<HashMap<String, RoomPresence>>,
     presence_config: Mutex<PresenceConfig>,
+    /// How [`StreamRoom::publish_with_id`] deduplicates.
+    dedup: Mutex<Dedup>,
 }
 
 /// One room's presences on this node and the changes not announced yet.
@@ -187,6 +231,8 @@ struct LocalHistory {
     history: History<Message>,
     /// When the room was last published to (or created).
     active_ms: u64,
+    /// The ids of [`StreamRoom::publish_with_id`] it accepted recently.
+    recent: dedup::RecentIds,
 }
 
 /// How many history uses pass between sweeps for idle rooms.
@@ -206,6 +252,17 @@ impl LocalRooms {
         now_ms: u64,
         publishing: bool,
     ) -> &mut History<Message> {
+        &mut self.room(name, config, now_ms, publishing).history
+    }
+
+    /// The room `name`, as [`LocalRooms::history`] finds or creates it.
+    fn room(
+        &mut self,
+        name: &str,
+        config: HistoryConfig,
+        now_ms: u64,
+        publishing: bool,
+    ) -> &mut LocalHistory {
         self.since_sweep += 1;
         if let (Some(ttl), true) = (config.ttl_ms, self.since_sweep >= SWEEP_EVERY) {
             self.since_sweep = 0;
@@ -219,11 +276,12 @@ impl LocalRooms {
             .or_insert_with(|| LocalHistory {
                 history: History::new(config, new_epoch(rng)),
                 active_ms: now_ms,
+                recent: dedup::RecentIds::default(),
             });
         if publishing {
             room.active_ms = now_ms;
         }
-        &mut room.history
+        room
     }
 }
 
@@ -267,6 +325,7 @@ impl<R: Runtime> StreamHub<R> {
                 start: R::now(),
                 presence: Mutex::new(HashMap::new()),
                 presence_config: Mutex::new(PresenceConfig::default()),
+                dedup: Mutex::new(Dedup::default()),
             }),
         }
     }
@@ -283,6 +342,19 @@ impl<R: Runtime> StreamHub<R> {
     /// from now on.
     pub fn with_presence(self, config: PresenceConfig) -> StreamHub<R> {
         *lock(&self.inner.presence_config) = config;
+        self
+    }
+
+    /// Sets how [`StreamRoom::publish_with_id`] deduplicates, for every
+    /// clone of this hub: an id is remembered for `window` after its
+    /// publication (default [`DEFAULT_DEDUP_WINDOW`], two minutes), and
+    /// the in-process backplane remembers at most `max_ids` per room
+    /// (default [`DEFAULT_DEDUP_IDS`]), forgetting the oldest first. With
+    /// Redis each id is a key that expires after `window`, so Redis holds
+    /// as many as the rooms accept in one window; `max_ids` does not apply.
+    /// A window shorter than a millisecond counts as one.
+    pub fn with_dedup(self, window: Duration, max_ids: usize) -> StreamHub<R> {
+        *lock(&self.inner.dedup) = Dedup { window, max_ids };
         self
     }
 
@@ -408,18 +480,78 @@ impl<R: Runtime> StreamRoom<R> {
     ///
     /// [`BackplaneError::Unavailable`] or [`BackplaneError::Timeout`] when
     /// Redis is down or slow: the message may or may not have been
-    /// published, so retry with an id the application deduplicates by.
+    /// published. Where a retry must not publish it twice, publish with
+    /// [`StreamRoom::publish_with_id`].
     pub async fn publish(
         &self,
         message: impl Into<Message>,
     ) -> Result<StreamPosition, BackplaneError> {
-        let message = message.into();
+        self.append(None, message.into()).await
+    }
+
+    /// Publishes `message` as [`StreamRoom::publish`] does, unless a
+    /// publication with the same `id` was accepted in this room within the
+    /// dedup window ([`StreamHub::with_dedup`], two minutes by default):
+    /// then nothing is published and the result is the position of that
+    /// first publication. The check and the publish are one atomic step on
+    /// the backplane (one script run with Redis), so the same id sent at
+    /// once to two processes of the same Redis is still published once.
+    ///
+    /// This is what makes a retry safe: a client that resends a message
+    /// whose acknowledgement it never got (the connection dropped, the
+    /// publish timed out after Redis took it), to this process or another,
+    /// gets the position the message already has. The id should name the
+    /// message uniquely within the room, and include who sent it when
+    /// clients choose ids, so that one client cannot acknowledge away
+    /// another's message. The message itself is not compared: a second
+    /// message with a used id is dropped.
+    ///
+    /// Ids are remembered per room for the window, with the in-process
+    /// backplane also at most the configured number per room (the oldest
+    /// are forgotten first), and are forgotten with the room's history
+    /// when it expires ([`HistoryConfig::ttl_ms`]).
+    ///
+    /// # Errors
+    ///
+    /// [`BackplaneError::InvalidId`] for an empty id or one longer than
+    /// [`MAX_PUBLISH_ID_LEN`] bytes; otherwise as for
+    /// [`StreamRoom::publish`], after which retrying with the same id is
+    /// safe.
+    pub async fn publish_with_id(
+        &self,
+        id: &str,
+        message: impl Into<Message>,
+    ) -> Result<StreamPosition, BackplaneError> {
+        if id.is_empty() || id.len() > MAX_PUBLISH_ID_LEN {
+            return Err(BackplaneError::InvalidId(id.len()));
+        }
+        let dedup = *lock(&self.inner.dedup);
+        self.append(Some((id, dedup)), message.into()).await
+    }
+
+    /// Publishes, or with an id finds the earlier publication of that id.
+    async fn append(
+        &self,
+        id: Option<(&str, Dedup)>,
+        message: Message,
+    ) -> Result<StreamPosition, BackplaneError> {
         match &self.inner.backend {
             Backend::Local(local, _) => {
                 let now = self.inner.now_ms();
                 let mut local = local.lock().unwrap_or_else(|e| e.into_inner());
-                let history = local.history(self.name(), self.inner.history, now, true);
-                let position = history.append(message.clone(), now);
+                let room = local.room(self.name(), self.inner.history, now, true);
+                // Looked up and recorded under the lock of the append, so
+                // two sends of one id cannot both publish.
+                if let Some((id, _)) = id {
+                    if let Some(position) = room.recent.get(id, now) {
+                        return Ok(position);
+                    }
+                }
+                let position = room.history.append(message.clone(), now);
+                if let Some((id, dedup)) = id {
+                    room.recent
+                        .insert(id, position, now, dedup.window_ms(), dedup.max_ids);
+                }
                 // Under the lock: the ring gets the publications in the
                 // order of their offsets.
                 self.room
@@ -428,7 +560,8 @@ impl<R: Runtime> StreamRoom<R> {
             }
             #[cfg(feature = "redis")]
             Backend::Redis(node) => {
-                node.publish(self.name(), &message, &self.inner.history)
+                let id = id.map(|(id, dedup)| (id, dedup.window_ms()));
+                node.publish(self.name(), &message, &self.inner.history, id)
                     .await
             }
         }

@@ -134,7 +134,7 @@ pub use websocket::{Receiver, Sender, WebSocket};
 pub use backplane::RedisConfig;
 pub use backplane::{
     BackplaneError, Envelope, Plain, Presence, StreamEvent, StreamHub, StreamRoom,
-    StreamSubscription,
+    StreamSubscription, DEFAULT_DEDUP_IDS, DEFAULT_DEDUP_WINDOW, MAX_PUBLISH_ID_LEN,
 };
 pub use broadcast::{Hub, Member, Room, Subscription};
 pub use serve::{serve, Server};

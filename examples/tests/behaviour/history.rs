@@ -174,6 +174,71 @@ macro_rules! history_scenarios {
         }
 
         #[test]
+        fn a_publication_id_is_published_once_within_the_window() {
+            let hub = local_hub(HistoryConfig::default().with_size(64))
+                .with_dedup(Duration::from_millis(300), 16);
+            let addr = stream_server(hub.clone(), "once");
+            block_on(async move {
+                let room = hub.room("once").await.unwrap();
+                let mut member = join(&addr, None).await;
+                wait_for(|| room.local().members() == 1).await;
+                let first = room.publish_with_id("ada:m1", "hello").await.unwrap();
+                // The resend: acknowledged with the first position, not
+                // published.
+                let again = room.publish_with_id("ada:m1", "hello").await.unwrap();
+                assert_eq!(again, first);
+                // Another id is another publication.
+                let other = room.publish_with_id("ada:m2", "world").await.unwrap();
+                assert_eq!(other, StreamPosition::new(first.epoch, first.offset + 1));
+                assert_eq!(room.position().await.unwrap(), other);
+                let got = [next_text(&mut member).await, next_text(&mut member).await];
+                assert_eq!(
+                    got.map(|line| tagged(&line)),
+                    [(first, "hello".to_owned()), (other, "world".to_owned())]
+                );
+                // Ids are client input: bounded.
+                for bad in [String::new(), "x".repeat(ws::MAX_PUBLISH_ID_LEN + 1)] {
+                    match room.publish_with_id(&bad, "no").await {
+                        Err(ws::BackplaneError::InvalidId(len)) => assert_eq!(len, bad.len()),
+                        other => panic!("{other:?}"),
+                    }
+                }
+                let longest = "y".repeat(ws::MAX_PUBLISH_ID_LEN);
+                let kept = room.publish_with_id(&longest, "long").await.unwrap();
+                assert_eq!(kept.offset, other.offset + 1);
+                // Once the window has passed the id publishes again.
+                sleep(Duration::from_millis(400)).await;
+                let later = room.publish_with_id("ada:m1", "hello").await.unwrap();
+                assert_eq!(later.offset, kept.offset + 1);
+                for (pos, text) in [(kept, "long"), (later, "hello")] {
+                    assert_eq!(
+                        tagged(&next_text(&mut member).await),
+                        (pos, text.to_owned())
+                    );
+                }
+            });
+        }
+
+        #[test]
+        fn a_room_remembers_at_most_its_cap_of_ids() {
+            let hub = local_hub(HistoryConfig::default().with_size(64))
+                .with_dedup(Duration::from_secs(60), 2);
+            block_on(async move {
+                let room = hub.room("capped").await.unwrap();
+                let a = room.publish_with_id("a", "1").await.unwrap();
+                assert_eq!(room.publish_with_id("a", "1").await.unwrap(), a);
+                room.publish_with_id("b", "2").await.unwrap();
+                room.publish_with_id("c", "3").await.unwrap();
+                // "a" was the oldest of three: forgotten, published again.
+                let again = room.publish_with_id("a", "1").await.unwrap();
+                assert_eq!(again.offset, a.offset + 3);
+                // The same id in another room is another message.
+                let elsewhere = hub.room("other").await.unwrap();
+                assert_eq!(elsewhere.publish_with_id("a", "1").await.unwrap().offset, 1);
+            });
+        }
+
+        #[test]
         fn a_member_resuming_gets_exactly_what_it_missed_then_live() {
             let hub = local_hub(HistoryConfig::default().with_size(64));
             let addr = stream_server(hub.clone(), "resume");

@@ -8,7 +8,10 @@
 //! - `{<p>:<name>}:h` — the history, a stream whose entry ids are the
 //!   offsets (`<offset>-0`), trimmed to `history.size` entries;
 //! - `{<p>:<name>}:m` — a hash with the epoch (`e`) and the last offset
-//!   (`o`).
+//!   (`o`);
+//! - `{<p>:<name>}:i:<id>` — for a publication with an id
+//!   (`publish_with_id`), its position as `<offset> <epoch hex>`,
+//!   expiring after the dedup window.
 //!
 //! The braces are a Redis Cluster hash tag: a room's keys and channel live
 //! in one slot, which is what the scripts (and sharded pub/sub) require.
@@ -18,7 +21,10 @@
 //! expired), increment the offset, append to the stream, publish
 //! `<offset> <epoch> <t|b><payload>` on the channel, and answer the
 //! position. Redis runs a script atomically, so the channel carries the
-//! publications in offset order.
+//! publications in offset order. With an id the same script first looks
+//! the id's key up and, when it is there, answers the position it holds
+//! without publishing; otherwise it publishes and sets the key. Being one
+//! script, no other publish of that id can slip in between.
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -162,10 +168,18 @@ impl<R: Runtime> StreamHub<R> {
     }
 }
 
-/// Appends and publishes. KEYS: history stream, meta hash. ARGV: payload,
-/// kind (`t` or `b`), history size, ttl in seconds (0: none), channel,
-/// epoch to start if there is none.
+/// Appends and publishes. KEYS: history stream, meta hash, and for a
+/// publication with an id its key. ARGV: payload, kind (`t` or `b`),
+/// history size, ttl in seconds (0: none), channel, epoch to start if there
+/// is none, dedup window in ms (used with the id key).
 const PUBLISH: &str = r"
+if KEYS[3] then
+  local seen = redis.call('GET', KEYS[3])
+  if seen then
+    local space = string.find(seen, ' ', 1, true)
+    return {string.sub(seen, 1, space - 1), string.sub(seen, space + 1)}
+  end
+end
 local epoch = redis.call('HGET', KEYS[2], 'e')
 if not epoch then
   epoch = ARGV[6]
@@ -180,6 +194,9 @@ if tonumber(ARGV[4]) > 0 then
   redis.call('EXPIRE', KEYS[2], ARGV[4])
 end
 redis.call('PUBLISH', ARGV[5], offset .. ' ' .. epoch .. ' ' .. ARGV[2] .. ARGV[1])
+if KEYS[3] then
+  redis.call('SET', KEYS[3], offset .. ' ' .. epoch, 'PX', ARGV[7])
+end
 return {offset, epoch}
 ";
 
@@ -701,11 +718,15 @@ impl<R: Runtime> Node<R> {
         hold
     }
 
+    /// Publishes `message`; with `id` (and its dedup window in ms) only
+    /// when that id was not published in the window, answering the
+    /// position of its publication then.
     pub(crate) async fn publish(
         &self,
         room: &str,
         message: &Message,
         history: &HistoryConfig,
+        id: Option<(&str, u64)>,
     ) -> Result<StreamPosition, BackplaneError> {
         let shared = &self.shared;
         let mut conn = shared.connection()?;
@@ -720,6 +741,10 @@ impl<R: Runtime> Node<R> {
             .arg(ttl_seconds(history))
             .arg(&base)
             .arg(shared.epoch_candidate());
+        if let Some((id, window_ms)) = id {
+            // In the room's hash tag, so that it shares the room's slot.
+            invocation.key(format!("{base}:i:{id}")).arg(window_ms);
+        }
         let value: Value = shared.bounded(invocation.invoke_async(&mut conn)).await?;
         match value {
             Value::Array(items) if items.len() == 2 => {

@@ -7,7 +7,7 @@
 //! through the room's local side only: they describe this process's
 //! members and are not kept in the history.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::io;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
@@ -19,7 +19,7 @@ use wavecast_core::handshake::{HttpVersion, Request};
 use wavecast_core::presence::{PresenceBatch, PresenceChange, PresenceConfig};
 use wavecast_core::{CloseCode, Config, HostAllowList, HttpResponse, Message, OriginAllowList};
 use wavecast_runtime::{
-    Envelope, HistoryConfig, Member, RedisConfig, Room, RoomConfig, Runtime, Sender, StreamHub,
+    Envelope, HistoryConfig, Member, RedisConfig, Room, RoomConfig, Runtime, StreamHub,
     StreamPosition, StreamRoom, WebSocket,
 };
 
@@ -155,7 +155,6 @@ impl Chatter {
         seated: Result<Member, String>,
         room: &StreamRoom<R>,
         members: &Members,
-        sent: &Sent,
     ) {
         let member = match seated {
             Ok(member) => member,
@@ -176,7 +175,7 @@ impl Chatter {
                 Ok(Said {
                     event,
                     id: Some(id),
-                }) => self.publish_once(room, sent, &sender, event, id).await,
+                }) => Some(self.publish_once(room, event, &id).await),
                 Err(error) => Some(error),
             };
             if let Some(reply) = reply {
@@ -195,36 +194,29 @@ impl Chatter {
     }
 
     /// Publishes `event`, sent with `id`, unless this nickname's `id` was
-    /// published in this room already; returns the `ack` (or `nack`) for
-    /// the sender, or nothing when the same id is being published right
-    /// now (by another connection of the same page): that one acks both.
+    /// published in this room within the last two minutes, on any node
+    /// (`StreamRoom::publish_with_id`); returns the `ack` with the position
+    /// of that one publication, or the `nack`.
+    ///
+    /// This is what makes the page's resends safe: it resends every
+    /// message it has no `ack` for after a reconnect, maybe to another
+    /// node, and a publish that timed out after Redis took it is acked
+    /// with its position on the retry instead of being published again.
+    /// Two connections of one page sending the same id at once both get
+    /// the ack of the one publication.
     async fn publish_once<R: Runtime>(
         &self,
         room: &StreamRoom<R>,
-        sent: &Sent,
-        sender: &Sender,
         event: String,
-        id: String,
-    ) -> Option<String> {
-        let key = SentKey {
-            room: self.room.clone(),
-            nick: self.nick.clone(),
-            id,
-        };
-        let claim = match sent.claim(&key, sender.clone()) {
-            Claim::Published(position) => return Some(ack_event(&key.id, position)),
-            Claim::Underway => return None,
-            Claim::Mine(claim) => claim,
-        };
-        let result = room.publish(event).await.map_err(|e| e.to_string());
-        let reply = match &result {
-            Ok(position) => ack_event(&key.id, *position),
-            Err(e) => nack_event(&key.id, e),
-        };
-        for waiting in claim.settle(result) {
-            let _ = waiting.try_send(reply.clone());
+        id: &str,
+    ) -> String {
+        match room
+            .publish_with_id(&publication_id(&self.nick, id), event)
+            .await
+        {
+            Ok(position) => ack_event(id, position),
+            Err(e) => nack_event(id, &e.to_string()),
         }
-        Some(reply)
     }
 }
 
@@ -281,6 +273,13 @@ impl Envelope for ChatEnvelope {
             json!({ "type": "not_recovered", "pos": current.to_string() }).to_string(),
         ))
     }
+}
+
+/// The id a message is deduplicated by in its room: the page's own id
+/// for it, with the nickname, so that one page cannot ack away another's
+/// message. A nickname holds no `:`, so no two pairs give the same id.
+fn publication_id(nick: &str, id: &str) -> String {
+    format!("{nick}:{id}")
 }
 
 fn ack_event(id: &str, position: StreamPosition) -> String {
@@ -538,202 +537,6 @@ fn announce_at<R: Runtime>(room: Room<R>, members: Members, name: String, due: I
             room.publish(event);
         });
     });
-}
-
-/// How many message ids each room remembers (see [`Sent`]).
-pub(crate) const REMEMBERED_IDS: usize = 4096;
-
-/// How many rooms' ids are remembered at once; the room whose ids were
-/// used least recently is forgotten first.
-pub(crate) const REMEMBERED_ROOMS: usize = 64;
-
-/// The message ids published recently, per room (the last
-/// [`REMEMBERED_IDS`]), each with its position, so that a page resending a
-/// message whose `ack` it never got (the connection dropped, or the
-/// publish timed out after Redis took it) is acked with the position the
-/// message already has instead of being published again. Ids are the
-/// page's own, so they are kept per nickname: one page cannot ack away
-/// another's message.
-///
-/// The window is per process: with `--redis`, a resend that lands on
-/// another node (behind a load balancer) while the first is remembered
-/// here is published twice. Deduplicating across nodes would claim each
-/// id in Redis before publishing (`SET <room>:<nick>:<id> <pos> NX EX
-/// <ttl>`, answered with the stored position when taken); `StreamRoom`
-/// offers no way to run a command of our own, so this stays per process.
-/// A publish that failed is forgotten, so that the page's retry can
-/// publish; when the failure was a timeout after Redis did take it, the
-/// retry publishes it a second time.
-/// `W` is who waits for an answer: a connection's [`Sender`].
-pub(crate) struct Sent<W = Sender> {
-    state: Arc<Mutex<SentRooms<W>>>,
-}
-
-impl<W> Clone for Sent<W> {
-    fn clone(&self) -> Self {
-        Sent {
-            state: self.state.clone(),
-        }
-    }
-}
-
-impl<W> Default for Sent<W> {
-    fn default() -> Self {
-        Sent {
-            state: Arc::new(Mutex::new(SentRooms {
-                rooms: HashMap::new(),
-                clock: 0,
-            })),
-        }
-    }
-}
-
-struct SentRooms<W> {
-    rooms: HashMap<String, RecentIds<W>>,
-    /// Counts claims: when each room was used last.
-    clock: u64,
-}
-
-struct RecentIds<W> {
-    slots: HashMap<(String, String), Slot<W>>,
-    /// Oldest first: the one to forget when the room is full.
-    order: VecDeque<(String, String)>,
-    used: u64,
-}
-
-impl<W> Default for RecentIds<W> {
-    fn default() -> Self {
-        RecentIds {
-            slots: HashMap::new(),
-            order: VecDeque::new(),
-            used: 0,
-        }
-    }
-}
-
-enum Slot<W> {
-    /// Being published; these connections (of the same page) sent it again
-    /// meanwhile and wait for the same answer.
-    Underway(Vec<W>),
-    Published(StreamPosition),
-}
-
-/// A message id, in its room, from its sender.
-pub(crate) struct SentKey {
-    pub(crate) room: String,
-    pub(crate) nick: String,
-    pub(crate) id: String,
-}
-
-impl SentKey {
-    fn slot(&self) -> (String, String) {
-        (self.nick.clone(), self.id.clone())
-    }
-}
-
-/// What [`Sent::claim`] found.
-pub(crate) enum Claim<'a, W> {
-    /// Published already, at this position.
-    Published(StreamPosition),
-    /// Being published by another connection, which will answer this one.
-    Underway,
-    /// New: publish it, then [`Claimed::settle`].
-    Mine(Claimed<'a, W>),
-}
-
-/// The right to publish one id. Dropped unsettled (the connection's task
-/// ended mid-publish) it counts as a failure, so a resend is not left
-/// waiting for an answer that never comes.
-pub(crate) struct Claimed<'a, W> {
-    sent: &'a Sent<W>,
-    key: &'a SentKey,
-    settled: bool,
-}
-
-impl<W> Claimed<'_, W> {
-    /// Records how the publish went; returns the connections waiting for
-    /// the same answer.
-    pub(crate) fn settle(mut self, result: Result<StreamPosition, String>) -> Vec<W> {
-        self.settled = true;
-        self.sent.settle(self.key, result.ok())
-    }
-}
-
-impl<W> Drop for Claimed<'_, W> {
-    fn drop(&mut self) {
-        if !self.settled {
-            self.sent.settle(self.key, None);
-        }
-    }
-}
-
-impl<W> Sent<W> {
-    /// Looks `key` up; when it is new, records it as being published by
-    /// the caller. `waiter` is who to answer if it is underway.
-    pub(crate) fn claim<'a>(&'a self, key: &'a SentKey, waiter: W) -> Claim<'a, W> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let SentRooms { rooms, clock } = &mut *state;
-        *clock += 1;
-        if !rooms.contains_key(&key.room) && rooms.len() >= REMEMBERED_ROOMS {
-            let idlest = rooms
-                .iter()
-                .min_by_key(|(_, ids)| ids.used)
-                .map(|(name, _)| name.clone());
-            if let Some(idlest) = idlest {
-                rooms.remove(&idlest);
-            }
-        }
-        let ids = rooms.entry(key.room.clone()).or_default();
-        ids.used = *clock;
-        let slot = key.slot();
-        match ids.slots.get_mut(&slot) {
-            Some(Slot::Published(position)) => return Claim::Published(*position),
-            Some(Slot::Underway(waiting)) => {
-                waiting.push(waiter);
-                return Claim::Underway;
-            }
-            None => {}
-        }
-        if ids.order.len() >= REMEMBERED_IDS {
-            if let Some(oldest) = ids.order.pop_front() {
-                ids.slots.remove(&oldest);
-            }
-        }
-        ids.order.push_back(slot.clone());
-        ids.slots.insert(slot, Slot::Underway(Vec::new()));
-        Claim::Mine(Claimed {
-            sent: self,
-            key,
-            settled: false,
-        })
-    }
-
-    /// Remembers `key` at `position`, or forgets it when it was not
-    /// published; returns who waits for the answer.
-    fn settle(&self, key: &SentKey, position: Option<StreamPosition>) -> Vec<W> {
-        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(ids) = state.rooms.get_mut(&key.room) else {
-            return Vec::new();
-        };
-        let slot = key.slot();
-        let waiting = match position {
-            Some(position) => match ids.slots.get_mut(&slot) {
-                Some(entry) => std::mem::replace(entry, Slot::Published(position)),
-                None => return Vec::new(),
-            },
-            None => match ids.slots.remove(&slot) {
-                Some(entry) => {
-                    ids.order.retain(|s| *s != slot);
-                    entry
-                }
-                None => return Vec::new(),
-            },
-        };
-        match waiting {
-            Slot::Underway(waiting) => waiting,
-            Slot::Published(_) => Vec::new(),
-        }
-    }
 }
 
 /// The most nicknames a `members` list names; a larger room's list ends
@@ -1136,57 +939,14 @@ mod tests {
     }
 
     #[test]
-    fn ids_are_published_once_per_room_and_nickname() {
-        let sent = Sent::<u32>::default();
-        let key = |room: &str, nick: &str, id: &str| SentKey {
-            room: room.to_owned(),
-            nick: nick.to_owned(),
-            id: id.to_owned(),
-        };
-        let pos = StreamPosition::new(1, 5);
-        let a = key("r", "ada", "m1");
-        let Claim::Mine(claim) = sent.claim(&a, 1) else {
-            panic!("new id")
-        };
-        // Sent again while the first publish is underway: the second
-        // connection waits for the first one's answer.
-        assert!(matches!(sent.claim(&a, 2), Claim::Underway));
-        assert_eq!(claim.settle(Ok(pos)), vec![2]);
-        assert!(matches!(sent.claim(&a, 3), Claim::Published(p) if p == pos));
-        // Someone else's id, or the same id in another room, is new.
-        for other in [key("r", "bob", "m1"), key("s", "ada", "m1")] {
-            assert!(matches!(sent.claim(&other, 4), Claim::Mine(_)));
-        }
-        // A failed publish is forgotten, and its waiters told: the retry
-        // publishes.
-        let b = key("r", "ada", "m2");
-        let Claim::Mine(claim) = sent.claim(&b, 5) else {
-            panic!("new id")
-        };
-        assert!(matches!(sent.claim(&b, 6), Claim::Underway));
-        assert_eq!(claim.settle(Err("down".to_owned())), vec![6]);
-        let Claim::Mine(claim) = sent.claim(&b, 7) else {
-            panic!("forgotten after the failure")
-        };
-        // So is one whose publisher went away mid-publish.
-        drop(claim);
-        assert!(matches!(sent.claim(&b, 8), Claim::Mine(_)));
-        // The oldest ids go first.
-        for i in 0..REMEMBERED_IDS {
-            let k = key("r", "ada", &format!("x{i}"));
-            if let Claim::Mine(claim) = sent.claim(&k, 9) {
-                claim.settle(Ok(pos));
-            };
-        }
-        assert!(matches!(sent.claim(&a, 10), Claim::Mine(_)), "forgotten");
-        // And the rooms used least recently: "s" first.
-        let _ = sent.claim(&key("r", "ada", "keep"), 11);
-        for i in 0..REMEMBERED_ROOMS {
-            let _ = sent.claim(&key(&format!("room{i}"), "ada", "m"), 12);
-        }
-        let state = sent.state.lock().unwrap();
-        assert!(state.rooms.len() <= REMEMBERED_ROOMS);
-        assert!(!state.rooms.contains_key("s"));
+    fn publication_ids_name_the_sender_and_fit_the_backplane() {
+        assert_ne!(publication_id("ada", "m1"), publication_id("bob", "m1"));
+        assert!(check_nick("a:b").is_err(), "the separator is no nickname");
+        // The longest nickname (24 four-byte characters) and id fit.
+        let nick = "\u{10348}".repeat(24);
+        let id = "x".repeat(64);
+        assert!(check_nick(&nick).is_ok() && check_id(&id).is_ok());
+        assert!(publication_id(&nick, &id).len() <= wavecast_runtime::MAX_PUBLISH_ID_LEN);
     }
 
     #[test]

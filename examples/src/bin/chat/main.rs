@@ -7,8 +7,9 @@
 //!   the member list. A message sent with an `id`
 //!   (`{"text": …, "id": …}`) is answered, to its sender alone, with
 //!   `{"type":"ack","id":…,"pos":…}` once the rooms' backplane took it, or
-//!   `nack` with the error; an id seen recently is acked again without
-//!   publishing twice. A page that reconnects with the last position it
+//!   `nack` with the error; an id the same nickname sent to the room in
+//!   the last two minutes is acked again with its position, without
+//!   publishing twice, whichever node it reaches. A page that reconnects with the last position it
 //!   saw gets what it missed, in order, then `recovered`; when that is
 //!   no longer held (or `since` is not a position) it gets
 //!   `not_recovered` and starts over. A new page gets `recovered` with

@@ -9,7 +9,7 @@ use wavecast_async_std::{
 };
 use wavecast_examples::cannot_listen;
 
-use crate::chat::{self, Members, Route, Sent};
+use crate::chat::{self, Members, Route};
 use crate::Options;
 
 pub(crate) fn run(options: Options) -> std::io::Result<()> {
@@ -24,19 +24,12 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
             listener.local_addr()?
         );
         let members = Members::default();
-        let sent = Sent::default();
         let hosts = Arc::new(chat::allowed_hosts(&options.addr, &options.allow_hosts));
         let limits = ServeConfig::default()
             .with_max_connections(options.max_connections)
             .with_config(chat::config());
         let server = serve(listener, limits, move |incoming| {
-            handle(
-                incoming,
-                hub.clone(),
-                members.clone(),
-                sent.clone(),
-                hosts.clone(),
-            )
+            handle(incoming, hub.clone(), members.clone(), hosts.clone())
         })?;
         let _ = stop.recv().await;
         println!("chat: shutting down");
@@ -49,7 +42,6 @@ async fn handle(
     incoming: Incoming<TcpStream>,
     hub: StreamHub<AsyncStd>,
     members: Members,
-    sent: Sent,
     hosts: Arc<HostAllowList>,
 ) {
     match chat::route(incoming.request(), &hosts) {
@@ -103,7 +95,7 @@ async fn handle(
                 seated = chatter.seat(ws, &room, since, &members, http);
             });
             let Ok(ws) = accepted else { return };
-            chatter.converse(ws, seated, &room, &members, &sent).await;
+            chatter.converse(ws, seated, &room, &members).await;
         }
     }
 }

@@ -46,7 +46,7 @@ mod tls {
         StreamRoom, StreamSubscription, Tokio, UpgradeRejection, WebSocketUpgrade,
     };
 
-    use crate::chat::{self, Members, Route, Sent};
+    use crate::chat::{self, Members, Route};
     use crate::Options;
 
     /// How long a client may take over its TLS handshake.
@@ -56,7 +56,6 @@ mod tls {
     struct State {
         hub: StreamHub<Tokio>,
         members: Members,
-        sent: Sent,
         hosts: HostAllowList,
     }
 
@@ -78,7 +77,6 @@ mod tls {
             let state = Arc::new(State {
                 hub,
                 members: Members::default(),
-                sent: Sent::default(),
                 hosts: chat::allowed_hosts(&options.addr, &options.allow_hosts),
             });
             let mut http = auto::Builder::new(TokioExecutor::new());
@@ -225,9 +223,7 @@ mod tls {
                 match answered {
                     Ok((response, ws)) => {
                         tokio::spawn(async move {
-                            chatter
-                                .converse(ws, seated, &room, &state.members, &state.sent)
-                                .await;
+                            chatter.converse(ws, seated, &room, &state.members).await;
                         });
                         response
                     }
