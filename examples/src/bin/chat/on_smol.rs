@@ -9,7 +9,7 @@ use wavecast_smol::{
     SseStream, StreamHub,
 };
 
-use crate::chat::{self, Members, Route, Sent};
+use crate::chat::{self, Route, Seats, Sent};
 use crate::Options;
 
 pub(crate) fn run(options: Options) -> std::io::Result<()> {
@@ -23,7 +23,7 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
             "chat (smol): open http://{}/ in a browser",
             listener.local_addr()?
         );
-        let members = Members::default();
+        let seats = Seats::default();
         let sent = Sent::default();
         let hosts = Arc::new(chat::allowed_hosts(&options.addr, &options.allow_hosts));
         let limits = ServeConfig::default()
@@ -33,7 +33,7 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
             handle(
                 incoming,
                 hub.clone(),
-                members.clone(),
+                seats.clone(),
                 sent.clone(),
                 hosts.clone(),
             )
@@ -48,7 +48,7 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
 async fn handle(
     incoming: Incoming<TcpStream>,
     hub: StreamHub<Smol>,
-    members: Members,
+    seats: Seats,
     sent: Sent,
     hosts: Arc<HostAllowList>,
 ) {
@@ -85,7 +85,8 @@ async fn handle(
             // a browser reconnecting sends the last position it saw as
             // Last-Event-ID and gets what it missed first.
             let since = chat::listen_since(incoming.request());
-            let (mut subscription, list) = members.listen(&name, || room.subscribe(since));
+            let mut subscription = room.subscribe(since);
+            let list = chat::member_list(&room).await;
             if let Ok(mut sse) = SseStream::respond(incoming, SseConfig::default()).await {
                 if sse.send(&SseEvent::data(list)).await.is_ok() {
                     sse.forward_stream(&mut subscription).await;
@@ -97,13 +98,16 @@ async fn handle(
                 return;
             };
             let since = chatter.resume_from(&room).await;
+            let taken = chatter.take_seat(&room, &seats).await;
             let http = incoming.request().version();
-            let mut seated = Err(String::new());
+            let mut seated = None;
             let accepted = incoming.accept_then(Accept::new(), |ws| {
-                seated = chatter.seat(ws, &room, since, &members, http);
+                seated = Some(chatter.seat(ws, &room, since, taken, http));
             });
-            let Ok(ws) = accepted else { return };
-            chatter.converse(ws, seated, &room, &members, &sent).await;
+            let (Ok(ws), Some(seated)) = (accepted, seated) else {
+                return;
+            };
+            chatter.converse(ws, seated, &room, &sent).await;
         }
     }
 }
