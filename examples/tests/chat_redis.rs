@@ -9,6 +9,8 @@
 
 mod support;
 
+use std::io::{BufRead, BufReader, Write};
+use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
@@ -40,6 +42,49 @@ async fn next_of(ws: &mut WebSocket, types: &[&str]) -> Value {
             return event;
         }
     }
+}
+
+/// Skips events until a presence notice with exactly these `joined` and
+/// `left` names (other notices come from other windows or other nodes).
+async fn notice(ws: &mut WebSocket, joined: Value, left: Value) {
+    loop {
+        let event = next_of(ws, &["presence"]).await;
+        if event["joined"] == joined && event["left"] == left {
+            return;
+        }
+    }
+}
+
+/// Connects to `url` and expects the server to close with 1008; returns
+/// the reason it gave.
+async fn refused(url: &str) -> String {
+    let (mut ws, _) = connect(url).await.expect("the handshake itself succeeds");
+    let end = tokio::time::timeout(WAIT, ws.recv())
+        .await
+        .expect("closed in time");
+    assert!(!matches!(end, Some(Ok(_))), "expected a close, got {end:?}");
+    let frame = ws.close_frame().expect("a close frame");
+    assert_eq!(frame.code, CloseCode(1008), "{url}");
+    frame.reason.to_string()
+}
+
+/// Opens an SSE stream on `room` and returns its first event's data (the
+/// member list).
+fn sse_first_event(addr: &str, room: &str) -> Value {
+    let mut tcp = TcpStream::connect(addr).expect("connect SSE");
+    tcp.set_read_timeout(Some(WAIT)).unwrap();
+    write!(
+        tcp,
+        "GET /sse/{room} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
+    )
+    .unwrap();
+    for line in BufReader::new(tcp).lines() {
+        let line = line.expect("an SSE line");
+        if let Some(data) = line.strip_prefix("data:") {
+            return serde_json::from_str(data.trim()).expect("JSON");
+        }
+    }
+    panic!("the SSE stream ended without an event");
 }
 
 fn send(text: &str, id: &str) -> String {
@@ -175,6 +220,97 @@ fn two_nodes_share_rooms_acks_and_resume_through_redis() {
         let heard = next_of(&mut bob, &["message"]).await;
         assert_eq!(heard["text"], "while down");
         for ws in [&mut ann, &mut bob] {
+            ws.close(CloseCode::NORMAL, "").await.expect("close");
+        }
+    });
+    node_a.interrupt_and_check();
+    node_b.interrupt_and_check();
+}
+
+/// Presence spans the nodes: a page on one sees who is on the other in
+/// its member list (and so does an SSE listener), hears of their joins and
+/// leaves, and a nickname held on one node is refused on the other.
+#[test]
+fn member_lists_presence_and_nicknames_span_nodes() {
+    let redis = RedisServer::start();
+    let url = redis.url();
+    let (a_addr, b_addr) = (free_addr(), free_addr());
+    let exe = env!("CARGO_BIN_EXE_chat");
+    let node_a = Program::start_server(
+        "chat A",
+        exe,
+        &["--runtime", "tokio", "--addr", &a_addr, "--redis", &url],
+    );
+    let node_b = Program::start_server(
+        "chat B",
+        exe,
+        &["--runtime", "async-std", "--addr", &b_addr, "--redis", &url],
+    );
+    let ws_url = |addr: &str, nick: &str, session: &str| {
+        format!("ws://{addr}/ws/meet?nick={nick}&session={session}")
+    };
+
+    tokio_rt().block_on(async {
+        let (mut ann, _) = connect(&ws_url(&a_addr, "ann", "ann1"))
+            .await
+            .expect("ann on A");
+        let list = next_of(&mut ann, &["members"]).await;
+        assert_eq!(
+            (&list["members"], &list["count"]),
+            (&json!(["ann"]), &json!(1))
+        );
+
+        // bob, on B, is told ann is there, and ann hears of bob.
+        let (mut bob, _) = connect(&ws_url(&b_addr, "bob", "bob1"))
+            .await
+            .expect("bob on B");
+        let list = next_of(&mut bob, &["members"]).await;
+        assert_eq!(
+            (&list["members"], &list["count"]),
+            (&json!(["ann", "bob"]), &json!(2)),
+            "{list}"
+        );
+        notice(&mut ann, json!(["bob"]), json!([])).await;
+
+        // carl joins on A: bob, on B, hears of it.
+        let (mut carl, _) = connect(&ws_url(&a_addr, "carl", "carl1"))
+            .await
+            .expect("carl on A");
+        notice(&mut bob, json!(["carl"]), json!([])).await;
+        notice(&mut ann, json!(["carl"]), json!([])).await;
+
+        // An SSE listener on B starts from everyone, on both nodes.
+        let b = b_addr.clone();
+        let list = std::thread::spawn(move || sse_first_event(&b, "meet"))
+            .join()
+            .expect("SSE listener");
+        assert_eq!(list["type"], "members", "{list}");
+        assert_eq!(list["members"], json!(["ann", "bob", "carl"]), "{list}");
+
+        // ann's nickname, held on A, is refused on B to another session or
+        // to a client without one.
+        for intruder in [
+            ws_url(&b_addr, "ann", "other"),
+            format!("ws://{b_addr}/ws/meet?nick=ann"),
+        ] {
+            let reason = refused(&intruder).await;
+            assert!(reason.contains("taken"), "{reason}");
+        }
+
+        // carl leaves A: bob, on B, hears of it, and the name is free on B.
+        carl.close(CloseCode::NORMAL, "").await.expect("close");
+        drop(carl);
+        notice(&mut bob, json!([]), json!(["carl"])).await;
+        notice(&mut ann, json!([]), json!(["carl"])).await;
+        let (mut carl, _) = connect(&ws_url(&b_addr, "carl", "carl2"))
+            .await
+            .expect("carl again, on B");
+        let list = next_of(&mut carl, &["members"]).await;
+        assert_eq!(list["members"], json!(["ann", "bob", "carl"]), "{list}");
+        // Heard on A, from B.
+        notice(&mut ann, json!(["carl"]), json!([])).await;
+
+        for ws in [&mut ann, &mut bob, &mut carl] {
             ws.close(CloseCode::NORMAL, "").await.expect("close");
         }
     });

@@ -3,24 +3,28 @@
 //! acknowledgements.
 //!
 //! Chat messages go through a [`StreamHub`] (history, positions, resume;
-//! in this process or shared by many through Redis), presence notices
-//! through the room's local side only: they describe this process's
-//! members and are not kept in the history.
+//! in this process or shared by many through Redis), and so does
+//! presence: who is in a room is the room's presence on every node
+//! ([`Seats`]), and its notices reach every node's members without being
+//! kept in the history.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde::Deserialize;
 use serde_json::json;
 use wavecast_core::handshake::{HttpVersion, Request};
-use wavecast_core::presence::{PresenceBatch, PresenceChange, PresenceConfig};
-use wavecast_core::{CloseCode, Config, HostAllowList, HttpResponse, Message, OriginAllowList};
+use wavecast_core::presence::PresenceChange;
+use wavecast_core::rng::Rng;
+use wavecast_core::{
+    CloseCode, Config, HostAllowList, HttpResponse, Message, OriginAllowList, SeedSource,
+};
 use wavecast_runtime::{
-    Envelope, HistoryConfig, Member, RedisConfig, Room, RoomConfig, Runtime, StreamHub,
-    StreamPosition, StreamRoom, WebSocket,
+    BackplaneError, Envelope, HistoryConfig, Member, Presence, RedisConfig, RoomConfig, Runtime,
+    StreamHub, StreamPosition, StreamRoom, WebSocket,
 };
 
 /// The page, served at `/`.
@@ -106,42 +110,92 @@ impl Chatter {
         }
     }
 
-    /// Seats the new connection `ws` in `room`: joins it to the room's
-    /// fan-out from `since` (what [`Chatter::resume_from`] returned: the
-    /// publications it missed come first) and takes the nickname. Call it
-    /// while accepting, before the `101` (or HTTP/2 `200`) goes out:
-    /// nothing published after the handshake can be missed, the join
-    /// event included. `http` is the request's version, for the log.
+    /// Takes the nickname in `room` for this connection's page session,
+    /// on every node: refused when another session holds it (here or on
+    /// any node sharing the backplane), or when the backplane cannot be
+    /// asked. Call before accepting; the member list it returns goes to
+    /// the connection in [`Chatter::seat`]. Dropping the result (the
+    /// handshake failed) gives the nickname back.
+    pub(crate) async fn take_seat<R: Runtime>(
+        &self,
+        room: &StreamRoom<R>,
+        seats: &Seats,
+    ) -> Result<Taken, Refusal> {
+        let (name, nick) = (self.room.as_str(), self.nick.as_str());
+        let session = self.session.as_deref();
+        let unavailable = |e: BackplaneError| Refusal::try_later(name, nick, &e);
+        let seat = match seats.claim(name, nick, session)? {
+            SeatClaim::Shared(seat) => {
+                // Its first connection is still entering: a page does not
+                // reconnect that fast, so this is a rare race; retry.
+                if seat.presence.get().is_none() {
+                    return Err(Refusal::try_later(name, nick, &"still entering"));
+                }
+                let present = room.presence().await.map_err(unavailable)?;
+                let (list, count) = members_event(name, &present);
+                return Ok(Taken { seat, list, count });
+            }
+            SeatClaim::New(seat) => seat,
+        };
+        let present = room.presence().await.map_err(unavailable)?;
+        if held_by_another(&present, nick, session, &seat.client) {
+            return Err(Refusal::taken(name, nick));
+        }
+        let presence = room.enter(&seat.client, nick).await.map_err(unavailable)?;
+        // The check above and the enter are two steps, so two nodes could
+        // both pass the check for one nickname at the same instant. Looking
+        // again now that we are entered closes that race: the backplane
+        // orders the two writes and the two reads, so at least the one who
+        // read last sees the other, and whoever sees another session
+        // withdraws. Both may withdraw (two people picked one name within a
+        // round trip; both are asked to pick another); both never keep it.
+        // A withdrawal is a join and a leave in one window, which nobody is
+        // told about (unless the window happened to end in between).
+        let present = room.presence().await.map_err(unavailable)?;
+        if held_by_another(&present, nick, session, &seat.client) {
+            drop(presence);
+            return Err(Refusal::taken(name, nick));
+        }
+        let _ = seat.presence.set(presence);
+        let (list, count) = members_event(name, &present);
+        Ok(Taken { seat, list, count })
+    }
+
+    /// Seats the new connection `ws` in `room` with the nickname
+    /// [`Chatter::take_seat`] took: joins it to the room's fan-out from
+    /// `since` (what [`Chatter::resume_from`] returned: the publications it
+    /// missed come first) and queues the member list for it alone (the
+    /// others hear of the join in the room's next presence notice). Call
+    /// it while accepting, before the `101` (or HTTP/2 `200`) goes out:
+    /// nothing published after the handshake can be missed, the presence
+    /// notice included. `http` is the request's version, for the log.
     pub(crate) fn seat<R: Runtime>(
         &self,
         ws: &WebSocket,
         room: &StreamRoom<R>,
         since: Option<StreamPosition>,
-        members: &Members,
+        taken: Result<Taken, Refusal>,
         http: HttpVersion,
-    ) -> Result<Member, String> {
+    ) -> Result<Seated, Refusal> {
+        let Taken { seat, list, count } = taken?;
         let member = room.join(ws.sender(), since);
-        let joined = members.join(
-            &self.room,
-            &self.nick,
-            self.session.as_deref(),
-            http,
-            R::now(),
-        )?;
-        // The list goes to this connection alone; the others hear of the
-        // join in the room's next presence notice.
-        if ws.sender().try_send(joined.list).is_err() {
+        if ws.sender().try_send(list).is_err() {
             tracing::warn!(room = %self.room, nick = %self.nick, "member list not queued");
         }
-        if let Some(due) = joined.window {
-            announce_at(
-                room.local().clone(),
-                members.clone(),
-                self.room.clone(),
-                due,
-            );
-        }
-        Ok(member)
+        let http = match http {
+            HttpVersion::Http10 => "HTTP/1.0",
+            HttpVersion::Http11 => "HTTP/1.1",
+            HttpVersion::Http2 => "HTTP/2",
+            _ => "HTTP",
+        };
+        tracing::info!(
+            room = self.room.as_str(),
+            nick = self.nick.as_str(),
+            members = count,
+            http,
+            "join"
+        );
+        Ok(Seated { member, seat })
     }
 
     /// Runs a connection [`Chatter::seat`] seated (or refused, with the
@@ -152,14 +206,13 @@ impl Chatter {
     pub(crate) async fn converse<R: Runtime>(
         &self,
         mut ws: WebSocket,
-        seated: Result<Member, String>,
+        seated: Result<Seated, Refusal>,
         room: &StreamRoom<R>,
-        members: &Members,
     ) {
-        let member = match seated {
-            Ok(member) => member,
-            Err(reason) => {
-                let _ = ws.close(CloseCode(REFUSED), &reason).await;
+        let seated = match seated {
+            Ok(seated) => seated,
+            Err(refusal) => {
+                let _ = ws.close(refusal.code, &refusal.reason).await;
                 return;
             }
         };
@@ -182,15 +235,16 @@ impl Chatter {
                 let _ = sender.send(reply).await;
             }
         }
+        // The member goes, then (with its session's last connection
+        // here) the presence, which the room hears of in a notice.
+        let Seated { member, seat } = seated;
         drop(member);
-        if let Some(due) = members.leave(&self.room, &self.nick, R::now()) {
-            announce_at(
-                room.local().clone(),
-                members.clone(),
-                self.room.clone(),
-                due,
-            );
-        }
+        drop(seat);
+        tracing::info!(
+            room = self.room.as_str(),
+            nick = self.nick.as_str(),
+            "leave"
+        );
     }
 
     /// Publishes `event`, sent with `id`, unless this nickname's `id` was
@@ -242,8 +296,8 @@ pub(crate) async fn open_hub<R: Runtime>(redis: Option<&str>) -> io::Result<Stre
 }
 
 /// What members receive: each chat message as published plus its `"pos"`,
-/// and after a catch-up `recovered` or `not_recovered` with the position
-/// the page now stands at.
+/// after a catch-up `recovered` or `not_recovered` with the position the
+/// page now stands at, and the room's `presence` notices.
 pub(crate) struct ChatEnvelope;
 
 impl Envelope for ChatEnvelope {
@@ -272,6 +326,10 @@ impl Envelope for ChatEnvelope {
         Some(Message::from(
             json!({ "type": "not_recovered", "pos": current.to_string() }).to_string(),
         ))
+    }
+
+    fn presence(&self, change: &PresenceChange) -> Option<Message> {
+        Some(Message::from(presence_event(change)))
     }
 }
 
@@ -528,205 +586,218 @@ fn unix_ms() -> u64 {
         .unwrap_or(0)
 }
 
-/// Publishes the presence notice of `name`'s window when it ends at `due`
-/// (see [`Members`]).
-fn announce_at<R: Runtime>(room: Room<R>, members: Members, name: String, due: Instant) {
-    R::spawn(async move {
-        R::sleep_until(due).await;
-        members.announce(&name, due, |event| {
-            room.publish(event);
-        });
-    });
-}
-
 /// The most nicknames a `members` list names; a larger room's list ends
 /// there and gives the count.
 pub(crate) const MAX_LISTED: usize = 1000;
 
-/// Who is in which room. A nickname belongs to one page session per room
-/// at a time; that session may hold it over several connections at once
-/// (a reload opens the new connection before the server has seen the old
-/// one go), and it stays listed until the last of them leaves.
-///
-/// Presence rule (so that a crowd joining is not N² notices): a
-/// connection that joins gets the member list (`members`, at most
-/// [`MAX_LISTED`] names and the count) for itself alone. The room hears of
-/// joins and leaves in `presence` notices, at most one per room every
-/// 250 ms: the first change after a quiet spell opens the window, the
-/// notice at its end names up to 16 nicknames that joined and 16 that left
-/// and counts the rest (`joined_more`, `left_more`), with the room's member
-/// count; a visit inside one window is not announced. See
-/// [`wavecast_core::presence`].
-///
-/// Notices are published while the lock is held, so the room sees them in
-/// the order the changes happened.
-#[derive(Clone, Default)]
-pub(crate) struct Members {
-    rooms: Arc<Mutex<HashMap<String, Seats>>>,
+/// Why a connection is not seated: the close it gets.
+#[derive(Debug)]
+pub(crate) struct Refusal {
+    /// [`REFUSED`] when the page should not retry as it is (the nickname
+    /// is taken), [`CloseCode::TRY_AGAIN_LATER`] when it should (the
+    /// backplane could not be asked): the page reconnects by itself after
+    /// any close but 1008.
+    pub(crate) code: CloseCode,
+    /// Short: a close reason is at most 123 bytes.
+    pub(crate) reason: String,
 }
 
-/// One room's nicknames and the presence changes not yet announced.
-#[derive(Default)]
-struct Seats {
-    seats: Vec<Seat>,
-    presence: PresenceBatch,
+impl Refusal {
+    fn taken(room: &str, nick: &str) -> Refusal {
+        tracing::info!(room, nick, "nickname taken");
+        Refusal {
+            code: CloseCode(REFUSED),
+            reason: "that nickname is taken in this room; pick another".to_owned(),
+        }
+    }
+
+    fn try_later(room: &str, nick: &str, why: &dyn std::fmt::Display) -> Refusal {
+        tracing::warn!(room, nick, "not seated: {why}");
+        Refusal {
+            code: CloseCode::TRY_AGAIN_LATER,
+            reason: "the chat cannot seat you right now; retrying".to_owned(),
+        }
+    }
 }
 
-/// A nickname in a room.
-struct Seat {
-    nick: String,
-    /// The session that holds it; `None` (a client that sent none) can
-    /// share it with nobody.
+/// The nicknames this process's connections hold, by room.
+///
+/// Who is in a room, on every node, is the room's presence
+/// ([`StreamRoom::enter`], [`StreamRoom::presence`]): each nickname a page
+/// session holds is one entry, whose client id is the session id plus a
+/// random part (`<session>/<hex>`, so that two nodes never write the same
+/// entry). This map only lets the connections of one session on this
+/// process share that entry: a reload opens the new connection before the
+/// server has seen the old one go, and the room must hear neither a second
+/// join nor a leave. It also refuses a second session asking for a
+/// nickname held here without a round trip to the backplane.
+///
+/// The presence rule (so that a crowd joining is not N² notices) is the
+/// library's: a connection that joins gets the member list (`members`, at
+/// most [`MAX_LISTED`] names and the count) for itself alone; the room
+/// hears of joins and leaves in `presence` notices, at most one per room
+/// and node every 250 ms, naming up to 16 nicknames that joined and 16
+/// that left and counting the rest; a visit inside one window is not
+/// announced (see [`wavecast_core::presence`]).
+#[derive(Clone)]
+pub(crate) struct Seats {
+    state: Arc<Mutex<SeatsState>>,
+}
+
+impl Default for Seats {
+    fn default() -> Self {
+        Seats {
+            state: Arc::new(Mutex::new(SeatsState {
+                held: HashMap::new(),
+                rng: Rng::new(SeedSource::Os),
+            })),
+        }
+    }
+}
+
+struct SeatsState {
+    /// By room and nickname.
+    held: HashMap<(String, String), Weak<Seat>>,
+    /// The random part of client ids.
+    rng: Rng,
+}
+
+/// A nickname held in a room by one page session on this process, shared
+/// by the session's connections; the room's presence entry goes with the
+/// last of them.
+pub(crate) struct Seat {
+    key: (String, String),
+    /// `None` (a client that sent none) shares the nickname with nobody.
     session: Option<String>,
-    /// Its open connections.
-    connections: usize,
+    /// The presence entry's client id.
+    client: String,
+    /// Set once entered (and checked).
+    presence: OnceLock<Presence>,
+    seats: Seats,
 }
 
-/// A connection seated by [`Members::join`].
-pub(crate) struct Joined {
-    /// The `members` event for the new connection.
-    pub(crate) list: String,
-    /// When the presence window this join opened ends; the caller
-    /// publishes it then with [`Members::announce`].
-    pub(crate) window: Option<Instant>,
+impl Drop for Seat {
+    fn drop(&mut self) {
+        let mut state = self.seats.state.lock().unwrap_or_else(|p| p.into_inner());
+        // Unless a new seat took the key since this one's last owner went.
+        if state
+            .held
+            .get(&self.key)
+            .is_some_and(|held| held.strong_count() == 0)
+        {
+            state.held.remove(&self.key);
+        }
+        // The presence (a field) leaves after this.
+    }
 }
 
-fn members_event(room: &str, seats: &[Seat]) -> String {
-    let names: Vec<&str> = seats
-        .iter()
-        .take(MAX_LISTED)
-        .map(|seat| seat.nick.as_str())
-        .collect();
-    json!({ "type": "members", "room": room, "members": names, "count": seats.len() }).to_string()
+enum SeatClaim {
+    /// This session holds the nickname here already.
+    Shared(Arc<Seat>),
+    /// Nobody here holds it: check the room and enter.
+    New(Arc<Seat>),
 }
 
-fn presence_event(room: &str, change: &PresenceChange, count: usize) -> String {
+impl Seats {
+    fn claim(&self, room: &str, nick: &str, session: Option<&str>) -> Result<SeatClaim, Refusal> {
+        let mut state = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        let key = (room.to_owned(), nick.to_owned());
+        if let Some(seat) = state.held.get(&key).and_then(Weak::upgrade) {
+            return match session {
+                Some(session) if seat.session.as_deref() == Some(session) => {
+                    Ok(SeatClaim::Shared(seat))
+                }
+                _ => Err(Refusal::taken(room, nick)),
+            };
+        }
+        let client = format!("{}/{:016x}", session.unwrap_or(""), state.rng.next_u64());
+        let seat = Arc::new(Seat {
+            key: key.clone(),
+            session: session.map(str::to_owned),
+            client,
+            presence: OnceLock::new(),
+            seats: self.clone(),
+        });
+        state.held.insert(key, Arc::downgrade(&seat));
+        Ok(SeatClaim::New(seat))
+    }
+}
+
+/// The session part of a presence entry's client id (see [`Seats`]).
+fn session_of(client: &str) -> Option<&str> {
+    client
+        .rsplit_once('/')
+        .map(|(session, _)| session)
+        .filter(|session| !session.is_empty())
+}
+
+/// Whether `present` (a room's presence) has `nick` held by someone that
+/// `session` may not share it with; `me` (our own entry) does not count.
+fn held_by_another(
+    present: &[(String, String)],
+    nick: &str,
+    session: Option<&str>,
+    me: &str,
+) -> bool {
+    present.iter().any(|(client, held)| {
+        held == nick && client != me && (session.is_none() || session_of(client) != session)
+    })
+}
+
+/// A nickname taken by [`Chatter::take_seat`], and the member list to
+/// send the connection.
+pub(crate) struct Taken {
+    seat: Arc<Seat>,
+    list: String,
+    count: usize,
+}
+
+/// A connection seated by [`Chatter::seat`]. Dropping it leaves the room.
+pub(crate) struct Seated {
+    member: Member,
+    seat: Arc<Seat>,
+}
+
+fn members_event(room: &str, present: &[(String, String)]) -> (String, usize) {
+    // A session can be entered once per node it is connected to.
+    let nicks: BTreeSet<&str> = present.iter().map(|(_, nick)| nick.as_str()).collect();
+    let names: Vec<&str> = nicks.iter().copied().take(MAX_LISTED).collect();
+    let event = json!({ "type": "members", "room": room, "members": names, "count": nicks.len() });
+    (event.to_string(), nicks.len())
+}
+
+/// The event a listener starts from: who is in `room`, on every node, or
+/// an error event when the backplane cannot say.
+pub(crate) async fn member_list<R: Runtime>(room: &StreamRoom<R>) -> String {
+    match room.presence().await {
+        Ok(present) => members_event(room.name(), &present).0,
+        Err(e) => {
+            tracing::warn!(room = room.name(), "member list unavailable: {e}");
+            error_event("the member list is unavailable right now")
+        }
+    }
+}
+
+/// A room's presence notice: one window of one node's joins and leaves.
+/// It names no room (the notice only reaches the room's own members) and
+/// gives no member count (the node announcing it does not know the
+/// others'): the page counts from its list.
+fn presence_event(change: &PresenceChange) -> String {
     json!({
         "type": "presence",
-        "room": room,
         "joined": change.joined,
         "joined_more": change.joined_more,
         "left": change.left,
         "left_more": change.left_more,
-        "count": count,
     })
     .to_string()
-}
-
-impl Members {
-    /// Seats `nick` in `room` at `now`: the member list for the new
-    /// connection, and the join goes into the room's presence batch when
-    /// the nickname is new there. Refused with the reason when another
-    /// session holds the nickname in that room.
-    pub(crate) fn join(
-        &self,
-        room: &str,
-        nick: &str,
-        session: Option<&str>,
-        http: HttpVersion,
-        now: Instant,
-    ) -> Result<Joined, String> {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = rooms.entry(room.to_owned()).or_insert_with(|| Seats {
-            seats: Vec::new(),
-            presence: PresenceBatch::new(PresenceConfig::default()),
-        });
-        let mut window = None;
-        match entry.seats.iter_mut().find(|seat| seat.nick == nick) {
-            Some(seat) if session.is_some() && seat.session.as_deref() == session => {
-                seat.connections += 1;
-            }
-            Some(_) => {
-                tracing::info!(room, nick, "nickname taken");
-                // Short and fixed: a close reason is at most 123 bytes.
-                return Err("that nickname is taken in this room; pick another".to_owned());
-            }
-            None => {
-                entry.seats.push(Seat {
-                    nick: nick.to_owned(),
-                    session: session.map(str::to_owned),
-                    connections: 1,
-                });
-                if entry.presence.join(nick, now) {
-                    window = entry.presence.poll_timeout();
-                }
-            }
-        }
-        let http = match http {
-            HttpVersion::Http10 => "HTTP/1.0",
-            HttpVersion::Http11 => "HTTP/1.1",
-            HttpVersion::Http2 => "HTTP/2",
-            _ => "HTTP",
-        };
-        tracing::info!(room, nick, members = entry.seats.len(), http, "join");
-        Ok(Joined {
-            list: members_event(room, &entry.seats),
-            window,
-        })
-    }
-
-    /// Takes one connection of `nick` out of `room` at `now`; the leave
-    /// goes into the presence batch when it was the nickname's last.
-    /// Returns when the window this leave opened ends, if it opened one.
-    pub(crate) fn leave(&self, room: &str, nick: &str, now: Instant) -> Option<Instant> {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        let entry = rooms.get_mut(room)?;
-        let at = entry.seats.iter().position(|seat| seat.nick == nick)?;
-        entry.seats[at].connections -= 1;
-        if entry.seats[at].connections == 0 {
-            entry.seats.remove(at);
-        }
-        tracing::info!(room, nick, members = entry.seats.len(), "leave");
-        let mut window = None;
-        if entry.seats.iter().all(|seat| seat.nick != nick) && entry.presence.leave(nick, now) {
-            window = entry.presence.poll_timeout();
-        }
-        if entry.seats.is_empty() && entry.presence.poll_timeout().is_none() {
-            rooms.remove(room);
-        }
-        window
-    }
-
-    /// Publishes `room`'s presence notice for the window that ends at
-    /// `due` (nothing if every change in it cancelled out, or if that
-    /// window was announced already).
-    pub(crate) fn announce(&self, room: &str, due: Instant, publish: impl FnOnce(String)) {
-        let mut rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        let Some(entry) = rooms.get_mut(room) else {
-            return;
-        };
-        // The window's own end, not the clock: a timer that fires a little
-        // early must still close it, or no later change would open another.
-        if entry.presence.poll_timeout() != Some(due) {
-            return;
-        }
-        if let Some(change) = entry.presence.take(due) {
-            publish(presence_event(room, &change, entry.seats.len()));
-        }
-        if entry.seats.is_empty() {
-            rooms.remove(room);
-        }
-    }
-
-    /// Subscribes a listener with `subscribe` and returns the subscription
-    /// with the `members` event to send it first. Both happen under the
-    /// lock, so the list is exactly the state the subscription starts from
-    /// (joins still in the presence window are listed, and announced again
-    /// when it ends: the page treats the list as a set).
-    pub(crate) fn listen<T>(&self, room: &str, subscribe: impl FnOnce() -> T) -> (T, String) {
-        let rooms = self.rooms.lock().unwrap_or_else(|p| p.into_inner());
-        let seats = rooms
-            .get(room)
-            .map(|e| e.seats.as_slice())
-            .unwrap_or_default();
-        let subscription = subscribe();
-        (subscription, members_event(room, seats))
-    }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use wavecast_runtime::{StreamEvent, StreamSubscription};
+    use wavecast_tokio::Tokio;
 
     #[test]
     fn validates_names() {
@@ -783,120 +854,210 @@ mod tests {
         serde_json::from_str(json).expect("JSON")
     }
 
-    const H11: HttpVersion = HttpVersion::Http11;
+    /// Runs `test` on tokio (the hub's presence spawns its announcements).
+    fn on_tokio<F: std::future::Future>(test: F) -> F::Output {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .expect("a tokio runtime")
+            .block_on(test)
+    }
 
-    /// Publishes whatever the window ending at `due` holds.
-    fn announced(members: &Members, room: &str, due: Option<Instant>) -> Vec<serde_json::Value> {
-        let mut events = Vec::new();
-        members.announce(room, due.expect("a window"), |e| events.push(event(&e)));
-        events
+    fn hub() -> StreamHub<Tokio> {
+        StreamHub::local(RoomConfig::default(), history()).with_envelope(ChatEnvelope)
+    }
+
+    fn chatter(room: &str, nick: &str, session: Option<&str>) -> Chatter {
+        Chatter {
+            room: room.to_owned(),
+            nick: nick.to_owned(),
+            session: session.map(str::to_owned),
+            since: Since::Fresh,
+        }
+    }
+
+    /// Takes `nick` in `room` for `session` on the node `seats`.
+    async fn take(
+        hub: &StreamHub<Tokio>,
+        seats: &Seats,
+        room: &str,
+        nick: &str,
+        session: Option<&str>,
+    ) -> Result<Taken, Refusal> {
+        let room_handle = hub.room(room).await.expect("a room");
+        chatter(room, nick, session)
+            .take_seat(&room_handle, seats)
+            .await
+    }
+
+    fn refused_as_taken(taken: Result<Taken, Refusal>) {
+        let refusal = taken.err().expect("refused");
+        assert_eq!(refusal.code, CloseCode(REFUSED));
+        assert!(refusal.reason.contains("taken"), "{}", refusal.reason);
+    }
+
+    /// The next message `sub` gets, as JSON.
+    async fn next_event(sub: &mut StreamSubscription<Tokio>) -> serde_json::Value {
+        let next = tokio::time::timeout(Duration::from_secs(5), sub.recv());
+        match next.await.expect("an event in time") {
+            StreamEvent::Publication(message) => match message.message() {
+                Message::Text(text) => event(text),
+                other => panic!("{other:?}"),
+            },
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
     fn a_nickname_belongs_to_one_session_per_room() {
-        let members = Members::default();
-        let t = Instant::now();
-        let ada = members.join("r", "ada", Some("tab1"), H11, t).unwrap();
-        let list = event(&ada.list);
-        assert_eq!(
-            (list["type"].as_str(), list["count"].as_u64()),
-            (Some("members"), Some(1))
-        );
-        assert_eq!(list["members"], json!(["ada"]));
-        let window = ada.window;
-        assert_eq!(window, Some(t + Duration::from_millis(250)));
+        on_tokio(async {
+            let hub = hub();
+            let (here, there) = (Seats::default(), Seats::default());
+            let ada = take(&hub, &here, "r", "ada", Some("tab1")).await.unwrap();
+            let list = event(&ada.list);
+            assert_eq!(
+                (list["type"].as_str(), list["room"].as_str()),
+                (Some("members"), Some("r"))
+            );
+            assert_eq!(
+                (&list["members"], &list["count"]),
+                (&json!(["ada"]), &json!(1))
+            );
 
-        // Another session, or none, is refused with a reason.
-        for other in [Some("tab2"), None] {
-            let refused = members.join("r", "ada", other, H11, t);
-            assert!(refused.err().expect("refused").contains("taken"));
-        }
-        // The same nickname in another room is someone else's business.
-        members.join("s", "ada", None, H11, t).unwrap();
+            // Another session, or none, is refused with a reason: on this
+            // node (its seats), and on another node sharing the room's
+            // presence (`there`: the room's presence list).
+            for seats in [&here, &there] {
+                for other in [Some("tab2"), None] {
+                    refused_as_taken(take(&hub, seats, "r", "ada", other).await);
+                }
+            }
+            // The same nickname in another room is someone else's business.
+            let elsewhere = take(&hub, &here, "s", "ada", None).await.unwrap();
 
-        // The same session again (a reload): the list, and no second join.
-        let again = members.join("r", "ada", Some("tab1"), H11, t).unwrap();
-        assert_eq!(event(&again.list)["members"], json!(["ada"]));
-        assert_eq!(again.window, None);
-        let bob = members.join("r", "bob", None, H11, t).unwrap();
-        assert_eq!(event(&bob.list)["members"], json!(["ada", "bob"]));
-        assert_eq!(bob.window, None, "inside ada's window");
+            // The same session again (a reload), here or on the other node:
+            // the list, with ada once.
+            let again = take(&hub, &here, "r", "ada", Some("tab1")).await.unwrap();
+            assert!(Arc::ptr_eq(&again.seat, &ada.seat), "one entry here");
+            let moved = take(&hub, &there, "r", "ada", Some("tab1")).await.unwrap();
+            assert_eq!(event(&moved.list)["members"], json!(["ada"]));
+            let bob = take(&hub, &there, "r", "bob", None).await.unwrap();
+            let list = event(&bob.list);
+            assert_eq!(
+                (&list["members"], &list["count"]),
+                (&json!(["ada", "bob"]), &json!(2))
+            );
+            let room = hub.room("r").await.unwrap();
+            assert_eq!(
+                room.presence().await.unwrap().len(),
+                3,
+                "ada here and there, bob"
+            );
 
-        // One notice for the window: both joins, and the count.
-        let notices = announced(&members, "r", window);
-        assert_eq!(notices.len(), 1);
-        assert_eq!(notices[0]["type"], "presence");
-        assert_eq!(notices[0]["joined"], json!(["ada", "bob"]));
-        assert_eq!(notices[0]["count"], 2);
+            // Ada's older connection goes: her entry here stays.
+            drop(ada);
+            assert_eq!(room.presence().await.unwrap().len(), 3);
+            drop((again, moved));
+            let left = room.presence().await.unwrap();
+            assert_eq!(
+                left.iter()
+                    .map(|(_, nick)| nick.as_str())
+                    .collect::<Vec<_>>(),
+                ["bob"]
+            );
+            // Now anyone may take the name, on either node.
+            let ada = take(&hub, &there, "r", "ada", Some("tab9")).await.unwrap();
+            refused_as_taken(take(&hub, &here, "r", "ada", Some("tab1")).await);
+            drop((ada, bob, elsewhere));
+            assert!(room.presence().await.unwrap().is_empty());
+            assert!(here.state.lock().unwrap().held.is_empty(), "forgotten");
+        });
+    }
+
+    #[test]
+    fn client_ids_carry_the_session() {
+        assert_eq!(session_of("tab1/00ff"), Some("tab1"));
+        assert_eq!(session_of("/00ff"), None);
+        let present = [("tab1/01".to_owned(), "ada".to_owned())];
+        assert!(!held_by_another(&present, "ada", Some("tab1"), "tab1/02"));
+        assert!(held_by_another(&present, "ada", Some("tab2"), "tab2/03"));
+        assert!(held_by_another(&present, "ada", None, "/04"));
         assert!(
-            announced(&members, "r", window).is_empty(),
-            "announced once"
+            !held_by_another(&present, "ada", None, "tab1/01"),
+            "ourselves"
         );
-
-        // Ada's older connection goes: she is still there, nothing to say.
-        let later = t + Duration::from_secs(1);
-        assert_eq!(members.leave("r", "ada", later), None);
-        let window = members.leave("r", "ada", later);
-        let notices = announced(&members, "r", window);
-        assert_eq!(notices[0]["left"], json!(["ada"]));
-        assert_eq!(notices[0]["joined"], json!([]));
-        assert_eq!(notices[0]["count"], 1);
-        // Now anyone may take the name.
-        members.join("r", "ada", Some("tab9"), H11, later).unwrap();
-        // Leaving a room or nickname that is not there changes nothing.
-        assert_eq!(members.leave("nowhere", "x", later), None);
-        assert_eq!(members.leave("r", "x", later), None);
+        assert!(!held_by_another(&present, "bob", None, "/05"));
     }
 
     #[test]
     fn a_crowd_joining_is_one_notice_per_window() {
-        let members = Members::default();
-        let t = Instant::now();
-        let mut windows = Vec::new();
-        for i in 0..5000 {
-            let joined = members.join("big", &format!("n{i}"), None, H11, t).unwrap();
-            windows.extend(joined.window);
-            if i == 4999 {
-                let list = event(&joined.list);
-                assert_eq!(list["count"], 5000);
-                assert_eq!(list["members"].as_array().unwrap().len(), MAX_LISTED);
+        on_tokio(async {
+            let hub = hub();
+            let seats = Seats::default();
+            let room = hub.room("big").await.unwrap();
+            let mut watcher = room.subscribe(None);
+            let mut crowd = Vec::new();
+            for i in 0..200 {
+                let nick = format!("n{i:03}");
+                crowd.push(take(&hub, &seats, "big", &nick, None).await.unwrap());
             }
-        }
-        assert_eq!(windows.len(), 1);
-        let notices = announced(&members, "big", windows.pop());
-        assert_eq!(notices.len(), 1);
-        assert_eq!(notices[0]["joined"].as_array().unwrap().len(), 16);
-        assert_eq!(notices[0]["joined_more"], 5000 - 16);
-        assert_eq!(notices[0]["count"], 5000);
+            let notice = next_event(&mut watcher).await;
+            assert_eq!(notice["type"], "presence", "{notice}");
+            let joined: Vec<String> = (0..16).map(|i| format!("n{i:03}")).collect();
+            assert_eq!(notice["joined"], json!(joined));
+            assert_eq!(notice["joined_more"], 200 - 16);
+            assert_eq!(
+                (&notice["left"], &notice["left_more"]),
+                (&json!([]), &json!(0))
+            );
+            // The next window: everyone leaving, in one notice.
+            crowd.clear();
+            let notice = next_event(&mut watcher).await;
+            assert_eq!(
+                (&notice["joined"], &notice["joined_more"]),
+                (&json!([]), &json!(0))
+            );
+            assert_eq!(notice["left"].as_array().unwrap().len(), 16);
+            assert_eq!(notice["left_more"], 200 - 16);
+        });
     }
 
     #[test]
-    fn an_empty_room_is_forgotten_after_its_last_notice() {
-        let members = Members::default();
-        let t = Instant::now();
-        let window = members.join("r", "ada", None, H11, t).unwrap().window;
-        assert_eq!(members.leave("r", "ada", t), None, "same window");
-        // The visit cancelled out: no notice, and the room is gone.
-        assert!(announced(&members, "r", window).is_empty());
-        assert!(members.rooms.lock().unwrap().is_empty());
+    fn lists_are_sorted_deduplicated_and_capped() {
+        let present: Vec<(String, String)> = (0..MAX_LISTED + 10)
+            .rev()
+            .flat_map(|i| {
+                let nick = format!("n{i:05}");
+                [(format!("s{i}/a"), nick.clone()), (format!("s{i}/b"), nick)]
+            })
+            .collect();
+        let (list, count) = members_event("r", &present);
+        let list = event(&list);
+        assert_eq!(
+            (count, &list["count"]),
+            (MAX_LISTED + 10, &json!(MAX_LISTED + 10))
+        );
+        let names = list["members"].as_array().unwrap();
+        assert_eq!(names.len(), MAX_LISTED);
+        assert_eq!((&names[0], &names[1]), (&json!("n00000"), &json!("n00001")));
     }
 
     #[test]
     fn listeners_get_the_list_they_start_from() {
-        let members = Members::default();
-        let ((), empty) = members.listen("r", || ());
-        assert_eq!(event(&empty)["members"], json!([]));
-        let t = Instant::now();
-        members.join("r", "ada", None, H11, t).unwrap();
-        members.join("r", "bob", None, H11, t).unwrap();
-        let (subscribed, list) = members.listen("r", || 7);
-        assert_eq!(subscribed, 7);
-        let list = event(&list);
-        assert_eq!(
-            (list["type"].as_str(), list["room"].as_str()),
-            (Some("members"), Some("r"))
-        );
-        assert_eq!(list["members"], json!(["ada", "bob"]));
+        on_tokio(async {
+            let hub = hub();
+            let room = hub.room("r").await.unwrap();
+            assert_eq!(event(&member_list(&room).await)["members"], json!([]));
+            let seats = Seats::default();
+            let _bob = take(&hub, &seats, "r", "bob", None).await.unwrap();
+            let _ada = take(&hub, &seats, "r", "ada", None).await.unwrap();
+            let list = event(&member_list(&room).await);
+            assert_eq!(
+                (list["type"].as_str(), list["room"].as_str()),
+                (Some("members"), Some("r"))
+            );
+            assert_eq!(list["members"], json!(["ada", "bob"]));
+        });
     }
 
     #[test]
@@ -935,6 +1096,17 @@ mod tests {
         assert_eq!(
             notice(ChatEnvelope.not_recovered(pos)),
             json!({"type": "not_recovered", "pos": "7_ab"})
+        );
+        let change = PresenceChange {
+            joined: vec!["ada".to_owned()],
+            joined_more: 3,
+            left: vec!["bob".to_owned()],
+            left_more: 0,
+        };
+        assert_eq!(
+            notice(ChatEnvelope.presence(&change)),
+            json!({"type": "presence", "joined": ["ada"], "joined_more": 3,
+                   "left": ["bob"], "left_more": 0})
         );
     }
 

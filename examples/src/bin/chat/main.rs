@@ -14,11 +14,12 @@
 //!   no longer held (or `since` is not a position) it gets
 //!   `not_recovered` and starts over. A new page gets `recovered` with
 //!   the current position right away. A nickname is held by one page session
-//!   per room: the same `session` may connect again while its old
-//!   connection lingers (a reload; the room then gets a `members` event
-//!   instead of a second `join`), any other connection asking for it is
-//!   closed with 1008 and the reason. Leaving or switching room is closing
-//!   the connection (and opening one to the other room);
+//!   per room (on every node, with `--redis`): the same `session` may
+//!   connect again while its old connection lingers (a reload: it gets the
+//!   member list, and the room hears of no second join), any other
+//!   connection asking for it is closed with 1008 and the reason. Leaving
+//!   or switching room is closing the connection (and opening one to the
+//!   other room);
 //! - `GET /sse/<room>`: the same room as Server-Sent Events, for listeners,
 //!   starting with a `members` event that lists who is there;
 //! - `ws://…/websocket`: a plain echo.
@@ -35,7 +36,8 @@
 //!
 //! Rooms keep their last 256 messages for 10 minutes, in this process, or
 //! with `--redis` in Redis, shared by every chat server started with the
-//! same URL (each one a node of the same chat; presence stays per node).
+//! same URL (each one a node of the same chat: member lists and presence
+//! notices cover every node).
 //!
 //! With `--https` (tokio, examples' feature `rustls`) it serves the same
 //! over TLS with HTTP/2 and HTTP/1.1, and a browser's WebSockets then run
@@ -92,9 +94,9 @@ pub(crate) struct Options {
     /// Share the rooms with every chat server connected to this Redis
     /// (redis://[user:password@]host[:port][/db]): a message sent to one
     /// reaches the members of all, and history and resume work across
-    /// them; an unreachable Redis at start is an error. Member lists and
-    /// presence stay per server. Without it the rooms live in this process
-    /// [default: none].
+    /// them, and member lists, presence notices and taken nicknames cover
+    /// them all; an unreachable Redis at start is an error. Without it the
+    /// rooms live in this process [default: none].
     #[arg(long, value_name = "URL")]
     pub(crate) redis: Option<String>,
 }

@@ -9,7 +9,7 @@ use wavecast_async_std::{
 };
 use wavecast_examples::cannot_listen;
 
-use crate::chat::{self, Members, Route};
+use crate::chat::{self, Route, Seats};
 use crate::Options;
 
 pub(crate) fn run(options: Options) -> std::io::Result<()> {
@@ -23,13 +23,13 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
             "chat (async-std): open http://{}/ in a browser",
             listener.local_addr()?
         );
-        let members = Members::default();
+        let seats = Seats::default();
         let hosts = Arc::new(chat::allowed_hosts(&options.addr, &options.allow_hosts));
         let limits = ServeConfig::default()
             .with_max_connections(options.max_connections)
             .with_config(chat::config());
         let server = serve(listener, limits, move |incoming| {
-            handle(incoming, hub.clone(), members.clone(), hosts.clone())
+            handle(incoming, hub.clone(), seats.clone(), hosts.clone())
         })?;
         let _ = stop.recv().await;
         println!("chat: shutting down");
@@ -41,7 +41,7 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
 async fn handle(
     incoming: Incoming<TcpStream>,
     hub: StreamHub<AsyncStd>,
-    members: Members,
+    seats: Seats,
     hosts: Arc<HostAllowList>,
 ) {
     match chat::route(incoming.request(), &hosts) {
@@ -77,7 +77,8 @@ async fn handle(
             // a browser reconnecting sends the last position it saw as
             // Last-Event-ID and gets what it missed first.
             let since = chat::listen_since(incoming.request());
-            let (mut subscription, list) = members.listen(&name, || room.subscribe(since));
+            let mut subscription = room.subscribe(since);
+            let list = chat::member_list(&room).await;
             if let Ok(mut sse) = SseStream::respond(incoming, SseConfig::default()).await {
                 if sse.send(&SseEvent::data(list)).await.is_ok() {
                     sse.forward_stream(&mut subscription).await;
@@ -89,13 +90,16 @@ async fn handle(
                 return;
             };
             let since = chatter.resume_from(&room).await;
+            let taken = chatter.take_seat(&room, &seats).await;
             let http = incoming.request().version();
-            let mut seated = Err(String::new());
+            let mut seated = None;
             let accepted = incoming.accept_then(Accept::new(), |ws| {
-                seated = chatter.seat(ws, &room, since, &members, http);
+                seated = Some(chatter.seat(ws, &room, since, taken, http));
             });
-            let Ok(ws) = accepted else { return };
-            chatter.converse(ws, seated, &room, &members).await;
+            let (Ok(ws), Some(seated)) = (accepted, seated) else {
+                return;
+            };
+            chatter.converse(ws, seated, &room).await;
         }
     }
 }

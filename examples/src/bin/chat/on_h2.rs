@@ -46,7 +46,7 @@ mod tls {
         StreamRoom, StreamSubscription, Tokio, UpgradeRejection, WebSocketUpgrade,
     };
 
-    use crate::chat::{self, Members, Route};
+    use crate::chat::{self, Route, Seats};
     use crate::Options;
 
     /// How long a client may take over its TLS handshake.
@@ -55,7 +55,7 @@ mod tls {
     /// What every request's handler shares.
     struct State {
         hub: StreamHub<Tokio>,
-        members: Members,
+        seats: Seats,
         hosts: HostAllowList,
     }
 
@@ -76,7 +76,7 @@ mod tls {
             );
             let state = Arc::new(State {
                 hub,
-                members: Members::default(),
+                seats: Seats::default(),
                 hosts: chat::allowed_hosts(&options.addr, &options.allow_hosts),
             });
             let mut http = auto::Builder::new(TokioExecutor::new());
@@ -182,7 +182,8 @@ mod tls {
                 // The member list first, then everything from that moment
                 // on, after what the listener missed (see `listen_since`).
                 let since = chat::listen_since(&parsed);
-                let (subscription, list) = state.members.listen(&name, || room.subscribe(since));
+                let subscription = room.subscribe(since);
+                let list = chat::member_list(&room).await;
                 // The stream holds the room, which keeps this process
                 // subscribed to it on the backplane.
                 event_stream(SseEvent::data(list).encode(), subscription, room)
@@ -214,20 +215,23 @@ mod tls {
                     return Ok(answer(HttpResponse::text(503, "too many rooms\n")));
                 };
                 let since = chatter.resume_from(&room).await;
-                let mut seated = Err(String::new());
+                let taken = chatter.take_seat(&room, &state.seats).await;
+                let mut seated = None;
                 let answered = upgrade(&mut request).and_then(|u| {
                     u.respond_then(|ws| {
-                        seated = chatter.seat(ws, &room, since, &state.members, parsed.version());
+                        seated = Some(chatter.seat(ws, &room, since, taken, parsed.version()));
                     })
                 });
-                match answered {
-                    Ok((response, ws)) => {
+                match (answered, seated) {
+                    (Ok((response, ws)), Some(seated)) => {
                         tokio::spawn(async move {
-                            chatter.converse(ws, seated, &room, &state.members).await;
+                            chatter.converse(ws, seated, &room).await;
                         });
                         response
                     }
-                    Err(refused) => refused.into_response(),
+                    (Err(refused), _) => refused.into_response(),
+                    // `respond_then` ran the setup if it answered.
+                    (Ok((response, _)), None) => response,
                 }
             }
         })
