@@ -182,6 +182,6 @@ pub(crate) fn start_client<R: Runtime, S: Transport>(
         accepted.leftover,
         Vec::new(),
     );
-    R::spawn(driver);
+    crate::task::spawn_driver::<R, _>(driver);
     (ws, response)
 }

@@ -77,7 +77,14 @@ impl<R: Runtime, S: Transport> Driver<R, S> {
             }
             let mut slices = [IoSlice::new(&[]); MAX_SLICES];
             let n = self.out.io_slices(&mut slices);
-            let res = Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..n]);
+            // One slice (small messages: frames copied into the buffer)
+            // goes out with a plain write, which the kernel takes on a
+            // shorter path than `writev`.
+            let res = if n == 1 {
+                Pin::new(&mut self.stream).poll_write(cx, &slices[0])
+            } else {
+                Pin::new(&mut self.stream).poll_write_vectored(cx, &slices[..n])
+            };
             let n = match res {
                 Poll::Ready(Ok(0)) => return Err(std::io::ErrorKind::WriteZero.into()),
                 Poll::Ready(Ok(n)) => n,

@@ -108,6 +108,7 @@ mod server;
 mod shared;
 mod sse;
 mod stream;
+mod task;
 mod tls;
 #[cfg(feature = "hyper")]
 mod upgrade;
@@ -123,6 +124,7 @@ pub use client::{client_over, connect, connect_with, Response};
 pub use reconnect::Reconnect;
 pub use server::{accept, accept_with, default_config, read_request, Incoming};
 pub use stream::IncomingMessage;
+pub use task::{connection_task, ConnectionTask};
 #[cfg(feature = "rustls")]
 pub use tls::{connect_tls_with, default_client_config};
 #[cfg(feature = "hyper")]

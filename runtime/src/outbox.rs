@@ -13,6 +13,7 @@
 //! transport without vectored writes); report the count with
 //! [`Outbox::advance`].
 
+use std::cell::RefCell;
 use std::collections::VecDeque;
 use std::io::IoSlice;
 
@@ -25,6 +26,17 @@ pub(crate) const MAX_CHUNKS: usize = 16;
 
 /// Slices [`Outbox::io_slices`] may fill: enough for a full outbox.
 pub(crate) const MAX_SLICES: usize = 2 * MAX_CHUNKS + 1;
+
+/// The largest frame buffer kept for reuse by the next connection this
+/// thread writes for.
+const SPARE_MAX: usize = 64 << 10;
+
+thread_local! {
+    /// A written-out frame buffer, so that a small message does not cost
+    /// an allocation and a free: an idle connection gives its buffer back
+    /// here, and the next one to write takes it.
+    static SPARE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
 
 /// Staged output: `buf[..at₀]`, chunk₀, `buf[at₀..at₁]`, chunk₁, …, `buf[atₙ..]`.
 #[derive(Debug, Default)]
@@ -65,6 +77,9 @@ impl Outbox {
     /// limit.
     pub(crate) fn fill(&mut self, conn: &mut Connection) {
         debug_assert!(self.is_empty(), "fill an outbox only once it is written");
+        if self.buf.capacity() == 0 {
+            self.buf = SPARE.with(|spare| std::mem::take(&mut *spare.borrow_mut()));
+        }
         self.buf.clear();
         self.buf_pos = 0;
         self.chunk_pos = 0;
@@ -156,7 +171,16 @@ impl Outbox {
     /// output memory.
     pub(crate) fn release(&mut self) {
         if self.is_empty() {
-            self.buf = Vec::new();
+            let mut buf = std::mem::take(&mut self.buf);
+            if buf.capacity() > 0 && buf.capacity() <= SPARE_MAX {
+                buf.clear();
+                SPARE.with(|spare| {
+                    let mut spare = spare.borrow_mut();
+                    if spare.capacity() < buf.capacity() {
+                        *spare = buf;
+                    }
+                });
+            }
             self.buf_pos = 0;
             self.chunks = VecDeque::new();
         }

@@ -147,7 +147,12 @@ where
                             handler(incoming).await;
                         }
                     };
-                    race(run, signalled(&cancelled)).await;
+                    // The handler's connections are driven in this task;
+                    // cancelling the handler leaves them to close.
+                    crate::task::connection_task(async move {
+                        race(run, signalled(&cancelled)).await;
+                    })
+                    .await;
                 });
             }
             Err(rejected) => {

@@ -195,7 +195,7 @@ impl<S: Transport, R: Runtime> Incoming<S, R> {
                     tracker.track(ws.shared(), R::now());
                 }
                 setup(&ws);
-                R::spawn(driver);
+                crate::task::spawn_driver::<R, _>(driver);
                 Ok(ws)
             }
             Err(e) => {

@@ -230,7 +230,7 @@ impl<R: Runtime> WebSocketUpgrade<R> {
             Vec::new(),
         );
         setup(&ws);
-        R::spawn(driver);
+        crate::task::spawn_driver::<R, _>(driver);
         Ok((response, ws))
     }
 
@@ -277,10 +277,13 @@ impl<R: Runtime> WebSocketUpgrade<R> {
         Fut: Future<Output = ()> + Send + 'static,
     {
         let mut state = None;
-        match self.respond_then(|ws| state = Some(setup(ws))) {
+        // The connection's driver runs in the callback's task.
+        let (responded, drivers) =
+            crate::task::collect_drivers(|| self.respond_then(|ws| state = Some(setup(ws))));
+        match responded {
             Ok((response, ws)) => {
                 let state = state.expect("respond_then runs setup when it succeeds");
-                R::spawn(callback(ws, state));
+                R::spawn(crate::task::connection_task(callback(ws, state)).with_drivers(drivers));
                 response
             }
             Err(rejection) => axum_core::response::IntoResponse::into_response(rejection),

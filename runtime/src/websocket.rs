@@ -139,7 +139,7 @@ impl WebSocket {
             leftover,
             Vec::new(),
         );
-        R::spawn(driver);
+        crate::task::spawn_driver::<R, _>(driver);
         ws
     }
 

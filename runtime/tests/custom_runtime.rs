@@ -5,7 +5,7 @@
 
 use std::future::{poll_fn, Future};
 use std::net::{SocketAddr, TcpListener};
-use std::pin::pin;
+use std::pin::{pin, Pin};
 use std::sync::{mpsc, Arc};
 use std::task::{Context, Poll, Waker};
 use std::thread;
@@ -148,4 +148,98 @@ fn subscribers_leaving_a_quiet_room_leave_no_waker_behind() {
     }
     let kept = wakers.iter().filter(|w| Arc::strong_count(w) > 1).count();
     assert_eq!(kept, 0, "wakers of departed subscribers kept");
+}
+
+/// A task's future, as `Threads::spawn` takes it.
+type Task = Pin<Box<dyn Future<Output = ()> + Send>>;
+
+/// Serves one echo connection in a task of its own (a thread here), as
+/// `wrap` makes it; reports how many tasks that task spawned once its
+/// client has had its echo, and ends when the task's future has ended.
+fn echo_once_in(wrap: fn(Task) -> Task) -> usize {
+    let (listener, addr) = listener();
+    let (spawned_tx, spawned) = mpsc::channel();
+    let (ended_tx, ended) = mpsc::channel();
+    Threads::spawn(Box::pin(async move {
+        let tcp = Threads::accept(&listener).await.unwrap();
+        let app: Task = Box::pin(async move {
+            let mut ws = wavecast_runtime::accept::<Threads, _>(tcp).await.unwrap();
+            while let Some(Ok(msg)) = ws.recv().await {
+                ws.send(msg).await.unwrap();
+                spawned_tx.send(threads::spawned_here()).unwrap();
+            }
+        });
+        wrap(app).await;
+        ended_tx.send(()).unwrap();
+    }));
+    block_on(within(Duration::from_secs(20), async {
+        let url = format!("ws://{addr}/");
+        let (mut ws, _) = wavecast_runtime::connect::<Threads>(&url).await.unwrap();
+        ws.send("ping").await.unwrap();
+        assert_eq!(ws.recv().await.unwrap().unwrap(), Message::from("ping"));
+        let outcome = ws
+            .close(wavecast_runtime::CloseCode::NORMAL, "done")
+            .await
+            .unwrap();
+        assert!(
+            matches!(outcome, wavecast_runtime::Outcome::Clean { .. }),
+            "{outcome:?}"
+        );
+    }));
+    ended.recv_timeout(Duration::from_secs(5)).unwrap();
+    spawned.recv_timeout(Duration::from_secs(5)).unwrap()
+}
+
+/// Inside `connection_task` the accepted connection's driver runs in the
+/// application's task: no second task is spawned, the echo and a clean
+/// close handshake still complete, and the task ends after both. The same
+/// application spawned bare starts its driver as a task of its own.
+#[test]
+fn a_connection_task_drives_its_websockets_itself() {
+    assert_eq!(echo_once_in(|app| Box::pin(app)), 1);
+    assert_eq!(
+        echo_once_in(|app| Box::pin(wavecast_runtime::connection_task(app))),
+        0
+    );
+}
+
+/// A connection task whose application panics leaves nothing behind on its
+/// thread: a connection opened there later by a plain task still gets its
+/// driver spawned (and so still works).
+#[test]
+fn a_panicking_connection_task_leaves_spawning_intact() {
+    let (listener, addr) = listener();
+    Threads::spawn(Box::pin(async move {
+        while let Ok(tcp) = Threads::accept(&listener).await {
+            Threads::spawn(Box::pin(async move {
+                let Ok(mut ws) = wavecast_runtime::accept::<Threads, _>(tcp).await else {
+                    return;
+                };
+                while let Some(Ok(msg)) = ws.recv().await {
+                    if ws.send(msg).await.is_err() {
+                        break;
+                    }
+                }
+            }));
+        }
+    }));
+    let url = format!("ws://{addr}/");
+    let panicked = std::panic::catch_unwind(|| {
+        block_on(wavecast_runtime::connection_task(async {
+            let (_ws, _) = wavecast_runtime::connect::<Threads>(&url).await.unwrap();
+            panic!("the application fails");
+        }))
+    });
+    assert!(panicked.is_err());
+    // Same thread, no connection task: the driver must be spawned.
+    let before = threads::spawned_here();
+    block_on(within(Duration::from_secs(20), async {
+        let (mut ws, _) = wavecast_runtime::connect::<Threads>(&url).await.unwrap();
+        ws.send("still here").await.unwrap();
+        assert_eq!(
+            ws.recv().await.unwrap().unwrap(),
+            Message::from("still here")
+        );
+    }));
+    assert_eq!(threads::spawned_here(), before + 1);
 }

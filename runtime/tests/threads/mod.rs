@@ -44,6 +44,17 @@ pub(crate) fn block_on<F: Future>(future: F) -> F::Output {
 /// The test's runtime: a thread per task.
 pub(crate) struct Threads;
 
+thread_local! {
+    /// How many tasks this thread has spawned: each is a thread here.
+    static SPAWNED: std::cell::Cell<usize> = const { std::cell::Cell::new(0) };
+}
+
+/// How many tasks the calling thread has spawned so far.
+#[allow(dead_code)] // Not every test file counts.
+pub(crate) fn spawned_here() -> usize {
+    SPAWNED.with(|spawned| spawned.get())
+}
+
 impl Runtime for Threads {
     type Tcp = Async<TcpStream>;
     type Listener = Async<TcpListener>;
@@ -52,6 +63,7 @@ impl Runtime for Threads {
     type Broadcast = AsyncBroadcast;
 
     fn spawn<F: Future<Output = ()> + Send + 'static>(future: F) {
+        SPAWNED.with(|spawned| spawned.set(spawned.get() + 1));
         thread::spawn(move || block_on(future));
     }
 

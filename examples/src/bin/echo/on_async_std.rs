@@ -1,7 +1,7 @@
 //! The echo server on async-std.
 
 use async_std::net::TcpListener;
-use wavecast_async_std::{accept_with, Accept};
+use wavecast_async_std::{accept_with, connection_task, Accept};
 use wavecast_examples::cannot_listen;
 
 use crate::{config, Options};
@@ -30,12 +30,13 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
             tcp.set_nodelay(true)?;
             let config = config.clone();
             let stream = options.stream;
-            async_std::task::spawn(async move {
+            // One task per connection: the WebSocket's driver runs in it.
+            async_std::task::spawn(connection_task(async move {
                 let Ok(ws) = accept_with(tcp, config, |_| Ok(Accept::new())).await else {
                     return;
                 };
                 crate::echo(ws, stream).await;
-            });
+            }));
         }
         println!("echo: shutting down");
         Ok(())

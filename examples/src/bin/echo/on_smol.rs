@@ -2,7 +2,7 @@
 
 use smol::net::TcpListener;
 use wavecast_examples::cannot_listen;
-use wavecast_smol::{accept_with, Accept};
+use wavecast_smol::{accept_with, connection_task, Accept};
 
 use crate::{config, Options};
 
@@ -26,12 +26,13 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
             tcp.set_nodelay(true)?;
             let config = config.clone();
             let stream = options.stream;
-            smol::spawn(async move {
+            // One task per connection: the WebSocket's driver runs in it.
+            smol::spawn(connection_task(async move {
                 let Ok(ws) = accept_with(tcp, config, |_| Ok(Accept::new())).await else {
                     return;
                 };
                 crate::echo(ws, stream).await;
-            })
+            }))
             .detach();
         }
         println!("echo: shutting down");

@@ -2,7 +2,7 @@
 
 use tokio::net::TcpListener;
 use wavecast_examples::cannot_listen;
-use wavecast_tokio::{accept_with, Accept};
+use wavecast_tokio::{accept_with, connection_task, Accept};
 
 use crate::{config, Options};
 
@@ -24,12 +24,13 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
             tcp.set_nodelay(true)?;
             let config = config.clone();
             let stream = options.stream;
-            tokio::spawn(async move {
+            // One task per connection: the WebSocket's driver runs in it.
+            tokio::spawn(connection_task(async move {
                 let Ok(ws) = accept_with(tcp, config, |_| Ok(Accept::new())).await else {
                     return;
                 };
                 crate::echo(ws, stream).await;
-            });
+            }));
         }
         println!("echo: shutting down");
         Ok(())
