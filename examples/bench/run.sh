@@ -204,7 +204,7 @@ FAILED=0
 
 echo "# $(date -u) $(nproc) CPUs; $(uname -sr)" | tee "$OUT/load.txt"
 echo "# wavecast tree: $(git -C ../.. rev-parse --short HEAD 2>/dev/null || echo '?')" \
-  "($(git -C ../.. status --porcelain -- core runtime-tokio runtime-smol runtime-async-std 2>/dev/null | wc -l) uncommitted files in core/ runtime-*/)" | tee -a "$OUT/load.txt"
+  "($(git -C ../.. status --porcelain -- core runtime runtime-tokio runtime-smol runtime-async-std examples/src 2>/dev/null | wc -l) uncommitted files in core/ runtime*/ examples/src/)" | tee -a "$OUT/load.txt"
 echo "start: $(uptime)" | tee -a "$OUT/load.txt"
 
 SERVER_PID=
