@@ -9,11 +9,10 @@
 
 mod support;
 
-use std::io::{BufRead, BufReader, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
+use support::chat::{refused, sse_first_event};
 use support::redis::RedisServer;
 use support::{free_addr, tokio_rt, Program};
 use wavecast_tokio::{connect, CloseCode, Message, WebSocket};
@@ -53,38 +52,6 @@ async fn notice(ws: &mut WebSocket, joined: Value, left: Value) {
             return;
         }
     }
-}
-
-/// Connects to `url` and expects the server to close with 1008; returns
-/// the reason it gave.
-async fn refused(url: &str) -> String {
-    let (mut ws, _) = connect(url).await.expect("the handshake itself succeeds");
-    let end = tokio::time::timeout(WAIT, ws.recv())
-        .await
-        .expect("closed in time");
-    assert!(!matches!(end, Some(Ok(_))), "expected a close, got {end:?}");
-    let frame = ws.close_frame().expect("a close frame");
-    assert_eq!(frame.code, CloseCode(1008), "{url}");
-    frame.reason.to_string()
-}
-
-/// Opens an SSE stream on `room` and returns its first event's data (the
-/// member list).
-fn sse_first_event(addr: &str, room: &str) -> Value {
-    let mut tcp = TcpStream::connect(addr).expect("connect SSE");
-    tcp.set_read_timeout(Some(WAIT)).unwrap();
-    write!(
-        tcp,
-        "GET /sse/{room} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
-    )
-    .unwrap();
-    for line in BufReader::new(tcp).lines() {
-        let line = line.expect("an SSE line");
-        if let Some(data) = line.strip_prefix("data:") {
-            return serde_json::from_str(data.trim()).expect("JSON");
-        }
-    }
-    panic!("the SSE stream ended without an event");
 }
 
 fn send(text: &str, id: &str) -> String {
@@ -281,7 +248,7 @@ fn member_lists_presence_and_nicknames_span_nodes() {
 
         // An SSE listener on B starts from everyone, on both nodes.
         let b = b_addr.clone();
-        let list = std::thread::spawn(move || sse_first_event(&b, "meet"))
+        let list = std::thread::spawn(move || sse_first_event(&b, "meet", WAIT))
             .join()
             .expect("SSE listener");
         assert_eq!(list["type"], "members", "{list}");
@@ -293,7 +260,7 @@ fn member_lists_presence_and_nicknames_span_nodes() {
             ws_url(&b_addr, "ann", "other"),
             format!("ws://{b_addr}/ws/meet?nick=ann"),
         ] {
-            let reason = refused(&intruder).await;
+            let reason = refused(&intruder, WAIT).await;
             assert!(reason.contains("taken"), "{reason}");
         }
 

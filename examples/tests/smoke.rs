@@ -9,6 +9,7 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use serde_json::Value;
+use support::chat::{refused, sse_first_event, sse_until};
 use support::{free_addr, get, http, tokio_rt, Program};
 use wavecast_tokio::{connect, CloseCode, Message, WebSocket};
 
@@ -231,49 +232,6 @@ fn echo_and_client(runtime: &str) {
     echo.interrupt_and_check();
 }
 
-/// Reads SSE lines from `tcp` until a `data:` line containing `needle`.
-fn sse_until(reader: impl BufRead, needle: &str) -> Vec<String> {
-    let mut seen = Vec::new();
-    for line in reader.lines() {
-        let line = line.unwrap_or_else(|e| panic!("SSE read failed after {seen:?}: {e}"));
-        let found = line.starts_with("data:") && line.contains(needle);
-        seen.push(line);
-        if found {
-            return seen;
-        }
-    }
-    panic!("SSE stream ended without {needle:?}: {seen:?}");
-}
-
-/// Connects to `url` and expects the server to close with 1008; returns
-/// the reason it gave.
-async fn refused(url: &str) -> String {
-    let (mut ws, _) = connect(url).await.expect("the handshake itself succeeds");
-    let end = tokio::time::timeout(WAIT, ws.recv())
-        .await
-        .expect("closed in time");
-    assert!(!matches!(end, Some(Ok(_))), "expected a close, got {end:?}");
-    let frame = ws.close_frame().expect("a close frame");
-    assert_eq!(frame.code, CloseCode(1008), "{url}");
-    assert!(!frame.reason.is_empty(), "the close says why");
-    frame.reason.to_string()
-}
-
-/// Opens an SSE stream on `room` and returns its first event's data (the
-/// member list).
-fn sse_first_event(addr: &str, room: &str) -> Value {
-    let mut tcp = TcpStream::connect(addr).expect("connect SSE");
-    tcp.set_read_timeout(Some(WAIT)).unwrap();
-    write!(
-        tcp,
-        "GET /sse/{room} HTTP/1.1\r\nHost: {addr}\r\nAccept: text/event-stream\r\n\r\n"
-    )
-    .unwrap();
-    let seen = sse_until(BufReader::new(tcp), "\"type\"");
-    let data = seen.last().expect("a data line");
-    serde_json::from_str(data.trim_start_matches("data:").trim()).expect("JSON")
-}
-
 /// Nicknames belong to a page session: the same session may connect again
 /// while its old connection is still there (a reload) without a second
 /// join or a leave, another session is refused with the reason, and an
@@ -292,13 +250,13 @@ async fn sessions(addr: &str) {
 
     // Another tab, or a client without a session, asking for the same name.
     for intruder in [url("sam", "tab2"), format!("ws://{addr}/ws/side?nick=sam")] {
-        let reason = refused(&intruder).await;
+        let reason = refused(&intruder, WAIT).await;
         assert!(reason.contains("taken"), "{reason}");
     }
 
     // A listener arriving now sees sam at once.
     let side = addr.to_owned();
-    let list = std::thread::spawn(move || sse_first_event(&side, "side"))
+    let list = std::thread::spawn(move || sse_first_event(&side, "side", WAIT))
         .join()
         .expect("SSE listener");
     assert_eq!(list["type"], "members", "{list}");
@@ -425,9 +383,9 @@ fn chat(runtime: &str) {
 
         // A nickname with a leading space is refused with 1008 and a reason,
         // and so is a session id with a space in it.
-        let reason = refused(&format!("ws://{addr}/ws/lobby?nick=%20bad")).await;
+        let reason = refused(&format!("ws://{addr}/ws/lobby?nick=%20bad"), WAIT).await;
         assert!(reason.contains("nicknames are"), "{reason}");
-        let reason = refused(&format!("ws://{addr}/ws/lobby?nick=ok&session=a+b")).await;
+        let reason = refused(&format!("ws://{addr}/ws/lobby?nick=ok&session=a+b"), WAIT).await;
         assert!(reason.contains("session ids are"), "{reason}");
 
         sessions(&addr).await;

@@ -39,8 +39,8 @@ fn listener() -> (Async<TcpListener>, SocketAddr) {
     (listener, addr)
 }
 
-#[test]
-fn echo_on_a_runtime_of_our_own() {
+/// An echo server, a task per connection, on a port of its own.
+fn echo_server() -> SocketAddr {
     let (listener, addr) = listener();
     Threads::spawn(Box::pin(async move {
         while let Ok(tcp) = Threads::accept(&listener).await {
@@ -56,6 +56,24 @@ fn echo_on_a_runtime_of_our_own() {
             }));
         }
     }));
+    addr
+}
+
+/// Closes `ws` and checks that the close handshake completed.
+async fn close_cleanly(mut ws: wavecast_runtime::WebSocket) {
+    let outcome = ws
+        .close(wavecast_runtime::CloseCode::NORMAL, "done")
+        .await
+        .unwrap();
+    assert!(
+        matches!(outcome, wavecast_runtime::Outcome::Clean { .. }),
+        "{outcome:?}"
+    );
+}
+
+#[test]
+fn echo_on_a_runtime_of_our_own() {
+    let addr = echo_server();
     block_on(within(Duration::from_secs(20), async {
         let url = format!("ws://{addr}/");
         let (mut ws, _) = wavecast_runtime::connect::<Threads>(&url).await.unwrap();
@@ -69,14 +87,7 @@ fn echo_on_a_runtime_of_our_own() {
         let big: Vec<u8> = (0..300_000).map(|i| (i % 253) as u8).collect();
         ws.send(big.clone()).await.unwrap();
         assert_eq!(ws.recv().await.unwrap().unwrap(), Message::from(big));
-        let outcome = ws
-            .close(wavecast_runtime::CloseCode::NORMAL, "done")
-            .await
-            .unwrap();
-        assert!(
-            matches!(outcome, wavecast_runtime::Outcome::Clean { .. }),
-            "{outcome:?}"
-        );
+        close_cleanly(ws).await;
     }));
 }
 
@@ -177,14 +188,7 @@ fn echo_once_in(wrap: fn(Task) -> Task) -> usize {
         let (mut ws, _) = wavecast_runtime::connect::<Threads>(&url).await.unwrap();
         ws.send("ping").await.unwrap();
         assert_eq!(ws.recv().await.unwrap().unwrap(), Message::from("ping"));
-        let outcome = ws
-            .close(wavecast_runtime::CloseCode::NORMAL, "done")
-            .await
-            .unwrap();
-        assert!(
-            matches!(outcome, wavecast_runtime::Outcome::Clean { .. }),
-            "{outcome:?}"
-        );
+        close_cleanly(ws).await;
     }));
     ended.recv_timeout(Duration::from_secs(5)).unwrap();
     spawned.recv_timeout(Duration::from_secs(5)).unwrap()
@@ -208,21 +212,7 @@ fn a_connection_task_drives_its_websockets_itself() {
 /// driver spawned (and so still works).
 #[test]
 fn a_panicking_connection_task_leaves_spawning_intact() {
-    let (listener, addr) = listener();
-    Threads::spawn(Box::pin(async move {
-        while let Ok(tcp) = Threads::accept(&listener).await {
-            Threads::spawn(Box::pin(async move {
-                let Ok(mut ws) = wavecast_runtime::accept::<Threads, _>(tcp).await else {
-                    return;
-                };
-                while let Some(Ok(msg)) = ws.recv().await {
-                    if ws.send(msg).await.is_err() {
-                        break;
-                    }
-                }
-            }));
-        }
-    }));
+    let addr = echo_server();
     let url = format!("ws://{addr}/");
     let panicked = std::panic::catch_unwind(|| {
         block_on(wavecast_runtime::connection_task(async {

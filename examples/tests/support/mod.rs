@@ -3,6 +3,7 @@
 
 #![allow(dead_code)] // Each test file uses part of this module.
 
+pub(crate) mod chat;
 pub(crate) mod redis;
 
 use std::io::{BufRead, BufReader, Read, Write};
