@@ -54,6 +54,13 @@ async fn notice(ws: &mut WebSocket, joined: Value, left: Value) {
     }
 }
 
+/// Starts the chat example as one node of many, on `runtime`, sharing
+/// rooms through the Redis at `redis`.
+fn chat_node(name: &'static str, runtime: &str, addr: &str, redis: &str) -> Program {
+    let args = ["--runtime", runtime, "--addr", addr, "--redis", redis];
+    Program::start_server(name, env!("CARGO_BIN_EXE_chat"), &args)
+}
+
 fn send(text: &str, id: &str) -> String {
     json!({ "text": text, "id": id }).to_string()
 }
@@ -63,17 +70,8 @@ fn two_nodes_share_rooms_acks_and_resume_through_redis() {
     let mut redis = RedisServer::start();
     let url = redis.url();
     let (a_addr, b_addr) = (free_addr(), free_addr());
-    let exe = env!("CARGO_BIN_EXE_chat");
-    let node_a = Program::start_server(
-        "chat A",
-        exe,
-        &["--runtime", "tokio", "--addr", &a_addr, "--redis", &url],
-    );
-    let node_b = Program::start_server(
-        "chat B",
-        exe,
-        &["--runtime", "smol", "--addr", &b_addr, "--redis", &url],
-    );
+    let node_a = chat_node("chat A", "tokio", &a_addr, &url);
+    let node_b = chat_node("chat B", "smol", &b_addr, &url);
     let ws_url = |addr: &str, nick: &str, since: Option<&str>| {
         let since = since.map(|s| format!("&since={s}")).unwrap_or_default();
         format!("ws://{addr}/ws/shared?nick={nick}&session={nick}1{since}")
@@ -202,17 +200,8 @@ fn member_lists_presence_and_nicknames_span_nodes() {
     let redis = RedisServer::start();
     let url = redis.url();
     let (a_addr, b_addr) = (free_addr(), free_addr());
-    let exe = env!("CARGO_BIN_EXE_chat");
-    let node_a = Program::start_server(
-        "chat A",
-        exe,
-        &["--runtime", "tokio", "--addr", &a_addr, "--redis", &url],
-    );
-    let node_b = Program::start_server(
-        "chat B",
-        exe,
-        &["--runtime", "async-std", "--addr", &b_addr, "--redis", &url],
-    );
+    let node_a = chat_node("chat A", "tokio", &a_addr, &url);
+    let node_b = chat_node("chat B", "async-std", &b_addr, &url);
     let ws_url = |addr: &str, nick: &str, session: &str| {
         format!("ws://{addr}/ws/meet?nick={nick}&session={session}")
     };
