@@ -287,16 +287,16 @@ fn end_all(list: Vec<Entry>) {
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
     use std::future::poll_fn;
     use std::sync::atomic::AtomicUsize;
     use std::time::Instant;
     use wavecast_core::{Config, Connection, Role};
 
-    /// Counts wake-ups of the driver.
+    /// Counts wake-ups (the driver's here, a task's in `task`).
     #[derive(Default)]
-    struct Counter(AtomicUsize);
+    pub(crate) struct Counter(pub(crate) AtomicUsize);
 
     impl Wake for Counter {
         fn wake(self: Arc<Self>) {

@@ -53,25 +53,21 @@ fn try_adopt<F: Future<Output = ()> + Send + 'static>(driver: F) -> Result<(), F
 /// Runs `f`, collecting the drivers it starts instead of spawning them: for
 /// [`ConnectionTask::with_drivers`], when the connection is opened before
 /// the task that serves it exists.
-#[cfg_attr(not(feature = "axum"), allow(dead_code))]
 pub(crate) fn collect_drivers<T>(f: impl FnOnce() -> T) -> (T, Vec<Branch>) {
     /// Puts back the collection this one interrupted, on unwinding too:
     /// a panicking application must not leave later drivers collected
     /// into a vector nobody polls.
-    struct Restore(Option<Option<Vec<Branch>>>);
+    struct Restore(Option<Vec<Branch>>);
     impl Drop for Restore {
         fn drop(&mut self) {
-            if let Some(previous) = self.0.take() {
-                ADOPT.with(|adopt| *adopt.borrow_mut() = previous);
-            }
+            let previous = self.0.take();
+            ADOPT.with(|adopt| *adopt.borrow_mut() = previous);
         }
     }
-    let mut restore = Restore(Some(
-        ADOPT.with(|adopt| adopt.borrow_mut().replace(Vec::new())),
-    ));
+    let restore = Restore(ADOPT.with(|adopt| adopt.borrow_mut().replace(Vec::new())));
     let value = f();
-    let previous = restore.0.take().unwrap_or_default();
-    let adopted = ADOPT.with(|adopt| std::mem::replace(&mut *adopt.borrow_mut(), previous));
+    let adopted = ADOPT.with(|adopt| adopt.borrow_mut().take());
+    drop(restore);
     (value, adopted.unwrap_or_default())
 }
 
@@ -319,20 +315,11 @@ mod tests {
     use std::sync::atomic::AtomicUsize;
 
     use super::*;
-
-    /// A task waker that counts its wakes.
-    #[derive(Default)]
-    struct Count(AtomicUsize);
-
-    impl Wake for Count {
-        fn wake(self: Arc<Self>) {
-            self.0.fetch_add(1, Ordering::SeqCst);
-        }
-    }
+    use crate::attach::tests::Counter;
 
     fn poll_once<F: Future<Output = ()> + Send>(
         task: &mut Pin<Box<ConnectionTask<F>>>,
-        count: &Arc<Count>,
+        count: &Arc<Counter>,
     ) -> Poll<()> {
         let waker = Waker::from(count.clone());
         task.as_mut().poll(&mut Context::from_waker(&waker))
@@ -351,7 +338,7 @@ mod tests {
             }
             Poll::Ready(())
         });
-        let count = Arc::new(Count::default());
+        let count = Arc::new(Counter::default());
         let mut task = Box::pin(connection_task(app));
         assert!(poll_once(&mut task, &count).is_ready());
         assert_eq!(count.0.load(Ordering::SeqCst), 0);
@@ -371,7 +358,7 @@ mod tests {
             *slot.lock().unwrap() = Some(cx.waker().clone());
             Poll::Pending
         });
-        let count = Arc::new(Count::default());
+        let count = Arc::new(Counter::default());
         let mut task = Box::pin(connection_task(app));
         assert!(poll_once(&mut task, &count).is_pending());
         assert_eq!(count.0.load(Ordering::SeqCst), 0);
@@ -406,7 +393,7 @@ mod tests {
             }
             Poll::Ready(())
         });
-        let count = Arc::new(Count::default());
+        let count = Arc::new(Counter::default());
         let mut task = Box::pin(connection_task(app));
         assert!(
             poll_once(&mut task, &count).is_pending(),
@@ -432,7 +419,7 @@ mod tests {
             cx.waker().wake_by_ref();
             Poll::<()>::Pending
         });
-        let count = Arc::new(Count::default());
+        let count = Arc::new(Counter::default());
         let mut task = Box::pin(connection_task(app));
         assert!(poll_once(&mut task, &count).is_pending());
         assert_eq!(polls.load(Ordering::SeqCst), PASSES_PER_POLL);
