@@ -16,11 +16,14 @@
 #   ./run.sh --quick         1 round, ~1 s per workload, 1,000 idle conns, 200
 #                            subscribers (CI smoke, a few minutes once built)
 #   ./run.sh --echo-only     only the echo workloads
+#   ./run.sh --broadcast-only  only the broadcast workloads
 #   ./run.sh --small-only    echo only the 20 B workload
 #   ./run.sh --large-only    only the large-message workload
 #   options: --rounds N --duration S --warmup S --idle-conns C --idle-wait S
 #            --inflight K --subs "N1 N2" --hs-workers C --no-idle
 #            --no-broadcast --no-handshakes --no-large --large-size BYTES
+#            --bcast-sizes "B1 B2" (broadcast payloads, default 64)
+#            --fixed-rate-only (broadcast at the fixed rate only)
 #            --no-build (--all: accepted, the default)
 #   ./run.sh --report results/<ts>/results.jsonl   re-print the table of a past run
 #
@@ -39,7 +42,7 @@ set -euo pipefail
 cd "$(dirname "$0")"
 
 ROUNDS=5 DURATION=5 WARMUP=1 IDLE_CONNS=10000 IDLE_WAIT=3 INFLIGHT=1
-SUBS="1000 10000" BDURATION=3 BCAST_DELIVERIES=20000 HS_WORKERS=16 HS_DURATION=3
+SUBS="1000 10000" BDURATION=3 BCAST_DELIVERIES=20000 BCAST_SIZES=64 BCAST_DRAIN=1 HS_WORKERS=16 HS_DURATION=3
 LARGE_SIZE=16777216
 ECHO_ONLY_SMALL=0 ECHO=1 IDLE=1 BROADCAST=1 HANDSHAKES=1 LARGE=1 BUILD=1 REPORT=
 while [[ $# -gt 0 ]]; do
@@ -49,6 +52,9 @@ while [[ $# -gt 0 ]]; do
     --small-only) ECHO_ONLY_SMALL=1 ;;
     --large-only) ECHO=0 IDLE=0 BROADCAST=0 HANDSHAKES=0 ;;
     --echo-only) LARGE=0 IDLE=0 BROADCAST=0 HANDSHAKES=0 ;;
+    --broadcast-only) ECHO=0 LARGE=0 IDLE=0 HANDSHAKES=0 ;;
+    --bcast-sizes) BCAST_SIZES=$2; shift ;;
+    --fixed-rate-only) BCAST_DRAIN=0 ;;
     --rounds) ROUNDS=$2; shift ;;
     --duration) DURATION=$2; shift ;;
     --warmup) WARMUP=$2; shift ;;
@@ -64,7 +70,7 @@ while [[ $# -gt 0 ]]; do
     --large-size) LARGE_SIZE=$2; shift ;;
     --no-build) BUILD=0 ;;
     --report) REPORT=$2; shift ;;
-    -h|--help) sed -n '2,37p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,40p' "$0"; exit 0 ;;
     *) echo "unknown option $1" >&2; exit 2 ;;
   esac
   shift
@@ -93,12 +99,14 @@ table() {
     group_by(.server) | sort_by(.[0].server | rank) | .[] |
       .[0].server as $s | map(select(.valid)) as $sv |
       "| \($lab) | \($s) | \($sv | spread(f)) | \(ratio($sv | stats(f).med; $wr)) | \($sv | spread(.msgs_per_server_cpu_s)) | \(ratio($sv | stats(.msgs_per_server_cpu_s).med; $wc)) | \($sv | busy) | \($sv | length)/\(length) |";
+  ( if any(.[]; .mode == "throughput") then
   "### Echo",
   "",
   "wavecast rows: the `examples/echo` program (`--runtime tokio|smol|async-std`). Last column: messages per server-CPU-second over the best of fastwebsockets, tokio-websockets and tokio-tungstenite on that workload.",
   "",
   "| workload | server | msgs/s median (min–max) | vs wavecast-tokio | msgs per server-CPU-s median (min–max) | vs wavecast-tokio | server CPU busy | client CPU busy | valid runs | per CPU vs best Rust peer |",
-  "|---|---|---|---|---|---|---|---|---|---|",
+  "|---|---|---|---|---|---|---|---|---|---|"
+  else empty end ),
   ( map(select(.mode == "throughput")) | group_by([.size, .conns, .kind, .inflight]) | .[] |
     (.[0] | "\(.conns) conns × \(.size) B \(.kind), \(.inflight) in flight") as $lab |
     (map(select(.valid and .server == "wavecast-echo")) | stats(.msgs_per_s).med) as $wr |
@@ -119,12 +127,12 @@ table() {
   end ),
   ( map(select(.mode == "broadcast")) | if length == 0 then empty else
     "",
-    "### Broadcast (one publisher, N subscribers, 64 B binary; wavecast: a room, peers: naive tokio::sync::broadcast fan-out)",
+    "### Broadcast (one publisher, N subscribers, binary; wavecast: a room, peers: naive tokio::sync::broadcast fan-out)",
     "",
     "| workload | server | delivered msgs/s median (min–max) | vs wavecast-tokio | delivered per server-CPU-s median (min–max) | vs wavecast-tokio | p50 latency µs median (min–max) | p99 latency µs median (min–max) | server CPU busy | valid runs |",
     "|---|---|---|---|---|---|---|---|---|---|",
-    ( group_by([.subs, .rate]) | .[] |
-      (.[0] | "\(.subs) subs, " + (if .rate == 0 then "as fast as the room drains (≤ \(.window) msgs in flight)"
+    ( group_by([.size, .subs, .rate]) | .[] |
+      (.[0] | "\(.subs) subs × \(.size) B, " + (if .rate == 0 then "as fast as the room drains (≤ \(.window) msgs in flight)"
                                   else "\(.rate) msgs/s published" end)) as $lab |
       (map(select(.valid and .server == "wavecast-echo")) | stats(.msgs_per_s).med) as $wr |
       (map(select(.valid and .server == "wavecast-echo")) | stats(.msgs_per_server_cpu_s).med) as $wc |
@@ -299,12 +307,16 @@ for ((r = 1; r <= ROUNDS; r++)); do
     # server each time.
     # tokio-websockets has no broadcast written for it here.
     if [[ $BROADCAST == 1 && $s != tokio-websockets-echo ]]; then
-      for n in $SUBS; do
-        for rate in 0 "$(awk -v d="$BCAST_DELIVERIES" -v n="$n" 'BEGIN { print d / n }')"; do
-          start_server "$s" --broadcast
-          loadgen "$r" --server "$s" --broadcast "$n" --rate "$rate" \
-            --warmup "$WARMUP" --duration "$BDURATION"
-          stop_server
+      for size in $BCAST_SIZES; do
+        for n in $SUBS; do
+          rates="$(awk -v d="$BCAST_DELIVERIES" -v n="$n" 'BEGIN { print d / n }')"
+          [[ $BCAST_DRAIN == 1 ]] && rates="0 $rates"
+          for rate in $rates; do
+            start_server "$s" --broadcast
+            loadgen "$r" --server "$s" --broadcast "$n" --rate "$rate" --size "$size" \
+              --warmup "$WARMUP" --duration "$BDURATION"
+            stop_server
+          done
         done
       done
     fi

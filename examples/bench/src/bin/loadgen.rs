@@ -863,13 +863,20 @@ mod bench_broadcast {
     use super::*;
     use tokio::sync::Notify;
 
-    const SIZE: usize = 64;
+    /// Payload size unless `--size` is given (at least 16: sequence number
+    /// and send time).
+    const DEFAULT_SIZE: usize = 64;
     const RING: usize = 4096;
 
     struct State {
         subs: u64,
-        /// Published payloads by `seq % RING`, as eight words.
-        ring: Vec<[AtomicU64; 8]>,
+        /// Payload size of every message.
+        size: usize,
+        /// Mixed into the filler, so payloads differ from run to run.
+        salt: u64,
+        /// The send time of each published message by `seq % RING`; the
+        /// rest of a payload is `filler(salt, seq)`.
+        ring: Vec<AtomicU64>,
         /// How many subscribers have received the message in each slot.
         got: Vec<AtomicU64>,
         /// Messages received by every subscriber (a prefix: subscribers
@@ -882,12 +889,28 @@ mod bench_broadcast {
         hist: Histogram,
     }
 
+    /// Bytes 16.. of message `seq`: a xorshift stream seeded by the
+    /// sequence number, so a subscriber can check every byte without a copy
+    /// of the payload.
+    fn filler(salt: u64, seq: u64, out: &mut [u8]) {
+        let mut rng = filler_rng(salt, seq);
+        for c in out.chunks_mut(8) {
+            let w = rng.next().to_le_bytes();
+            c.copy_from_slice(&w[..c.len()]);
+        }
+    }
+
+    fn filler_rng(salt: u64, seq: u64) -> Rng {
+        Rng((salt ^ seq.wrapping_mul(0x9E37_79B9_7F4A_7C15)) | 1)
+    }
+
     fn check(st: &State, expect: &mut u64, op: u8, p: &[u8]) -> Result<(), String> {
         let now = mono_ns();
-        if op != 2 || p.len() != SIZE {
+        if op != 2 || p.len() != st.size {
             return Err(format!(
-                "subscriber: opcode {op}, {} bytes, expected 2, {SIZE}",
-                p.len()
+                "subscriber: opcode {op}, {} bytes, expected 2, {}",
+                p.len(),
+                st.size
             ));
         }
         let seq = u64::from_le_bytes(p[..8].try_into().unwrap());
@@ -900,18 +923,19 @@ mod bench_broadcast {
         if seq >= st.published.load(Relaxed) {
             return Err(format!("subscriber: message {seq} was never published"));
         }
-        let slot = &st.ring[seq as usize % RING];
-        for (i, w) in slot.iter().enumerate() {
-            if w.load(std::sync::atomic::Ordering::Acquire).to_le_bytes() != p[i * 8..i * 8 + 8] {
-                return Err(format!(
-                    "subscriber: message {seq} differs from what was published"
-                ));
-            }
+        let sent = st.ring[seq as usize % RING].load(std::sync::atomic::Ordering::Acquire);
+        let mut rng = filler_rng(st.salt, seq);
+        let same_filler = p[16..]
+            .chunks(8)
+            .all(|c| rng.next().to_le_bytes()[..c.len()] == *c);
+        if p[8..16] != sent.to_le_bytes() || !same_filler {
+            return Err(format!(
+                "subscriber: message {seq} differs from what was published"
+            ));
         }
         *expect += 1;
         st.received.fetch_add(1, Relaxed);
         if st.measuring.load(Relaxed) {
-            let sent = u64::from_le_bytes(p[8..16].try_into().unwrap());
             st.hist.record(now.saturating_sub(sent));
         }
         if st.got[seq as usize % RING].fetch_add(1, Relaxed) + 1 == st.subs {
@@ -942,7 +966,8 @@ mod bench_broadcast {
     async fn publisher(o: Rate, shared: Arc<Shared>, st: Arc<State>, tcp: TcpStream) {
         let mut tcp = tcp;
         let mut rng = Rng::seeded();
-        let mut batch = Vec::with_capacity(64 * 80);
+        let mut batch = Vec::with_capacity(64 * (st.size + 14));
+        let mut p = Vec::with_capacity(st.size);
         let start = Instant::now();
         let mut seq = 0u64;
         while !shared.stop.load(Relaxed) && shared.error.lock().unwrap().is_none() {
@@ -965,18 +990,13 @@ mod bench_broadcast {
             }
             batch.clear();
             for _ in 0..n {
-                let mut p = [0u8; SIZE];
+                p.resize(st.size, 0);
+                let sent = mono_ns();
                 p[..8].copy_from_slice(&seq.to_le_bytes());
-                p[8..16].copy_from_slice(&mono_ns().to_le_bytes());
-                for c in p[16..].chunks_mut(8) {
-                    c.copy_from_slice(&rng.next().to_le_bytes());
-                }
-                let slot = &st.ring[seq as usize % RING];
+                p[8..16].copy_from_slice(&sent.to_le_bytes());
+                filler(st.salt, seq, &mut p[16..]);
                 st.got[seq as usize % RING].store(0, Relaxed);
-                for (i, w) in slot.iter().enumerate() {
-                    let v = u64::from_le_bytes(p[i * 8..i * 8 + 8].try_into().unwrap());
-                    w.store(v, std::sync::atomic::Ordering::Release);
-                }
+                st.ring[seq as usize % RING].store(sent, std::sync::atomic::Ordering::Release);
                 seq += 1;
                 st.published
                     .store(seq, std::sync::atomic::Ordering::Release);
@@ -999,9 +1019,24 @@ mod bench_broadcast {
 
     pub(super) async fn run(o: &Opts, shared: Arc<Shared>, n: usize) -> String {
         let window = o.window.clamp(1, 200);
+        // `--size` (default 20) is the echo size; broadcast keeps 64 B
+        // unless it is given.
+        let size = if arg("size").is_some() {
+            o.size
+        } else {
+            DEFAULT_SIZE
+        };
+        if size < 16 {
+            shared.fail(format!(
+                "--size {size}: broadcast messages need at least 16 bytes"
+            ));
+            return String::new();
+        }
         let st = Arc::new(State {
             subs: n as u64,
-            ring: (0..RING).map(|_| Default::default()).collect(),
+            size,
+            salt: Rng::seeded().next(),
+            ring: (0..RING).map(|_| AtomicU64::new(0)).collect(),
             got: (0..RING).map(|_| AtomicU64::new(0)).collect(),
             done: AtomicU64::new(0),
             published: AtomicU64::new(0),
@@ -1092,7 +1127,7 @@ mod bench_broadcast {
                 .map_or("null".into(), |v| format!("{:.1}", v / 1000.0))
         };
         format!(
-            "{{\"mode\":\"broadcast\",\"server\":\"{}\",\"subs\":{n},\"size\":{SIZE},\"rate\":{},\"window\":{window},\
+            "{{\"mode\":\"broadcast\",\"server\":\"{}\",\"subs\":{n},\"size\":{size},\"rate\":{},\"window\":{window},\
              \"seconds\":{secs:.3},\"published\":{},\"delivered\":{msgs},\"msgs_per_s\":{:.0},\
              \"published_per_s\":{:.0},\"server_cpu_s\":{},\"msgs_per_server_cpu_s\":{},\"client_cpu_s\":{},\
              \"p50_us\":{},\"p99_us\":{},\"latency_samples\":{},\"published_total\":{},\"received_total\":{}",
