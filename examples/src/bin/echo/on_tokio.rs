@@ -22,11 +22,15 @@ pub(crate) fn run(options: Options) -> std::io::Result<()> {
                 _ = tokio::signal::ctrl_c() => break,
             };
             tcp.set_nodelay(true)?;
-            let config = config.clone();
             let stream = options.stream;
+            // The handshake future is made out here and moved in: a task's
+            // future keeps what its `async` block captures for as long as
+            // the task lives, and this way that is one pointer instead of
+            // the TCP stream and the config (see `connection_task`).
+            let accepting = accept_with(tcp, config.clone(), |_| Ok(Accept::new()));
             // One task per connection: the WebSocket's driver runs in it.
             tokio::spawn(connection_task(async move {
-                let Ok(ws) = accept_with(tcp, config, |_| Ok(Accept::new())).await else {
+                let Ok(ws) = accepting.await else {
                     return;
                 };
                 crate::echo(ws, stream).await;
